@@ -1,0 +1,228 @@
+"""The evaluation protocol: train a network from scratch on a set of images, test it on real data.
+
+Every number ddorch reports goes through `evaluate`: the full-data baseline (train on the whole
+real training set) and the synthetic sets (train on S). Labels may be class indices (N,) or
+probability vectors (N, K) (PAD/DATM learn soft labels); a learned learning rate may replace the
+protocol's.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddcore.augment import dsa
+from ddcore.data.base import RealDataset
+from ddcore.errors import DDError
+from ddcore.models import get_model
+from ddcore.progress import progress_bar
+from ddcore.runtime import resolve_device, seed_everything, synchronize
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How a network is trained before it is tested.
+
+    schedule "cosine": cosine annealing from `lr` to 0 over all steps.
+    schedule "step": `lr` divided by 10 after half the epochs (DC/DM's `evaluate_synset`).
+    `augment`: DSA augmentation of every training batch (the DD field trains on S with it).
+    """
+
+    name: str
+    epochs: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    schedule: str = "cosine"
+    augment: bool = False
+
+
+# The seed document's full-data protocol: SGD momentum 0.9, cosine annealing, lr 0.01, 20 epochs.
+FULL_DATA = EvalProtocol("full", epochs=20, lr=0.01, schedule="cosine", augment=False)
+# The DD field's protocol for synthetic sets (DC, Zhao et al. 2021; DM and DataDAM use 1000 epochs):
+# SGD momentum 0.9, weight decay 5e-4, lr 0.01 decayed x0.1 at half, batch 256, DSA on.
+SYNTHETIC = EvalProtocol("synthetic", epochs=1000, lr=0.01, schedule="step", augment=True)
+PROTOCOLS = {p.name: p for p in (FULL_DATA, SYNTHETIC)}
+
+
+def get_protocol(name: str) -> EvalProtocol:
+    if name not in PROTOCOLS:
+        raise DDError(f"unknown evaluation protocol '{name}'; known: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+@dataclass
+class SeedRun:
+    """One network trained from scratch with one seed and tested on the real test set."""
+
+    seed: int
+    accuracy: float
+    balanced_accuracy: float
+    train_seconds: float
+
+
+@dataclass
+class EvalResult:
+    """All seeds of one architecture under one protocol. FLOPs: one multiply-add = one FLOP (fvcore)."""
+
+    model: str
+    protocol: str
+    flops_per_image: int
+    runs: list[SeedRun] = field(default_factory=list)
+
+    @property
+    def accuracy_mean(self) -> float:
+        return statistics.fmean(r.accuracy for r in self.runs)
+
+    @property
+    def accuracy_std(self) -> float:
+        return statistics.pstdev(r.accuracy for r in self.runs)
+
+    @property
+    def balanced_accuracy_mean(self) -> float:
+        return statistics.fmean(r.balanced_accuracy for r in self.runs)
+
+    @property
+    def train_seconds_mean(self) -> float:
+        return statistics.fmean(r.train_seconds for r in self.runs)
+
+
+def count_flops(model: nn.Module, channels: int, image_size: int) -> int:
+    """FLOPs of one forward pass on one image, counted by fvcore.
+
+    Convention: one multiply-add counts as one FLOP (fvcore's; `torch.utils.flop_counter` counts
+    two). Convolutions, linear layers and normalisations are counted; fvcore does not count
+    pooling or activations.
+    """
+    with warnings.catch_warnings():  # fvcore's import warns under recent torch
+        warnings.simplefilter("ignore")
+        from fvcore.nn import FlopCountAnalysis
+
+    probe = copy.deepcopy(model).cpu().eval()
+    analysis = FlopCountAnalysis(probe, torch.zeros(1, channels, image_size, image_size))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return int(analysis.total())
+
+
+@torch.inference_mode()
+def measure_accuracy(model: nn.Module, data: RealDataset, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
+    """Accuracy and balanced accuracy (mean per-class recall) on the real test set."""
+    model.eval()
+    predictions = []
+    for start in range(0, len(data.test_labels), batch_size):
+        batch = data.test_images[start : start + batch_size].to(device, non_blocking=True)
+        predictions.append(model(batch).argmax(dim=1).cpu())
+    predicted = torch.cat(predictions)
+    correct = predicted == data.test_labels
+    per_class = [correct[data.test_labels == c].float().mean() for c in data.test_labels.unique()]
+    return correct.float().mean().item(), torch.stack(per_class).mean().item()
+
+
+def _lr_at(protocol: EvalProtocol, lr: float, step: int, total_steps: int, epoch: int) -> float:
+    if protocol.schedule == "cosine":
+        return 0.5 * lr * (1 + math.cos(math.pi * step / total_steps))
+    return lr * (0.1 if epoch >= protocol.epochs // 2 else 1.0)
+
+
+def train_network(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    protocol: EvalProtocol,
+    seed: int,
+    lr: float | None = None,
+    dsa_strategy: str = "",
+    progress: bool = False,
+) -> None:
+    """Train `model` in place on (images, labels) with the protocol; all tensors on the model's device."""
+    lr = protocol.lr if lr is None else lr
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+    shuffler = torch.Generator().manual_seed(seed)
+    steps_per_epoch = -(-len(images) // protocol.batch_size)
+    total_steps = protocol.epochs * steps_per_epoch
+    augment = protocol.augment and dsa_strategy not in ("", "none")
+    model.train()
+    step = 0
+    with progress_bar(f"train {protocol.name}", total_steps, enabled=progress) as bar:
+        for epoch in range(protocol.epochs):
+            order = torch.randperm(len(images), generator=shuffler).to(images.device)
+            for start in range(0, len(images), protocol.batch_size):
+                batch = order[start : start + protocol.batch_size]
+                x, y = images[batch], labels[batch]
+                if augment:
+                    x = dsa(x, dsa_strategy, seed=seed * 1_000_003 + step)
+                for group in optimizer.param_groups:
+                    group["lr"] = _lr_at(protocol, lr, step, total_steps, epoch)
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                bar.advance(status=f"epoch {epoch + 1}/{protocol.epochs}")
+
+
+def train_and_test(
+    model_name: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data: RealDataset,
+    protocol: EvalProtocol,
+    seed: int,
+    device: torch.device,
+    lr: float | None = None,
+    dsa_strategy: str = "",
+    progress: bool = False,
+) -> SeedRun:
+    """Train a fresh `model_name` network (initialised from `seed`) and test it on the real test set."""
+    seed_everything(seed)
+    model = get_model(model_name, data.channels, data.num_classes, data.image_size).to(device)
+    images, labels = images.to(device), labels.to(device)
+    synchronize(device)
+    started = time.perf_counter()
+    train_network(model, images, labels, protocol, seed, lr=lr, dsa_strategy=dsa_strategy, progress=progress)
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    accuracy, balanced = measure_accuracy(model, data, device)
+    return SeedRun(seed=seed, accuracy=accuracy, balanced_accuracy=balanced, train_seconds=seconds)
+
+
+def check_labels(labels: torch.Tensor, num_images: int, num_classes: int) -> None:
+    hard = labels.dim() == 1 and not labels.is_floating_point()
+    soft = labels.dim() == 2 and labels.shape[1] == num_classes and labels.is_floating_point()
+    if not (hard or soft) or labels.shape[0] != num_images:
+        raise DDError(
+            f"labels must be {num_images} class indices or a {num_images}x{num_classes} float matrix, "
+            f"got shape {tuple(labels.shape)} of {labels.dtype}"
+        )
+
+
+def evaluate(
+    model_name: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data: RealDataset,
+    protocol: EvalProtocol = SYNTHETIC,
+    seeds: tuple[int, ...] = (0,),
+    device: str | torch.device = "auto",
+    lr: float | None = None,
+    dsa_strategy: str = "",
+    progress: bool = False,
+) -> EvalResult:
+    """Train `model_name` from scratch on (images, labels) once per seed; test each on the real test set."""
+    check_labels(labels, len(images), data.num_classes)
+    device = resolve_device(device)
+    flops = count_flops(get_model(model_name, data.channels, data.num_classes, data.image_size), data.channels, data.image_size)
+    result = EvalResult(model=model_name, protocol=protocol.name, flops_per_image=flops)
+    for seed in seeds:
+        result.runs.append(
+            train_and_test(model_name, images, labels, data, protocol, seed, device, lr, dsa_strategy, progress)
+        )
+    return result

@@ -1,0 +1,43 @@
+"""Distillation methods by name. Each is one module with a config dataclass, presets and `distill`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from ddcore.errors import DDError
+from ddcore.methods.base import Callback, MethodConfig, StepReport
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    module: ModuleType
+
+    @property
+    def presets(self) -> list[str]:
+        return list(self.module.PRESETS)
+
+    def config(self, preset: str, dataset: str, ipc: int | None = None) -> MethodConfig:
+        if preset not in self.module.PRESETS:
+            raise DDError(f"unknown preset '{preset}' for {self.name}; known: {', '.join(self.presets)}")
+        return self.module.PRESETS[preset](dataset, ipc)
+
+
+def _methods() -> dict[str, Method]:
+    from ddcore.methods import datadam
+
+    return {"datadam": Method("datadam", datadam)}
+
+
+def list_methods() -> list[str]:
+    return sorted(_methods())
+
+
+def get_method(name: str) -> Method:
+    methods = _methods()
+    if name not in methods:
+        raise DDError(f"unknown method '{name}'; known methods: {', '.join(list_methods())}")
+    return methods[name]
+
+
+__all__ = ["Callback", "Method", "MethodConfig", "StepReport", "get_method", "list_methods"]

@@ -1,0 +1,78 @@
+"""The distilled artefact: a synthetic set with everything needed to train on it and to look at it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddcore.errors import DDError
+
+
+@dataclass
+class SyntheticSet:
+    """Images (normalised like the real data), labels (class indices or soft), and provenance.
+
+    Saved as a plain dict of tensors and primitives so that `torch.load(weights_only=True)` can
+    read it back without executing code.
+    """
+
+    images: torch.Tensor  # (N, C, H, W)
+    labels: torch.Tensor  # (N,) int64, or (N, num_classes) float for soft labels
+    dataset: str
+    method: str
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    config: dict[str, Any] = field(default_factory=dict)  # JSON-like: str, int, float, bool, lists
+    learned_lr: float | None = None  # a learned evaluation learning rate (PAD/DATM), if any
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def ipc(self) -> int:
+        return len(self.images) // self.num_classes
+
+    def hard_labels(self) -> torch.Tensor:
+        return self.labels if self.labels.dim() == 1 else self.labels.argmax(dim=1)
+
+    def denormalised(self) -> torch.Tensor:
+        """Images back in [0, 1] pixel space, for pictures."""
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (self.images.detach().cpu().float() * std + mean).clamp(0, 1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temporary name, then rename): a killed run never leaves a half file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "images": self.images.detach().cpu(),
+            "labels": self.labels.detach().cpu(),
+            "dataset": self.dataset,
+            "method": self.method,
+            "class_names": list(self.class_names),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "config": self.config,
+            "learned_lr": self.learned_lr,
+        }
+        tmp = path.with_name(path.name + ".partial")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SyntheticSet":
+        path = Path(path)
+        if not path.is_file():
+            raise DDError(f"synthetic set file not found: {path}")
+        try:
+            payload = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as error:  # pickle/zip errors come in many types
+            raise DDError(f"cannot read synthetic set {path}: {error}") from None
+        payload["mean"], payload["std"] = tuple(payload["mean"]), tuple(payload["std"])
+        return cls(**payload)

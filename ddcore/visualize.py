@@ -1,0 +1,76 @@
+"""Pictures people would rather look at than read: image grids and curves."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and Ray workers
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid, save_image  # noqa: E402
+
+from ddcore.synthetic import SyntheticSet  # noqa: E402
+
+
+def _upscale_small(images: torch.Tensor, min_size: int = 32) -> torch.Tensor:
+    """Nearest-neighbour upscaling so 8x8 digits stay visible in a grid."""
+    factor = max(1, -(-min_size // images.shape[-1]))
+    return images.repeat_interleave(factor, dim=-1).repeat_interleave(factor, dim=-2) if factor > 1 else images
+
+
+def save_grids(synthetic: SyntheticSet, folder: str | Path) -> list[Path]:
+    """One grid per class and one all-classes grid (a row per class), de-normalised to pixels."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = _upscale_small(synthetic.denormalised())
+    labels = synthetic.hard_labels()
+    order = torch.argsort(labels, stable=True)
+    paths = [folder / "grid_all_classes.png"]
+    save_image(pixels[order], paths[0], nrow=max(1, synthetic.ipc), padding=2, pad_value=1.0)
+    for c, name in enumerate(synthetic.class_names):
+        members = pixels[labels == c]
+        if len(members) == 0:
+            continue
+        path = folder / f"grid_class_{c}_{_safe(name)}.png"
+        save_image(members, path, nrow=min(10, len(members)), padding=2, pad_value=1.0)
+        paths.append(path)
+    return paths
+
+
+def save_side_by_side(sets: list[SyntheticSet], titles: list[str], path: str | Path) -> Path:
+    """Several synthetic sets' all-class grids next to each other (e.g. real vs noise init)."""
+    figure, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 5), squeeze=False)
+    for axis, synthetic, title in zip(axes[0], sets, titles):
+        pixels = _upscale_small(synthetic.denormalised())[torch.argsort(synthetic.hard_labels(), stable=True)]
+        grid = make_grid(pixels, nrow=max(1, synthetic.ipc), padding=2, pad_value=1.0)
+        axis.imshow(grid.permute(1, 2, 0).numpy())
+        axis.set_title(title)
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
+def save_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, xlabel: str, ylabel: str, log_y: bool = False) -> Path:
+    """Line plot of named (step, value) series, e.g. loss components over distillation iterations."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, points in curves.items():
+        if points:
+            steps, values = zip(*points)
+            axis.plot(steps, values, label=name)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    if log_y:
+        axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name)

@@ -1,0 +1,137 @@
+"""The `ddorch` command line: a thin layer over ddcore functions that tests can call directly.
+
+Bad input never shows a traceback: library code raises `DDError` with one line, which every
+command prints as `error: ...` before exiting with status 2.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ddcore.errors import DDError
+
+app = typer.Typer(
+    help="ddorch: distil, evaluate, sweep and report dataset-distillation experiments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+DataRootOption = typer.Option(None, "--data-root", help="Folder holding the data sets (default: $DDORCH_DATA_ROOT, then ~/.cache/ddorch/data).")
+DeviceOption = typer.Option("auto", "--device", help="auto (GPU when visible), cpu or cuda.")
+ImageSizeOption = typer.Option(None, "--image-size", help="Resize images to this square size (default: the data set's own).")
+DownloadOption = typer.Option(False, "--download", help="Download MNIST / Fashion-MNIST with torchvision if missing (needs internet).")
+
+
+def friendly_errors(command: Callable) -> Callable:
+    """Turn a `DDError` into one `error: ...` line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DDError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+@app.command()
+@friendly_errors
+def baseline(
+    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
+    model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Number of training seeds (0..N-1)."),
+    protocol: str = typer.Option("full", "--protocol", help="full (20 epochs, cosine) or synthetic."),
+    refresh: bool = typer.Option(False, "--refresh", help="Retrain even if a cached result exists."),
+    data_root: Optional[Path] = DataRootOption,
+    image_size: Optional[int] = ImageSizeOption,
+    device: str = DeviceOption,
+    download: bool = DownloadOption,
+) -> None:
+    """Train MODEL on the whole real training set and test it: the full-data upper bound."""
+    from ddcore.baseline import cache_dir, full_data_baseline
+    from ddcore.data import load_dataset
+    from ddcore.evaluate import get_protocol
+
+    chosen_protocol = get_protocol(protocol)
+    data = load_dataset(dataset, data_root, image_size, download)
+    console.print(
+        f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images, "
+        f"{data.channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes"
+    )
+    result, from_cache = full_data_baseline(
+        data, model, tuple(range(seeds)), chosen_protocol, device, refresh=refresh, progress=True
+    )
+    table = Table(title=f"Full-data baseline: {model} on {dataset} ({chosen_protocol.name} protocol)")
+    for column in ("seed", "accuracy %", "balanced acc. %", "train time s", "cached"):
+        table.add_column(column, justify="right")
+    for run, cached in zip(result.runs, from_cache):
+        table.add_row(
+            str(run.seed), f"{100 * run.accuracy:.2f}", f"{100 * run.balanced_accuracy:.2f}",
+            f"{run.train_seconds:.1f}", "yes" if cached else "no",
+        )
+    console.print(table)
+    console.print(
+        f"accuracy {100 * result.accuracy_mean:.2f} ± {100 * result.accuracy_std:.2f} %, "
+        f"balanced {100 * result.balanced_accuracy_mean:.2f} %, "
+        f"{result.flops_per_image / 1e6:.2f} MFLOPs per image (fvcore: 1 multiply-add = 1 FLOP)"
+    )
+    console.print(f"results cached in {cache_dir() / 'baselines'}")
+
+
+@app.command()
+@friendly_errors
+def models(
+    channels: int = typer.Option(1, "--channels", min=1),
+    image_size: int = typer.Option(28, "--image-size", min=8),
+    num_classes: int = typer.Option(10, "--num-classes", min=2),
+) -> None:
+    """List the registered networks with their parameter counts for one input shape."""
+    from ddcore.evaluate import count_flops
+    from ddcore.models import get_model, list_models, parameter_count
+
+    table = Table(title=f"Networks for {channels}x{image_size}x{image_size} inputs, {num_classes} classes")
+    for column in ("model", "parameters", "MFLOPs / image"):
+        table.add_column(column, justify="right")
+    for name in list_models():
+        net = get_model(name, channels, num_classes, image_size)
+        table.add_row(name, f"{parameter_count(net):,}", f"{count_flops(net, channels, image_size) / 1e6:.2f}")
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def datasets(
+    data_root: Optional[Path] = DataRootOption,
+) -> None:
+    """List the data sets and whether each is found under the data root."""
+    from ddcore.data import DATASETS, load_dataset, resolve_data_root
+
+    root = resolve_data_root(data_root)
+    table = Table(title=f"Data sets (data root: {root})")
+    for column in ("name", "status"):
+        table.add_column(column)
+    for name in DATASETS:
+        try:
+            data = load_dataset(name, root)
+            status = f"{len(data.train_labels)} train / {len(data.test_labels)} test, {data.num_classes} classes"
+        except DDError as error:
+            status = f"not found: {error}"
+        table.add_row(name, status)
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Evaluation protocol: learns a separable toy set, accepts soft labels, counts FLOPs exactly."""
+import torch
+from torch import nn
+
+from ddcore.baseline import full_data_baseline
+from ddcore.data.base import RealDataset
+from ddcore.errors import DDError
+from ddcore.evaluate import EvalProtocol, count_flops, evaluate, measure_accuracy
+from ddcore.models import FeatureNet
+
+import pytest
+
+QUICK = EvalProtocol("quick", epochs=15, lr=0.05, batch_size=32, schedule="cosine", augment=False)
+
+
+def toy_dataset(n_per_class: int = 60, seed: int = 0) -> RealDataset:
+    """Three classes told apart by which third of an 8x8 image is bright, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.arange(3).repeat_interleave(n)
+        images = 0.3 * torch.randn(len(labels), 1, 8, 8, generator=g)
+        for c in range(3):
+            images[labels == c, :, :, c * 3 : c * 3 + 2] += 1.0
+        return images, labels
+
+    (train_x, train_y), (test_x, test_y) = make(n_per_class), make(n_per_class // 2)
+    return RealDataset("toy", train_x, train_y, test_x, test_y, ["a", "b", "c"], (0.0,), (1.0,))
+
+
+def test_learns_separable_toy_set():
+    data = toy_dataset()
+    result = evaluate("ConvNetD2", data.train_images, data.train_labels, data, QUICK, seeds=(0, 1), device="cpu")
+    assert len(result.runs) == 2
+    assert result.accuracy_mean > 0.95
+    assert result.balanced_accuracy_mean > 0.95
+    assert all(r.train_seconds > 0 for r in result.runs)
+
+
+def test_untrained_network_is_near_chance():
+    data = toy_dataset()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    with torch.no_grad():
+        net[1].weight.zero_()
+        net[1].bias.copy_(torch.tensor([1.0, 0.0, 0.0]))  # always answers class 0
+    accuracy, balanced = measure_accuracy(net, data, torch.device("cpu"))
+    assert accuracy == pytest.approx(1 / 3)
+    assert balanced == pytest.approx(1 / 3)
+
+
+def test_soft_labels_and_learned_lr_accepted():
+    data = toy_dataset()
+    soft = torch.nn.functional.one_hot(data.train_labels, 3).float() * 0.8 + 0.2 / 3
+    result = evaluate("MLP", data.train_images, soft, data, QUICK, seeds=(0,), device="cpu", lr=0.02)
+    assert result.accuracy_mean > 0.9
+
+
+def test_bad_labels_rejected():
+    data = toy_dataset()
+    with pytest.raises(DDError, match="labels must be"):
+        evaluate("MLP", data.train_images, data.train_labels[:5], data, QUICK, device="cpu")
+
+
+def test_seeds_are_deterministic():
+    data = toy_dataset()
+    first = evaluate("MLP", data.train_images, data.train_labels, data, QUICK, seeds=(3,), device="cpu")
+    second = evaluate("MLP", data.train_images, data.train_labels, data, QUICK, seeds=(3,), device="cpu")
+    assert first.runs[0].accuracy == second.runs[0].accuracy
+
+
+def test_flops_match_hand_count():
+    # conv 1->2, 3x3, padding 1 on 8x8: 2 out channels * 9 taps * 64 positions = 1152 multiply-adds;
+    # linear 128->3: 384 multiply-adds. fvcore counts one multiply-add as one FLOP, biases not counted.
+    net = FeatureNet(nn.ModuleList([nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU())]), nn.Linear(128, 3))
+    assert count_flops(net, channels=1, image_size=8) == 1152 + 384
+
+
+def test_baseline_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path))
+    data = toy_dataset()
+    first, cached_first = full_data_baseline(data, "MLP", seeds=(0,), protocol=QUICK, device="cpu")
+    second, cached_second = full_data_baseline(data, "MLP", seeds=(0, 1), protocol=QUICK, device="cpu")
+    assert cached_first == [False] and cached_second == [True, False]
+    assert second.runs[0] == first.runs[0]
+    assert len(list((tmp_path / "baselines").glob("*.json"))) == 2
