@@ -12,13 +12,13 @@ import math
 import statistics
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddcore.augment import dsa
+from ddcore.augment import DSAParams, dsa
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.models import get_model
@@ -51,12 +51,20 @@ FULL_DATA = EvalProtocol("full", epochs=20, lr=0.01, schedule="cosine", augment=
 # SGD momentum 0.9, weight decay 5e-4, lr 0.01 decayed x0.1 at half, batch 256, DSA on.
 SYNTHETIC = EvalProtocol("synthetic", epochs=1000, lr=0.01, schedule="step", augment=True)
 PROTOCOLS = {p.name: p for p in (FULL_DATA, SYNTHETIC)}
+# Training networks on S augments each image independently (DC's evaluate_synset calls DSA unseeded).
+PER_IMAGE = DSAParams(per_sample=True)
 
 
-def get_protocol(name: str) -> EvalProtocol:
+def get_protocol(name: str, batch_size: int | None = None) -> EvalProtocol:
+    """A named protocol; another batch size gives a distinct name (so caches never mix them)."""
     if name not in PROTOCOLS:
         raise DDError(f"unknown evaluation protocol '{name}'; known: {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[name]
+    protocol = PROTOCOLS[name]
+    if batch_size is None or batch_size == protocol.batch_size:
+        return protocol
+    if batch_size < 1:
+        raise DDError(f"batch size must be positive, got {batch_size}")
+    return replace(protocol, name=f"{name}-bs{batch_size}", batch_size=batch_size)
 
 
 @dataclass
@@ -158,7 +166,7 @@ def train_network(
                 batch = order[start : start + protocol.batch_size]
                 x, y = images[batch], labels[batch]
                 if augment:
-                    x = dsa(x, dsa_strategy, seed=seed * 1_000_003 + step)
+                    x = dsa(x, dsa_strategy, seed=seed * 1_000_003 + step, params=PER_IMAGE)
                 for group in optimizer.param_groups:
                     group["lr"] = _lr_at(protocol, lr, step, total_steps, epoch)
                 loss = F.cross_entropy(model(x), y)

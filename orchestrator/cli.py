@@ -50,6 +50,7 @@ def baseline(
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Number of training seeds (0..N-1)."),
     protocol: str = typer.Option("full", "--protocol", help="full (20 epochs, cosine) or synthetic."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size (default: the protocol's, 256)."),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if a cached result exists."),
     data_root: Optional[Path] = DataRootOption,
     image_size: Optional[int] = ImageSizeOption,
@@ -61,7 +62,7 @@ def baseline(
     from ddcore.data import load_dataset
     from ddcore.evaluate import get_protocol
 
-    chosen_protocol = get_protocol(protocol)
+    chosen_protocol = get_protocol(protocol, batch_size)
     data = load_dataset(dataset, data_root, image_size, download)
     console.print(
         f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images, "
@@ -85,6 +86,75 @@ def baseline(
         f"{result.flops_per_image / 1e6:.2f} MFLOPs per image (fvcore: 1 multiply-add = 1 FLOP)"
     )
     console.print(f"results cached in {cache_dir() / 'baselines'}")
+
+
+def _split_names(names: str) -> list[str]:
+    return [name.strip() for name in names.split(",") if name.strip()]
+
+
+@app.command()
+@friendly_errors
+def run(
+    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
+    method: str = typer.Option("datadam", "--method", help="A distillation method (`datadam`)."),
+    ipc: Optional[int] = typer.Option(None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."),
+    init: Optional[str] = typer.Option(None, "--init", help="real (random real images) or noise."),
+    model: Optional[str] = typer.Option(None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."),
+    preset: str = typer.Option("paper", "--preset", help="paper (official defaults) or course (the seed's setting)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Distillation iterations."),
+    lr_images: Optional[float] = typer.Option(None, "--lr-images", help="Learning rate of the synthetic images."),
+    batch_real: Optional[int] = typer.Option(None, "--batch-real", help="Real images per class per iteration."),
+    mmd_weight: Optional[float] = typer.Option(None, "--lambda", help="Weight of the last-layer (MMD) term."),
+    attention_power: Optional[float] = typer.Option(None, "--attention-power", help="p in sum_c |f_c|^p."),
+    dsa_strategy: Optional[str] = typer.Option(None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none."),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for the distillation forwards."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the distillation."),
+    eval_models: str = typer.Option("ConvNetD3", "--eval-models", help="Comma-separated networks trained on the synthetic set."),
+    eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
+    eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the synthetic-set protocol's 1000 epochs."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db here, or $MLFLOW_TRACKING_URI)."),
+    experiment: str = typer.Option("ddorch", "--experiment", help="MLflow experiment name."),
+    output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Local copy of each run's artefacts."),
+    data_root: Optional[Path] = DataRootOption,
+    image_size: Optional[int] = ImageSizeOption,
+    device: str = DeviceOption,
+) -> None:
+    """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow."""
+    from ddcore.methods import get_method
+    from orchestrator.tracking import Tracker
+    from orchestrator.trial import TrialConfig, run_trial
+
+    chosen = get_method(method)
+    method_config = chosen.config(preset, dataset, ipc).with_overrides(
+        init=init, model=model, iterations=iterations, lr_images=lr_images, batch_real=batch_real,
+        mmd_weight=mmd_weight, attention_power=attention_power, dsa_strategy=dsa_strategy,
+        bf16=bf16 or None, seed=seed, device=device,
+    )
+    trial = TrialConfig(
+        dataset=dataset, method=method, method_config=method_config, preset=preset,
+        eval_models=_split_names(eval_models), eval_seeds=eval_seeds, eval_epochs=eval_epochs,
+        baseline=baseline, data_root=str(data_root) if data_root else None, image_size=image_size,
+    )
+    tracker = Tracker.start(tracking_uri, experiment, run_name=f"{dataset}-{method}-ipc{method_config.ipc}-{method_config.init}")
+    result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
+
+    table = Table(title=f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with {method_config.model}")
+    for column in ("eval model", "accuracy %", "balanced %", "train s", "MFLOPs/img", "full-data acc. %", "full-data train s"):
+        table.add_column(column, justify="right")
+    for name, evaluation in result.evaluations.items():
+        full = result.baselines.get(name)
+        table.add_row(
+            name, f"{100 * evaluation.accuracy_mean:.2f} ± {100 * evaluation.accuracy_std:.2f}",
+            f"{100 * evaluation.balanced_accuracy_mean:.2f}", f"{evaluation.train_seconds_mean:.1f}",
+            f"{evaluation.flops_per_image / 1e6:.2f}",
+            f"{100 * full.accuracy_mean:.2f}" if full else "-", f"{full.train_seconds_mean:.1f}" if full else "-",
+        )
+    console.print(table)
+    console.print(
+        f"distilled in {result.distill_seconds:.1f} s ({method_config.iterations / result.distill_seconds:.1f} it/s); "
+        f"MLflow run {result.run_id} in {tracker.tracking_uri}; artefacts in {result.artefact_dir}"
+    )
 
 
 @app.command()

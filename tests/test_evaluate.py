@@ -84,3 +84,13 @@ def test_baseline_is_cached(tmp_path, monkeypatch):
     assert cached_first == [False] and cached_second == [True, False]
     assert second.runs[0] == first.runs[0]
     assert len(list((tmp_path / "baselines").glob("*.json"))) == 2
+
+
+def test_protocol_batch_size_override_gets_its_own_name():
+    from ddcore.evaluate import get_protocol
+
+    assert get_protocol("full").batch_size == 256
+    custom = get_protocol("full", batch_size=32)
+    assert custom.batch_size == 32 and custom.name == "full-bs32" and custom.epochs == 20
+    with pytest.raises(DDError, match="unknown evaluation protocol"):
+        get_protocol("weekly")

@@ -1,53 +1,87 @@
-"""Every registry network: 1 and 3 channels, sizes 8 to 128, shapes, backward, feature maps."""
+"""Every registry network on 1 and 3 channels at 8 to 128 px: shapes, backward, feature maps."""
 import pytest
 import torch
 
 from ddcore.errors import DDError
 from ddcore.models import get_model, list_models, parameter_count
 
-MAIN_MODELS = ["MLP", "ConvNetD3", "ConvNetD3BN", "ConvNetD3NN", "ConvNetD7", "LeNet", "AlexNet", "VGG11", "VGG11BN", "ResNet18", "ResNet18BN"]
 
-
-@pytest.mark.parametrize("name", MAIN_MODELS)
-@pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("size", [8, 28, 32, 128])
-def test_shapes_and_backward(name, channels, size):
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", list_models())
+def test_shapes_backward_and_feature_maps(name, channels, size):
     torch.manual_seed(0)
     net = get_model(name, channels, 10, size)
     x = torch.randn(2, channels, size, size)
     logits = net(x)
     assert logits.shape == (2, 10)
-    logits.sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+    logits.square().sum().backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+
     maps, embedding = net.features(x)
-    assert len(maps) == len(net.blocks)
-    assert embedding.shape == (2, net.classifier.in_features if hasattr(net.classifier, "in_features") else embedding.shape[1])
+    assert len(maps) == len(net.feature_maps(x)) == len(net.blocks)
+    assert embedding.shape == (2, net.classifier.in_features)
+    # the embedding is the last block's map after its pooling, flattened: what the classifier sees
+    assert torch.equal(net.pools[-1](maps[-1]).flatten(1), embedding)
+    assert torch.equal(net.embed(x), embedding)
     assert torch.allclose(net.classifier(embedding), logits, atol=1e-5)
 
 
-def test_every_registered_name_builds():
-    for name in list_models():
-        assert get_model(name, 1, 10, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+def test_every_paper_name_is_registered():
+    depths = [f"ConvNetD{d}{suffix}" for d in range(1, 8) for suffix in ("", "BN", "NN")]
+    expected = {"ConvNet", *depths, "MLP", "LeNet", "AlexNet", "VGG11", "VGG11BN", "ResNet18", "ResNet18BN"}
+    assert set(list_models()) == expected
 
 
-def test_deep_instance_norm_keeps_signal_on_tiny_images():
-    # Instance norm of a 1x1 map is identically 0; the registry leaves it out at that size.
-    net = get_model("ConvNetD7", 1, 10, 8).eval()
-    out = net(torch.randn(4, 1, 8, 8))
-    assert out.std(dim=0).abs().sum() > 0
+def test_construction_is_deterministic_under_manual_seed():
+    torch.manual_seed(3)
+    a = get_model("ConvNetD3", 1, 10, 28).state_dict()
+    torch.manual_seed(3)
+    b = get_model("ConvNetD3", 1, 10, 28).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_convnet_d3_parameter_count():
-    # conv 1->128: 128*9 + 128 = 1280; norm affine 2*128 = 256
-    # conv 128->128 (twice): 128*128*9 + 128 = 147584 each; norms 256 each
-    # 28 -> 14 -> 7 -> 3 after three poolings: linear 128*3*3 -> 10 = 11520 + 10
-    expected = 1280 + 256 + 2 * (147584 + 256) + 11530
+def test_convnet_d3_parameter_count_on_mnist():
+    conv_in = 1 * 128 * 3 * 3 + 128  # 1,280: first conv, 1 -> 128 channels, with bias
+    conv = 128 * 128 * 3 * 3 + 128  # 147,584: each of the two 128 -> 128 convs
+    norm = 2 * 128  # 256: instance norm (GroupNorm) weight and bias, after each conv
+    linear = 128 * 3 * 3 * 10 + 10  # 11,530: 28 -> 14 -> 7 -> 3 after three poolings
+    expected = conv_in + 2 * conv + 3 * norm + linear
+    assert expected == 308_746
     assert parameter_count(get_model("ConvNetD3", 1, 10, 28)) == expected
+    assert parameter_count(get_model("ConvNet", 1, 10, 28)) == expected
+
+
+def test_mlp_and_lenet_parameter_counts_match_dc_on_mnist():
+    mlp = (784 * 128 + 128) + (128 * 128 + 128) + (128 * 10 + 10)
+    assert parameter_count(get_model("MLP", 1, 10, 28)) == mlp == 118_282
+    # DC's LeNet on 28 px MNIST: 28 -> pool 14 -> conv5x5 10 -> pool 5, so 16*5*5 into the MLP head
+    lenet = (6 * 25 + 6) + (6 * 16 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+    assert parameter_count(get_model("LeNet", 1, 10, 28)) == lenet == 61_706
+
+
+def test_convnet_maps_are_relu_outputs_before_pooling():
+    # DataDAM hooks the ReLU of every ConvNet block: non-negative maps at 28, 14, 7 px on MNIST.
+    maps = get_model("ConvNetD3", 1, 10, 28).feature_maps(torch.randn(2, 1, 28, 28))
+    assert [m.shape[1:] for m in maps] == [(128, 28, 28), (128, 14, 14), (128, 7, 7)]
+    assert all(m.min() >= 0 for m in maps)
 
 
 def test_convnet_d7_reduces_128px_to_1x1():
     net = get_model("ConvNetD7", 3, 2, 128)
-    assert net.classifier.in_features == 128
+    assert net.feature_maps(torch.randn(2, 3, 128, 128))[-1].shape == (2, 128, 2, 2)
+    assert net.classifier.in_features == 128  # pooled to 1x1
+
+
+def test_deep_instance_norm_keeps_signal_on_tiny_images():
+    # Instance norm of a 1x1 map is identically 0, so it is left out there: D7 on 8 px still
+    # gives different outputs for different inputs.
+    torch.manual_seed(0)
+    out = get_model("ConvNetD7", 1, 10, 8)(torch.randn(4, 1, 8, 8))
+    assert (out - out[0]).abs().amax() > 1e-6  # with the norm: exactly 0
 
 
 def test_unknown_model_lists_names():

@@ -9,7 +9,7 @@ back from the device only then, so the loop itself never waits on the GPU.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable
 
 import torch
@@ -32,6 +32,14 @@ class MethodConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_overrides(self, **overrides: Any) -> "MethodConfig":
+        """A copy with some fields replaced; None means "keep"; unknown names are a one-line error."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise DDError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def validate(self, images_per_class: list[int]) -> None:
         """One-line errors for values no run can use."""

@@ -1,40 +1,54 @@
-"""ConvNet, the standard network of dataset distillation (Gidaris & Komodakis 2018; DC, Zhao et al. 2021).
+"""ConvNet, the standard network of dataset distillation (Gidaris & Komodakis 2018; used by DC,
+Zhao et al. ICLR 2021, and DataDAM, Sajedi et al. ICCV 2023).
 
-Depth n blocks of conv3x3(width 128) -> norm -> ReLU, each followed by 2x2 average pooling, then a
-linear classifier. Defaults follow DC's `get_default_convnet_setting` (width 128, depth 3, ReLU,
-instance norm, average pooling); DC's instance norm is GroupNorm with one group per channel and
-affine parameters, used here too. Difference: pooling is skipped once a map is 1x1, so every
-depth works from 8 px up (DC would fail there).
+Depth n blocks of conv3x3 (128 channels, padding 1) -> norm -> ReLU, each followed by a 2x2
+average pooling, then one linear classifier on the flattened map. Defaults follow DC's
+`get_default_convnet_setting` (VICO-UoE/DatasetCondensation, utils.py): width 128, depth 3, ReLU,
+instance norm (GroupNorm, one group per channel, affine), average pooling.
+
+Names: `ConvNetD1`..`ConvNetD7` (instance norm), `ConvNetD{n}BN` (batch norm), `ConvNetD{n}NN`
+(no norm); `ConvNet` is `ConvNetD3`. (DataDAM's own `ConvNet` uses batch norm: that is our
+`ConvNetD3BN`.)
+
+Differences from DC, so that every depth works on every size from 8 px up:
+- DC pads the first convolution by 3 for 1-channel input, turning 28 px MNIST into 32 px maps
+  (32 -> 16 -> 8 -> 4); here it is padded by 1 like the others (28 -> 14 -> 7 -> 3), so the
+  classifier sees 128*3*3 features on MNIST instead of 128*4*4.
+- Pooling is skipped once a map is 1x1 (ConvNetD7 brings 128 px MHIST exactly to 1x1; on 8 px
+  digits its last four blocks keep 1x1 maps), and instance norm is left out at 1x1, where it
+  would zero every feature (see `layers.make_norm`). DC would fail on these sizes.
+
+`feature_maps` returns each block's ReLU output before its pooling: where DataDAM's forward hooks
+(on every nn.ReLU of `features`) take the maps for its spatial attention.
 """
 from __future__ import annotations
 
 from torch import nn
 
 from ddcore.models.base import FeatureNet
-from ddcore.models.layers import make_norm, pool_or_identity
+from ddcore.models.layers import conv_norm_act, pool2x2
 from ddcore.models.registry import register_model
 
 WIDTH = 128
+MAX_DEPTH = 7
 
 
-def convnet(channels: int, num_classes: int, image_size: int, depth: int, norm: str) -> FeatureNet:
+def convnet(channels: int, num_classes: int, image_size: int, depth: int = 3, norm: str = "instance") -> FeatureNet:
     blocks, pools = nn.ModuleList(), nn.ModuleList()
     size, in_channels = image_size, channels
     for _ in range(depth):
-        blocks.append(nn.Sequential(nn.Conv2d(in_channels, WIDTH, 3, padding=1), make_norm(norm, WIDTH, size), nn.ReLU(inplace=True)))
-        pool, size = pool_or_identity(nn.AvgPool2d(2, 2), size)
+        blocks.append(conv_norm_act(in_channels, WIDTH, size, norm))
+        pool, size = pool2x2("avg", size)
         pools.append(pool)
         in_channels = WIDTH
     return FeatureNet(blocks, nn.Linear(WIDTH * size * size, num_classes), pools)
 
 
-def _register(depth: int, norm: str, suffix: str) -> None:
-    register_model(f"ConvNetD{depth}{suffix}")(
-        lambda c, k, s: convnet(c, k, s, depth=depth, norm=norm)
-    )
+def _register(name: str, depth: int, norm: str) -> None:
+    register_model(name)(lambda c, k, s: convnet(c, k, s, depth=depth, norm=norm))
 
 
-for _depth in range(1, 8):
+for _depth in range(1, MAX_DEPTH + 1):
     for _norm, _suffix in (("instance", ""), ("batch", "BN"), ("none", "NN")):
-        _register(_depth, _norm, _suffix)
-register_model("ConvNet")(lambda c, k, s: convnet(c, k, s, depth=3, norm="instance"))
+        _register(f"ConvNetD{_depth}{_suffix}", _depth, _norm)
+_register("ConvNet", 3, "instance")

@@ -1,0 +1,123 @@
+"""MLflow tracking: where every trial's params, metrics and artefacts go.
+
+Embedded default: the local SQLite store MLflow 3 uses (`mlflow.db` in the working directory),
+no server needed. `--tracking-uri` / `MLFLOW_TRACKING_URI` point elsewhere (e.g. a server).
+Experiments are passed by id, never through `mlflow.set_experiment` (it sets an environment
+variable that Ray's MLflow helpers read first).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ddcore.errors import DDError
+
+DEFAULT_EXPERIMENT = "ddorch"
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """Flag > `MLFLOW_TRACKING_URI` > `sqlite:///<cwd>/mlflow.db` (absolute: Ray trials run elsewhere)."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
+def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
+    """Fail fast with one line on a server that does not answer (MLflow itself retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s)
+    except Exception as error:  # URLError, timeouts, refused connections
+        raise DDError(f"MLflow tracking server {uri} is unreachable ({error}); start it or pass another --tracking-uri") from None
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Nested config dicts to MLflow's flat `a.b` parameter names."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            flat.update(flatten(name, value))
+        else:
+            flat[name] = value
+    return flat
+
+
+@dataclass
+class Tracker:
+    """One MLflow run: params, stepped metrics, artefacts, final status."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+
+    @classmethod
+    def start(
+        cls, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None,
+        tags: dict[str, str] | None = None, parent_run_id: str | None = None,
+    ) -> "Tracker":
+        from mlflow.tracking import MlflowClient
+
+        uri = resolve_tracking_uri(tracking_uri)
+        check_reachable(uri)
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        all_tags = {"ddorch.git_commit": git_commit(), **(tags or {})}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+        return cls(uri, experiment_id, run.info.run_id)
+
+    @property
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.tracking_uri)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in flatten("", params).items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    def finish(self, failure: str | None = None) -> None:
+        """FINISHED, or FAILED with the reason kept as a tag (what was logged stays)."""
+        if failure:
+            self.client.set_tag(self.run_id, "ddorch.failure", failure[:5000])
+        self.client.set_terminated(self.run_id, status="FAILED" if failure else "FINISHED")

@@ -1,0 +1,146 @@
+"""One trial: distil a synthetic set, look at it, evaluate it, compare with the full-data baseline.
+
+`ddorch run` calls `run_trial` directly; Ray Tune sweeps run the same function in each trial.
+Everything goes to one MLflow run; a failure (bad input found late, NaN loss, a killed trial)
+marks that run FAILED with the reason and keeps what was logged.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ddcore.baseline import full_data_baseline
+from ddcore.data import load_dataset
+from ddcore.errors import DDError
+from ddcore.evaluate import EvalResult, evaluate, get_protocol
+from ddcore.methods import MethodConfig, StepReport, get_method
+from ddcore.models import get_model
+from ddcore.synthetic import SyntheticSet
+from ddcore.visualize import save_curves, save_grids
+from orchestrator.tracking import Tracker
+
+
+@dataclass
+class TrialConfig:
+    """Everything that defines a trial; the method's own knobs live in `method_config`."""
+
+    dataset: str
+    method: str
+    method_config: MethodConfig
+    preset: str = "paper"
+    eval_models: list[str] = field(default_factory=lambda: ["ConvNetD3"])
+    eval_seeds: int = 3
+    eval_protocol: str = "synthetic"
+    eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
+    baseline: bool = True  # compare with the (cached) full-data baseline of each eval model
+    data_root: str | None = None
+    image_size: int | None = None
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["method_config"] = self.method_config.to_dict()
+        return values
+
+
+@dataclass
+class TrialResult:
+    run_id: str
+    synthetic: SyntheticSet
+    evaluations: dict[str, EvalResult]
+    baselines: dict[str, EvalResult]
+    distill_seconds: float
+    artefact_dir: Path
+
+
+def _check_models(names: list[str], channels: int, classes: int, size: int) -> None:
+    for name in names:
+        get_model(name, channels, classes, size)  # raises a one-line DDError for unknown names
+
+
+def run_trial(config: TrialConfig, tracker: Tracker, progress: bool = True, output_dir: Path | None = None) -> TrialResult:
+    """Distil, save and log artefacts, evaluate on each architecture, compare with baselines."""
+    try:
+        return _run(config, tracker, progress, output_dir)
+    except DDError as error:
+        tracker.finish(failure=str(error))
+        raise
+    except BaseException as error:  # KeyboardInterrupt, a killed worker, a bug: never leave RUNNING
+        tracker.finish(failure=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _run(config: TrialConfig, tracker: Tracker, progress: bool, output_dir: Path | None) -> TrialResult:
+    method = get_method(config.method)
+    data = load_dataset(config.dataset, config.data_root, config.image_size)
+    method_config = config.method_config
+    method_config.validate(data.class_counts())
+    _check_models([method_config.model, *config.eval_models], data.channels, data.num_classes, data.image_size)
+    protocol = get_protocol(config.eval_protocol)
+    if config.eval_epochs is not None:
+        if config.eval_epochs < 1:
+            raise DDError(f"eval epochs must be positive, got {config.eval_epochs}")
+        protocol = replace(protocol, epochs=config.eval_epochs, name=f"{protocol.name}-{config.eval_epochs}ep")
+    tracker.log_params(config.to_dict())
+    tracker.set_tags({"ddorch.dataset": config.dataset, "ddorch.method": config.method, "ddorch.preset": config.preset})
+
+    curves: dict[str, list[tuple[int, float]]] = {}
+
+    def on_step(report: StepReport) -> None:
+        tracker.log_metrics(report.losses, step=report.iteration)
+        for name, value in report.losses.items():
+            curves.setdefault(name, []).append((report.iteration, value))
+
+    started = time.perf_counter()
+    synthetic = method.module.distill(data, method_config, callback=on_step, progress=progress)
+    distill_seconds = time.perf_counter() - started
+    tracker.log_metrics({
+        "distill_seconds": distill_seconds,
+        "iterations_per_second": method_config.iterations / distill_seconds,
+    })
+
+    artefacts = Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / tracker.run_id
+    synthetic.save(artefacts / "synthetic.pt")
+    for path in save_grids(synthetic, artefacts / "grids"):
+        tracker.log_artifact(path, "grids")
+    tracker.log_artifact(artefacts / "synthetic.pt")
+    if curves:
+        tracker.log_artifact(save_curves(curves, artefacts / "loss_curve.png", "iteration", "loss", log_y=True))
+
+    evaluations: dict[str, EvalResult] = {}
+    baselines: dict[str, EvalResult] = {}
+    for model_name in config.eval_models:
+        result = evaluate(
+            model_name, synthetic.images, synthetic.labels, data, protocol, tuple(range(config.eval_seeds)),
+            method_config.device, lr=synthetic.learned_lr, dsa_strategy=method_config.dsa_strategy, progress=progress,
+        )
+        evaluations[model_name] = result
+        tracker.log_metrics({
+            f"acc_{model_name}_mean": result.accuracy_mean,
+            f"acc_{model_name}_std": result.accuracy_std,
+            f"balanced_acc_{model_name}_mean": result.balanced_accuracy_mean,
+            f"train_seconds_{model_name}": result.train_seconds_mean,
+            f"flops_{model_name}": result.flops_per_image,
+        })
+        if config.baseline:
+            baseline, _ = full_data_baseline(data, model_name, device=method_config.device, progress=progress)
+            baselines[model_name] = baseline
+            tracker.log_metrics({
+                f"baseline_acc_{model_name}": baseline.accuracy_mean,
+                f"baseline_train_seconds_{model_name}": baseline.train_seconds_mean,
+            })
+
+    summary = {
+        "run_id": tracker.run_id,
+        "config": config.to_dict(),
+        "eval_protocol": asdict(protocol),
+        "distill_seconds": distill_seconds,
+        "evaluations": {name: asdict(result) for name, result in evaluations.items()},
+        "baselines": {name: asdict(result) for name, result in baselines.items()},
+    }
+    (artefacts / "summary.json").write_text(json.dumps(summary, indent=2))
+    tracker.log_artifact(artefacts / "summary.json")
+    tracker.finish()
+    return TrialResult(tracker.run_id, synthetic, evaluations, baselines, distill_seconds, artefacts)

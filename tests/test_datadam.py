@@ -1,0 +1,86 @@
+"""DataDAM: attention maps, the SAM/MMD terms, where gradients go, that it learns, the artefact."""
+import pytest
+import torch
+
+from ddcore.data.base import RealDataset
+from ddcore.methods.datadam import DataDAMConfig, class_mean_distance, datadam_loss, distill, spatial_attention
+from ddcore.models import get_model
+from ddcore.synthetic import SyntheticSet
+
+
+def tiny_dataset(per_class: int = 20, classes: int = 3, size: int = 8) -> RealDataset:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    images = torch.randn(len(labels), 1, size, size, generator=g) + labels.view(-1, 1, 1, 1).float()
+    return RealDataset("tiny", images, labels, images[:10], labels[:10], [str(c) for c in range(classes)], (0.0,), (1.0,))
+
+
+def test_attention_maps_have_unit_norm_and_spatial_shape():
+    torch.manual_seed(0)
+    net = get_model("ConvNetD3", 1, 10, 28)
+    maps, embedding = net.features(torch.randn(5, 1, 28, 28))
+    for feature_map, side in zip(maps, (28, 14, 7)):
+        attention = spatial_attention(feature_map, power=2.0)
+        assert attention.shape == (5, side * side)
+        assert torch.allclose(attention.norm(dim=1), torch.ones(5), atol=1e-5)
+    assert embedding.shape == (5, 128 * 3 * 3)
+
+
+def test_terms_zero_for_identical_batches_and_positive_otherwise():
+    torch.manual_seed(0)
+    net = get_model("ConvNetD3", 1, 3, 8).requires_grad_(False)
+    config = DataDAMConfig(ipc=4, batch_real=4)
+    real = torch.randn(12, 1, 8, 8)
+    same = datadam_loss(net, real, real.clone(), 3, config)
+    assert same["sam"].item() == pytest.approx(0.0, abs=1e-10) and same["mmd"].item() == pytest.approx(0.0, abs=1e-10)
+    other = datadam_loss(net, real, torch.randn(12, 1, 8, 8), 3, config)
+    assert other["sam"].item() > 0 and other["mmd"].item() > 0
+    assert other["loss"].item() == pytest.approx(other["sam"].item() + other["mmd"].item(), rel=1e-6)
+
+
+def test_class_mean_distance_matches_per_class_loop():
+    real, synthetic = torch.randn(3 * 5, 7), torch.randn(3 * 2, 7)
+    expected = sum(((real[5 * c : 5 * c + 5].mean(0) - synthetic[2 * c : 2 * c + 2].mean(0)) ** 2).sum() for c in range(3))
+    assert class_mean_distance(real, synthetic, 3).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_gradients_reach_only_the_synthetic_images():
+    torch.manual_seed(0)
+    net = get_model("ConvNetD2", 1, 3, 8).requires_grad_(False)
+    real = torch.randn(6, 1, 8, 8, requires_grad=True)
+    synthetic = torch.randn(3, 1, 8, 8, requires_grad=True)
+    datadam_loss(net, real, synthetic, 3, DataDAMConfig(ipc=1, batch_real=2))["loss"].backward()
+    assert synthetic.grad is not None and synthetic.grad.abs().sum() > 0
+    assert real.grad is None
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_a_few_iterations_lower_the_loss():
+    data = tiny_dataset()
+    config = DataDAMConfig(ipc=2, iterations=40, batch_real=8, model="ConvNetD2", init="noise", dsa_strategy="none",
+                           lr_images=1.0, log_every=10, device="cpu")
+    windows = []
+    synthetic = distill(data, config, callback=lambda report: windows.append(report.losses["loss"]))
+    assert len(windows) == 4 and windows[-1] < windows[0]
+    assert synthetic.images.shape == (6, 1, 8, 8) and synthetic.labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_course_variant_trains_the_network_between_updates():
+    data = tiny_dataset()
+    config = DataDAMConfig(ipc=1, iterations=6, batch_real=4, model="ConvNetD2", dsa_strategy="none",
+                           updates_per_network=3, network_steps=2, log_every=3, device="cpu")
+    windows = []
+    distill(data, config, callback=lambda report: windows.append(report.iteration))
+    assert windows == [3, 6]
+
+
+def test_synthetic_set_round_trips_with_weights_only(tmp_path):
+    data = tiny_dataset()
+    synthetic = distill(data, DataDAMConfig(ipc=1, iterations=2, batch_real=2, model="ConvNetD2", log_every=1, device="cpu"))
+    path = synthetic.save(tmp_path / "set.pt")
+    assert not list(tmp_path.glob("*.partial"))
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) >= {"images", "labels", "mean", "std", "config"}
+    loaded = SyntheticSet.load(path)
+    assert torch.equal(loaded.images, synthetic.images) and torch.equal(loaded.labels, synthetic.labels)
+    assert loaded.config["ipc"] == 1 and loaded.mean == (0.0,)

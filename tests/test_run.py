@@ -1,0 +1,84 @@
+"""`ddorch run`: a digits trial lands in MLflow with every artefact; bad input is one line."""
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+
+runner = CliRunner()
+QUICK = ["--dataset", "digits", "--ipc", "2", "--iterations", "4", "--eval-seeds", "1", "--eval-epochs", "3", "--device", "cpu"]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def invoke(args):
+    return runner.invoke(app, args, env={"COLUMNS": "200"})
+
+
+def only_run(workspace):
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ddorch")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def artefact_paths(client, run_id, folder=None):
+    paths = []
+    for entry in client.list_artifacts(run_id, folder):
+        paths += artefact_paths(client, run_id, entry.path) if entry.is_dir else [entry.path]
+    return paths
+
+
+def test_run_on_digits_logs_everything(workspace):
+    result = invoke(["run", *QUICK, "--eval-models", "ConvNetD3,MLP"])
+    assert result.exit_code == 0, result.output
+    assert "MLflow run" in result.output
+    client, run = only_run(workspace)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["method_config.ipc"] == "2" and run.data.params["dataset"] == "digits"
+    assert run.data.tags["ddorch.method"] == "datadam"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) >= 1
+    for name in ("acc_ConvNetD3_mean", "acc_MLP_std", "baseline_acc_ConvNetD3", "distill_seconds", "flops_MLP"):
+        assert name in run.data.metrics
+    assert 0 <= run.data.metrics["acc_ConvNetD3_mean"] <= 1
+    paths = artefact_paths(client, run.info.run_id)
+    for expected in ("synthetic.pt", "summary.json", "loss_curve.png", "grids/grid_all_classes.png", "grids/grid_class_0_0.png"):
+        assert expected in paths
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "magic"], "unknown method 'magic'; known methods: datadam"),
+        (["--model", "Nope"], "unknown model 'Nope'"),
+        (["--eval-models", "Nope"], "unknown model 'Nope'"),
+        (["--preset", "weird"], "unknown preset 'weird' for datadam; known: paper, course"),
+        (["--ipc", "0"], "ipc must be at least 1"),
+        (["--ipc", "100000"], "more than the smallest class holds"),
+        (["--lr-images", "-1"], "lr_images must be positive"),
+        (["--iterations", "0"], "iterations must be positive"),
+        (["--init", "zeros"], "init must be 'real' or 'noise'"),
+        (["--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
+    ],
+)
+def test_bad_input_is_one_line(workspace, args, message):
+    result = invoke(["run", *QUICK, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_nan_loss_marks_run_failed_and_keeps_logs(workspace):
+    result = invoke(["run", *QUICK, "--iterations", "30", "--lr-images", "1e30", "--init", "noise"])
+    assert result.exit_code == 2, result.output
+    assert "became" in result.output
+    client, run = only_run(workspace)
+    assert run.info.status == "FAILED"
+    assert "became" in run.data.tags["ddorch.failure"]
+    assert not (workspace / "runs" / run.info.run_id / "synthetic.pt").exists()
