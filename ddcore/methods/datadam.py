@@ -55,6 +55,7 @@ class DataDAMConfig(MethodConfig):
     network_steps: int = 0  # SGD steps training that network on S after each update (course: zeta_theta)
     lr_network: float = 0.01  # lr of those steps (course: eta_theta)
     bf16: bool = False  # bf16 autocast for the network forwards (losses stay fp32)
+    real_chunk: int = 32  # real images per no-grad forward on the CPU (cache-sized; same result)
 
 
 def paper_preset(dataset: str, ipc: int | None = None) -> DataDAMConfig:
@@ -100,7 +101,9 @@ def spatial_attention(feature_map: torch.Tensor, power: float) -> torch.Tensor:
 
     Channel mean rather than the paper's sum: identical after the L2 normalisation.
     """
-    energy = feature_map.float().abs().pow(power)
+    energy = feature_map.float().abs()
+    if power != 1:
+        energy = energy.pow(power)
     if energy.dim() == 4:
         energy = energy.mean(dim=1)
     return torch.nn.functional.normalize(energy.flatten(1), dim=1)
@@ -128,6 +131,28 @@ def _matched_blocks(spec: str, num_blocks: int) -> list[int]:
     return blocks
 
 
+def _real_side(net: FeatureNet, real: torch.Tensor, blocks: list[int], config: DataDAMConfig) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per-image attention of the matched blocks and embeddings of the real batch, without autograd.
+
+    Runs in chunks of `config.real_chunk` images: the activation maps of a chunk stay in the CPU's
+    cache, which makes the real forward ~2x faster on CPU than one forward of the whole batch.
+    Per-image norms (instance norm, none) give identical results; batch norm needs the whole batch
+    for its statistics, so such networks get a single forward.
+    """
+    has_batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    chunk = len(real) if has_batch_norm or real.device.type != "cpu" else config.real_chunk
+    autocast = torch.autocast(real.device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    attentions: list[list[torch.Tensor]] = [[] for _ in blocks]
+    embeddings = []
+    with torch.no_grad(), autocast:
+        for part in real.split(chunk):
+            maps, embedding = net.features(part)
+            for slot, b in enumerate(blocks):
+                attentions[slot].append(spatial_attention(maps[b], config.attention_power))
+            embeddings.append(embedding.float())
+    return [torch.cat(a) for a in attentions], torch.cat(embeddings)
+
+
 def datadam_loss(
     net: FeatureNet,
     real: torch.Tensor,
@@ -136,21 +161,16 @@ def datadam_loss(
     config: DataDAMConfig,
 ) -> dict[str, torch.Tensor]:
     """The SAM and MMD terms for one batched (class-major) real and synthetic batch."""
-    autocast = torch.autocast(real.device.type, dtype=torch.bfloat16, enabled=config.bf16)
-    with torch.no_grad(), autocast:
-        real_maps, real_embedding = net.features(real)
-    with autocast:
+    blocks = _matched_blocks(config.attention_blocks, len(net.blocks))
+    real_attention, real_embedding = _real_side(net, real, blocks, config)
+    with torch.autocast(synthetic.device.type, dtype=torch.bfloat16, enabled=config.bf16):
         synthetic_maps, synthetic_embedding = net.features(synthetic)
-    sam = sum(
-        class_mean_distance(
-            spatial_attention(real_maps[b], config.attention_power),
-            spatial_attention(synthetic_maps[b], config.attention_power),
-            num_classes,
-        )
-        for b in _matched_blocks(config.attention_blocks, len(real_maps))
-    )
+    sam = torch.zeros((), device=real.device)
+    for slot, b in enumerate(blocks):
+        synthetic_attention = spatial_attention(synthetic_maps[b], config.attention_power)
+        sam = sam + class_mean_distance(real_attention[slot], synthetic_attention, num_classes)
     mmd = class_mean_distance(real_embedding, synthetic_embedding, num_classes)
-    sam = config.loss_scale * torch.as_tensor(sam, device=real.device)
+    sam = config.loss_scale * sam
     mmd = config.loss_scale * config.mmd_weight * mmd
     return {"loss": sam + mmd, "sam": sam, "mmd": mmd}
 
