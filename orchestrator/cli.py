@@ -50,7 +50,7 @@ def baseline(
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Number of training seeds (0..N-1)."),
     protocol: str = typer.Option("full", "--protocol", help="full (20 epochs, cosine) or synthetic."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size (default: the protocol's, 256)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size (default 256; 32 for the small digits and mhist)."),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if a cached result exists."),
     data_root: Optional[Path] = DataRootOption,
     image_size: Optional[int] = ImageSizeOption,
@@ -58,11 +58,11 @@ def baseline(
     download: bool = DownloadOption,
 ) -> None:
     """Train MODEL on the whole real training set and test it: the full-data upper bound."""
-    from ddcore.baseline import cache_dir, full_data_baseline
+    from ddcore.baseline import baseline_protocol, cache_dir, full_data_baseline
     from ddcore.data import load_dataset
     from ddcore.evaluate import get_protocol
 
-    chosen_protocol = get_protocol(protocol, batch_size)
+    chosen_protocol = baseline_protocol(dataset, batch_size) if protocol == "full" else get_protocol(protocol, batch_size)
     data = load_dataset(dataset, data_root, image_size, download)
     console.print(
         f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images, "
@@ -155,6 +155,44 @@ def run(
         f"distilled in {result.distill_seconds:.1f} s ({method_config.iterations / result.distill_seconds:.1f} it/s); "
         f"MLflow run {result.run_id} in {tracker.tracking_uri}; artefacts in {result.artefact_dir}"
     )
+
+
+@app.command()
+@friendly_errors
+def compare(
+    run_ids: list[str] = typer.Argument(..., help="Two or more MLflow run ids (from `ddorch run`)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db here)."),
+    out: Path = typer.Option(Path("compare.png"), "--out", help="Where to write the combined grid image."),
+) -> None:
+    """Show runs side by side: settings, accuracy per architecture, time, and one combined grid image."""
+    from orchestrator.compare import compare_runs
+
+    table_rows, columns, image = compare_runs(run_ids, tracking_uri, out)
+    table = Table(title="Runs side by side")
+    table.add_column("")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for label, values in table_rows:
+        table.add_row(label, *values)
+    console.print(table)
+    console.print(f"grids side by side: {image}")
+
+
+@app.command()
+@friendly_errors
+def ui(
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db here)."),
+    port: int = typer.Option(5000, "--port"),
+) -> None:
+    """Start the MLflow web UI on 127.0.0.1 against ddorch's tracking store."""
+    import subprocess
+    import sys
+
+    from orchestrator.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)")
+    subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)])
 
 
 @app.command()

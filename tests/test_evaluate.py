@@ -94,3 +94,11 @@ def test_protocol_batch_size_override_gets_its_own_name():
     assert custom.batch_size == 32 and custom.name == "full-bs32" and custom.epochs == 20
     with pytest.raises(DDError, match="unknown evaluation protocol"):
         get_protocol("weekly")
+
+
+def test_mhist_baseline_uses_small_batches():
+    from ddcore.baseline import baseline_protocol
+
+    assert baseline_protocol("mnist").batch_size == 256 and baseline_protocol("mnist").name == "full"
+    assert baseline_protocol("mhist").batch_size == 32 and baseline_protocol("mhist").name == "full-bs32"
+    assert baseline_protocol("mhist", 64).batch_size == 64

@@ -82,3 +82,20 @@ def test_nan_loss_marks_run_failed_and_keeps_logs(workspace):
     assert run.info.status == "FAILED"
     assert "became" in run.data.tags["ddorch.failure"]
     assert not (workspace / "runs" / run.info.run_id / "synthetic.pt").exists()
+
+
+def test_compare_two_runs_side_by_side(workspace):
+    for init in ("real", "noise"):
+        assert invoke(["run", *QUICK, "--init", init, "--no-baseline"]).exit_code == 0
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
+    result = invoke(["compare", *(r.info.run_id for r in runs), "--out", str(workspace / "both.png")])
+    assert result.exit_code == 0, result.output
+    assert "ConvNetD3 accuracy %" in result.output and "noise" in result.output and "real" in result.output
+    assert (workspace / "both.png").stat().st_size > 0
+
+
+def test_compare_unknown_run_is_one_line(workspace):
+    assert invoke(["run", *QUICK, "--no-baseline"]).exit_code == 0
+    result = invoke(["compare", "deadbeef", "cafebabe"])
+    assert result.exit_code == 2 and "no run 'deadbeef'" in result.output

@@ -1,0 +1,56 @@
+"""Runs side by side (`ddorch compare`): settings, accuracies, time, and their grids in one image."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ddcore.errors import DDError
+from ddcore.synthetic import SyntheticSet
+from ddcore.visualize import save_side_by_side
+from orchestrator.tracking import check_reachable, resolve_tracking_uri
+
+SETTINGS = ("dataset", "method", "method_config.ipc", "method_config.init", "method_config.model", "method_config.iterations")
+
+
+def compare_runs(run_ids: list[str], tracking_uri: str | None, out: Path) -> tuple[list[tuple[str, list[str]]], list[str], Path]:
+    """Rows (label, one value per run), column titles, and the path of the combined grid image."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if len(run_ids) < 2:
+        raise DDError("compare needs at least two run ids")
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    runs = []
+    for run_id in run_ids:
+        try:
+            runs.append(client.get_run(run_id))
+        except MlflowException:
+            raise DDError(f"no run '{run_id}' in {uri}; `ddorch ui` lists the runs") from None
+
+    rows = [(name.split(".")[-1], [run.data.params.get(name, "-") for run in runs]) for name in SETTINGS]
+    accuracy_names = sorted({m for run in runs for m in run.data.metrics if m.startswith("acc_") and m.endswith("_mean")})
+    for name in accuracy_names:
+        model = name.removeprefix("acc_").removesuffix("_mean")
+        rows.append((f"{model} accuracy %", [_accuracy(run, model) for run in runs]))
+    rows.append(("distill time s", [f"{run.data.metrics.get('distill_seconds', float('nan')):.1f}" for run in runs]))
+    rows.append(("status", [run.info.status for run in runs]))
+
+    sets, titles = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for run in runs:
+            try:
+                local = client.download_artifacts(run.info.run_id, "synthetic.pt", folder + "/" + run.info.run_id)
+            except (MlflowException, OSError):
+                raise DDError(f"run {run.info.run_id} has no synthetic.pt artefact (did it fail?)") from None
+            sets.append(SyntheticSet.load(local))
+            titles.append(f"{run.info.run_id[:8]}: {run.data.params.get('method_config.init', '?')} init")
+        image = save_side_by_side(sets, titles, out)
+    return rows, [run.info.run_id[:8] for run in runs], image
+
+
+def _accuracy(run, model: str) -> str:
+    mean = run.data.metrics.get(f"acc_{model}_mean")
+    std = run.data.metrics.get(f"acc_{model}_std", 0.0)
+    return "-" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
