@@ -74,3 +74,23 @@ def save_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, xl
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+def save_scatter(points: list[tuple[float, float, str]], path: str | Path, xlabel: str, ylabel: str) -> Path:
+    """(x, y, group) points, one colour per group (e.g. finished vs stopped early), log x when wide."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for group in sorted({g for _, _, g in points}):
+        xs = [x for x, _, g in points if g == group]
+        ys = [y for _, y, g in points if g == group]
+        axis.scatter(xs, ys, label=group)
+    positives = [x for x, _, _ in points if x > 0]
+    if positives and len(positives) == len(points) and max(positives) / min(positives) > 20:
+        axis.set_xscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)

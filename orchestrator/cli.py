@@ -197,6 +197,125 @@ def ui(
 
 @app.command()
 @friendly_errors
+def experiments() -> None:
+    """List the named experiment presets (`experiments/*.toml`)."""
+    from orchestrator.experiments import list_experiments, load_experiment
+
+    table = Table(title="Experiments (ddorch sweep <name>)")
+    for column in ("name", "data set", "method", "space", "trials", "per trial"):
+        table.add_column(column)
+    for name in list_experiments():
+        preset = load_experiment(name)
+        table.add_row(name, preset.dataset, preset.method, preset.space, str(preset.num_samples),
+                      f"{preset.cpus_per_trial:g} CPU, {preset.gpus_per_trial:g} GPU")
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def show(experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`.")) -> None:
+    """Print an experiment's resolved configuration and search space."""
+    import json
+    from dataclasses import asdict
+
+    from orchestrator.experiments import load_experiment, load_space
+
+    preset = load_experiment(experiment)
+    space = load_space(preset.space, preset.method)
+    console.print_json(json.dumps({"preset": asdict(preset), "space": [asdict(d) for d in space.distributions]}, default=str))
+
+
+@app.command()
+@friendly_errors
+def sweep(
+    experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`."),
+    space_file: Optional[Path] = typer.Option(None, "--space", help="Search space TOML (default: the preset's)."),
+    overrides: list[str] = typer.Option([], "--set", help="Fix a method setting, e.g. --set ipc=10 (repeatable)."),
+    num_samples: Optional[int] = typer.Option(None, "--num-samples", min=1),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1),
+    cpus_per_trial: Optional[float] = typer.Option(None, "--cpus-per-trial", min=0.01),
+    gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", min=0),
+    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    storage_path: Path = typer.Option(Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: the experiment's)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db here)."),
+    mlflow_experiment: str = typer.Option("ddorch", "--experiment", help="MLflow experiment name."),
+    output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Local copy of the runs' artefacts."),
+    data_root: Optional[Path] = DataRootOption,
+    device: str = DeviceOption,
+) -> None:
+    """Search an experiment's space with Ray Tune and ASHA; every trial is an MLflow child run."""
+    from dataclasses import replace
+
+    from ddcore.data import resolve_data_root
+    from orchestrator.experiments import load_experiment, load_space, parse_overrides
+    from orchestrator.sweep import SweepSettings, connect, record_in_parent, run_sweep, summarize
+    from orchestrator.tracking import check_reachable, resolve_tracking_uri
+
+    preset = load_experiment(experiment)
+    preset = replace(preset, fixed={**preset.fixed, **parse_overrides(overrides, preset.method)})
+    space = load_space(space_file or preset.space, preset.method)
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    settings = SweepSettings(
+        name=name or preset.name, num_samples=num_samples or preset.num_samples,
+        max_concurrent=max_concurrent or preset.max_concurrent,
+        cpus_per_trial=cpus_per_trial or preset.cpus_per_trial,
+        gpus_per_trial=preset.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
+        storage_path=str(storage_path.resolve()),
+    )
+    connect(address)
+    context = {"tracking_uri": uri, "experiment": mlflow_experiment, "output_dir": str(output_dir.resolve()),
+               "data_root": str(resolve_data_root(data_root)), "device": device}
+    results, parent, iterations = run_sweep(preset, space, settings, context, resume=resume)
+    rows = summarize(results, iterations)
+    folder = record_in_parent(parent, rows, space, output_dir.resolve())
+    _print_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names())
+    console.print(f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
+                  f"Ray results in {Path(settings.storage_path) / settings.name}")
+
+
+def _print_rows(title: str, rows, names: list[str]) -> None:
+    table = Table(title=title)
+    for column in ("#", *names, "eval accuracy %", "iterations", "status", "MLflow child run"):
+        table.add_column(column, justify="right")
+    for rank, row in enumerate(rows, 1):
+        values = [f"{row.params.get(n):.4g}" if isinstance(row.params.get(n), float) else str(row.params.get(n)) for n in names]
+        accuracy = "-" if row.accuracy is None else f"{100 * row.accuracy:.2f}"
+        table.add_row(str(rank), *values, accuracy, str(row.iteration), row.status, row.child_run_id or "-")
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def results(
+    sweep_name: str = typer.Argument(..., help="The sweep's name (default: the experiment's name)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+    mlflow_experiment: str = typer.Option("ddorch", "--experiment"),
+) -> None:
+    """Print a finished sweep's results table again, from MLflow."""
+    import tempfile
+
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(mlflow_experiment)
+    runs = client.search_runs([found.experiment_id], f"tags.`ddorch.sweep` = '{sweep_name}'") if found else []
+    if not runs:
+        raise DDError(f"no sweep named '{sweep_name}' in {uri}")
+    with tempfile.TemporaryDirectory() as folder:
+        table = pd.read_csv(client.download_artifacts(runs[0].info.run_id, "results.csv", folder))
+    console.print(f"Sweep {sweep_name} (parent run {runs[0].info.run_id}, {runs[0].info.status})")
+    console.print(table.to_string(index=False))
+
+
+@app.command()
+@friendly_errors
 def models(
     channels: int = typer.Option(1, "--channels", min=1),
     image_size: int = typer.Option(28, "--image-size", min=8),

@@ -11,6 +11,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from ddcore.baseline import full_data_baseline
 from ddcore.data import load_dataset
@@ -46,6 +47,18 @@ class TrialConfig:
 
 
 @dataclass
+class Resume:
+    """Where a restored trial picks up: its checkpointed set and iteration (momentum restarts)."""
+
+    synthetic: SyntheticSet
+    iteration: int
+
+
+# Called at every intermediate evaluation: (iterations done, current set, eval accuracy).
+CheckpointHook = Callable[[int, SyntheticSet, float], None]
+
+
+@dataclass
 class TrialResult:
     run_id: str
     synthetic: SyntheticSet
@@ -60,10 +73,23 @@ def _check_models(names: list[str], channels: int, classes: int, size: int) -> N
         get_model(name, channels, classes, size)  # raises a one-line DDError for unknown names
 
 
-def run_trial(config: TrialConfig, tracker: Tracker, progress: bool = True, output_dir: Path | None = None) -> TrialResult:
-    """Distil, save and log artefacts, evaluate on each architecture, compare with baselines."""
+def run_trial(
+    config: TrialConfig,
+    tracker: Tracker,
+    progress: bool = True,
+    output_dir: Path | None = None,
+    report_every: int | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+    resume: Resume | None = None,
+) -> TrialResult:
+    """Distil, save and log artefacts, evaluate on each architecture, compare with baselines.
+
+    With `report_every`, the set is evaluated every so many iterations (first eval model, one
+    seed) and logged as `eval_accuracy`; `on_checkpoint` then receives it (Ray Tune reports and
+    checkpoints there). `resume` continues a checkpointed distillation.
+    """
     try:
-        return _run(config, tracker, progress, output_dir)
+        return _run(config, tracker, progress, output_dir, report_every, on_checkpoint, resume)
     except DDError as error:
         tracker.finish(failure=str(error))
         raise
@@ -72,7 +98,15 @@ def run_trial(config: TrialConfig, tracker: Tracker, progress: bool = True, outp
         raise
 
 
-def _run(config: TrialConfig, tracker: Tracker, progress: bool, output_dir: Path | None) -> TrialResult:
+def _run(
+    config: TrialConfig,
+    tracker: Tracker,
+    progress: bool,
+    output_dir: Path | None,
+    report_every: int | None,
+    on_checkpoint: CheckpointHook | None,
+    resume: Resume | None,
+) -> TrialResult:
     method = get_method(config.method)
     data = load_dataset(config.dataset, config.data_root, config.image_size)
     method_config = config.method_config
@@ -83,7 +117,8 @@ def _run(config: TrialConfig, tracker: Tracker, progress: bool, output_dir: Path
         if config.eval_epochs < 1:
             raise DDError(f"eval epochs must be positive, got {config.eval_epochs}")
         protocol = replace(protocol, epochs=config.eval_epochs, name=f"{protocol.name}-{config.eval_epochs}ep")
-    tracker.log_params(config.to_dict())
+    if resume is None:
+        tracker.log_params(config.to_dict())
     tracker.set_tags({"ddorch.dataset": config.dataset, "ddorch.method": config.method, "ddorch.preset": config.preset})
 
     curves: dict[str, list[tuple[int, float]]] = {}
@@ -92,13 +127,23 @@ def _run(config: TrialConfig, tracker: Tracker, progress: bool, output_dir: Path
         tracker.log_metrics(report.losses, step=report.iteration)
         for name, value in report.losses.items():
             curves.setdefault(name, []).append((report.iteration, value))
+        if report_every and report.iteration % report_every == 0 and report.iteration < method_config.iterations:
+            snapshot = report.snapshot()
+            quick = evaluate(config.eval_models[0], snapshot.images, snapshot.labels, data, protocol, (0,),
+                             method_config.device, lr=snapshot.learned_lr, dsa_strategy=method_config.dsa_strategy)
+            tracker.log_metrics({"eval_accuracy": quick.accuracy_mean}, step=report.iteration)
+            if on_checkpoint is not None:
+                on_checkpoint(report.iteration, snapshot, quick.accuracy_mean)
 
     started = time.perf_counter()
-    synthetic = method.module.distill(data, method_config, callback=on_step, progress=progress)
+    synthetic = method.module.distill(
+        data, method_config, callback=on_step, progress=progress,
+        start=resume.synthetic if resume else None, start_iteration=resume.iteration if resume else 0,
+    )
     distill_seconds = time.perf_counter() - started
     tracker.log_metrics({
         "distill_seconds": distill_seconds,
-        "iterations_per_second": method_config.iterations / distill_seconds,
+        "iterations_per_second": (method_config.iterations - (resume.iteration if resume else 0)) / distill_seconds,
     })
 
     artefacts = Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / tracker.run_id

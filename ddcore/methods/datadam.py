@@ -206,7 +206,7 @@ def distill(
     """Learn `config.ipc` synthetic images per class; `start` resumes from a checkpointed set."""
     config.validate(data.class_counts())
     device = resolve_device(config.device)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + start_iteration)  # resumes draw anew
     real_images = data.train_images.to(device)
     labels = torch.arange(data.num_classes).repeat_interleave(config.ipc).to(device)
     initial = start.images if start is not None else initial_images(data, config, generator)

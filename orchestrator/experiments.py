@@ -1,0 +1,161 @@
+"""Named experiment presets (`experiments/*.toml`) and search spaces (`tune_spaces/*.toml`).
+
+A preset file is validated into `ExperimentPreset`; its space into `SearchSpace`, a list of typed
+`Distribution`s that map onto Ray Tune's samplers. Nothing string-keyed travels further: a trial
+receives the preset and a dict of sampled method-config values, checked against the method's
+config class before any trial starts.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ddcore.errors import DDError
+from ddcore.methods import get_method
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+SPACES_DIR = REPO_ROOT / "tune_spaces"
+KINDS = ("loguniform", "uniform", "choice", "grid", "randint")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One searched method-config field: `kind` with `low`/`high` or `values`."""
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple[Any, ...] = ()
+
+    def to_tune(self):
+        from ray import tune
+
+        if self.kind == "loguniform":
+            return tune.loguniform(self.low, self.high)
+        if self.kind == "uniform":
+            return tune.uniform(self.low, self.high)
+        if self.kind == "randint":
+            return tune.randint(int(self.low), int(self.high))
+        if self.kind == "grid":
+            return tune.grid_search(list(self.values))
+        return tune.choice(list(self.values))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    source: str
+    distributions: tuple[Distribution, ...]
+
+    def to_tune(self) -> dict[str, Any]:
+        return {d.name: d.to_tune() for d in self.distributions}
+
+    def names(self) -> list[str]:
+        return [d.name for d in self.distributions]
+
+
+@dataclass(frozen=True)
+class AshaSettings:
+    grace_period: int = 1
+    reduction_factor: int = 2
+
+
+@dataclass(frozen=True)
+class ExperimentPreset:
+    name: str
+    dataset: str
+    method: str
+    space: str
+    preset: str = "paper"
+    num_samples: int = 8
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    eval_models: tuple[str, ...] = ("ConvNetD3",)
+    eval_seeds: int = 3
+    eval_epochs: int | None = None
+    report_every: int = 100
+    fixed: dict[str, Any] = field(default_factory=dict)
+    asha: AshaSettings = AshaSettings()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise DDError(f"{path}: not valid TOML ({error})") from None
+
+
+def list_experiments() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml"))
+
+
+def load_experiment(name: str) -> ExperimentPreset:
+    path = EXPERIMENTS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise DDError(f"unknown experiment '{name}'; known experiments: {', '.join(list_experiments())}")
+    raw = _read_toml(path)
+    known = {f.name for f in fields(ExperimentPreset)} - {"name"}
+    unknown = set(raw) - known
+    if unknown:
+        raise DDError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    asha = AshaSettings(**raw.pop("asha", {}))
+    raw["eval_models"] = tuple(raw.get("eval_models", ("ConvNetD3",)))
+    preset = ExperimentPreset(name=name, asha=asha, **raw)
+    _check_method_fields(preset.method, preset.fixed, f"{path} [fixed]")
+    return preset
+
+
+def _check_method_fields(method: str, values: dict[str, Any], where: str) -> None:
+    config_fields = {f.name for f in fields(type(get_method(method).config("paper", "digits")))}
+    unknown = set(values) - config_fields
+    if unknown:
+        raise DDError(f"{where}: unknown parameter(s) {', '.join(sorted(unknown))} for {method}; known: {', '.join(sorted(config_fields))}")
+
+
+def load_space(path_or_name: str | Path, method: str) -> SearchSpace:
+    """A space file by path, or by name inside `tune_spaces/`; every entry checked."""
+    path = Path(path_or_name)
+    if not path.is_file():
+        path = SPACES_DIR / str(path_or_name)
+    if not path.is_file():
+        raise DDError(f"search space file not found: {path_or_name} (looked in {SPACES_DIR} too)")
+    raw = _read_toml(path)
+    _check_method_fields(method, raw, str(path))
+    return SearchSpace(str(path), tuple(_distribution(path, name, spec) for name, spec in raw.items()))
+
+
+def _distribution(path: Path, name: str, spec: Any) -> Distribution:
+    where = f"{path}: [{name}]"
+    if not isinstance(spec, dict) or spec.get("type") not in KINDS:
+        raise DDError(f"{where} needs type = one of {', '.join(KINDS)}")
+    kind = spec["type"]
+    if kind in ("choice", "grid"):
+        values = tuple(spec.get("values", ()))
+        if not values:
+            raise DDError(f"{where}: empty values list")
+        return Distribution(name, kind, values=values)
+    low, high = spec.get("low"), spec.get("high")
+    if low is None or high is None or not low < high:
+        raise DDError(f"{where}: empty range (need low < high, got low={low}, high={high})")
+    if kind == "loguniform" and low <= 0:
+        raise DDError(f"{where}: loguniform needs low > 0, got {low}")
+    return Distribution(name, kind, low=float(low), high=float(high))
+
+
+def parse_overrides(pairs: list[str], method: str) -> dict[str, Any]:
+    """`--set ipc=10 --set lr_images=0.5` into typed fixed values (TOML literal syntax)."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise DDError(f"--set expects name=value, got '{pair}'")
+        name, text = pair.split("=", 1)
+        try:
+            values[name.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[name.strip()] = text.strip()
+    _check_method_fields(method, values, "--set")
+    return values

@@ -1,0 +1,265 @@
+"""Ray Tune sweeps: many trials of `run_trial`, early-stopped by ASHA, one MLflow parent run.
+
+Each trial is the same trial function as `ddorch run`, with an evaluation every `report_every`
+distillation iterations that it reports to Tune (metric `eval_accuracy`, time attribute
+`iteration`) together with a checkpoint of the synthetic set, so ASHA can stop weak trials and a
+restored trial continues where it stopped. Trials log to one child MLflow run each, nested under
+the sweep's parent run; the child's id travels in the checkpoint so a restored trial logs into
+the same run instead of starting a duplicate.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ddcore.errors import DDError
+from ddcore.methods import get_method
+from ddcore.synthetic import SyntheticSet
+from orchestrator.experiments import ExperimentPreset, SearchSpace
+from orchestrator.tracking import Tracker
+from orchestrator.trial import Resume, TrialConfig, run_trial
+
+METRIC = "eval_accuracy"
+TIME_ATTR = "iteration"
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial needs from the driver; paths are absolute (trials run in their own folder)."""
+
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    output_dir: str
+    data_root: str | None
+    device: str = "auto"
+
+
+def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: SweepContext) -> TrialConfig:
+    """The typed trial config of one sampled point: preset defaults < fixed values < sampled values."""
+    values = {**preset.fixed, **sampled}
+    method_config = get_method(preset.method).config(preset.preset, preset.dataset, values.get("ipc"))
+    method_config = method_config.with_overrides(**values, device=context.device, log_every=_log_every(preset))
+    return TrialConfig(
+        dataset=preset.dataset, method=preset.method, method_config=method_config, preset=preset.preset,
+        eval_models=list(preset.eval_models), eval_seeds=preset.eval_seeds, eval_epochs=preset.eval_epochs,
+        baseline=False, data_root=context.data_root,
+    )
+
+
+def _log_every(preset: ExperimentPreset) -> int:
+    return max(1, min(10, preset.report_every))
+
+
+def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepContext) -> None:
+    """One Ray Tune trial (function API)."""
+    from ray import tune
+
+    resume, child_run_id = _restore(tune.get_checkpoint())
+    trial = build_trial(preset, sampled, context)
+    trial_id = tune.get_context().get_trial_id()
+    child_run_id = child_run_id or _existing_child(context, trial_id)  # a retry before any checkpoint
+    if child_run_id:
+        tracker = Tracker(context.tracking_uri, "", child_run_id)
+        tracker.client.set_terminated(child_run_id, "RUNNING")
+    else:
+        tracker = Tracker.start(
+            context.tracking_uri, context.experiment, run_name=tune.get_context().get_trial_name(),
+            tags={"ddorch.trial_id": trial_id}, parent_run_id=context.parent_run_id,
+        )
+
+    def report(iteration: int, synthetic: SyntheticSet, accuracy: float) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            synthetic.save(Path(folder) / "synthetic.pt")
+            (Path(folder) / "state.json").write_text(json.dumps({"iteration": iteration, "child_run_id": tracker.run_id}))
+            tune.report({METRIC: accuracy, TIME_ATTR: iteration, "child_run_id": tracker.run_id},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+    result = run_trial(trial, tracker, progress=False, output_dir=Path(context.output_dir),
+                       report_every=preset.report_every, on_checkpoint=report, resume=resume)
+    first = result.evaluations[trial.eval_models[0]]
+    tune.report({
+        METRIC: first.accuracy_mean, TIME_ATTR: trial.method_config.iterations, "child_run_id": tracker.run_id,
+        "final_accuracy_std": first.accuracy_std, "distill_seconds": result.distill_seconds,
+    })
+
+
+def _existing_child(context: SweepContext, trial_id: str) -> str | None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(context.tracking_uri)
+    experiment = client.get_experiment_by_name(context.experiment)
+    found = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`ddorch.trial_id` = '{trial_id}' and tags.`mlflow.parentRunId` = '{context.parent_run_id}'",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+def _restore(checkpoint) -> tuple[Resume | None, str | None]:
+    if checkpoint is None:
+        return None, None
+    with checkpoint.as_directory() as folder:
+        state = json.loads((Path(folder) / "state.json").read_text())
+        synthetic = SyntheticSet.load(Path(folder) / "synthetic.pt")
+    return Resume(synthetic, state["iteration"]), state["child_run_id"]
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Before submitting: a GPU request on a cluster without GPUs would pend forever."""
+    import ray
+
+    available = ray.cluster_resources()
+    if gpus_per_trial > 0 and available.get("GPU", 0) < gpus_per_trial:
+        raise DDError(f"--gpus-per-trial {gpus_per_trial} but the Ray cluster has {available.get('GPU', 0):g} GPUs")
+    if available.get("CPU", 0) < cpus_per_trial:
+        raise DDError(f"--cpus-per-trial {cpus_per_trial} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise DDError(f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}") from None
+
+
+@dataclass
+class SweepSettings:
+    """Flags of `ddorch sweep` after defaults from the preset are applied."""
+
+    name: str
+    num_samples: int
+    max_concurrent: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    storage_path: str
+    max_failures: int = 2
+
+
+def run_sweep(preset: ExperimentPreset, space: SearchSpace, settings: SweepSettings, context_args: dict[str, Any],
+              resume: bool = False):
+    """Build (or restore) the Tuner, run it, and return Ray's ResultGrid and the parent run id."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+    parent = _parent_run(preset, space, settings, context_args, resume)
+    context = SweepContext(parent_run_id=parent.run_id, **context_args)
+    iterations = build_trial(preset, {}, context).method_config.iterations
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    fn = tune.with_resources(tune.with_parameters(trainable, preset=preset, context=context), resources)
+    path = Path(settings.storage_path) / settings.name
+    if resume and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=fn, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            fn,
+            param_space=space.to_tune(),
+            tune_config=tune.TuneConfig(
+                metric=METRIC, mode="max", num_samples=settings.num_samples,
+                max_concurrent_trials=settings.max_concurrent,
+                scheduler=ASHAScheduler(time_attr=TIME_ATTR, max_t=iterations,
+                                        grace_period=preset.asha.grace_period,
+                                        reduction_factor=preset.asha.reduction_factor),
+            ),
+            run_config=tune.RunConfig(
+                name=settings.name, storage_path=settings.storage_path, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    return tuner.fit(), parent, iterations
+
+
+def _parent_run(preset, space, settings, context_args, resume: bool) -> Tracker:
+    """The sweep's parent MLflow run; on --resume the existing one (found by its sweep-name tag)."""
+    from mlflow.tracking import MlflowClient
+
+    if resume:
+        client = MlflowClient(context_args["tracking_uri"])
+        experiment = client.get_experiment_by_name(context_args["experiment"])
+        if experiment:
+            found = client.search_runs(
+                [experiment.experiment_id], f"tags.`ddorch.sweep` = '{settings.name}'", max_results=1,
+            )
+            if found:
+                client.set_terminated(found[0].info.run_id, "RUNNING")
+                return Tracker(context_args["tracking_uri"], experiment.experiment_id, found[0].info.run_id)
+    parent = Tracker.start(context_args["tracking_uri"], context_args["experiment"], run_name=settings.name,
+                           tags={"ddorch.sweep": settings.name, "ddorch.experiment": preset.name})
+    parent.log_params({"preset": asdict(preset), "space": {d.name: asdict(d) for d in space.distributions},
+                       "sweep": asdict(settings)})
+    return parent
+
+
+@dataclass
+class TrialRow:
+    """One line of the sweep's results table."""
+
+    trial_id: str
+    params: dict[str, Any]
+    accuracy: float | None
+    iteration: int
+    status: str  # finished | stopped early | failed
+    child_run_id: str | None
+    error: str | None = None
+
+
+def summarize(results, iterations: int) -> list[TrialRow]:
+    """Rows of Ray's ResultGrid, best first; `stopped early` = ASHA ended it before the last iteration."""
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        reached = int(metrics.get(TIME_ATTR, 0))
+        if result.error is not None:
+            status = "failed"
+        else:
+            status = "finished" if reached >= iterations else "stopped early"
+        rows.append(TrialRow(
+            trial_id=metrics.get("trial_id", result.path.rsplit("/", 1)[-1] if result.path else "?"),
+            params=dict(result.config or {}), accuracy=metrics.get(METRIC), iteration=reached, status=status,
+            child_run_id=metrics.get("child_run_id"), error=str(result.error).splitlines()[0] if result.error else None,
+        ))
+    return sorted(rows, key=lambda r: (r.accuracy is None, -(r.accuracy or 0.0)))
+
+
+def record_in_parent(parent: Tracker, rows: list[TrialRow], space: SearchSpace, output_dir: Path) -> Path:
+    """Results CSV, accuracy-vs-parameter plots, the best config and the best trial's grid, on the parent run."""
+    import pandas as pd
+
+    from ddcore.visualize import save_scatter
+
+    folder = output_dir / parent.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([{**asdict(r), **{f"param.{k}": v for k, v in r.params.items()}} for r in rows]).drop(columns="params")
+    csv = folder / "results.csv"
+    table.to_csv(csv, index=False)
+    parent.log_artifact(csv)
+    scored = [r for r in rows if r.accuracy is not None]
+    for name in space.names():
+        points = [(r.params.get(name), r.accuracy, r.status) for r in scored if isinstance(r.params.get(name), (int, float))]
+        if points:
+            parent.log_artifact(save_scatter(points, folder / f"accuracy_vs_{name}.png", name, METRIC), "plots")
+    finished = [r for r in scored if r.status == "finished"]
+    if finished:
+        best = finished[0]
+        parent.log_params({f"best.{k}": v for k, v in best.params.items()})
+        parent.log_metrics({f"best_{METRIC}": best.accuracy})
+        if best.child_run_id:
+            grid = parent.client.download_artifacts(best.child_run_id, "grids/grid_all_classes.png", str(folder))
+            parent.log_artifact(grid, "best_trial")
+    failed = [r for r in rows if r.status == "failed"]
+    parent.finish(failure=f"{len(failed)} of {len(rows)} trials failed" if failed and not finished else None)
+    return folder
