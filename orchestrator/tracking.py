@@ -116,8 +116,11 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, value)
 
-    def finish(self, failure: str | None = None) -> None:
-        """FINISHED, or FAILED with the reason kept as a tag (what was logged stays)."""
+    def finish(self, failure: str | None = None, stopped: str | None = None) -> None:
+        """FINISHED; FAILED with the reason; or KILLED when stopped on purpose (what was logged stays)."""
         if failure:
             self.client.set_tag(self.run_id, "ddorch.failure", failure[:5000])
-        self.client.set_terminated(self.run_id, status="FAILED" if failure else "FINISHED")
+        if stopped:
+            self.client.set_tag(self.run_id, "ddorch.stopped", stopped)
+        status = "FAILED" if failure else "KILLED" if stopped else "FINISHED"
+        self.client.set_terminated(self.run_id, status=status)

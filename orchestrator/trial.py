@@ -93,6 +93,13 @@ def run_trial(
     except DDError as error:
         tracker.finish(failure=str(error))
         raise
+    except SystemExit as error:
+        # A clean exit asked for from outside: Ray Tune's schedulers (ASHA) end trials this way.
+        if error.code in (0, None):
+            tracker.finish(stopped="stopped early by the scheduler")
+        else:
+            tracker.finish(failure=f"SystemExit: {error.code}")
+        raise
     except BaseException as error:  # KeyboardInterrupt, a killed worker, a bug: never leave RUNNING
         tracker.finish(failure=f"{type(error).__name__}: {error}")
         raise

@@ -1,0 +1,77 @@
+"""Ray Tune sweeps on a local Ray instance: parent/child MLflow runs, ASHA, failures, resources."""
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ddcore.errors import DDError
+from orchestrator.experiments import AshaSettings, ExperimentPreset, load_space
+from orchestrator.sweep import SweepSettings, check_resources, record_in_parent, run_sweep, summarize
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def tiny_preset(**changes) -> ExperimentPreset:
+    values = dict(
+        name="tiny", dataset="digits", method="datadam", space="unused", num_samples=3, max_concurrent=2,
+        cpus_per_trial=1, eval_models=("ConvNetD2",), eval_seeds=1, eval_epochs=2, report_every=5,
+        fixed={"iterations": 10, "ipc": 2, "batch_real": 8, "model": "ConvNetD2"},
+        asha=AshaSettings(grace_period=5, reduction_factor=2),
+    )
+    values.update(changes)
+    return ExperimentPreset(**values)
+
+
+def sweep(tmp_path: Path, preset: ExperimentPreset, space_text: str, name: str):
+    (tmp_path / "space.toml").write_text(space_text)
+    space = load_space(tmp_path / "space.toml", "datadam")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = SweepSettings(name=name, num_samples=preset.num_samples, max_concurrent=preset.max_concurrent,
+                             cpus_per_trial=1, gpus_per_trial=0, storage_path=str(tmp_path / "ray"), max_failures=1)
+    context = {"tracking_uri": uri, "experiment": "ddorch", "output_dir": str(tmp_path / "runs"), "data_root": None,
+               "device": "cpu"}
+    results, parent, iterations = run_sweep(preset, space, settings, context)
+    rows = summarize(results, iterations)
+    record_in_parent(parent, rows, space, tmp_path / "runs")
+    return MlflowClient(uri), parent, rows
+
+
+def children(client, parent):
+    experiment = client.get_experiment_by_name("ddorch")
+    return client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.run_id}'")
+
+
+def test_tiny_sweep_logs_parent_and_one_child_per_trial(ray_session, tmp_path):
+    client, parent, rows = sweep(tmp_path, tiny_preset(), '[lr_images]\ntype = "choice"\nvalues = [0.5, 1.0, 2.0]\n', "tiny")
+    assert len(rows) == 3 and all(r.status in ("finished", "stopped early") for r in rows)
+    runs = children(client, parent)
+    assert len(runs) == 3 and {r.info.run_id for r in runs} == {r.child_run_id for r in rows}
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    parent_run = client.get_run(parent.run_id)
+    assert parent_run.info.status == "FINISHED" and "best_eval_accuracy" in parent_run.data.metrics
+    names = {a.path for a in client.list_artifacts(parent.run_id)}
+    assert {"results.csv", "plots", "best_trial"} <= names
+
+
+def test_failing_trial_is_retried_then_failed_and_others_finish(ray_session, tmp_path):
+    # lr_images 1e30 makes the loss infinite: that trial raises, is retried once, then gives up.
+    client, parent, rows = sweep(tmp_path, tiny_preset(num_samples=1),
+                                 '[lr_images]\ntype = "grid"\nvalues = [1.0, 1e30]\n', "failing")
+    statuses = sorted(r.status for r in rows)
+    assert statuses == ["failed", "finished"]
+    runs = children(client, parent)
+    assert len(runs) == 2  # the retry reused the failed trial's child run
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 1 and "became" in failed[0].data.tags["ddorch.failure"]
+
+
+def test_gpu_request_without_gpu_is_refused_before_submitting(ray_session):
+    with pytest.raises(DDError, match="--gpus-per-trial 1 but the Ray cluster has 0 GPUs"):
+        check_resources(1, 1)
