@@ -56,20 +56,29 @@ def _log_every(preset: ExperimentPreset) -> int:
 
 def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepContext) -> None:
     """One Ray Tune trial (function API)."""
+    import ray
     from ray import tune
 
     resume, child_run_id = _restore(tune.get_checkpoint())
     trial = build_trial(preset, sampled, context)
     trial_id = tune.get_context().get_trial_id()
-    child_run_id = child_run_id or _existing_child(context, trial_id)  # a retry before any checkpoint
-    if child_run_id:
-        tracker = Tracker(context.tracking_uri, "", child_run_id)
-        tracker.client.set_terminated(child_run_id, "RUNNING")
+    existing = _existing_child(context, child_run_id, trial_id)  # a retry, or a restored sweep
+    if existing is not None and existing.info.status == "FINISHED":
+        # Finished before the driver died but after Ray's last snapshot: report, don't redo.
+        metrics = existing.data.metrics
+        tune.report({METRIC: metrics[f"acc_{trial.eval_models[0]}_mean"], TIME_ATTR: trial.method_config.iterations,
+                     "child_run_id": existing.info.run_id, "node_id": existing.data.tags.get("ddorch.node_id", "")})
+        return
+    if existing is not None:
+        tracker = Tracker(context.tracking_uri, existing.info.experiment_id, existing.info.run_id)
+        tracker.client.set_terminated(existing.info.run_id, "RUNNING")
     else:
         tracker = Tracker.start(
             context.tracking_uri, context.experiment, run_name=tune.get_context().get_trial_name(),
             tags={"ddorch.trial_id": trial_id}, parent_run_id=context.parent_run_id,
         )
+    node_id = ray.get_runtime_context().get_node_id()
+    tracker.set_tags({"ddorch.node_id": node_id})
 
     def report(iteration: int, synthetic: SyntheticSet, accuracy: float) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -83,21 +92,24 @@ def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepC
     first = result.evaluations[trial.eval_models[0]]
     tune.report({
         METRIC: first.accuracy_mean, TIME_ATTR: trial.method_config.iterations, "child_run_id": tracker.run_id,
-        "final_accuracy_std": first.accuracy_std, "distill_seconds": result.distill_seconds,
+        "final_accuracy_std": first.accuracy_std, "distill_seconds": result.distill_seconds, "node_id": node_id,
     })
 
 
-def _existing_child(context: SweepContext, trial_id: str) -> str | None:
+def _existing_child(context: SweepContext, run_id: str | None, trial_id: str):
+    """The trial's MLflow child run if one exists: by the id in its checkpoint, else by its trial-id tag."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(context.tracking_uri)
+    if run_id:
+        return client.get_run(run_id)
     experiment = client.get_experiment_by_name(context.experiment)
     found = client.search_runs(
         [experiment.experiment_id],
         f"tags.`ddorch.trial_id` = '{trial_id}' and tags.`mlflow.parentRunId` = '{context.parent_run_id}'",
         max_results=1,
     )
-    return found[0].info.run_id if found else None
+    return found[0] if found else None
 
 
 def _restore(checkpoint) -> tuple[Resume | None, str | None]:

@@ -29,7 +29,7 @@ def tiny_preset(**changes) -> ExperimentPreset:
     return ExperimentPreset(**values)
 
 
-def sweep(tmp_path: Path, preset: ExperimentPreset, space_text: str, name: str):
+def sweep(tmp_path: Path, preset: ExperimentPreset, space_text: str, name: str, resume: bool = False):
     (tmp_path / "space.toml").write_text(space_text)
     space = load_space(tmp_path / "space.toml", "datadam")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -37,7 +37,7 @@ def sweep(tmp_path: Path, preset: ExperimentPreset, space_text: str, name: str):
                              cpus_per_trial=1, gpus_per_trial=0, storage_path=str(tmp_path / "ray"), max_failures=1)
     context = {"tracking_uri": uri, "experiment": "ddorch", "output_dir": str(tmp_path / "runs"), "data_root": None,
                "device": "cpu"}
-    results, parent, iterations = run_sweep(preset, space, settings, context)
+    results, parent, iterations = run_sweep(preset, space, settings, context, resume=resume)
     rows = summarize(results, iterations)
     record_in_parent(parent, rows, space, tmp_path / "runs")
     return MlflowClient(uri), parent, rows
