@@ -127,9 +127,9 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
 
     available = ray.cluster_resources()
     if gpus_per_trial > 0 and available.get("GPU", 0) < gpus_per_trial:
-        raise DDError(f"--gpus-per-trial {gpus_per_trial} but the Ray cluster has {available.get('GPU', 0):g} GPUs")
+        raise DDError(f"--gpus-per-trial {gpus_per_trial:g} but the Ray cluster has {available.get('GPU', 0):g} GPUs")
     if available.get("CPU", 0) < cpus_per_trial:
-        raise DDError(f"--cpus-per-trial {cpus_per_trial} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
+        raise DDError(f"--cpus-per-trial {cpus_per_trial:g} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
@@ -138,6 +138,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    if address and address != "auto" and not address.startswith("ray://"):
+        _check_port(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -145,6 +147,19 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise DDError(f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}") from None
+
+
+def _check_port(address: str, timeout_s: float = 3.0) -> None:
+    """Ray retries an unreachable head for minutes: test its GCS port first, fail in one line."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as error:
+        raise DDError(f"cannot reach the Ray cluster at {address} ({error}); start it with `ray start --head` "
+                      "or leave out --address for a local instance") from None
 
 
 @dataclass
@@ -183,7 +198,7 @@ def run_sweep(preset: ExperimentPreset, space: SearchSpace, settings: SweepSetti
                 metric=METRIC, mode="max", num_samples=settings.num_samples,
                 max_concurrent_trials=settings.max_concurrent,
                 scheduler=ASHAScheduler(time_attr=TIME_ATTR, max_t=iterations,
-                                        grace_period=preset.asha.grace_period,
+                                        grace_period=min(preset.asha.grace_period, iterations),
                                         reduction_factor=preset.asha.reduction_factor),
             ),
             run_config=tune.RunConfig(
