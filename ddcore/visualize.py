@@ -60,10 +60,14 @@ def save_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, xl
         if points:
             steps, values = zip(*points)
             axis.plot(steps, values, label=name)
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
     if log_y:
         axis.set_yscale("log")
+    return _label_and_save(figure, axis, path, xlabel, ylabel)
+
+
+def _label_and_save(figure, axis, path: str | Path, xlabel: str, ylabel: str) -> Path:
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
@@ -86,11 +90,4 @@ def save_scatter(points: list[tuple[float, float, str]], path: str | Path, xlabe
     positives = [x for x, _, _ in points if x > 0]
     if positives and len(positives) == len(points) and max(positives) / min(positives) > 20:
         axis.set_xscale("log")
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return _label_and_save(figure, axis, path, xlabel, ylabel)

@@ -26,6 +26,9 @@ console = Console()
 DataRootOption = typer.Option(None, "--data-root", help="Folder holding the data sets (default: $DDORCH_DATA_ROOT, then ~/.cache/ddorch/data).")
 DeviceOption = typer.Option("auto", "--device", help="auto (GPU when visible), cpu or cuda.")
 ImageSizeOption = typer.Option(None, "--image-size", help="Resize images to this square size (default: the data set's own).")
+TrackingUriOption = typer.Option(None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db here).")
+ExperimentOption = typer.Option("ddorch", "--experiment", help="MLflow experiment name.")
+OutputDirOption = typer.Option(Path("runs"), "--output-dir", help="Local copy of each run's artefacts.")
 DownloadOption = typer.Option(False, "--download", help="Download MNIST / Fashion-MNIST with torchvision if missing (needs internet).")
 
 
@@ -113,9 +116,9 @@ def run(
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
     eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the synthetic-set protocol's 1000 epochs."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db here, or $MLFLOW_TRACKING_URI)."),
-    experiment: str = typer.Option("ddorch", "--experiment", help="MLflow experiment name."),
-    output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Local copy of each run's artefacts."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    experiment: str = ExperimentOption,
+    output_dir: Path = OutputDirOption,
     data_root: Optional[Path] = DataRootOption,
     image_size: Optional[int] = ImageSizeOption,
     device: str = DeviceOption,
@@ -161,7 +164,7 @@ def run(
 @friendly_errors
 def compare(
     run_ids: list[str] = typer.Argument(..., help="Two or more MLflow run ids (from `ddorch run`)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db here)."),
+    tracking_uri: Optional[str] = TrackingUriOption,
     out: Path = typer.Option(Path("compare.png"), "--out", help="Where to write the combined grid image."),
 ) -> None:
     """Show runs side by side: settings, accuracy per architecture, time, and one combined grid image."""
@@ -181,7 +184,7 @@ def compare(
 @app.command()
 @friendly_errors
 def ui(
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db here)."),
+    tracking_uri: Optional[str] = TrackingUriOption,
     port: int = typer.Option(5000, "--port"),
 ) -> None:
     """Start the MLflow web UI on 127.0.0.1 against ddorch's tracking store."""
@@ -239,9 +242,9 @@ def sweep(
     storage_path: Path = typer.Option(Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."),
     name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: the experiment's)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite:///mlflow.db here)."),
-    mlflow_experiment: str = typer.Option("ddorch", "--experiment", help="MLflow experiment name."),
-    output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Local copy of the runs' artefacts."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    mlflow_experiment: str = ExperimentOption,
+    output_dir: Path = OutputDirOption,
     data_root: Optional[Path] = DataRootOption,
     device: str = DeviceOption,
 ) -> None:
@@ -291,8 +294,8 @@ def _print_rows(title: str, rows, names: list[str]) -> None:
 @friendly_errors
 def results(
     sweep_name: str = typer.Argument(..., help="The sweep's name (default: the experiment's name)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
-    mlflow_experiment: str = typer.Option("ddorch", "--experiment"),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    mlflow_experiment: str = ExperimentOption,
 ) -> None:
     """Print a finished sweep's results table again, from MLflow."""
     import tempfile

@@ -9,14 +9,6 @@ runner = CliRunner()
 QUICK = ["--dataset", "digits", "--ipc", "2", "--iterations", "4", "--eval-seeds", "1", "--eval-epochs", "3", "--device", "cpu"]
 
 
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def invoke(args):
     return runner.invoke(app, args, env={"COLUMNS": "200"})
 

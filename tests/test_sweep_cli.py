@@ -1,6 +1,4 @@
 """`ddorch sweep` / `ddorch results` from the command line: a tiny digits sweep, and bad input."""
-import pytest
-import ray
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -9,16 +7,6 @@ from orchestrator.cli import app
 runner = CliRunner()
 TINY = ["--num-samples", "2", "--max-concurrent", "2", "--set", "iterations=10", "--set", "ipc=2",
         "--set", "batch_real=8", "--device", "cpu"]
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield tmp_path
-    if ray.is_initialized():
-        ray.shutdown()
 
 
 def invoke(args):
