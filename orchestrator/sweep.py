@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ddcore.baseline import CACHE_ENV, cache_dir
 from ddcore.errors import DDError
 from ddcore.methods import get_method
 from ddcore.synthetic import SyntheticSet
@@ -36,6 +37,7 @@ class SweepContext:
     output_dir: str
     data_root: str | None
     device: str = "auto"
+    cache_dir: str | None = None  # the driver's baseline cache (DDORCH_CACHE_DIR); trials fill and share it
 
 
 def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: SweepContext) -> TrialConfig:
@@ -46,7 +48,7 @@ def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: Swee
     return TrialConfig(
         dataset=preset.dataset, method=preset.method, method_config=method_config, preset=preset.preset,
         eval_models=list(preset.eval_models), eval_seeds=preset.eval_seeds, eval_epochs=preset.eval_epochs,
-        baseline=False, data_root=context.data_root,
+        baseline=True, data_root=context.data_root,
     )
 
 
@@ -56,9 +58,13 @@ def _log_every(preset: ExperimentPreset) -> int:
 
 def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepContext) -> None:
     """One Ray Tune trial (function API)."""
+    import os
+
     import ray
     from ray import tune
 
+    if context.cache_dir:
+        os.environ[CACHE_ENV] = context.cache_dir
     resume, child_run_id = _restore(tune.get_checkpoint())
     trial = build_trial(preset, sampled, context)
     trial_id = tune.get_context().get_trial_id()
@@ -183,7 +189,7 @@ def run_sweep(preset: ExperimentPreset, space: SearchSpace, settings: SweepSetti
 
     check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
     parent = _parent_run(preset, space, settings, context_args, resume)
-    context = SweepContext(parent_run_id=parent.run_id, **context_args)
+    context = SweepContext(parent_run_id=parent.run_id, cache_dir=str(cache_dir()), **context_args)
     iterations = build_trial(preset, {}, context).method_config.iterations
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     fn = tune.with_resources(tune.with_parameters(trainable, preset=preset, context=context), resources)
