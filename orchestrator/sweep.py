@@ -184,9 +184,14 @@ class SweepSettings:
 def run_sweep(preset: ExperimentPreset, space: SearchSpace, settings: SweepSettings, context_args: dict[str, Any],
               resume: bool = False):
     """Build (or restore) the Tuner, run it, and return Ray's ResultGrid and the parent run id."""
+    import os
+
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    # Quiet terminals: our own table reports the sweep; Tune's snapshot-frequency hint is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
     parent = _parent_run(preset, space, settings, context_args, resume)
     context = SweepContext(parent_run_id=parent.run_id, cache_dir=str(cache_dir()), **context_args)
