@@ -208,6 +208,7 @@ def run_sweep(preset: ExperimentPreset, space: SearchSpace, settings: SweepSetti
             tune_config=tune.TuneConfig(
                 metric=METRIC, mode="max", num_samples=settings.num_samples,
                 max_concurrent_trials=settings.max_concurrent,
+                reuse_actors=True,  # no new process (torch import, data load) per trial
                 scheduler=ASHAScheduler(time_attr=TIME_ATTR, max_t=iterations,
                                         grace_period=min(preset.asha.grace_period, iterations),
                                         reduction_factor=preset.asha.reduction_factor),

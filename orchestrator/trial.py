@@ -6,6 +6,7 @@ marks that run FAILED with the reason and keeps what was logged.
 """
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -68,6 +69,12 @@ class TrialResult:
     artefact_dir: Path
 
 
+@functools.lru_cache(maxsize=2)
+def _load_cached(dataset: str, data_root: str | None, image_size: int | None):
+    """Trials that share a process (Ray Tune reuses actors) load the data set once."""
+    return load_dataset(dataset, data_root, image_size)
+
+
 def _check_models(names: list[str], channels: int, classes: int, size: int) -> None:
     for name in names:
         get_model(name, channels, classes, size)  # raises a one-line DDError for unknown names
@@ -115,7 +122,7 @@ def _run(
     resume: Resume | None,
 ) -> TrialResult:
     method = get_method(config.method)
-    data = load_dataset(config.dataset, config.data_root, config.image_size)
+    data = _load_cached(config.dataset, config.data_root, config.image_size)
     method_config = config.method_config
     method_config.validate(data.class_counts())
     _check_models([method_config.model, *config.eval_models], data.channels, data.num_classes, data.image_size)
