@@ -19,6 +19,7 @@ from ddcore.baseline import CACHE_ENV, cache_dir
 from ddcore.errors import DDError
 from ddcore.methods import get_method
 from ddcore.synthetic import SyntheticSet
+from ddcore.visualize import save_grids
 from orchestrator.experiments import ExperimentPreset, SearchSpace
 from orchestrator.tracking import Tracker
 from orchestrator.trial import Resume, TrialConfig, run_trial
@@ -87,8 +88,12 @@ def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepC
     tracker.set_tags({"ddorch.node_id": node_id})
 
     def report(iteration: int, synthetic: SyntheticSet, accuracy: float) -> None:
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as pictures:
             synthetic.save(Path(folder) / "synthetic.pt")
+            # The latest set and its grids in MLflow too: a trial ASHA stops keeps what it had.
+            tracker.log_artifact(Path(folder) / "synthetic.pt")
+            for path in save_grids(synthetic, pictures):
+                tracker.log_artifact(path, "grids")
             (Path(folder) / "state.json").write_text(json.dumps({"iteration": iteration, "child_run_id": tracker.run_id}))
             tune.report({METRIC: accuracy, TIME_ATTR: iteration, "child_run_id": tracker.run_id},
                         checkpoint=tune.Checkpoint.from_directory(folder))

@@ -54,6 +54,8 @@ def test_tiny_sweep_logs_parent_and_one_child_per_trial(ray_session, tmp_path):
     runs = children(client, parent)
     assert len(runs) == 3 and {r.info.run_id for r in runs} == {r.child_run_id for r in rows}
     assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    for run in runs:  # stopped trials too keep their latest synthetic set and grids
+        assert {"synthetic.pt", "grids"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     parent_run = client.get_run(parent.run_id)
     assert parent_run.info.status == "FINISHED" and "best_eval_accuracy" in parent_run.data.metrics
     names = {a.path for a in client.list_artifacts(parent.run_id)}
