@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from ddcore.data.base import RealDataset
-from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, count_flops, get_protocol, train_and_test
-from ddcore.models import get_model
+from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, architecture_flops, get_protocol, train_and_test
 from ddcore.runtime import resolve_device
 
 CACHE_ENV = "DDORCH_CACHE_DIR"
@@ -56,8 +55,8 @@ def full_data_baseline(
     """
     protocol = protocol or baseline_protocol(data.name)
     device = resolve_device(device)
-    model = get_model(model_name, data.channels, data.num_classes, data.image_size)
-    result = EvalResult(model_name, protocol.name, count_flops(model, data.channels, data.image_size))
+    flops = architecture_flops(model_name, data.channels, data.num_classes, data.image_size)
+    result = EvalResult(model_name, protocol.name, flops)
     from_cache = []
     for seed in seeds:
         path = _cache_file(data, model_name, protocol, seed)

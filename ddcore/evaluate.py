@@ -8,6 +8,7 @@ protocol's.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import statistics
 import time
@@ -120,6 +121,12 @@ def count_flops(model: nn.Module, channels: int, image_size: int) -> int:
     return int(analysis.total())
 
 
+@functools.lru_cache(maxsize=64)
+def architecture_flops(model_name: str, channels: int, num_classes: int, image_size: int) -> int:
+    """FLOPs per image of a registry architecture; counted once per process (tracing is not free)."""
+    return count_flops(get_model(model_name, channels, num_classes, image_size), channels, image_size)
+
+
 @torch.inference_mode()
 def measure_accuracy(model: nn.Module, data: RealDataset, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
     """Accuracy and balanced accuracy (mean per-class recall) on the real test set."""
@@ -227,7 +234,7 @@ def evaluate(
     """Train `model_name` from scratch on (images, labels) once per seed; test each on the real test set."""
     check_labels(labels, len(images), data.num_classes)
     device = resolve_device(device)
-    flops = count_flops(get_model(model_name, data.channels, data.num_classes, data.image_size), data.channels, data.image_size)
+    flops = architecture_flops(model_name, data.channels, data.num_classes, data.image_size)
     result = EvalResult(model=model_name, protocol=protocol.name, flops_per_image=flops)
     for seed in seeds:
         result.runs.append(
