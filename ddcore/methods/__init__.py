@@ -24,9 +24,9 @@ class Method:
 
 
 def _methods() -> dict[str, Method]:
-    from ddcore.methods import datadam
+    from ddcore.methods import datadam, random_subset
 
-    return {"datadam": Method("datadam", datadam)}
+    return {"datadam": Method("datadam", datadam), "random": Method("random", random_subset)}
 
 
 def list_methods() -> list[str]:

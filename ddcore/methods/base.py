@@ -34,9 +34,10 @@ class MethodConfig:
         return asdict(self)
 
     def with_overrides(self, **overrides: Any) -> "MethodConfig":
-        """A copy with some fields replaced; None means "keep"; unknown names are a one-line error."""
+        """A copy with some fields replaced; None means "keep" (also for fields this method lacks,
+        so one CLI can pass every method's flags); other unknown names are a one-line error."""
         known = {f.name for f in fields(self)}
-        unknown = set(overrides) - known
+        unknown = {name for name, value in overrides.items() if value is not None} - known
         if unknown:
             raise DDError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,66 @@
+"""Random real subset: `ipc` real training images per class, picked at random; nothing is learned.
+
+The reference every distillation method must beat (DD-Ranking's point: always compare against a
+random real subset of the same size). It goes through the same trial, evaluation protocol and
+lossless-IPC search as a learned method, so "how much does distillation buy?" is one command.
+
+With the same seed it picks exactly the images DataDAM starts from (`init="real"`: the same
+generator seed and the same per-class draw), so its accuracy is DataDAM's at iteration 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ddcore.augment import default_dsa_strategy
+from ddcore.data.base import RealDataset
+from ddcore.methods.base import Callback, MethodConfig, StepReport
+from ddcore.synthetic import SyntheticSet
+
+
+@dataclass
+class RandomSubsetConfig(MethodConfig):
+    """Only `ipc`, `seed` and the evaluation's `dsa_strategy` matter; `model` is unused (no network).
+
+    Picking is a single step, so `iterations` is 1: the callback is called once, at the end.
+    """
+
+    iterations: int = 1
+
+
+def default_preset(dataset: str, ipc: int | None = None) -> RandomSubsetConfig:
+    """The same defaults as DataDAM's paper preset where they matter to evaluation (IPC 10, DSA strategy)."""
+    return RandomSubsetConfig(ipc=10 if ipc is None else ipc, dsa_strategy=default_dsa_strategy(dataset),
+                              model="ConvNetD7" if dataset == "mhist" else "ConvNetD3")
+
+
+# Nothing to tune: every preset name other methods use picks the same way, so `--preset` never fails here.
+PRESETS = {"paper": default_preset, "course": default_preset}
+
+
+def distill(
+    data: RealDataset,
+    config: RandomSubsetConfig,
+    callback: Callback | None = None,
+    progress: bool = False,
+    start: SyntheticSet | None = None,
+    start_iteration: int = 0,
+) -> SyntheticSet:
+    """Pick `config.ipc` random real images per class (class-major, seeded by `config.seed`).
+
+    `progress`, `start` and `start_iteration` exist for the shared contract: one step needs no bar
+    and nothing to resume.
+    """
+    config.validate(data.class_counts())
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003)  # DataDAM's draw for its real init
+    index = data.sample_per_class(config.ipc, generator).flatten()
+    picked = SyntheticSet(
+        images=data.train_images[index].clone(),
+        labels=torch.arange(data.num_classes).repeat_interleave(config.ipc),
+        dataset=data.name, method="random", class_names=data.class_names, mean=data.mean, std=data.std,
+        config=config.to_dict(),
+    )
+    if callback is not None:
+        callback(StepReport(iteration=config.iterations, losses={}, snapshot=lambda: picked))
+    return picked
