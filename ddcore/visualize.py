@@ -1,9 +1,11 @@
 """Pictures people would rather look at than read: image grids and curves."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; no display on servers and Ray workers
 import matplotlib.pyplot as plt  # noqa: E402
@@ -91,3 +93,41 @@ def save_scatter(points: list[tuple[float, float, str]], path: str | Path, xlabe
     if positives and len(positives) == len(points) and max(positives) / min(positives) > 20:
         axis.set_xscale("log")
     return _label_and_save(figure, axis, path, xlabel, ylabel)
+
+
+def save_accuracy_vs_ipc(
+    curves: dict[str, list[tuple[int, float, float, float]]],
+    stopped: dict[str, list[tuple[int, float]]],
+    target: float,
+    threshold: float,
+    train_images_per_class: float,
+    path: str | Path,
+) -> Path:
+    """Accuracy (%) vs images per class (log x), one line per method with its confidence interval.
+
+    `curves`: per method, (ipc, mean, interval low, interval high) points; `stopped`: per method,
+    (ipc, accuracy when stopped early) points, drawn as crosses. The full-data `target` is a
+    horizontal line (and the lossless `threshold` a dashed one when a tolerance lowers it); the
+    top axis is the compression ratio, full training set size / synthetic set size.
+    """
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for (method, points), colour in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        points = sorted(points)
+        if points:
+            ipcs, means, lows, highs = zip(*points)
+            below = [m - lo if math.isfinite(lo) else 0.0 for m, lo in zip(means, lows)]
+            above = [hi - m if math.isfinite(hi) else 0.0 for m, hi in zip(means, highs)]
+            axis.errorbar(ipcs, means, yerr=[below, above], marker="o", capsize=3, color=colour, label=method)
+        crosses = stopped.get(method, [])
+        if crosses:
+            axis.scatter(*zip(*crosses), marker="x", color=colour, label=f"{method} (stopped early)")
+    axis.axhline(target, color="black", linewidth=1, label=f"full data {target:.2f} %")
+    if threshold < target:
+        axis.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"lossless threshold {threshold:.2f} %")
+    axis.set_xscale("log")
+    ratio = axis.secondary_xaxis(
+        "top", functions=(lambda x: train_images_per_class / np.maximum(x, 1e-9),
+                          lambda r: train_images_per_class / np.maximum(r, 1e-9)),
+    )
+    ratio.set_xlabel("compression ratio (full training set / synthetic set)")
+    return _label_and_save(figure, axis, path, "images per class (IPC)", "test accuracy %")

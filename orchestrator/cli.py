@@ -359,6 +359,79 @@ def datasets(
     console.print(table)
 
 
+@app.command()
+@friendly_errors
+def lossless(
+    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
+    method: str = typer.Option("datadam", "--method", help="Method(s) searched one by one, comma-separated; add `random` for the random-real-subset curve: datadam,random."),
+    model: str = typer.Option("ConvNetD3", "--model", help="Network distilled with, evaluated on, and trained on the full data for the target."),
+    preset: str = typer.Option("paper", "--preset", help="The method's preset (its per-IPC defaults)."),
+    tolerance: float = typer.Option(0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."),
+    max_ipc: int = typer.Option(100, "--max-ipc", min=1, help="Largest IPC tried."),
+    eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per synthetic set (K): the mean and its t-interval."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the interval over seeds."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Distillation iterations (default: the preset's)."),
+    eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the synthetic-set protocol's 1000 epochs (quick runs)."),
+    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing."),
+    baseline_seeds: int = typer.Option(3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."),
+    early_stop: bool = typer.Option(True, "--early-stop/--no-early-stop", help="Stop a trial halfway when it cannot become lossless."),
+    early_stop_margin: float = typer.Option(5.0, "--early-stop-margin", min=0, help="Stop when the halfway accuracy is this many points under the threshold."),
+    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", help="Stop launching new IPCs after this many hours; report what is known."),
+    max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Trials running at once."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0),
+    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    mlflow_experiment: str = ExperimentOption,
+    output_dir: Path = OutputDirOption,
+    data_root: Optional[Path] = DataRootOption,
+    device: str = DeviceOption,
+) -> None:
+    """Find the smallest IPC whose synthetic set matches the full-data accuracy (grid, then bisection, on Ray)."""
+    from ddcore.data import resolve_data_root
+    from orchestrator.lossless import LosslessConfig, search_lossless
+
+    config = LosslessConfig(
+        dataset=dataset, methods=tuple(_split_names(method)), model=model, preset=preset, tolerance=tolerance,
+        max_ipc=max_ipc, eval_seeds=eval_seeds, confidence=confidence, iterations=iterations,
+        eval_epochs=eval_epochs, target_accuracy=target_accuracy, baseline_seeds=baseline_seeds,
+        early_stop_margin=early_stop_margin if early_stop else None, budget_hours=budget_hours,
+        max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+        address=address, data_root=str(resolve_data_root(data_root)), tracking_uri=tracking_uri,
+        experiment=mlflow_experiment, output_dir=str(output_dir), device=device,
+    )
+
+    def announce(e) -> None:
+        accuracy = "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f} %"
+        reused = ", reused from MLflow" if e.reused else ""
+        console.print(f"{e.method} IPC {e.ipc}: {accuracy}, {'lossless' if e.lossless else 'lossy'} ({e.status}{reused})")
+
+    report = search_lossless(config, on_evaluation=announce, progress=True)
+    threshold = 100 * report.threshold
+    table = Table(title=f"Lossless IPC on {dataset} with {model}: target {100 * report.target.accuracy:.2f} % "
+                        f"({report.target.source}), lossless from {threshold:.2f} %")
+    for column in ("method", "IPC", "compression", "accuracy %", f"{100 * confidence:g}% interval", "decision",
+                   "within noise", "status", "MLflow run"):
+        table.add_column(column, justify="right")
+    for result in report.results.values():
+        for e in result.evaluations:
+            d = e.decision
+            table.add_row(
+                e.method, str(e.ipc), f"{report.compression_ratio(e.ipc):,.0f}x",
+                "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f}",
+                f"{100 * d.low:.2f} .. {100 * d.high:.2f}" if d else "-",
+                "lossless" if e.lossless else "lossy", "yes" if d and d.within_noise else "",
+                e.status + (" (reused)" if e.reused else ""), e.run_id or "-",
+            )
+    console.print(table)
+    for name, result in report.results.items():
+        console.print(f"{name}: {result.summary()}")
+    if report.budget_spent:
+        console.print(f"budget of {budget_hours:g} h spent: no new IPCs were launched after it")
+    console.print(f"{report.launched} trial(s) run, the rest reused from MLflow; parent run {report.parent_run_id} "
+                  f"in {report.tracking_uri}; plot {report.plot}; table {report.table}")
+
+
 def main() -> None:
     app()
 

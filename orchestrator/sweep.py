@@ -155,9 +155,25 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}})
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise DDError(f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}") from None
+
+
+def _driver_code_path() -> str:
+    """PYTHONPATH for local workers: the folder this driver imports ddorch from, first.
+
+    Workers otherwise see only the driver's working directory and the installed package, so a
+    checkout run with `python -m` (another branch, a worktree) would run its trials on the
+    installed copy's code. Clusters (`--address`) run the code installed on their nodes.
+    """
+    import os
+
+    import ddcore
+
+    here = str(Path(ddcore.__file__).resolve().parents[1])
+    return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
 
 
 def _check_port(address: str, timeout_s: float = 3.0) -> None:

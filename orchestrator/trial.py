@@ -59,6 +59,13 @@ class Resume:
 CheckpointHook = Callable[[int, SyntheticSet, float], None]
 
 
+class TrialStopped(Exception):
+    """Raised by a `CheckpointHook` to end its trial on purpose (e.g. it cannot reach a target).
+
+    The MLflow run is then KILLED with the reason in `ddorch.stopped`, like a trial ASHA stops.
+    """
+
+
 @dataclass
 class TrialResult:
     run_id: str
@@ -99,6 +106,9 @@ def run_trial(
         return _run(config, tracker, progress, output_dir, report_every, on_checkpoint, resume)
     except DDError as error:
         tracker.finish(failure=str(error))
+        raise
+    except TrialStopped as stop:
+        tracker.finish(stopped=str(stop))
         raise
     except SystemExit as error:
         # A clean exit asked for from outside: Ray Tune's schedulers (ASHA) end trials this way.

@@ -1,0 +1,630 @@
+"""The smallest lossless IPC: how few images per class train a network as well as the whole real set.
+
+"Lossless" (DATM, Guo et al., ICLR 2024, reached it on CIFAR-10; PAD, Li et al. 2024, extends it):
+the synthetic set of a method at IPC k trains the architecture to a mean test accuracy, over K
+evaluation seeds, of at least the target minus a tolerance. The target is the same architecture
+trained on the whole real training set with the full-data protocol (`ddcore.baseline`, cached;
+computed if missing) or a number measured elsewhere (`target_accuracy`).
+
+Three layers, so that the search can be tested with an accuracy oracle:
+- `decide`: one IPC's mean, t-interval over seeds, decision and whether it is within noise;
+- `IPCSearch`: pure, which IPC to try next given what is known and what is running
+  (a geometric grid 1, 2, 5, 10, 20, 50, ... up to `max_ipc`, then bisection between the last
+  lossy and the first lossless IPC), assuming accuracy does not fall as IPC grows;
+- `search_lossless`: the driver: builds each trial (`orchestrator.trial.run_trial` with the
+  method's per-IPC preset), reuses finished trials found in MLflow, runs the rest through an
+  `Executor` (Ray tasks by default; several at a time), stops launching when the budget is spent,
+  and records everything under one parent MLflow run with a table and an accuracy-vs-IPC plot.
+
+Early stop (ASHA-style, but against the target instead of against other trials): each learned
+method's set is evaluated once (one seed) halfway through distillation; a trial more than
+`early_stop_margin` points below the lossless threshold is stopped and counted as lossy. ASHA
+itself would compare IPCs with each other, and small IPCs always look worse, so it does not fit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Collection, Protocol
+
+from ddcore.baseline import CACHE_ENV, cache_dir, full_data_baseline
+from ddcore.data import load_dataset
+from ddcore.data.base import RealDataset
+from ddcore.errors import DDError
+from ddcore.methods import get_method
+from orchestrator.sweep import check_resources, connect
+from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, resolve_tracking_uri
+from orchestrator.trial import TrialConfig, TrialStopped, run_trial
+
+RANDOM = "random"  # the random-real-subset reference method (ddcore.methods.random_subset)
+
+
+@dataclass
+class LosslessConfig:
+    """One lossless-IPC search. Accuracies, the tolerance and margins are in percent (points)."""
+
+    dataset: str
+    methods: tuple[str, ...] = ("datadam",)  # each searched on its own against the same target
+    model: str = "ConvNetD3"  # distils with it, is evaluated on it, and is the full-data target's network
+    preset: str = "paper"  # the method's preset; it sets the per-IPC defaults
+    tolerance: float = 0.0  # points below the target that still count as lossless
+    max_ipc: int = 100
+    eval_seeds: int = 3  # K networks trained on each synthetic set
+    confidence: float = 0.95  # of the t-interval over the K seeds
+    iterations: int | None = None  # override the preset's distillation iterations (not for `random`)
+    eval_epochs: int | None = None  # override the synthetic-set protocol's 1000 epochs (quick runs)
+    target_accuracy: float | None = None  # full-data accuracy measured elsewhere; None: the cached baseline
+    baseline_seeds: int = 3  # seeds of the full-data baseline when it is the target
+    early_stop_margin: float | None = 5.0  # None: never stop a trial early
+    budget_hours: float | None = None  # stop launching new IPCs after this much wall time
+    # How to run it; none of these changes a result, so none is part of the search's identity.
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None
+    data_root: str | None = None
+    tracking_uri: str | None = None
+    experiment: str = DEFAULT_EXPERIMENT
+    output_dir: str = "runs"
+    device: str = "auto"
+
+    EXECUTION = ("budget_hours", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "address", "data_root",
+                 "tracking_uri", "experiment", "output_dir", "device")
+
+    def identity(self) -> dict:
+        """The settings that define the search's results (a rerun with the same ones resumes it)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.EXECUTION}
+
+    def validate(self) -> None:
+        if not self.methods:
+            raise DDError("give at least one method")
+        for method in self.methods:
+            get_method(method)  # one-line error for unknown names
+        checks = [
+            (self.max_ipc >= 1, f"max IPC must be at least 1, got {self.max_ipc}"),
+            (self.eval_seeds >= 1, f"eval seeds must be at least 1, got {self.eval_seeds}"),
+            (self.baseline_seeds >= 1, f"baseline seeds must be at least 1, got {self.baseline_seeds}"),
+            (0 <= self.tolerance < 100, f"tolerance is in accuracy points, 0 to 100, got {self.tolerance}"),
+            (0 < self.confidence < 1, f"confidence must be between 0 and 1, got {self.confidence}"),
+            (self.target_accuracy is None or 0 < self.target_accuracy <= 100,
+             f"target accuracy is a percentage (e.g. 99.49), got {self.target_accuracy}"),
+            (self.early_stop_margin is None or self.early_stop_margin >= 0,
+             f"early-stop margin must be non-negative, got {self.early_stop_margin}"),
+            (self.budget_hours is None or self.budget_hours > 0, f"budget must be positive, got {self.budget_hours} h"),
+            (self.max_concurrent >= 1, f"max concurrent must be at least 1, got {self.max_concurrent}"),
+            (self.iterations is None or self.iterations >= 1, f"iterations must be positive, got {self.iterations}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DDError(message)
+
+
+# --- one IPC's decision --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Mean test accuracy over seeds (fractions), its t-interval, and the lossless threshold."""
+
+    mean: float
+    low: float
+    high: float
+    seeds: int
+    threshold: float
+
+    @property
+    def lossless(self) -> bool:
+        return self.mean >= self.threshold
+
+    @property
+    def within_noise(self) -> bool:
+        """The interval straddles the threshold: another draw of seeds could flip the decision."""
+        return self.low <= self.threshold <= self.high
+
+
+def decide(mean: float, population_std: float, seeds: int, threshold: float, confidence: float = 0.95) -> Decision:
+    """Lossless when the mean over `seeds` reaches `threshold`; Student's t-interval for the mean.
+
+    The interval is mean ± t_{(1+c)/2, n-1} s / sqrt(n), s the sample standard deviation (the
+    population one `EvalResult.accuracy_std` reports, times sqrt(n / (n-1))). More seeds narrow it;
+    one seed gives no interval (infinite), so a one-seed decision is always within noise. The
+    target is taken as exact: its own seed noise is not in the interval.
+    """
+    if seeds < 2:
+        return Decision(mean, -math.inf, math.inf, seeds, threshold)
+    from scipy.stats import t
+
+    sample_std = population_std * math.sqrt(seeds / (seeds - 1))
+    half = t.ppf((1 + confidence) / 2, seeds - 1) * sample_std / math.sqrt(seeds)
+    return Decision(mean, mean - half, mean + half, seeds, threshold)
+
+
+# --- the search, without execution ------------------------------------------------------------
+
+
+def geometric_grid(max_ipc: int) -> list[int]:
+    """1, 2, 5, 10, 20, 50, 100, ... below `max_ipc`, then `max_ipc` itself (so it is always tried)."""
+    grid, scale = [], 1
+    while scale <= max_ipc:
+        grid += [step * scale for step in (1, 2, 5) if step * scale < max_ipc]
+        scale *= 10
+    return grid + [max_ipc]
+
+
+class IPCSearch:
+    """Which IPC to evaluate next, from the decisions so far and the IPCs still running.
+
+    Grid phase: the grid points in increasing order until one is lossless. Then bisection on the
+    open interval between the largest lossy IPC below the smallest lossless one (`lo`, 0 if none)
+    and that lossless IPC (`hi`): each new IPC halves the widest gap left between `lo`, the IPCs
+    running inside the interval, and `hi`, so with one at a time it is plain bisection,
+    ceil(log2(hi - lo)) evaluations at most, and with several at a time they split it further.
+    Done when no integer lies between `lo` and `hi` (the answer is `hi`), or when the whole grid
+    is lossy (not reached up to `max_ipc`).
+    """
+
+    def __init__(self, max_ipc: int) -> None:
+        self.max_ipc = max_ipc
+        self.grid = geometric_grid(max_ipc)
+        self.lossless: dict[int, bool] = {}
+
+    def record(self, ipc: int, lossless: bool) -> None:
+        self.lossless[ipc] = lossless
+
+    @property
+    def smallest_lossless(self) -> int | None:
+        return min((ipc for ipc, ok in self.lossless.items() if ok), default=None)
+
+    def bounds(self) -> tuple[int, int | None]:
+        """(largest lossy IPC below the smallest lossless one, or 0; the smallest lossless, or None)."""
+        hi = self.smallest_lossless
+        lossy = [ipc for ipc, ok in self.lossless.items() if not ok and (hi is None or ipc < hi)]
+        return max(lossy, default=0), hi
+
+    @property
+    def done(self) -> bool:
+        lo, hi = self.bounds()
+        if hi is None:
+            return all(ipc in self.lossless for ipc in self.grid)
+        return hi - lo <= 1
+
+    def next_ipc(self, running: Collection[int] = ()) -> int | None:
+        """The next IPC to launch; None when done or when only the running ones can tell more."""
+        if self.done:
+            return None
+        lo, hi = self.bounds()
+        if hi is None:
+            return next((ipc for ipc in self.grid if ipc not in self.lossless and ipc not in running), None)
+        points = sorted({lo, hi, *(ipc for ipc in running if lo < ipc < hi)})
+        gaps = [(b - a, -a, a, b) for a, b in zip(points, points[1:]) if b - a > 1]
+        if not gaps:
+            return None
+        _, _, a, b = max(gaps)  # the widest gap; the lowest of equally wide ones
+        return (a + b) // 2
+
+
+# --- trials and their outcomes --------------------------------------------------------------------
+
+
+@dataclass
+class TrialRequest:
+    """One IPC of one method to distil and evaluate, logging into its own child run."""
+
+    method: str
+    ipc: int
+    trial: TrialConfig
+    key: str  # identity of the trial's result; a finished run with this key is reused
+    tracker: Tracker | None = None  # the child run; set by the driver when launched
+    stop_below: float | None = None  # intermediate accuracy (fraction) under which to stop early
+    report_every: int | None = None  # distillation iterations between intermediate evaluations
+
+
+@dataclass
+class TrialOutcome:
+    """What came back from running a request."""
+
+    status: str  # finished | stopped early | failed
+    accuracy_mean: float | None = None  # over the eval seeds; when stopped early, the one-seed check
+    accuracy_std: float | None = None  # population std over the seeds
+    note: str = ""
+
+
+@dataclass
+class Evaluation:
+    """One row of the result table."""
+
+    method: str
+    ipc: int
+    status: str  # finished | stopped early | failed
+    accuracy_mean: float | None  # over the eval seeds; when stopped early, the one-seed halfway check
+    decision: Decision | None  # None when stopped early or failed: counted as lossy
+    run_id: str | None
+    reused: bool = False  # found in MLflow from an earlier search, not run again
+    note: str = ""
+
+    @property
+    def lossless(self) -> bool:
+        return self.decision is not None and self.decision.lossless
+
+
+def trial_key(trial: TrialConfig) -> str:
+    """A hash of everything in the trial that changes its result (not the device, paths, log cadence)."""
+    values = trial.to_dict()
+    for name in ("data_root", "baseline"):
+        values.pop(name)
+    for name in ("device", "log_every"):
+        values["method_config"].pop(name)
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def build_request(config: LosslessConfig, method: str, ipc: int, threshold: float) -> TrialRequest:
+    """The method's preset at this IPC (its per-IPC defaults), distilled and evaluated on `config.model`."""
+    overrides = {"model": config.model, "device": config.device}
+    if method != RANDOM:  # picking real images is one step whatever `--iterations` says
+        overrides["iterations"] = config.iterations
+    method_config = get_method(method).config(config.preset, config.dataset, ipc).with_overrides(**overrides)
+    report_every = method_config.iterations // 2 if config.early_stop_margin is not None else 0
+    if report_every:  # the loop reports every `log_every` iterations: make the halfway point one of them
+        method_config = replace(method_config, log_every=math.gcd(method_config.log_every, report_every))
+    trial = TrialConfig(
+        dataset=config.dataset, method=method, method_config=method_config, preset=config.preset,
+        eval_models=[config.model], eval_seeds=config.eval_seeds, eval_epochs=config.eval_epochs,
+        baseline=config.target_accuracy is None,  # the cached baseline; never retrain it in every trial
+        data_root=config.data_root,
+    )
+    return TrialRequest(
+        method, ipc, trial, trial_key(trial), report_every=report_every or None,
+        stop_below=threshold - config.early_stop_margin / 100 if report_every else None,
+    )
+
+
+class Executor(Protocol):
+    """Runs requests, several at a time; `wait_one` blocks until one of them is done."""
+
+    def submit(self, request: TrialRequest) -> None: ...
+
+    def wait_one(self) -> tuple[TrialRequest, TrialOutcome]: ...
+
+
+def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None = None) -> TrialOutcome:
+    """Run one request with `run_trial` (in a Ray worker or in this process); never raises for a bad trial."""
+    if baseline_cache:
+        os.environ[CACHE_ENV] = baseline_cache
+    stopped_at: list[float] = []
+
+    def stop_if_hopeless(iteration: int, _synthetic, accuracy: float) -> None:
+        if request.stop_below is not None and accuracy < request.stop_below:
+            stopped_at.append(accuracy)
+            raise TrialStopped(f"eval accuracy {100 * accuracy:.2f} % at iteration {iteration} is under "
+                               f"{100 * request.stop_below:.2f} %: cannot become lossless")
+
+    try:
+        result = run_trial(request.trial, request.tracker, progress=False, output_dir=Path(output_dir),
+                           report_every=request.report_every, on_checkpoint=stop_if_hopeless)
+    except TrialStopped as stop:
+        return TrialOutcome("stopped early", accuracy_mean=stopped_at[-1], note=str(stop))
+    except DDError as error:
+        return TrialOutcome("failed", note=str(error))
+    evaluation = result.evaluations[request.trial.eval_models[0]]
+    return TrialOutcome("finished", evaluation.accuracy_mean, evaluation.accuracy_std)
+
+
+class RayExecutor:
+    """Each request a Ray task with the given resources (one worker process keeps its data set loaded)."""
+
+    def __init__(self, cpus_per_trial: float, gpus_per_trial: float, output_dir: str) -> None:
+        import ray
+
+        self._ray = ray
+        self._task = ray.remote(execute).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=1)
+        self._output_dir = output_dir
+        self._running: dict = {}
+
+    def submit(self, request: TrialRequest) -> None:
+        self._running[self._task.remote(request, self._output_dir, str(cache_dir()))] = request
+
+    def wait_one(self) -> tuple[TrialRequest, TrialOutcome]:
+        (ready,), _ = self._ray.wait(list(self._running), num_returns=1)
+        request = self._running.pop(ready)
+        try:
+            return request, self._ray.get(ready)
+        except self._ray.exceptions.RayError as error:  # a killed worker, an unexpected exception
+            reason = [line for line in str(error).splitlines() if line.strip()][-1]  # the exception, not Ray's header
+            request.tracker.finish(failure=reason)
+            return request, TrialOutcome("failed", note=reason)
+
+
+# --- MLflow: the parent run and finished trials ---------------------------------------------------
+
+
+class TrialStore:
+    """Earlier trials in MLflow, found by their `ddorch.trial_key` tag, and new child runs."""
+
+    def __init__(self, parent: Tracker, experiment: str) -> None:
+        self.parent = parent
+        self.experiment = experiment
+
+    def find(self, request: TrialRequest) -> tuple[str, TrialOutcome] | None:
+        """An earlier run of the same trial that answers it: one that finished, or one stopped early
+        whose halfway accuracy is also under this request's stop line (seeded: it would stop again)."""
+        found = self.parent.client.search_runs(
+            [self.parent.experiment_id],
+            f"tags.`ddorch.trial_key` = '{request.key}'",
+        )
+        model = request.trial.eval_models[0]
+        for run in found:
+            metrics = run.data.metrics
+            if run.info.status == "FINISHED" and f"acc_{model}_mean" in metrics:
+                return run.info.run_id, TrialOutcome("finished", metrics[f"acc_{model}_mean"], metrics[f"acc_{model}_std"])
+            halfway = metrics.get("eval_accuracy")
+            if (run.info.status == "KILLED" and "ddorch.stopped" in run.data.tags and halfway is not None
+                    and request.stop_below is not None and halfway < request.stop_below):
+                return run.info.run_id, TrialOutcome("stopped early", halfway, note=run.data.tags["ddorch.stopped"])
+        return None
+
+    def start_child(self, request: TrialRequest) -> Tracker:
+        return Tracker.start(
+            self.parent.tracking_uri, self.experiment, run_name=f"{request.method}-ipc{request.ipc}",
+            parent_run_id=self.parent.run_id,
+            tags={"ddorch.trial_key": request.key, "ddorch.method": request.method, "ddorch.ipc": str(request.ipc)},
+        )
+
+
+def search_key(config: LosslessConfig) -> str:
+    return hashlib.sha256(json.dumps(config.identity(), sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def parent_run(config: LosslessConfig, tracking_uri: str) -> Tracker:
+    """The search's parent run: the one of an earlier search with the same settings, else a new one."""
+    from mlflow.tracking import MlflowClient
+
+    key = search_key(config)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(config.experiment)
+    if experiment is not None:
+        found = client.search_runs([experiment.experiment_id], f"tags.`ddorch.lossless` = '{key}'", max_results=1)
+        if found:
+            client.set_terminated(found[0].info.run_id, "RUNNING")
+            return Tracker(tracking_uri, experiment.experiment_id, found[0].info.run_id)
+    name = f"lossless-{config.dataset}-{config.model}-{'-'.join(config.methods)}"
+    parent = Tracker.start(tracking_uri, config.experiment, run_name=name, tags={"ddorch.lossless": key})
+    parent.log_params(config.identity())
+    return parent
+
+
+# --- the target -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    accuracy: float  # fraction
+    source: str
+
+
+def resolve_target(config: LosslessConfig, data: RealDataset, progress: bool = False) -> Target:
+    """`target_accuracy` when given (measured elsewhere), else the full-data baseline (cached or trained now)."""
+    if config.target_accuracy is not None:
+        return Target(config.target_accuracy / 100, "given (--target-accuracy, measured elsewhere)")
+    result, from_cache = full_data_baseline(
+        data, config.model, tuple(range(config.baseline_seeds)), device=config.device, progress=progress,
+    )
+    return Target(result.accuracy_mean, f"full-data baseline of {config.model}, {result.protocol} protocol, "
+                                        f"{len(from_cache)} seed(s), {sum(from_cache)} from the cache")
+
+
+# --- the driver -----------------------------------------------------------------------------------
+
+
+@dataclass
+class MethodResult:
+    """One method's search: its evaluations (by IPC) and what they say."""
+
+    method: str
+    evaluations: list[Evaluation]
+    search: IPCSearch
+
+    @property
+    def smallest_lossless(self) -> int | None:
+        return self.search.smallest_lossless if self.search.done else None
+
+    def best(self) -> Evaluation | None:
+        """The most accurate finished evaluation (else the best halfway check of stopped ones)."""
+        scored = [e for e in self.evaluations if e.accuracy_mean is not None]
+        return max(scored, key=lambda e: (e.decision is not None, e.accuracy_mean, -e.ipc), default=None)
+
+    def summary(self) -> str:
+        best = self.best()
+        best_text = "no evaluation" if best is None else f"best: {100 * best.accuracy_mean:.2f} % at IPC {best.ipc}"
+        if best is not None and best.decision is None:
+            best_text += ", halfway check of a trial stopped early"
+        lo, hi = self.search.bounds()
+        if self.search.done and hi is not None:
+            decision = next(e.decision for e in self.evaluations if e.ipc == hi and e.decision)
+            noise = ", within noise" if decision.within_noise else ""
+            return f"smallest lossless IPC {hi} ({100 * decision.mean:.2f} %{noise})"
+        if self.search.done:
+            return f"not reached up to max IPC {self.search.max_ipc} ({best_text})"
+        if hi is not None:
+            return f"budget spent: lossless at IPC {hi}, the smallest lies in ({lo}, {hi}] ({best_text})"
+        return f"budget spent before an answer: lossy up to IPC {lo} ({best_text})"
+
+
+@dataclass
+class LosslessReport:
+    config: LosslessConfig
+    target: Target
+    threshold: float  # fraction
+    results: dict[str, MethodResult]
+    train_size: int
+    num_classes: int
+    parent_run_id: str
+    tracking_uri: str
+    plot: Path
+    table: Path
+    launched: int  # trials actually run (not reused)
+    budget_spent: bool
+
+    def compression_ratio(self, ipc: int) -> float:
+        return self.train_size / (ipc * self.num_classes)
+
+
+Clock = Callable[[], float]
+
+
+def search_lossless(
+    config: LosslessConfig,
+    executor: Callable[[], Executor] | None = None,
+    on_evaluation: Callable[[Evaluation], None] | None = None,
+    progress: bool = False,
+    clock: Clock = time.monotonic,
+) -> LosslessReport:
+    """Search each method's smallest lossless IPC.
+
+    `executor` makes the executor, called only when a trial must run (a rerun that reuses every
+    trial starts no Ray); the default runs Ray tasks on `config.address` or a local Ray.
+    """
+    started = clock()
+    config.validate()
+    data = load_dataset(config.dataset, config.data_root)
+    if config.max_ipc > min(data.class_counts()):
+        raise DDError(f"max IPC {config.max_ipc} is more than the smallest class of {config.dataset} holds "
+                      f"({min(data.class_counts())} training images)")
+    uri = resolve_tracking_uri(config.tracking_uri)
+    check_reachable(uri)
+    output_dir = str(Path(config.output_dir).resolve())
+    target = resolve_target(config, data, progress)
+    threshold = target.accuracy - config.tolerance / 100
+
+    def ray_executor() -> Executor:
+        connect(config.address)
+        check_resources(config.cpus_per_trial, config.gpus_per_trial)
+        return RayExecutor(config.cpus_per_trial, config.gpus_per_trial, output_dir)
+    parent = parent_run(config, uri)
+    try:
+        parent.log_metrics({"target_accuracy": target.accuracy, "lossless_threshold": threshold})
+        deadline = started + 3600 * config.budget_hours if config.budget_hours else math.inf
+        searches = {method: IPCSearch(config.max_ipc) for method in config.methods}
+        evaluations, launched, budget_spent = _drive(
+            config, searches, executor or ray_executor, TrialStore(parent, config.experiment), threshold, deadline, clock, on_evaluation or (lambda e: None),
+        )
+    except BaseException as error:
+        parent.finish(failure=f"{type(error).__name__}: {error}")
+        raise
+    results = {m: MethodResult(m, sorted((e for e in evaluations if e.method == m), key=lambda e: e.ipc), searches[m])
+               for m in config.methods}
+    folder = Path(output_dir) / parent.run_id
+    report = LosslessReport(config, target, threshold, results, len(data.train_labels), data.num_classes,
+                            parent.run_id, uri, folder / "accuracy_vs_ipc.png", folder / "lossless.csv",
+                            launched, budget_spent)
+    _record_in_parent(report, parent)
+    return report
+
+
+def _drive(
+    config: LosslessConfig,
+    searches: dict[str, IPCSearch],
+    make_executor: Callable[[], Executor],
+    store: TrialStore,
+    threshold: float,
+    deadline: float,
+    clock: Clock,
+    on_evaluation: Callable[[Evaluation], None],
+) -> tuple[list[Evaluation], int, bool]:
+    """Keep up to `max_concurrent` trials running; reused trials cost nothing and need no slot."""
+    running: dict[str, set[int]] = {method: set() for method in searches}
+    evaluations: list[Evaluation] = []
+    launched = 0
+    budget_spent = False
+    executor: Executor | None = None
+
+    def accept(evaluation: Evaluation) -> None:
+        evaluations.append(evaluation)
+        searches[evaluation.method].record(evaluation.ipc, evaluation.lossless)
+        on_evaluation(evaluation)
+
+    while True:
+        while sum(map(len, running.values())) < config.max_concurrent:
+            pick = _next_pick(searches, running)
+            if pick is None:
+                break
+            request = build_request(config, *pick, threshold)
+            earlier = store.find(request)
+            if earlier is not None:
+                accept(_evaluation(config, request, earlier[1], threshold, earlier[0], reused=True))
+                continue
+            if clock() >= deadline:
+                budget_spent = True
+                break
+            request.tracker = store.start_child(request)
+            executor = executor or make_executor()
+            executor.submit(request)
+            running[request.method].add(request.ipc)
+            launched += 1
+        if not any(running.values()):
+            break
+        request, outcome = executor.wait_one()
+        running[request.method].discard(request.ipc)
+        accept(_evaluation(config, request, outcome, threshold, request.tracker.run_id))
+    return evaluations, launched, budget_spent and not all(s.done for s in searches.values())
+
+
+def _evaluation(config: LosslessConfig, request: TrialRequest, outcome: TrialOutcome, threshold: float,
+                run_id: str, reused: bool = False) -> Evaluation:
+    decision = None
+    if outcome.status == "finished":
+        decision = decide(outcome.accuracy_mean, outcome.accuracy_std, config.eval_seeds, threshold, config.confidence)
+    return Evaluation(request.method, request.ipc, outcome.status, outcome.accuracy_mean, decision, run_id,
+                      reused, outcome.note)
+
+
+def _next_pick(searches: dict[str, IPCSearch], running: dict[str, set[int]]) -> tuple[str, int] | None:
+    """The next (method, IPC), from the method with the fewest trials running (they share the slots)."""
+    for method in sorted(searches, key=lambda m: len(running[m])):
+        ipc = searches[method].next_ipc(running[method])
+        if ipc is not None:
+            return method, ipc
+    return None
+
+
+def _record_in_parent(report: LosslessReport, parent: Tracker) -> None:
+    """The result table (CSV), the accuracy-vs-IPC plot and the answers on the parent run; then finish it."""
+    import pandas as pd
+
+    from ddcore.visualize import save_accuracy_vs_ipc
+
+    report.table.parent.mkdir(parents=True, exist_ok=True)
+    rows = [_row(report, e) for result in report.results.values() for e in result.evaluations]
+    pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).to_csv(report.table, index=False)
+    curves = {m: [(e.ipc, 100 * e.decision.mean, 100 * e.decision.low, 100 * e.decision.high)
+                  for e in r.evaluations if e.decision] for m, r in report.results.items()}
+    stopped = {m: [(e.ipc, 100 * e.accuracy_mean) for e in r.evaluations if e.status == "stopped early"]
+               for m, r in report.results.items()}
+    save_accuracy_vs_ipc(curves, stopped, 100 * report.target.accuracy, 100 * report.threshold,
+                         report.train_size / report.num_classes, report.plot)
+    parent.log_artifact(report.table)
+    parent.log_artifact(report.plot)
+    for method, result in report.results.items():
+        if result.smallest_lossless is not None:
+            parent.log_metrics({f"smallest_lossless_ipc_{method}": result.smallest_lossless})
+        parent.set_tags({f"ddorch.lossless.{method}": result.summary()})
+    parent.finish()
+
+
+TABLE_COLUMNS = ("method", "ipc", "compression_ratio", "accuracy_mean_pct", "ci_low_pct", "ci_high_pct",
+                 "decision", "within_noise", "status", "run_id", "note")
+
+
+def _row(report: LosslessReport, evaluation: Evaluation) -> tuple:
+    d = evaluation.decision
+    return (
+        evaluation.method, evaluation.ipc, report.compression_ratio(evaluation.ipc),
+        None if evaluation.accuracy_mean is None else 100 * evaluation.accuracy_mean,
+        100 * d.low if d else None, 100 * d.high if d else None,
+        "lossless" if evaluation.lossless else "lossy", bool(d and d.within_noise),
+        evaluation.status, evaluation.run_id, evaluation.note,
+    )
