@@ -1,11 +1,9 @@
 """Pictures people would rather look at than read: image grids and curves."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")  # files only; no display on servers and Ray workers
 import matplotlib.pyplot as plt  # noqa: E402
@@ -115,8 +113,8 @@ def save_accuracy_vs_ipc(
         points = sorted(points)
         if points:
             ipcs, means, lows, highs = zip(*points)
-            below = [m - lo if math.isfinite(lo) else 0.0 for m, lo in zip(means, lows)]
-            above = [hi - m if math.isfinite(hi) else 0.0 for m, hi in zip(means, highs)]
+            below = [m - lo for m, lo in zip(means, lows)]
+            above = [hi - m for m, hi in zip(means, highs)]
             axis.errorbar(ipcs, means, yerr=[below, above], marker="o", capsize=3, color=colour, label=method)
         crosses = stopped.get(method, [])
         if crosses:
@@ -125,9 +123,21 @@ def save_accuracy_vs_ipc(
     if threshold < target:
         axis.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"lossless threshold {threshold:.2f} %")
     axis.set_xscale("log")
-    ratio = axis.secondary_xaxis(
-        "top", functions=(lambda x: train_images_per_class / np.maximum(x, 1e-9),
-                          lambda r: train_images_per_class / np.maximum(r, 1e-9)),
-    )
+    evaluated = [p[0] for points in [*curves.values(), *stopped.values()] for p in points]
+    ticks = _one_two_five(min(evaluated), max(evaluated)) if evaluated else []
+    axis.set_xticks(ticks, [str(t) for t in ticks])
+    axis.minorticks_off()
+    ratio = axis.secondary_xaxis("top")
+    ratio.set_xticks(ticks, [f"{train_images_per_class / t:,.0f}x" for t in ticks], fontsize=8)
+    ratio.minorticks_off()
     ratio.set_xlabel("compression ratio (full training set / synthetic set)")
     return _label_and_save(figure, axis, path, "images per class (IPC)", "test accuracy %")
+
+
+def _one_two_five(low: int, high: int) -> list[int]:
+    """Ticks 1, 2, 5, 10, 20, 50, ... from `low` to `high`, and `high` itself."""
+    ticks, scale = [], 1
+    while scale <= high:
+        ticks += [step * scale for step in (1, 2, 5) if low <= step * scale < high]
+        scale *= 10
+    return ticks + [high]

@@ -131,17 +131,17 @@ def decide(mean: float, population_std: float, seeds: int, threshold: float, con
     """Lossless when the mean over `seeds` reaches `threshold`; Student's t-interval for the mean.
 
     The interval is mean ± t_{(1+c)/2, n-1} s / sqrt(n), s the sample standard deviation (the
-    population one `EvalResult.accuracy_std` reports, times sqrt(n / (n-1))). More seeds narrow it;
-    one seed gives no interval (infinite), so a one-seed decision is always within noise. The
-    target is taken as exact: its own seed noise is not in the interval.
+    population one `EvalResult.accuracy_std` reports, times sqrt(n / (n-1))), clipped to [0, 1].
+    More seeds narrow it; one seed gives no interval ([0, 1]), so a one-seed decision is always
+    within noise. The target is taken as exact: its own seed noise is not in the interval.
     """
     if seeds < 2:
-        return Decision(mean, -math.inf, math.inf, seeds, threshold)
+        return Decision(mean, 0.0, 1.0, seeds, threshold)
     from scipy.stats import t
 
     sample_std = population_std * math.sqrt(seeds / (seeds - 1))
     half = t.ppf((1 + confidence) / 2, seeds - 1) * sample_std / math.sqrt(seeds)
-    return Decision(mean, mean - half, mean + half, seeds, threshold)
+    return Decision(mean, max(0.0, mean - half), min(1.0, mean + half), seeds, threshold)
 
 
 # --- the search, without execution ------------------------------------------------------------
@@ -535,8 +535,12 @@ def _drive(
     clock: Clock,
     on_evaluation: Callable[[Evaluation], None],
 ) -> tuple[list[Evaluation], int, bool]:
-    """Keep up to `max_concurrent` trials running; reused trials cost nothing and need no slot."""
-    running: dict[str, set[int]] = {method: set() for method in searches}
+    """Keep up to `max_concurrent` trials running; reused trials cost nothing and need no slot.
+
+    If the driver stops (Ctrl-C, a crash), the child runs still running are marked FAILED, so a
+    rerun does not mistake them for results and they do not stay RUNNING in MLflow forever.
+    """
+    running: dict[str, dict[int, TrialRequest]] = {method: {} for method in searches}
     evaluations: list[Evaluation] = []
     launched = 0
     budget_spent = False
@@ -547,29 +551,34 @@ def _drive(
         searches[evaluation.method].record(evaluation.ipc, evaluation.lossless)
         on_evaluation(evaluation)
 
-    while True:
-        while sum(map(len, running.values())) < config.max_concurrent:
-            pick = _next_pick(searches, running)
-            if pick is None:
+    try:
+        while True:
+            while sum(map(len, running.values())) < config.max_concurrent:
+                pick = _next_pick(searches, running)
+                if pick is None:
+                    break
+                request = build_request(config, *pick, threshold)
+                earlier = store.find(request)
+                if earlier is not None:
+                    accept(_evaluation(config, request, earlier[1], threshold, earlier[0], reused=True))
+                    continue
+                if clock() >= deadline:
+                    budget_spent = True
+                    break
+                request.tracker = store.start_child(request)
+                executor = executor or make_executor()
+                executor.submit(request)
+                running[request.method][request.ipc] = request
+                launched += 1
+            if not any(running.values()):
                 break
-            request = build_request(config, *pick, threshold)
-            earlier = store.find(request)
-            if earlier is not None:
-                accept(_evaluation(config, request, earlier[1], threshold, earlier[0], reused=True))
-                continue
-            if clock() >= deadline:
-                budget_spent = True
-                break
-            request.tracker = store.start_child(request)
-            executor = executor or make_executor()
-            executor.submit(request)
-            running[request.method].add(request.ipc)
-            launched += 1
-        if not any(running.values()):
-            break
-        request, outcome = executor.wait_one()
-        running[request.method].discard(request.ipc)
-        accept(_evaluation(config, request, outcome, threshold, request.tracker.run_id))
+            request, outcome = executor.wait_one()
+            del running[request.method][request.ipc]
+            accept(_evaluation(config, request, outcome, threshold, request.tracker.run_id))
+    except BaseException as error:
+        for request in (r for method in running.values() for r in method.values()):
+            request.tracker.finish(failure=f"the lossless search stopped: {type(error).__name__}")
+        raise
     return evaluations, launched, budget_spent and not all(s.done for s in searches.values())
 
 
@@ -582,7 +591,7 @@ def _evaluation(config: LosslessConfig, request: TrialRequest, outcome: TrialOut
                       reused, outcome.note)
 
 
-def _next_pick(searches: dict[str, IPCSearch], running: dict[str, set[int]]) -> tuple[str, int] | None:
+def _next_pick(searches: dict[str, IPCSearch], running: dict[str, dict[int, TrialRequest]]) -> tuple[str, int] | None:
     """The next (method, IPC), from the method with the fewest trials running (they share the slots)."""
     for method in sorted(searches, key=lambda m: len(running[m])):
         ipc = searches[method].next_ipc(running[method])

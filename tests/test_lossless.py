@@ -1,13 +1,16 @@
 """The lossless-IPC search: decisions, grid + bisection against an accuracy oracle, reuse from MLflow,
 "not reached", the budget, the random-subset method, and one tiny end-to-end `ddorch lossless` on digits."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from ddcore.baseline import full_data_baseline
 from ddcore.data import load_dataset
+from ddcore.data.base import RealDataset
 from ddcore.methods import get_method
 from ddcore.methods.datadam import initial_images
 from orchestrator.cli import app
@@ -17,6 +20,7 @@ from orchestrator.lossless import (
     TrialOutcome,
     decide,
     geometric_grid,
+    resolve_target,
     search_lossless,
 )
 
@@ -170,15 +174,17 @@ def test_random_subset_is_seeded_real_images_the_same_as_datadams_real_start():
     assert torch.equal(picked.images, initial_images(data, datadam, torch.Generator().manual_seed(4 * 1_000_003)))
 
 
-def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace):
+def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace, shared_store):
+    # the target given (digits' measured ConvNetD3 baseline): training it here would double the test's time
     args = ["lossless", "--dataset", "digits", "--method", "datadam,random", "--model", "ConvNetD1", "--max-ipc", "2",
-            "--iterations", "4", "--eval-epochs", "2", "--eval-seeds", "2", "--baseline-seeds", "1", "--device", "cpu"]
+            "--iterations", "4", "--eval-epochs", "2", "--eval-seeds", "2", "--target-accuracy", "98.89",
+            "--device", "cpu", "--tracking-uri", shared_store, "--experiment", "end-to-end"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "datadam: not reached up to max IPC 2" in result.output  # 2 epochs cannot match the full data
     assert "random: not reached up to max IPC 2" in result.output
-    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
+    client = MlflowClient(shared_store)
+    runs = client.search_runs([client.get_experiment_by_name("end-to-end").experiment_id])
     parents = [r for r in runs if "ddorch.lossless" in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
@@ -191,7 +197,18 @@ def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace):
     assert (workspace / "runs" / parents[0].info.run_id / "accuracy_vs_ipc.png").stat().st_size > 10_000
     rerun = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert rerun.exit_code == 0, rerun.output
-    assert "0 trial(s) run" in rerun.output and "1 seed(s), 1 from the cache" in rerun.output
+    assert "0 trial(s) run" in rerun.output and "measured elsewhere" in rerun.output
+
+
+def test_target_is_the_full_data_baseline_trained_once_then_cached(workspace):
+    tiny = RealDataset("tiny", torch.randn(40, 1, 8, 8), torch.arange(4).repeat(10), torch.randn(8, 1, 8, 8),
+                       torch.arange(4).repeat(2), ["a", "b", "c", "d"], (0.0,), (1.0,))
+    config = LosslessConfig(dataset="tiny", model="ConvNetD1", baseline_seeds=2, device="cpu")
+    first, again = resolve_target(config, tiny), resolve_target(config, tiny)
+    assert "2 seed(s), 0 from the cache" in first.source and "2 seed(s), 2 from the cache" in again.source
+    assert first.accuracy == again.accuracy == full_data_baseline(tiny, "ConvNetD1", (0, 1), device="cpu")[0].accuracy_mean
+    given = resolve_target(replace(config, target_accuracy=99.49), tiny)
+    assert given.accuracy == pytest.approx(0.9949) and "measured elsewhere" in given.source
 
 
 def test_bad_input_is_one_line(workspace):
