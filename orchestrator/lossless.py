@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Collection, Protocol
+from typing import Callable, ClassVar, Collection, Protocol
 
 from ddcore.baseline import CACHE_ENV, cache_dir, full_data_baseline
 from ddcore.data import load_dataset
@@ -73,7 +73,7 @@ class LosslessConfig:
     output_dir: str = "runs"
     device: str = "auto"
 
-    EXECUTION = ("budget_hours", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "address", "data_root",
+    EXECUTION: ClassVar[tuple[str, ...]] = ("budget_hours", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "address", "data_root",
                  "tracking_uri", "experiment", "output_dir", "device")
 
     def identity(self) -> dict:
