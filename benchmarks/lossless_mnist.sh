@@ -8,15 +8,17 @@
 #
 # Settings cut for the CPU: 1000 DataDAM iterations (the paper's preset says 20,000: ~7 h per IPC
 # here), max IPC 50; the synthetic-set evaluation keeps the DC/DM protocol (1000 epochs, DSA),
-# 3 seeds. Budget: 5 h of wall time, 2 trials at a time with 1 core each; estimate ~3.5 h.
+# 3 seeds. Budget: no new IPC launched after 5 h (running trials finish: at most ~2 h more); 2 trials
+# at a time with 1 core each. Estimate ~3.5 h: DataDAM IPC 1, 2 stopped halfway (~11 min each), IPC 5,
+# 10, 20, 50 ~30, 36, 51, 105 min (distil + 4 evaluation networks); random 1..50 ~100 min in all.
 #
 # Usage (from the repository root):
 #   bash benchmarks/lossless_mnist.sh                 # the acceptance run
-#   SMOKE=1 bash benchmarks/lossless_mnist.sh         # a 4-minute check that it starts and records
+#   SMOKE=1 bash benchmarks/lossless_mnist.sh         # a few-minute check that it starts and records
 #   TOLERANCE=1.0 bash benchmarks/lossless_mnist.sh   # lossless = within 1 point of the target
 set -euo pipefail
-export DDORCH_DATA_ROOT=${DDORCH_DATA_ROOT:-/work/shared/data}
-OUT=${OUT:-$PWD/bench_lossless}
+export DDORCH_DATA_ROOT=${DDORCH_DATA_ROOT:-/work/shared/data} COLUMNS=${COLUMNS:-160}  # a wide table in the log
+OUT=${OUT:-$PWD/bench_out/lossless_mnist}
 mkdir -p "$OUT"
 if [ "${SMOKE:-0}" = 1 ]; then
   TUNING=(--max-ipc 2 --iterations 2 --eval-epochs 1 --eval-seeds 2 --budget-hours 0.5)
