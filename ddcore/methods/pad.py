@@ -355,6 +355,8 @@ def distill(
             done = iteration + 1
             if done % config.log_every == 0 or done == config.iterations:
                 means = window.flush(done)
+                if not syn_lr.item() > 0:
+                    raise DDError(f"the learned learning rate became {syn_lr.item():.4g} by iteration {done}; lower lr_lr")
                 bar.advance(config.log_every if done % config.log_every == 0 else done % config.log_every,
                             status=f"loss {means['loss']:.3f}")
                 if callback is not None:
