@@ -1,5 +1,6 @@
 """PAD: difficulty scores, the experts' data schedule and cache, the alignment filter, matching, artefacts."""
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,3 +178,19 @@ def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
                                    "--out", str(workspace / "both.png")], env={"COLUMNS": "200"})
     assert compared.exit_code == 0, compared.output
     assert "peak memory MiB" in compared.output and "prepare time s" in compared.output and "pad" in compared.output
+
+
+def test_experts_train_as_parallel_ray_tasks_like_in_process(workspace, monkeypatch):
+    from ddcore.data import load_dataset
+    from orchestrator.sweep import connect
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # workers import the code under test
+    data = load_dataset("digits")
+    config = ExpertConfig.for_dataset("digits", 8, "MLP", epochs=1, dsa_strategy="none")
+    connect(None, num_cpus=2)
+    parallel = obtain_experts(data, config, 2, parallel=True)
+    assert parallel.trained_now == [0, 1]
+    ray_trajectories = [parallel.trajectory(i).clone() for i in range(2)]
+    serial = obtain_experts(data, config, 2, device="cpu", refresh=True)
+    for index in range(2):
+        assert torch.allclose(serial.trajectory(index), ray_trajectories[index], atol=1e-5)
