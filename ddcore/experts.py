@@ -40,7 +40,7 @@ from torch import nn
 from ddcore.augment import default_dsa_strategy, dsa
 from ddcore.baseline import cache_dir
 from ddcore.data.base import RealDataset
-from ddcore.difficulty import DifficultyConfig, difficulty_scores, easiest_first_by_class
+from ddcore.difficulty import SCORES, DifficultyConfig, difficulty_scores, easiest_first_by_class
 from ddcore.errors import DDError
 from ddcore.evaluate import PER_IMAGE, measure_accuracy
 from ddcore.models import get_model
@@ -141,6 +141,8 @@ class ExpertConfig:
             raise DDError(f"experts need at least one epoch, got {self.epochs}")
         if not self.lr > 0 or self.batch_size < 1:
             raise DDError(f"expert lr and batch size must be positive, got {self.lr} and {self.batch_size}")
+        if self.score not in SCORES:
+            raise DDError(f"unknown difficulty score '{self.score}'; use one of {', '.join(SCORES)}")
         if self.schedule is not None:
             self.schedule.validate()
 

@@ -159,7 +159,7 @@ def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
 
     runner = CliRunner()
     quick = ["--dataset", "digits", "--ipc", "1", "--iterations", "2", "--eval-seeds", "1", "--eval-epochs", "2",
-             "--device", "cpu", "--model", "MLP", "--eval-models", "MLP", "--no-baseline"]
+             "--device", "cpu", "--model", "MLP", "--eval-models", "MLP", "--no-baseline", "--dsa-strategy", "none"]
     pad = ["--method", "pad", "--set", "num_experts=1", "--set", "trajectory_epochs=2", "--set", "max_start_epoch=1",
            "--set", "current_max_start_epoch=1", "--set", "expert_epochs=1", "--set", "syn_steps=2", "--set", "log_every=1"]
     bad = runner.invoke(app, ["run", *quick, *pad, "--set", "expert_epochs=3"], env={"COLUMNS": "200"})
@@ -194,3 +194,24 @@ def test_experts_train_as_parallel_ray_tasks_like_in_process(workspace, monkeypa
     serial = obtain_experts(data, config, 2, device="cpu", refresh=True)
     for index in range(2):
         assert torch.allclose(serial.trajectory(index), ray_trajectories[index], atol=1e-5)
+
+
+def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow(workspace):
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.cli import app
+
+    runner = CliRunner()
+    args = ["experts", "--dataset", "digits", "--model", "MLP", "--num-experts", "1", "--epochs", "1", "--in-process",
+            "--device", "cpu"]
+    first = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    assert "1 trained now (in this process), 0 from the cache" in first.output
+    again = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "0 trained now (in this process), 1 from the cache" in again.output
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
+    assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id, "experts")} == {"experts/manifest.json", "experts/expert_000.pt"}
+    bad = runner.invoke(app, [*args, "--score", "loudness"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2 and "unknown difficulty score 'loudness'" in bad.output

@@ -97,6 +97,7 @@ class PADConfig(MethodConfig):
         return ExpertConfig.for_dataset(
             dataset, image_size, self.model, schedule=self.data_schedule, epochs=self.trajectory_epochs,
             lr=self.lr_teacher, batch_size=self.expert_batch, score=self.difficulty_score, seed=self.seed,
+            dsa_strategy=self.dsa_strategy,  # the official buffer and distillation share one DSA strategy
         )
 
     def validate(self, images_per_class: list[int]) -> None:
