@@ -1,7 +1,9 @@
-"""Device choice and seeding, in one place."""
+"""Device choice, seeding and memory readings, in one place."""
 from __future__ import annotations
 
 import random
+import resource
+import sys
 
 import numpy as np
 import torch
@@ -35,3 +37,18 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so wall-clock timings measure the work itself."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh GPU peak (the CPU peak of a process cannot be reset: see `peak_memory_mib`)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """GPU: the most memory tensors held since `reset_peak_memory`. CPU: the process's peak
+    resident set size so far (getrusage maxrss; includes the data set and the libraries)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

@@ -99,7 +99,7 @@ def _split_names(names: str) -> list[str]:
 @friendly_errors
 def run(
     dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
-    method: str = typer.Option("datadam", "--method", help="A distillation method (`datadam`)."),
+    method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
     ipc: Optional[int] = typer.Option(None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."),
     init: Optional[str] = typer.Option(None, "--init", help="real (random real images) or noise."),
     model: Optional[str] = typer.Option(None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."),
@@ -111,6 +111,7 @@ def run(
     attention_power: Optional[float] = typer.Option(None, "--attention-power", help="p in sum_c |f_c|^p."),
     dsa_strategy: Optional[str] = typer.Option(None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none."),
     bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for the distillation forwards."),
+    settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the distillation."),
     eval_models: str = typer.Option("ConvNetD3", "--eval-models", help="Comma-separated networks trained on the synthetic set."),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
@@ -125,15 +126,17 @@ def run(
 ) -> None:
     """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow."""
     from ddcore.methods import get_method
+    from orchestrator.experiments import parse_overrides
     from orchestrator.tracking import Tracker
     from orchestrator.trial import TrialConfig, run_trial
 
     chosen = get_method(method)
-    method_config = chosen.config(preset, dataset, ipc).with_overrides(
+    flags = dict(
         init=init, model=model, iterations=iterations, lr_images=lr_images, batch_real=batch_real,
         mmd_weight=mmd_weight, attention_power=attention_power, dsa_strategy=dsa_strategy,
         bf16=bf16 or None, seed=seed, device=device,
     )
+    method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **parse_overrides(settings, method)})
     trial = TrialConfig(
         dataset=dataset, method=method, method_config=method_config, preset=preset,
         eval_models=_split_names(eval_models), eval_seeds=eval_seeds, eval_epochs=eval_epochs,
@@ -154,8 +157,11 @@ def run(
             f"{100 * full.accuracy_mean:.2f}" if full else "-", f"{full.train_seconds_mean:.1f}" if full else "-",
         )
     console.print(table)
+    if result.prepare_seconds >= 0.1:
+        console.print(f"prepared in {result.prepare_seconds:.1f} s (PAD: its experts, cached or trained)")
     console.print(
-        f"distilled in {result.distill_seconds:.1f} s ({method_config.iterations / result.distill_seconds:.1f} it/s); "
+        f"distilled in {result.distill_seconds:.1f} s ({method_config.iterations / result.distill_seconds:.1f} it/s, "
+        f"peak memory {result.peak_memory_mib:.0f} MiB); "
         f"MLflow run {result.run_id} in {tracker.tracking_uri}; artefacts in {result.artefact_dir}"
     )
 
@@ -357,6 +363,58 @@ def datasets(
             status = f"not found: {error}"
         table.add_row(name, status)
     console.print(table)
+
+
+@app.command()
+@friendly_errors
+def experts(
+    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
+    model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
+    num_experts: int = typer.Option(10, "--num-experts", min=1, help="Experts wanted (cached ones are reused)."),
+    epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs each expert trains (its trajectory's length)."),
+    lr: float = typer.Option(0.01, "--lr", help="The experts' SGD learning rate (lr_teacher)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 256; 32 for digits and mhist."),
+    schedule: bool = typer.Option(True, "--schedule/--no-schedule", help="PAD's easy-to-hard data schedule, or all data (MTT)."),
+    score: str = typer.Option("el2n", "--score", help="Difficulty score ordering the samples: el2n or grand."),
+    seed: int = typer.Option(0, "--seed"),
+    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
+    cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01),
+    gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0),
+    refresh: bool = typer.Option(False, "--refresh", help="Retrain even if cached experts exist."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    experiment: str = ExperimentOption,
+    data_root: Optional[Path] = DataRootOption,
+    image_size: Optional[int] = ImageSizeOption,
+    device: str = DeviceOption,
+) -> None:
+    """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow."""
+    from ddcore.data import load_dataset, resolve_data_root
+    from ddcore.experts import ExpertConfig, log_experts, obtain_experts
+    from orchestrator.sweep import connect
+    from orchestrator.tracking import Tracker
+
+    data = load_dataset(dataset, data_root, image_size)
+    settings = {"batch_size": batch_size} if batch_size else {}
+    config = ExpertConfig.for_dataset(dataset, data.image_size, model, schedule, epochs=epochs, lr=lr, score=score,
+                                      seed=seed, **settings)
+    if not in_process:
+        connect(address)
+    tracker = Tracker.start(tracking_uri, experiment, run_name=f"experts-{dataset}-{model}-{epochs}ep",
+                            tags={"ddorch.dataset": dataset, "ddorch.stage": "experts"})
+    try:
+        bank = obtain_experts(data, config, num_experts, parallel=not in_process, data_root=str(resolve_data_root(data_root)),
+                              cpus_per_expert=cpus_per_expert, gpus_per_expert=gpus_per_expert, device=device,
+                              refresh=refresh, progress=True)
+        log_experts(tracker, bank)
+    except BaseException as error:
+        tracker.finish(failure=str(error) or type(error).__name__)
+        raise
+    tracker.finish()
+    console.print(f"{len(bank)} experts of {config.key()}: {len(bank.trained_now)} trained now "
+                  f"({'in this process' if in_process else 'as Ray tasks'}), {len(bank) - len(bank.trained_now)} "
+                  f"from the cache, in {bank.seconds:.1f} s")
+    console.print(f"files in {bank.manifest.parent}; MLflow run {tracker.run_id} in {tracker.tracking_uri}")
 
 
 @app.command()

@@ -1,4 +1,8 @@
-"""Runs side by side (`ddorch compare`): settings, accuracies, time, and their grids in one image."""
+"""Runs side by side (`ddorch compare`): settings, accuracies, time, memory, and their grids in one image.
+
+Peak memory is the GPU's peak allocation during distillation, or on a CPU the process's peak
+resident set (data set and libraries included), as each run recorded it.
+"""
 from __future__ import annotations
 
 import tempfile
@@ -34,7 +38,9 @@ def compare_runs(run_ids: list[str], tracking_uri: str | None, out: Path) -> tup
     for name in accuracy_names:
         model = name.removeprefix("acc_").removesuffix("_mean")
         rows.append((f"{model} accuracy %", [_accuracy(run, model) for run in runs]))
-    rows.append(("distill time s", [f"{run.data.metrics.get('distill_seconds', float('nan')):.1f}" for run in runs]))
+    rows.append(("distill time s", [_number(run, "distill_seconds", ".1f") for run in runs]))
+    rows.append(("prepare time s (PAD experts)", [_number(run, "prepare_seconds", ".1f") for run in runs]))
+    rows.append(("peak memory MiB", [_number(run, "peak_memory_mib", ".0f") for run in runs]))
     rows.append(("status", [run.info.status for run in runs]))
 
     sets, titles = [], []
@@ -54,3 +60,8 @@ def _accuracy(run, model: str) -> str:
     mean = run.data.metrics.get(f"acc_{model}_mean")
     std = run.data.metrics.get(f"acc_{model}_std", 0.0)
     return "-" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def _number(run, metric: str, spec: str) -> str:
+    value = run.data.metrics.get(metric)
+    return "-" if value is None else format(value, spec)

@@ -320,6 +320,28 @@ def record_in_parent(parent: Tracker, rows: list[TrialRow], space: SearchSpace, 
         if best.child_run_id:
             grid = parent.client.download_artifacts(best.child_run_id, "grids/grid_all_classes.png", str(folder))
             parent.log_artifact(grid, "best_trial")
+    close_children(parent, rows)
     failed = [r for r in rows if r.status == "failed"]
     parent.finish(failure=f"{len(failed)} of {len(rows)} trials failed" if failed and not finished else None)
     return folder
+
+
+def close_children(parent: Tracker, rows: list[TrialRow]) -> None:
+    """Once the tuner has returned no trial runs: end any child run still marked RUNNING.
+
+    A trial's own handler ends its run, but not when its worker died first (a killed driver takes
+    its workers along) or when Ray ended the trial without that handler getting to run; the
+    run then takes its status from Ray's outcome for the trial.
+    """
+    outcome = {r.child_run_id: r for r in rows if r.child_run_id}
+    running = parent.client.search_runs(
+        [parent.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent.run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in running:
+        child = Tracker(parent.tracking_uri, parent.experiment_id, run.info.run_id)
+        row = outcome.get(run.info.run_id)
+        if row is not None and row.status == "failed":
+            child.finish(failure=row.error or "failed")
+        else:
+            child.finish(stopped="ended by the sweep before the trial could close its run")

@@ -20,6 +20,7 @@ from ddcore.errors import DDError
 from ddcore.evaluate import EvalResult, evaluate, get_protocol
 from ddcore.methods import MethodConfig, StepReport, get_method
 from ddcore.models import get_model
+from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_curves, save_grids
 from orchestrator.tracking import Tracker
@@ -74,6 +75,8 @@ class TrialResult:
     baselines: dict[str, EvalResult]
     distill_seconds: float
     artefact_dir: Path
+    prepare_seconds: float = 0.0  # the method's work before distilling (PAD: experts)
+    peak_memory_mib: float = 0.0  # GPU: peak allocated during distillation; CPU: process peak RSS
 
 
 @functools.lru_cache(maxsize=2)
@@ -159,14 +162,25 @@ def _run(
             if on_checkpoint is not None:
                 on_checkpoint(report.iteration, snapshot, quick.accuracy_mean)
 
+    device = resolve_device(method_config.device)
+    started = time.perf_counter()
+    prepared = method.prepare(data, method_config, progress)  # PAD: its experts, cached or trained
+    prepare_seconds = time.perf_counter() - started
+    if prepared.artefacts or prepared.metrics:
+        tracker.log_metrics({"prepare_seconds": prepare_seconds, **prepared.metrics})
+        for path in prepared.artefacts:
+            tracker.log_artifact(path, "prepared")
+    reset_peak_memory(device)
     started = time.perf_counter()
     synthetic = method.module.distill(
         data, method_config, callback=on_step, progress=progress,
         start=resume.synthetic if resume else None, start_iteration=resume.iteration if resume else 0,
     )
     distill_seconds = time.perf_counter() - started
+    peak_mib = peak_memory_mib(device)
     tracker.log_metrics({
         "distill_seconds": distill_seconds,
+        "peak_memory_mib": peak_mib,
         "iterations_per_second": (method_config.iterations - (resume.iteration if resume else 0)) / distill_seconds,
     })
 
@@ -205,11 +219,14 @@ def _run(
         "run_id": tracker.run_id,
         "config": config.to_dict(),
         "eval_protocol": asdict(protocol),
+        "prepare_seconds": prepare_seconds,
         "distill_seconds": distill_seconds,
+        "peak_memory_mib": peak_mib,
         "evaluations": {name: asdict(result) for name, result in evaluations.items()},
         "baselines": {name: asdict(result) for name, result in baselines.items()},
     }
     (artefacts / "summary.json").write_text(json.dumps(summary, indent=2))
     tracker.log_artifact(artefacts / "summary.json")
     tracker.finish()
-    return TrialResult(tracker.run_id, synthetic, evaluations, baselines, distill_seconds, artefacts)
+    return TrialResult(tracker.run_id, synthetic, evaluations, baselines, distill_seconds, artefacts,
+                       prepare_seconds, peak_mib)

@@ -77,3 +77,22 @@ def test_failing_trial_is_retried_then_failed_and_others_finish(ray_session, tmp
 def test_gpu_request_without_gpu_is_refused_before_submitting(ray_session):
     with pytest.raises(DDError, match="--gpus-per-trial 1 but the Ray cluster has 0 GPUs"):
         check_resources(1, 1)
+
+
+def test_children_left_running_take_rays_outcome(tmp_path):
+    from orchestrator.sweep import TrialRow, close_children
+    from orchestrator.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = Tracker.start(uri, "ddorch", run_name="sweep")
+    failed, stopped, finished = (Tracker.start(uri, "ddorch", parent_run_id=parent.run_id) for _ in range(3))
+    finished.finish()
+    rows = [TrialRow("a", {}, None, 3, "failed", failed.run_id, error="ValueError: boom"),
+            TrialRow("b", {}, 0.5, 5, "stopped early", stopped.run_id),
+            TrialRow("c", {}, 0.9, 10, "finished", finished.run_id)]
+    close_children(parent, rows)
+    client = MlflowClient(uri)
+    assert client.get_run(failed.run_id).info.status == "FAILED"
+    assert client.get_run(failed.run_id).data.tags["ddorch.failure"] == "ValueError: boom"
+    assert client.get_run(stopped.run_id).info.status == "KILLED"
+    assert client.get_run(finished.run_id).info.status == "FINISHED"

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ddcore.errors import DDError
-from ddcore.methods.base import Callback, MethodConfig, StepReport
+from ddcore.data.base import RealDataset
+from ddcore.methods.base import Callback, MethodConfig, Preparation, StepReport
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,16 @@ class Method:
             raise DDError(f"unknown preset '{preset}' for {self.name}; known: {', '.join(self.presets)}")
         return self.module.PRESETS[preset](dataset, ipc)
 
+    def prepare(self, data: RealDataset, config: MethodConfig, progress: bool = False) -> Preparation:
+        """The method's work before distilling (PAD trains or finds its experts); nothing for most."""
+        prepare = getattr(self.module, "prepare", None)
+        return Preparation() if prepare is None else prepare(data, config, progress)
+
 
 def _methods() -> dict[str, Method]:
-    from ddcore.methods import datadam, random_subset
+    from ddcore.methods import datadam, pad, random_subset
 
-    return {"datadam": Method("datadam", datadam), "random": Method("random", random_subset)}
+    return {"datadam": Method("datadam", datadam), "pad": Method("pad", pad), "random": Method("random", random_subset)}
 
 
 def list_methods() -> list[str]:
@@ -40,4 +46,4 @@ def get_method(name: str) -> Method:
     return methods[name]
 
 
-__all__ = ["Callback", "Method", "MethodConfig", "StepReport", "get_method", "list_methods"]
+__all__ = ["Callback", "Method", "MethodConfig", "Preparation", "StepReport", "get_method", "list_methods"]

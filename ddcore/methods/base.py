@@ -1,15 +1,18 @@
 """What every distillation method shares: a typed config, a step report, and `distill`.
 
 A method module defines a config dataclass (subclassing `MethodConfig`), named presets, and
-`distill(data, config, callback, progress) -> SyntheticSet`. The loop calls `callback` every
-`config.log_every` iterations (and after the last) with the mean losses of that window: that is
-where the CLI logs to MLflow and where Ray Tune trials report and checkpoint. Losses are read
-back from the device only then, so the loop itself never waits on the GPU.
+`distill(data, config, callback, progress) -> SyntheticSet`, and optionally `prepare(data,
+config, progress) -> Preparation` for expensive work done once before (PAD's experts), which
+trials time apart. The loop calls `callback` every `config.log_every` iterations (and after the
+last) with the mean losses of that window: that is where the CLI logs to MLflow and where Ray
+Tune trials report and checkpoint. Losses are read back from the device only then, so the loop
+itself never waits on the GPU.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -34,13 +37,13 @@ class MethodConfig:
         return asdict(self)
 
     def with_overrides(self, **overrides: Any) -> "MethodConfig":
-        """A copy with some fields replaced; None means "keep" (also for fields this method lacks,
-        so one CLI can pass every method's flags); other unknown names are a one-line error."""
+        """A copy with some fields replaced; None means "keep"; unknown names are a one-line error."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
         known = {f.name for f in fields(self)}
-        unknown = {name for name, value in overrides.items() if value is not None} - known
+        unknown = set(overrides) - known
         if unknown:
             raise DDError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        return replace(self, **overrides)
 
     def validate(self, images_per_class: list[int]) -> None:
         """One-line errors for values no run can use."""
@@ -57,6 +60,14 @@ class MethodConfig:
         for name, value in asdict(self).items():
             if name.startswith("lr") and isinstance(value, float) and not value > 0:
                 raise DDError(f"{name} must be positive, got {value}")
+
+
+@dataclass
+class Preparation:
+    """Work a method does once before distilling (PAD: its experts), for the trial to log."""
+
+    artefacts: list[Path] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
