@@ -442,6 +442,21 @@ def nas_proxy(
     _analyse("nas_proxy", run_id, config, tracking_uri, data_root, output_dir)
 
 
+@app.command()
+@friendly_errors
+def report(
+    ids: list[str] = typer.Argument(..., help="Run ids, sweep parent run ids or sweep names."),
+    out: Path = typer.Option(Path("report"), "--out", help="Folder for report.html (self-contained), report.md and images/."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    experiment: str = ExperimentOption,
+) -> None:
+    """Write an HTML and a Markdown report over runs and sweeps: tables, grids, curves, analyses, commands."""
+    from orchestrator.report import build_report
+
+    written = build_report(ids, out, tracking_uri, experiment)
+    console.print(f"report: {written.html_path} and {written.markdown_path} ({len(written.sections)} sections)")
+
+
 def main() -> None:
     app()
 
