@@ -17,7 +17,7 @@ def workspace(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
-    """Two finished digits runs (IPC 1 noise init, IPC 2 real init) in a store of their own; the
+    """Two finished digits runs (real init, IPC 1 and 2) in a store of their own; the
     second also holds its own cross-architecture matrix (a sweep preset's `cross_arch_models`).
     Returns (tracking URI, [run ids], output dir). Tiny on purpose: a few iterations and epochs."""
     from ddcore.methods import get_method
@@ -27,9 +27,9 @@ def tiny_runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_runs")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     run_ids = []
-    for ipc, init, cross_arch in ((1, "noise", []), (2, "real", ["MLP"])):
+    for ipc, cross_arch in ((1, []), (2, ["MLP"])):
         method_config = get_method("datadam").config("paper", "digits", ipc).with_overrides(
-            iterations=3, batch_real=8, model="ConvNetD1", init=init, device="cpu", log_every=1)
+            iterations=3, batch_real=8, model="ConvNetD1", init="real", device="cpu", log_every=1)
         trial = TrialConfig(dataset="digits", method="datadam", method_config=method_config, eval_models=["ConvNetD1"],
                             eval_seeds=1, eval_epochs=2, baseline=False, cross_arch_models=cross_arch)
         tracker = Tracker.start(uri, run_name=f"tiny-ipc{ipc}")
