@@ -21,6 +21,7 @@ from ddcore.data.base import RealDataset
 from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, evaluate, get_protocol
 from ddcore.errors import DDError
 from ddcore.models import get_model
+from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.tables import ResultTable, percent
 from ddcore.visualize import save_heatmap
@@ -118,14 +119,21 @@ class CrossArchConfig:
     device: str = "auto"
 
 
-def cross_architecture(synthetic: SyntheticSet, data: RealDataset, config: CrossArchConfig = CrossArchConfig(),
-                       progress: bool = False) -> CrossArchMatrix:
-    """Every model in `config.models` trained on the synthetic set and on random real subsets, once per seed."""
-    models = list(config.models)
-    check_models(models, data)
+def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossArchConfig) -> None:
+    """One-line errors for settings no evaluation can use (before anything is recorded or trained)."""
+    check_models(list(config.models), data)
     synthetic.check_matches(data)
     if config.seeds < 1:
         raise DDError(f"cross-architecture evaluation needs at least one seed, got {config.seeds}")
+    get_protocol("synthetic", epochs=config.epochs)
+    resolve_device(config.device)
+
+
+def cross_architecture(synthetic: SyntheticSet, data: RealDataset, config: CrossArchConfig = CrossArchConfig(),
+                       progress: bool = False) -> CrossArchMatrix:
+    """Every model in `config.models` trained on the synthetic set and on random real subsets, once per seed."""
+    check_cross_arch(synthetic, data, config)
+    models = list(config.models)
     seeds = tuple(range(config.seeds))
     protocol = get_protocol("synthetic", epochs=config.epochs)
     dsa_strategy = str(synthetic.config.get("dsa_strategy", ""))

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
-from ddcore.applications.continual import ContinualConfig, continual_learning
-from ddcore.applications.nas_proxy import NasProxyConfig, nas_proxy
-from ddcore.cross_arch import CrossArchConfig, cross_architecture
+from ddcore.applications.continual import ContinualConfig, check_continual, continual_learning
+from ddcore.applications.nas_proxy import NasProxyConfig, check_nas_proxy, nas_proxy
+from ddcore.cross_arch import CrossArchConfig, check_cross_arch, cross_architecture
 from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
@@ -142,11 +142,11 @@ def run_analysis(
     return AnalysisOutcome(result, tracker.run_id, folder)
 
 
-# kind -> (config class, function(synthetic, data, config, progress) -> result)
+# kind -> (config class, check(synthetic, data, config), compute(synthetic, data, config, progress) -> result)
 ANALYSES = {
-    "cross_arch": (CrossArchConfig, cross_architecture),
-    "continual": (ContinualConfig, continual_learning),
-    "nas_proxy": (NasProxyConfig, nas_proxy),
+    "cross_arch": (CrossArchConfig, check_cross_arch, cross_architecture),
+    "continual": (ContinualConfig, check_continual, continual_learning),
+    "nas_proxy": (NasProxyConfig, check_nas_proxy, nas_proxy),
 }
 
 
@@ -163,10 +163,12 @@ def command_line(kind: str, run_id: str, config: Any) -> str:
 
 def analyse_run(kind: str, run_id: str, config: Any, tracking_uri: str | None = None, data_root: str | Path | None = None,
                 output_dir: Path = Path("runs"), progress: bool = False) -> AnalysisOutcome:
-    """Run one analysis on a run's synthetic set and record it as a child run of that run."""
-    config_class, compute = ANALYSES[kind]
+    """Run one analysis on a run's synthetic set and record it as a child run of that run (bad
+    settings are reported before the child run is created)."""
+    config_class, check, compute = ANALYSES[kind]
     if not isinstance(config, config_class):
         raise TypeError(f"{kind} takes a {config_class.__name__}, got {type(config).__name__}")
     source = open_source_run(run_id, tracking_uri, data_root)
+    check(source.synthetic, source.data, config)
     return run_analysis(source, kind, asdict(config), command_line(kind, run_id, config),
                         lambda: compute(source.synthetic, source.data, config, progress), output_dir.resolve())

@@ -92,6 +92,8 @@ def test_cli_records_a_child_run_and_errors_are_one_line(tiny_runs, tmp_path):
         assert failed.exit_code == 2 and message in failed.output and "Traceback" not in failed.output
     missing = runner.invoke(app, ["cross-arch", "no-such-run", "--tracking-uri", uri], env={"COLUMNS": "200"})
     assert missing.exit_code == 2 and "no run 'no-such-run'" in missing.output
+    # bad settings are caught before an analysis run is recorded
+    assert len(client.search_runs([child.info.experiment_id], f"tags.`{SOURCE_TAG}` = '{run_ids[0]}'")) == 1
 
 
 def test_a_trial_can_record_its_own_matrix(tiny_runs):

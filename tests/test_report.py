@@ -3,7 +3,6 @@ headless Chromium with no broken image (counted from the page itself)."""
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -47,7 +46,7 @@ def test_report_has_every_part(report):
     markdown = written.markdown_path.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert len(links) >= 7 and all((written.markdown_path.parent / link).is_file() for link in links)
-    assert f"ddorch run --dataset digits --method datadam --preset paper --ipc 2 --init real --model ConvNetD1 --iterations 3" in markdown
+    assert "ddorch run --dataset digits --method datadam --preset paper --ipc 2 --init real --model ConvNetD1 --iterations 3" in markdown
     assert "--no-baseline" in markdown and f"ddorch nas-proxy {run_ids[1]} --pool MLP,ConvNetD1W32" in markdown
     assert "Spearman rank correlation" in markdown and "torch " in markdown
     page = written.html_path.read_text()

@@ -34,7 +34,7 @@ from ddcore.baseline import baseline_protocol
 from ddcore.cross_arch import check_models
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
-from ddcore.evaluate import SYNTHETIC, EvalProtocol, get_protocol, train_network
+from ddcore.evaluate import EvalProtocol, get_protocol, train_network
 from ddcore.models import get_model
 from ddcore.progress import progress_bar
 from ddcore.runtime import resolve_device, seed_everything
@@ -218,9 +218,8 @@ def train_on_memory(images: torch.Tensor, labels: torch.Tensor, data: RealDatase
     return model
 
 
-def continual_learning(synthetic: SyntheticSet, data: RealDataset, config: ContinualConfig = ContinualConfig(),
-                       progress: bool = False) -> ContinualResult:
-    """Train from scratch on each memory after each task; accuracy on all seen classes' test images."""
+def check_continual(synthetic: SyntheticSet, data: RealDataset, config: ContinualConfig) -> None:
+    """One-line errors for settings no run can use (before anything is recorded or trained)."""
     synthetic.check_matches(data)
     check_models([config.model], data)
     unknown = set(config.memories) - set(MEMORIES)
@@ -228,6 +227,15 @@ def continual_learning(synthetic: SyntheticSet, data: RealDataset, config: Conti
         raise DDError(f"unknown or no memory type(s) {', '.join(sorted(unknown))}; known: {', '.join(MEMORIES)}")
     if config.seeds < 1 or config.herding_epochs < 1:
         raise DDError(f"seeds and herding epochs must be positive, got {config.seeds} and {config.herding_epochs}")
+    class_incremental_tasks(data.num_classes, config.classes_per_task)
+    get_protocol("synthetic", epochs=config.epochs)
+    resolve_device(config.device)
+
+
+def continual_learning(synthetic: SyntheticSet, data: RealDataset, config: ContinualConfig = ContinualConfig(),
+                       progress: bool = False) -> ContinualResult:
+    """Train from scratch on each memory after each task; accuracy on all seen classes' test images."""
+    check_continual(synthetic, data, config)
     tasks = class_incremental_tasks(data.num_classes, config.classes_per_task)
     protocol = get_protocol("synthetic", epochs=config.epochs)
     device = resolve_device(config.device)

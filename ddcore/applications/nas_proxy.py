@@ -27,6 +27,7 @@ from ddcore.cross_arch import check_models
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalResult, evaluate, get_protocol
+from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.tables import ResultTable, percent
 from ddcore.visualize import save_scatter
@@ -142,9 +143,8 @@ class NasProxyResult:
         return {**asdict(self), "spearman": self.spearman}
 
 
-def nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxyConfig = NasProxyConfig(),
-              progress: bool = False) -> NasProxyResult:
-    """Train each candidate on the synthetic set and on real data; rank-correlate the accuracies."""
+def check_nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxyConfig) -> None:
+    """One-line errors for settings no run can use (before anything is recorded or trained)."""
     pool = list(config.pool)
     check_models(pool, data)
     synthetic.check_matches(data)
@@ -154,6 +154,16 @@ def nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxyConfig
         raise DDError(f"seeds must be positive, got {config.seeds}")
     if config.full_per_class is not None and not 1 <= config.full_per_class <= min(data.class_counts()):
         raise DDError(f"real images per class must be between 1 and {min(data.class_counts())}, got {config.full_per_class}")
+    get_protocol("synthetic", epochs=config.proxy_epochs)
+    get_protocol("full", epochs=config.full_epochs)
+    resolve_device(config.device)
+
+
+def nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxyConfig = NasProxyConfig(),
+              progress: bool = False) -> NasProxyResult:
+    """Train each candidate on the synthetic set and on real data; rank-correlate the accuracies."""
+    check_nas_proxy(synthetic, data, config)
+    pool = list(config.pool)
     seeds = tuple(range(config.seeds))
     proxy_protocol = get_protocol("synthetic", epochs=config.proxy_epochs)
     full_protocol = get_protocol("full", baseline_protocol(data.name).batch_size, config.full_epochs)
