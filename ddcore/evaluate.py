@@ -56,16 +56,20 @@ PROTOCOLS = {p.name: p for p in (FULL_DATA, SYNTHETIC)}
 PER_IMAGE = DSAParams(per_sample=True)
 
 
-def get_protocol(name: str, batch_size: int | None = None) -> EvalProtocol:
-    """A named protocol; another batch size gives a distinct name (so caches never mix them)."""
+def get_protocol(name: str, batch_size: int | None = None, epochs: int | None = None) -> EvalProtocol:
+    """A named protocol; another batch size or epoch count gives a distinct name (caches never mix them)."""
     if name not in PROTOCOLS:
         raise DDError(f"unknown evaluation protocol '{name}'; known: {', '.join(PROTOCOLS)}")
     protocol = PROTOCOLS[name]
-    if batch_size is None or batch_size == protocol.batch_size:
-        return protocol
-    if batch_size < 1:
-        raise DDError(f"batch size must be positive, got {batch_size}")
-    return replace(protocol, name=f"{name}-bs{batch_size}", batch_size=batch_size)
+    if batch_size is not None and batch_size != protocol.batch_size:
+        if batch_size < 1:
+            raise DDError(f"batch size must be positive, got {batch_size}")
+        protocol = replace(protocol, name=f"{protocol.name}-bs{batch_size}", batch_size=batch_size)
+    if epochs is not None and epochs != protocol.epochs:
+        if epochs < 1:
+            raise DDError(f"eval epochs must be positive, got {epochs}")
+        protocol = replace(protocol, name=f"{protocol.name}-{epochs}ep", epochs=epochs)
+    return protocol
 
 
 @dataclass

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ddcore.errors import DDError
+
+if TYPE_CHECKING:
+    from ddcore.data.base import RealDataset
 
 
 @dataclass
@@ -38,6 +41,14 @@ class SyntheticSet:
 
     def hard_labels(self) -> torch.Tensor:
         return self.labels if self.labels.dim() == 1 else self.labels.argmax(dim=1)
+
+    def check_matches(self, data: "RealDataset") -> None:
+        """One-line error unless the set has `data`'s classes and image shape (it trains networks tested on `data`)."""
+        if self.num_classes != data.num_classes or tuple(self.images.shape[1:]) != (data.channels, data.image_size, data.image_size):
+            raise DDError(
+                f"synthetic set ({self.dataset}, {self.num_classes} classes, images {tuple(self.images.shape[1:])}) does not "
+                f"match data set {data.name} ({data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size})"
+            )
 
     def denormalised(self) -> torch.Tensor:
         """Images back in [0, 1] pixel space, for pictures."""

@@ -80,13 +80,18 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
-def save_scatter(points: list[tuple[float, float, str]], path: str | Path, xlabel: str, ylabel: str) -> Path:
-    """(x, y, group) points, one colour per group (e.g. finished vs stopped early), log x when wide."""
+def save_scatter(
+    points: list[tuple[float, float, str]], path: str | Path, xlabel: str, ylabel: str, names: list[str] | None = None
+) -> Path:
+    """(x, y, group) points, one colour per group (e.g. finished vs stopped early), log x when wide;
+    `names` (one per point) writes each point's name next to it."""
     figure, axis = plt.subplots(figsize=(6, 4))
     for group in sorted({g for _, _, g in points}):
         xs = [x for x, _, g in points if g == group]
         ys = [y for _, y, g in points if g == group]
         axis.scatter(xs, ys, label=group)
+    for (x, y, _), name in zip(points, names or []):
+        axis.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
     positives = [x for x, _, _ in points if x > 0]
     if positives and len(positives) == len(points) and max(positives) / min(positives) > 20:
         axis.set_xscale("log")
@@ -141,3 +146,26 @@ def _one_two_five(low: int, high: int) -> list[int]:
         ticks += [step * scale for step in (1, 2, 5) if low <= step * scale < high]
         scale *= 10
     return ticks + [high]
+
+
+def save_heatmap(
+    values: list[list[float]], row_labels: list[str], column_labels: list[str], path: str | Path, title: str,
+    annotations: list[list[str]] | None = None,
+) -> Path:
+    """A rows x columns matrix of values in [0, 1] (e.g. accuracies), each cell written on it."""
+    figure, axis = plt.subplots(figsize=(1.6 * len(column_labels) + 2.5, 0.8 * len(row_labels) + 1.8))
+    image = axis.imshow(values, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    axis.set_xticks(range(len(column_labels)), column_labels, rotation=30, ha="right")
+    axis.set_yticks(range(len(row_labels)), row_labels)
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            text = annotations[i][j] if annotations else f"{value:.2f}"
+            axis.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if value < 0.6 else "black")
+    axis.set_xlabel("evaluated on")
+    axis.set_ylabel("trained on")
+    axis.set_title(title)
+    figure.colorbar(image, ax=axis, fraction=0.03)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)

@@ -490,6 +490,104 @@ def lossless(
                   f"in {report.tracking_uri}; plot {report.plot}; table {report.table}")
 
 
+def _print_result_table(result_table) -> None:
+    """A ddcore.tables.ResultTable in the terminal, notes below it."""
+    table = Table(title=result_table.title)
+    for column in result_table.columns:
+        table.add_column(column, justify="right")
+    for row in result_table.rows:
+        table.add_row(*row)
+    console.print(table)
+    for note in result_table.notes:
+        console.print(f"  {note}")
+
+
+def _analyse(kind: str, run_id: str, config, tracking_uri, data_root, output_dir) -> None:
+    from orchestrator.analyses import analyse_run
+
+    outcome = analyse_run(kind, run_id, config, tracking_uri, data_root, output_dir, progress=True)
+    _print_result_table(outcome.result.table())
+    console.print(f"MLflow run {outcome.run_id} (child of {run_id}); table, numbers and plots in {outcome.folder}")
+
+
+@app.command("cross-arch")
+@friendly_errors
+def cross_arch(
+    run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set (from `ddorch run` or a sweep trial)."),
+    models: str = typer.Option("MLP,ConvNetD3,LeNet,AlexNet,VGG11,ResNet18", "--models", help="Comma-separated networks to train."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Networks trained per cell (seeds 0..N-1)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the synthetic-set protocol's 1000 epochs."),
+    device: str = DeviceOption,
+    tracking_uri: Optional[str] = TrackingUriOption,
+    data_root: Optional[Path] = DataRootOption,
+    output_dir: Path = OutputDirOption,
+) -> None:
+    """Train each network on the run's synthetic set and on random real subsets of its size: the cross-architecture matrix."""
+    from ddcore.cross_arch import CrossArchConfig
+
+    config = CrossArchConfig(tuple(_split_names(models)), seeds, epochs, device)
+    _analyse("cross_arch", run_id, config, tracking_uri, data_root, output_dir)
+
+
+@app.command()
+@friendly_errors
+def continual(
+    run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set."),
+    classes_per_task: int = typer.Option(2, "--classes-per-task", help="Classes arriving per task."),
+    model: str = typer.Option("ConvNetD3", "--model", help="Network trained on each memory (and for herding)."),
+    seeds: int = typer.Option(3, "--seeds", min=1),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per memory training (default: the synthetic-set protocol's 1000)."),
+    herding_epochs: int = typer.Option(5, "--herding-epochs", help="Full-data protocol epochs of the herding feature network."),
+    memories: str = typer.Option("distilled,random,herding", "--memories", help="Memory types to compare."),
+    device: str = DeviceOption,
+    tracking_uri: Optional[str] = TrackingUriOption,
+    data_root: Optional[Path] = DataRootOption,
+    output_dir: Path = OutputDirOption,
+) -> None:
+    """Class-incremental learning: distilled memory vs random and herding exemplars, accuracy after each task."""
+    from ddcore.applications.continual import ContinualConfig
+
+    config = ContinualConfig(classes_per_task, model, seeds, epochs, herding_epochs, tuple(_split_names(memories)), device)
+    _analyse("continual", run_id, config, tracking_uri, data_root, output_dir)
+
+
+@app.command("nas-proxy")
+@friendly_errors
+def nas_proxy(
+    run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set."),
+    pool: Optional[str] = typer.Option(None, "--pool", help="Comma-separated candidate networks (default: 9 ConvNet variants)."),
+    seeds: int = typer.Option(1, "--seeds", min=1),
+    proxy_epochs: Optional[int] = typer.Option(None, "--proxy-epochs", help="Epochs on the synthetic set (default 1000)."),
+    full_epochs: Optional[int] = typer.Option(None, "--full-epochs", help="Epochs on real data (default: the full-data protocol's 20)."),
+    full_per_class: Optional[int] = typer.Option(None, "--full-per-class", help="Real images per class for the real side (default: all)."),
+    device: str = DeviceOption,
+    tracking_uri: Optional[str] = TrackingUriOption,
+    data_root: Optional[Path] = DataRootOption,
+    output_dir: Path = OutputDirOption,
+) -> None:
+    """Rank a pool of networks by training on the synthetic set vs on real data: Spearman correlation, time saved."""
+    from ddcore.applications.nas_proxy import DEFAULT_POOL, NasProxyConfig
+
+    candidates = tuple(_split_names(pool)) if pool else DEFAULT_POOL
+    config = NasProxyConfig(candidates, seeds, proxy_epochs, full_epochs, full_per_class, device)
+    _analyse("nas_proxy", run_id, config, tracking_uri, data_root, output_dir)
+
+
+@app.command()
+@friendly_errors
+def report(
+    ids: list[str] = typer.Argument(..., help="Run ids, sweep parent run ids or sweep names."),
+    out: Path = typer.Option(Path("report"), "--out", help="Folder for report.html (self-contained), report.md and images/."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    experiment: str = ExperimentOption,
+) -> None:
+    """Write an HTML and a Markdown report over runs and sweeps: tables, grids, curves, analyses, commands."""
+    from orchestrator.report import build_report
+
+    written = build_report(ids, out, tracking_uri, experiment)
+    console.print(f"report: {written.html_path} and {written.markdown_path} ({len(written.sections)} sections)")
+
+
 def main() -> None:
     app()
 

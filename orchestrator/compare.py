@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 from ddcore.errors import DDError
-from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_side_by_side
+from orchestrator.analyses import get_run, load_run_synthetic
 from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
 SETTINGS = ("dataset", "method", "method_config.ipc", "method_config.init", "method_config.model", "method_config.iterations")
@@ -18,7 +18,6 @@ SETTINGS = ("dataset", "method", "method_config.ipc", "method_config.init", "met
 
 def compare_runs(run_ids: list[str], tracking_uri: str | None, out: Path) -> tuple[list[tuple[str, list[str]]], list[str], Path]:
     """Rows (label, one value per run), column titles, and the path of the combined grid image."""
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     if len(run_ids) < 2:
@@ -26,12 +25,7 @@ def compare_runs(run_ids: list[str], tracking_uri: str | None, out: Path) -> tup
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
     client = MlflowClient(uri)
-    runs = []
-    for run_id in run_ids:
-        try:
-            runs.append(client.get_run(run_id))
-        except MlflowException:
-            raise DDError(f"no run '{run_id}' in {uri}; `ddorch ui` lists the runs") from None
+    runs = [get_run(client, run_id, uri) for run_id in run_ids]
 
     rows = [(name.split(".")[-1], [run.data.params.get(name, "-") for run in runs]) for name in SETTINGS]
     accuracy_names = sorted({m for run in runs for m in run.data.metrics if m.startswith("acc_") and m.endswith("_mean")})
@@ -46,11 +40,7 @@ def compare_runs(run_ids: list[str], tracking_uri: str | None, out: Path) -> tup
     sets, titles = [], []
     with tempfile.TemporaryDirectory() as folder:
         for run in runs:
-            try:
-                local = client.download_artifacts(run.info.run_id, "synthetic.pt", folder + "/" + run.info.run_id)
-            except (MlflowException, OSError):
-                raise DDError(f"run {run.info.run_id} has no synthetic.pt artefact (did it fail?)") from None
-            sets.append(SyntheticSet.load(local))
+            sets.append(load_run_synthetic(client, run.info.run_id, Path(folder) / run.info.run_id))
             titles.append(f"{run.info.run_id[:8]}: {run.data.params.get('method_config.init', '?')} init")
         image = save_side_by_side(sets, titles, out)
     return rows, [run.info.run_id[:8] for run in runs], image

@@ -78,6 +78,7 @@ class ExperimentPreset:
     eval_seeds: int = 3
     eval_epochs: int | None = None
     report_every: int = 100
+    cross_arch_models: tuple[str, ...] = ()  # finished trials also train these on their set (ddorch cross-arch)
     fixed: dict[str, Any] = field(default_factory=dict)
     asha: AshaSettings = AshaSettings()
 
@@ -104,6 +105,7 @@ def load_experiment(name: str) -> ExperimentPreset:
         raise DDError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     asha = AshaSettings(**raw.pop("asha", {}))
     raw["eval_models"] = tuple(raw.get("eval_models", ("ConvNetD3",)))
+    raw["cross_arch_models"] = tuple(raw.get("cross_arch_models", ()))
     preset = ExperimentPreset(name=name, asha=asha, **raw)
     _check_method_fields(preset.method, preset.fixed, f"{path} [fixed]")
     return preset

@@ -49,7 +49,7 @@ def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: Swee
     return TrialConfig(
         dataset=preset.dataset, method=preset.method, method_config=method_config, preset=preset.preset,
         eval_models=list(preset.eval_models), eval_seeds=preset.eval_seeds, eval_epochs=preset.eval_epochs,
-        baseline=True, data_root=context.data_root,
+        baseline=True, data_root=context.data_root, cross_arch_models=list(preset.cross_arch_models),
     )
 
 

@@ -49,6 +49,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+VERSIONED_PACKAGES = ("torch", "torchvision", "numpy", "mlflow", "ray", "fvcore")
+
+
+def package_versions() -> str:
+    """`python 3.11.2, torch 2.14.1, ...`: recorded on every run so a report can say what produced it."""
+    import platform
+    from importlib import metadata
+
+    found = [f"python {platform.python_version()}"]
+    for name in VERSIONED_PACKAGES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
 def flatten(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     """Nested config dicts to MLflow's flat `a.b` parameter names."""
     flat: dict[str, Any] = {}
@@ -81,7 +98,7 @@ class Tracker:
         client = MlflowClient(uri)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        all_tags = {"ddorch.git_commit": git_commit(), **(tags or {})}
+        all_tags = {"ddorch.git_commit": git_commit(), "ddorch.versions": package_versions(), **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)

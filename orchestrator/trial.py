@@ -10,11 +10,12 @@ import functools
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ddcore.baseline import full_data_baseline
+from ddcore.cross_arch import CrossArchConfig, cross_architecture
 from ddcore.data import load_dataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalResult, evaluate, get_protocol
@@ -23,6 +24,7 @@ from ddcore.models import get_model
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_curves, save_grids
+from orchestrator.analyses import record_analysis
 from orchestrator.tracking import Tracker
 
 
@@ -39,6 +41,7 @@ class TrialConfig:
     eval_protocol: str = "synthetic"
     eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
     baseline: bool = True  # compare with the (cached) full-data baseline of each eval model
+    cross_arch_models: list[str] = field(default_factory=list)  # if any: the cross-architecture matrix too
     data_root: str | None = None
     image_size: int | None = None
 
@@ -138,12 +141,9 @@ def _run(
     data = _load_cached(config.dataset, config.data_root, config.image_size)
     method_config = config.method_config
     method_config.validate(data.class_counts())
-    _check_models([method_config.model, *config.eval_models], data.channels, data.num_classes, data.image_size)
-    protocol = get_protocol(config.eval_protocol)
-    if config.eval_epochs is not None:
-        if config.eval_epochs < 1:
-            raise DDError(f"eval epochs must be positive, got {config.eval_epochs}")
-        protocol = replace(protocol, epochs=config.eval_epochs, name=f"{protocol.name}-{config.eval_epochs}ep")
+    _check_models([method_config.model, *config.eval_models, *config.cross_arch_models], data.channels, data.num_classes,
+                  data.image_size)
+    protocol = get_protocol(config.eval_protocol, epochs=config.eval_epochs)
     if resume is None:
         tracker.log_params(config.to_dict())
     tracker.set_tags({"ddorch.dataset": config.dataset, "ddorch.method": config.method, "ddorch.preset": config.preset})
@@ -214,6 +214,11 @@ def _run(
                 f"baseline_acc_{model_name}": baseline.accuracy_mean,
                 f"baseline_train_seconds_{model_name}": baseline.train_seconds_mean,
             })
+
+    if config.cross_arch_models:  # on this run itself (see orchestrator.analyses), same seeds and epochs
+        matrix = cross_architecture(synthetic, data, CrossArchConfig(
+            tuple(config.cross_arch_models), config.eval_seeds, config.eval_epochs, method_config.device), progress)
+        record_analysis(tracker, "cross_arch", matrix, artefacts.parent)
 
     summary = {
         "run_id": tracker.run_id,

@@ -62,3 +62,12 @@ class RealDataset:
                 pick = torch.randint(len(idx), (n,), generator=generator)
             rows.append(idx[pick])
         return torch.stack(rows)
+
+    def sample_counts(self, counts: list[int], generator: torch.Generator | None = None) -> torch.Tensor:
+        """Indices of `counts[c]` random train images of every class c, concatenated class by class.
+
+        The random-real baseline of a synthetic set with these class sizes (DD-Ranking's idea:
+        always compare with a random real subset of the same size).
+        """
+        picked = self.sample_per_class(max(counts), generator)
+        return torch.cat([picked[c, :n] for c, n in enumerate(counts)])

@@ -7,7 +7,9 @@ average pooling, then one linear classifier on the flattened map. Defaults follo
 instance norm (GroupNorm, one group per channel, affine), average pooling.
 
 Names: `ConvNetD1`..`ConvNetD7` (instance norm), `ConvNetD{n}BN` (batch norm), `ConvNetD{n}NN`
-(no norm); `ConvNet` is `ConvNetD3`. (DataDAM's own `ConvNet` uses batch norm: that is our
+(no norm); `ConvNet` is `ConvNetD3`. Narrower variants, for architecture-search pools (DC's
+width ablation uses 32/64/128/256): `ConvNetD{n}W{w}` with w in `NARROW_WIDTHS`, same suffixes
+(e.g. `ConvNetD3W32BN`); names without `W` are width 128. (DataDAM's own `ConvNet` uses batch norm: that is our
 `ConvNetD3BN`.)
 
 Differences from DC, so that every depth works on every size from 8 px up:
@@ -30,25 +32,30 @@ from ddcore.models.layers import conv_norm_act, pool2x2
 from ddcore.models.registry import register_model
 
 WIDTH = 128
+NARROW_WIDTHS = (32, 64)
 MAX_DEPTH = 7
 
 
-def convnet(channels: int, num_classes: int, image_size: int, depth: int = 3, norm: str = "instance") -> FeatureNet:
+def convnet(
+    channels: int, num_classes: int, image_size: int, depth: int = 3, norm: str = "instance", width: int = WIDTH
+) -> FeatureNet:
     blocks, pools = nn.ModuleList(), nn.ModuleList()
     size, in_channels = image_size, channels
     for _ in range(depth):
-        blocks.append(conv_norm_act(in_channels, WIDTH, size, norm))
+        blocks.append(conv_norm_act(in_channels, width, size, norm))
         pool, size = pool2x2("avg", size)
         pools.append(pool)
-        in_channels = WIDTH
-    return FeatureNet(blocks, nn.Linear(WIDTH * size * size, num_classes), pools)
+        in_channels = width
+    return FeatureNet(blocks, nn.Linear(width * size * size, num_classes), pools)
 
 
-def _register(name: str, depth: int, norm: str) -> None:
-    register_model(name)(lambda c, k, s: convnet(c, k, s, depth=depth, norm=norm))
+def _register(name: str, depth: int, norm: str, width: int = WIDTH) -> None:
+    register_model(name)(lambda c, k, s: convnet(c, k, s, depth=depth, norm=norm, width=width))
 
 
 for _depth in range(1, MAX_DEPTH + 1):
     for _norm, _suffix in (("instance", ""), ("batch", "BN"), ("none", "NN")):
         _register(f"ConvNetD{_depth}{_suffix}", _depth, _norm)
+        for _width in NARROW_WIDTHS:
+            _register(f"ConvNetD{_depth}W{_width}{_suffix}", _depth, _norm, _width)
 _register("ConvNet", 3, "instance")

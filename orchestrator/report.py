@@ -1,0 +1,382 @@
+"""`ddorch report`: one HTML page (self-contained: images embedded as base64) and one Markdown file
+(images copied to `images/` next to it, relative links) over runs and sweeps in MLflow.
+
+Contents, each part only when the runs hold it: the setup (store, versions), the full-data
+baseline rows, a table per method, the synthetic sets' grids (runs of both inits side by side),
+the loss curves, accuracy vs IPC (several IPCs), the cross-architecture matrices, the
+continual-learning and NAS-proxy results (`orchestrator.analyses` runs), and the commands that
+reproduce every number with the versions each run recorded.
+
+Everything is read from MLflow (params, metrics, tags, artefacts): a report can be rebuilt at
+any time from the store alone.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import html
+import shlex
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ddcore.errors import DDError
+from ddcore.tables import ResultTable, percent
+from ddcore.visualize import save_curves
+from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, get_run
+from orchestrator.tracking import check_reachable, package_versions, resolve_tracking_uri
+
+ANALYSIS_TITLES = {"cross_arch": "Cross-architecture generalisation", "continual": "Class-incremental continual learning",
+                   "nas_proxy": "Architecture-search proxy"}
+# `ddorch run` flags for the trial params they set (orchestrator.trial.TrialConfig, flattened).
+RUN_FLAGS = {
+    "dataset": "--dataset", "method": "--method", "preset": "--preset", "method_config.ipc": "--ipc",
+    "method_config.init": "--init", "method_config.model": "--model", "method_config.iterations": "--iterations",
+    "method_config.lr_images": "--lr-images", "method_config.batch_real": "--batch-real",
+    "method_config.mmd_weight": "--lambda", "method_config.attention_power": "--attention-power",
+    "method_config.dsa_strategy": "--dsa-strategy", "method_config.seed": "--seed", "eval_seeds": "--eval-seeds",
+    "eval_epochs": "--eval-epochs", "image_size": "--image-size",
+}
+NOT_REPRODUCED = {"device", "log_every"}  # where it ran and how often it logged: no effect on the numbers
+
+
+@dataclass
+class Figure:
+    title: str
+    path: Path  # a PNG inside the report's images/ folder
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[ResultTable] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    title: str
+    sections: list[Section]
+    markdown_path: Path
+    html_path: Path
+
+
+@dataclass
+class Trial:
+    """One distillation run (from `ddorch run` or a sweep) and the analyses recorded for it."""
+
+    run: object  # mlflow.entities.Run
+    sweep: str | None = None
+    analyses: list = field(default_factory=list)  # child analysis runs
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    def param(self, name: str, default: str = "-") -> str:
+        return self.run.data.params.get(name, default)
+
+    @property
+    def label(self) -> str:
+        return (f"{self.run_id[:8]}: {self.param('dataset')} {self.param('method')} IPC {self.param('method_config.ipc')}, "
+                f"{self.param('method_config.init')} init")
+
+
+class Collector:
+    """Resolves ids to trials and downloads their artefacts into the report's images folder."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str, images: Path):
+        import os
+
+        from mlflow.tracking import MlflowClient
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+        self.uri = resolve_tracking_uri(tracking_uri)
+        check_reachable(self.uri)
+        self.client = MlflowClient(self.uri)
+        self.experiment = experiment
+        self.images = images
+        self.sweeps: dict[str, object] = {}  # sweep name -> parent run
+
+    def trials(self, ids: list[str]) -> list[Trial]:
+        found: dict[str, Trial] = {}
+        for identifier in ids:
+            for trial in self._resolve(identifier):
+                found.setdefault(trial.run_id, trial)
+        for trial in found.values():
+            trial.analyses = self.client.search_runs(
+                [trial.run.info.experiment_id], f"tags.`{SOURCE_TAG}` = '{trial.run_id}'", order_by=["attributes.start_time ASC"])
+        return list(found.values())
+
+    def _resolve(self, identifier: str) -> list[Trial]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(identifier)
+        except MlflowException:
+            return self._sweep_by_name(identifier)
+        if ANALYSIS_TAG in run.data.tags:
+            return [Trial(get_run(self.client, run.data.tags[SOURCE_TAG], self.uri))]
+        if "ddorch.sweep" in run.data.tags:
+            return self._sweep_children(run)
+        return [Trial(run)]
+
+    def _sweep_by_name(self, name: str) -> list[Trial]:
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        found = self.client.search_runs([experiment.experiment_id], f"tags.`ddorch.sweep` = '{name}'", max_results=1) if experiment else []
+        if not found:
+            raise DDError(f"'{name}' is neither a run id nor a sweep name in {self.uri} (experiment {self.experiment})")
+        return self._sweep_children(found[0])
+
+    def _sweep_children(self, parent) -> list[Trial]:
+        name = parent.data.tags["ddorch.sweep"]
+        self.sweeps[name] = parent
+        children = self.client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                                           order_by=["attributes.start_time ASC"])
+        return [Trial(child, sweep=name) for child in children if ANALYSIS_TAG not in child.data.tags]
+
+    def artefacts(self, run_id: str, folder: str | None = None) -> list[str]:
+        return [entry.path for entry in self.client.list_artifacts(run_id, folder) if not entry.is_dir]
+
+    def image(self, run_id: str, path: str) -> Path | None:
+        """Download one artefact image to images/<run>_<path>; None when the run does not have it."""
+        if path not in self.artefacts(run_id, str(Path(path).parent) if "/" in path else None):
+            return None
+        target = self.images / f"{run_id[:8]}_{path.replace('/', '_')}"
+        with tempfile.TemporaryDirectory() as folder:
+            target.write_bytes(Path(self.client.download_artifacts(run_id, path, folder)).read_bytes())
+        return target
+
+    def table(self, run_id: str, kind: str) -> ResultTable | None:
+        if f"{kind}/table.json" not in self.artefacts(run_id, kind):
+            return None
+        with tempfile.TemporaryDirectory() as folder:
+            return ResultTable.load(self.client.download_artifacts(run_id, f"{kind}/table.json", folder))
+
+
+def _eval_models(trial: Trial) -> list[str]:
+    return sorted({name[4:-5] for name in trial.run.data.metrics if name.startswith("acc_") and name.endswith("_mean")})
+
+
+def _accuracy(trial: Trial, model: str) -> str:
+    metrics = trial.run.data.metrics
+    mean = metrics.get(f"acc_{model}_mean")
+    return "-" if mean is None else percent(mean, metrics.get(f"acc_{model}_std", 0.0))
+
+
+def setup_section(collector: Collector, trials: list[Trial]) -> Section:
+    rows = [[t.run_id[:8], t.sweep or "-", t.run.data.tags.get("ddorch.git_commit", "-"),
+             t.run.data.tags.get("ddorch.versions", "not recorded")] for t in trials]
+    return Section("Setup", text=[
+        f"MLflow store: `{collector.uri}`; generated {time.strftime('%Y-%m-%d %H:%M:%S')} with {package_versions()}.",
+        "Accuracies are test accuracy in % (mean ± std over the evaluation seeds). FLOPs: fvcore's convention, "
+        "one multiply-add = one FLOP, per image, forward pass.",
+    ], tables=[ResultTable("Runs in this report", ["run", "sweep", "git commit", "versions recorded by the run"], rows)])
+
+
+def baseline_section(trials: list[Trial]) -> Section | None:
+    rows: dict[tuple[str, str], list[str]] = {}
+    for trial in trials:
+        metrics = trial.run.data.metrics
+        for model in _eval_models(trial):
+            if f"baseline_acc_{model}" in metrics:
+                rows[(trial.param("dataset"), model)] = [
+                    trial.param("dataset"), model, f"{100 * metrics[f'baseline_acc_{model}']:.2f}",
+                    f"{metrics.get(f'flops_{model}', float('nan')) / 1e6:.2f}",
+                    f"{metrics.get(f'baseline_train_seconds_{model}', float('nan')):.1f}", trial.run_id[:8]]
+    if not rows:
+        return None
+    table = ResultTable("Full-data baseline (train on the whole real training set)",
+                        ["data set", "model", "accuracy %", "MFLOPs / image", "train s", "logged by run"], list(rows.values()),
+                        notes=["the full-data protocol: SGD momentum 0.9, cosine annealing from lr 0.01, 20 epochs "
+                               "(`ddorch baseline` reproduces it; results cached by data set, model, protocol and seed)"])
+    return Section("Full-data baseline", tables=[table])
+
+
+def method_sections(trials: list[Trial]) -> list[Section]:
+    by_method: dict[str, list[Trial]] = defaultdict(list)
+    for trial in trials:
+        by_method[trial.param("method")].append(trial)
+    sections = []
+    for method, members in sorted(by_method.items()):
+        models = sorted({m for t in members for m in _eval_models(t)})
+        rows = [[t.run_id[:8], t.sweep or "-", t.param("dataset"), t.param("method_config.ipc"), t.param("method_config.init"),
+                 t.param("method_config.model"), t.param("method_config.iterations"), *[_accuracy(t, m) for m in models],
+                 f"{t.run.data.metrics.get('distill_seconds', float('nan')):.1f}", t.run.info.status] for t in members]
+        columns = ["run", "sweep", "data set", "IPC", "init", "distilled with", "iterations",
+                   *[f"{m} acc. %" for m in models], "distill s", "status"]
+        sections.append(Section(f"Method: {method}", tables=[ResultTable(f"{method} runs", columns, rows)]))
+    return sections
+
+
+def _by_setting(trials: list[Trial]) -> list[Trial]:
+    """Runs of the same data set, method and IPC next to each other (real and noise init side by side)."""
+    return sorted(trials, key=lambda t: (t.param("dataset"), t.param("method"), t.param("method_config.ipc"),
+                                         t.param("method_config.init"), t.run_id))
+
+
+def image_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
+    grids, curves = Section("Synthetic sets"), Section("Distillation loss curves")
+    for trial in _by_setting(trials):
+        grid = collector.image(trial.run_id, "grids/grid_all_classes.png")
+        if grid:
+            grids.figures.append(Figure(trial.label, grid))
+        curve = collector.image(trial.run_id, "loss_curve.png")
+        if curve:
+            curves.figures.append(Figure(trial.label, curve))
+    grids.text.append("One row per class; images de-normalised to pixels.")
+    return [s for s in (grids, curves) if s.figures]
+
+
+def ipc_section(trials: list[Trial], images: Path) -> Section | None:
+    """Accuracy vs IPC per (data set, method, init, eval model), the best finished run at each IPC."""
+    series: dict[str, dict[int, float]] = defaultdict(dict)
+    for trial in trials:
+        for model in _eval_models(trial):
+            key = f"{trial.param('dataset')} {trial.param('method')} {trial.param('method_config.init')} init, {model}"
+            ipc = int(trial.param("method_config.ipc", "0"))
+            accuracy = trial.run.data.metrics[f"acc_{model}_mean"]
+            series[key][ipc] = max(accuracy, series[key].get(ipc, 0.0))
+    curves = {key: sorted(points.items()) for key, points in series.items() if len(points) >= 2}
+    if not curves:
+        return None
+    path = save_curves(curves, images / "accuracy_vs_ipc.png", "images per class (IPC)", "test accuracy")
+    return Section("Accuracy vs IPC", text=["The best run at each IPC (mean over its evaluation seeds)."],
+                   figures=[Figure("accuracy vs IPC", path)])
+
+
+def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
+    sections = {kind: Section(title) for kind, title in ANALYSIS_TITLES.items()}
+    for trial in trials:
+        # the trial's own cross_arch/ folder (a sweep preset's cross_arch_models), then its analysis runs
+        holders = [(trial.run_id, kind) for kind in ANALYSIS_TITLES if collector.artefacts(trial.run_id, kind)]
+        holders += [(a.info.run_id, a.data.tags[ANALYSIS_TAG]) for a in trial.analyses if a.info.status == "FINISHED"]
+        for run_id, kind in holders:
+            table = collector.table(run_id, kind)
+            if table is None:
+                continue
+            table.title = f"{table.title} (run {trial.run_id[:8]}, recorded in {run_id[:8]})"
+            sections[kind].tables.append(table)
+            for path in collector.artefacts(run_id, kind):
+                if path.endswith(".png"):
+                    sections[kind].figures.append(Figure(f"{table.title}: {Path(path).stem}", collector.image(run_id, path)))
+    return [s for s in sections.values() if s.tables]
+
+
+def run_command(trial: Trial) -> tuple[str, list[str]]:
+    """The `ddorch run` command that reproduces a trial, and the settings it has no flag for (if not the preset's)."""
+    from ddcore.methods import get_method
+
+    params = trial.run.data.params
+    parts = ["ddorch", "run"]
+    for name, flag in RUN_FLAGS.items():
+        if params.get(name, "None") != "None":
+            parts += [flag, params[name]]
+    if params.get("eval_models"):
+        parts += ["--eval-models", ",".join(ast.literal_eval(params["eval_models"]))]
+    if params.get("method_config.bf16") == "True":
+        parts.append("--bf16")
+    if params.get("baseline") == "False":
+        parts.append("--no-baseline")
+    try:
+        preset = get_method(params["method"]).config(params.get("preset", "paper"), params["dataset"], int(params["method_config.ipc"]))
+    except (DDError, KeyError, ValueError):
+        return shlex.join(parts), []
+    unflagged = []
+    for spec in fields(preset):
+        name = f"method_config.{spec.name}"
+        if name in params and name not in RUN_FLAGS and spec.name not in NOT_REPRODUCED | {"bf16"}:
+            if params[name] != str(getattr(preset, spec.name)):
+                unflagged.append(f"{spec.name}={params[name]}")
+    return shlex.join(parts), unflagged
+
+
+def reproduce_section(collector: Collector, trials: list[Trial]) -> Section:
+    section = Section("Reproduce", text=[
+        f"Each command below reproduces its numbers against the same data; point `--tracking-uri` at a store "
+        f"(this report read `{collector.uri}`). Versions are the ones each run recorded (see Setup)."])
+    for name, parent in collector.sweeps.items():
+        experiment = parent.data.params.get("preset.name", name)
+        section.code.append(f"# sweep {name} (parent run {parent.info.run_id[:8]})\nddorch sweep {shlex.quote(experiment)} --name {shlex.quote(name)}")
+    for trial in trials:
+        command, unflagged = run_command(trial)
+        extra = f"\n# settings with no flag, differing from the preset: {', '.join(unflagged)}" if unflagged else ""
+        origin = f", a trial of sweep {trial.sweep}" if trial.sweep else ""
+        section.code.append(f"# run {trial.run_id[:8]}{origin}\n{command}{extra}")
+        for analysis in trial.analyses:
+            if COMMAND_TAG in analysis.data.tags:
+                section.code.append(f"# {analysis.data.tags[ANALYSIS_TAG]} of run {trial.run_id[:8]} "
+                                    f"(recorded in {analysis.info.run_id[:8]}; use the new run id if you rerun the trial)\n"
+                                    f"{analysis.data.tags[COMMAND_TAG]}")
+    return section
+
+
+def to_markdown(report: Report) -> str:
+    lines = [f"# {report.title}", ""]
+    for section in report.sections:
+        lines += [f"## {section.title}", ""]
+        lines += [paragraph + "\n" for paragraph in section.text]
+        for table in section.tables:
+            lines += [table.to_markdown(), ""]
+        for figure in section.figures:
+            lines += [f"![{figure.title}]({figure.path.relative_to(report.markdown_path.parent).as_posix()})", "",
+                      f"*{figure.title}*", ""]
+        for code in section.code:
+            lines += ["```bash", code, "```", ""]
+    return "\n".join(lines)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f0f0f0}caption{font-weight:bold;text-align:left;padding:4px 0}figure{display:inline-block;margin:0.5em;
+vertical-align:top;max-width:48%}figure img{max-width:100%}figcaption{font-size:0.8em}pre{background:#f6f6f6;padding:0.6em;
+overflow-x:auto}ul.notes{font-size:0.85em;color:#444}"""
+
+
+def _html_table(table: ResultTable) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in table.rows)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
+    return (f"<table><caption>{html.escape(table.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            + (f'<ul class="notes">{notes}</ul>' if notes else ""))
+
+
+def to_html(report: Report) -> str:
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
+             f"<style>{STYLE}</style></head><body><h1>{html.escape(report.title)}</h1>"]
+    for section in report.sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        parts += [f"<p>{html.escape(paragraph)}</p>" for paragraph in section.text]
+        parts += [_html_table(table) for table in section.tables]
+        for figure in section.figures:
+            data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
+            parts.append(f'<figure><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{html.escape(figure.title)}</figcaption></figure>")
+        parts += [f"<pre><code>{html.escape(code)}</code></pre>" for code in section.code]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_report(ids: list[str], out: Path, tracking_uri: str | None = None, experiment: str = "ddorch") -> Report:
+    """Collect the runs behind `ids` (run ids, sweep parent run ids or sweep names) and write report.md and report.html."""
+    if not ids:
+        raise DDError("report needs at least one run id or sweep name")
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    collector = Collector(tracking_uri, experiment, images)
+    trials = collector.trials(ids)
+    if not trials:
+        raise DDError(f"no runs found for {', '.join(ids)}")
+    sections = [setup_section(collector, trials), baseline_section(trials), *method_sections(trials),
+                *image_sections(collector, trials), ipc_section(trials, images), *analysis_sections(collector, trials),
+                reproduce_section(collector, trials)]
+    report = Report(f"ddorch report: {', '.join(ids)}", [s for s in sections if s is not None],
+                    out / "report.md", out / "report.html")
+    report.markdown_path.write_text(to_markdown(report))
+    report.html_path.write_text(to_html(report))
+    return report
