@@ -187,18 +187,3 @@ def dsa(images: torch.Tensor, strategy: str, seed: int, params: DSAParams = DSAP
         for transform in OPERATIONS[op]:
             images = transform(images, draws, params)
     return images
-
-
-DIGIT_DATASETS = ("digits", "mnist")
-
-
-def default_dsa_strategy(dataset: str) -> str:
-    """Every operation, but no flip for digit data sets (a mirrored digit is not the same digit).
-
-    The DSA readme (VICO-UoE/DatasetCondensation) recommends color_crop_cutout_scale_rotate for
-    MNIST and SVHN and adds flip for FashionMNIST and CIFAR; its code and DataDAM's do not enforce
-    it (DataDAM's script default, with flip, applies to MNIST too). We follow the readme.
-    """
-    if dataset in DIGIT_DATASETS:
-        return "color_crop_cutout_scale_rotate"
-    return "color_crop_cutout_flip_scale_rotate"

@@ -13,20 +13,18 @@ from pathlib import Path
 
 import torch
 
+from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, architecture_flops, get_protocol, train_and_test
+from ddcore.models import architecture_fingerprint
 from ddcore.runtime import resolve_device
 
 CACHE_ENV = "DDORCH_CACHE_DIR"
-# Small data sets get batches of 32: with 256, MHIST's 2175 images give 170 SGD steps in 20 epochs
-# and ConvNetD7 never leaves the majority class (63.15 %; 80.8 % with 32), and digits' 1258 images
-# give 100 steps (91.8 %; 98.9 % with 32). Measured: benchmarks/RESULTS.md.
-FULL_DATA_BATCH_SIZE = {"digits": 32, "mhist": 32}
 
 
 def baseline_protocol(dataset: str, batch_size: int | None = None) -> EvalProtocol:
-    """The seed's full-data protocol with the data set's batch size (256 unless said otherwise)."""
-    return get_protocol("full", batch_size or FULL_DATA_BATCH_SIZE.get(dataset))
+    """The seed's full-data protocol with the data set's batch size (`DatasetSpec.full_data_batch`)."""
+    return get_protocol("full", batch_size or get_spec(dataset).full_data_batch)
 
 
 def cache_dir() -> Path:
@@ -35,7 +33,9 @@ def cache_dir() -> Path:
 
 
 def _cache_file(data: RealDataset, model_name: str, protocol: EvalProtocol, seed: int) -> Path:
-    key = f"{data.name}-{data.image_size}px_{model_name}_{protocol.name}_seed{seed}.json"
+    # The architecture's fingerprint: a changed network (e.g. DC's MNIST padding) never reads old entries.
+    arch = architecture_fingerprint(model_name, data.channels, data.num_classes, data.image_size)
+    key = f"{data.name}-{data.image_size}px_{model_name}-{arch}_{protocol.name}_seed{seed}.json"
     return cache_dir() / "baselines" / key
 
 

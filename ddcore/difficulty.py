@@ -35,7 +35,7 @@ from ddcore.baseline import cache_dir
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, train_network
-from ddcore.models import get_model
+from ddcore.models import architecture_fingerprint, get_model
 from ddcore.progress import progress_bar
 from ddcore.runtime import resolve_device, seed_everything
 
@@ -104,7 +104,8 @@ def score_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, ba
 
 
 def _cache_file(data: RealDataset, config: DifficultyConfig) -> Path:
-    key = (f"{data.name}-{data.image_size}px_{config.model}_{config.networks}nets_{config.epochs}ep_"
+    arch = architecture_fingerprint(config.model, data.channels, data.num_classes, data.image_size)
+    key = (f"{data.name}-{data.image_size}px_{config.model}-{arch}_{config.networks}nets_{config.epochs}ep_"
            f"lr{config.lr:g}_bs{config.batch_size}_seed{config.seed}.pt")
     return cache_dir() / "difficulty" / key
 

@@ -37,13 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddcore.augment import default_dsa_strategy, dsa
+from ddcore.augment import dsa
 from ddcore.baseline import cache_dir
+from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.difficulty import SCORES, DifficultyConfig, difficulty_scores, easiest_first_by_class
 from ddcore.errors import DDError
 from ddcore.evaluate import PER_IMAGE, measure_accuracy
-from ddcore.models import get_model
+from ddcore.models import architecture_fingerprint, get_model
 from ddcore.progress import progress_bar
 from ddcore.runtime import resolve_device, seed_everything
 
@@ -117,12 +118,14 @@ class ExpertConfig:
     score: str = "el2n"  # which difficulty score orders the samples
     difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
     seed: int = 0
+    architecture: str = ""  # the network's fingerprint, set by `obtain_experts`: a changed network never reuses a cache
 
     @classmethod
     def for_dataset(cls, dataset: str, image_size: int, model: str = "ConvNetD3", schedule: bool = True,
                     **settings: Any) -> "ExpertConfig":
         """The official recipe on `dataset`; difficulty networks share the model, batch size and seed."""
-        settings.setdefault("dsa_strategy", default_dsa_strategy(dataset))
+        if "dsa_strategy" not in settings:
+            settings["dsa_strategy"] = get_spec(dataset).dsa_strategy
         config = cls(dataset=dataset, image_size=image_size, model=model,
                      schedule=DataSchedule() if schedule else None, **settings)
         difficulty = DifficultyConfig(model=model, batch_size=config.batch_size, seed=config.seed)
@@ -305,6 +308,8 @@ def obtain_experts(
         raise DDError(f"need at least one expert, got {num_experts}")
     config.validate()
     started = time.perf_counter()
+    config = replace(config, architecture=architecture_fingerprint(config.model, data.channels, data.num_classes,
+                                                                   data.image_size))
     folder = config.folder()
     folder.mkdir(parents=True, exist_ok=True)
     manifest = None if refresh else _read_manifest(folder)

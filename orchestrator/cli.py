@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ddcore.data import DATASET_NAMES
 from ddcore.errors import DDError
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ ImageSizeOption = typer.Option(None, "--image-size", help="Resize images to this
 TrackingUriOption = typer.Option(None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db here).")
 ExperimentOption = typer.Option("ddorch", "--experiment", help="MLflow experiment name.")
 OutputDirOption = typer.Option(Path("runs"), "--output-dir", help="Local copy of each run's artefacts.")
+DatasetOption = typer.Option("digits", "--dataset", help=f"One of: {DATASET_NAMES} (`ddorch datasets`).")
 DownloadOption = typer.Option(False, "--download", help="Download MNIST / Fashion-MNIST with torchvision if missing (needs internet).")
 
 
@@ -49,7 +51,7 @@ def friendly_errors(command: Callable) -> Callable:
 @app.command()
 @friendly_errors
 def baseline(
-    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
+    dataset: str = DatasetOption,
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Number of training seeds (0..N-1)."),
     protocol: str = typer.Option("full", "--protocol", help="full (20 epochs, cosine) or synthetic."),
@@ -98,12 +100,16 @@ def _split_names(names: str) -> list[str]:
 @app.command()
 @friendly_errors
 def run(
-    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
+    dataset: str = DatasetOption,
     method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
     ipc: Optional[int] = typer.Option(None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."),
     init: Optional[str] = typer.Option(None, "--init", help="real (random real images) or noise."),
     model: Optional[str] = typer.Option(None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."),
-    preset: str = typer.Option("paper", "--preset", help="paper (official defaults) or course (the seed's setting)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=(
+        "The method's named defaults. DataDAM: official (the released main_DataDAM.py: batch-norm ConvNet, "
+        "attention power 1, 20,000 iterations, real batch 64; the default), paper (the paper's table: instance "
+        "norm, power 4, 8,000 iterations, lambda 0.01), course (the seed's bi-level setting). PAD: paper. "
+        "Default: the method's first.")),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Distillation iterations."),
     lr_images: Optional[float] = typer.Option(None, "--lr-images", help="Learning rate of the synthetic images."),
     batch_real: Optional[int] = typer.Option(None, "--batch-real", help="Real images per class per iteration."),
@@ -113,7 +119,7 @@ def run(
     bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for the distillation forwards."),
     settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the distillation."),
-    eval_models: str = typer.Option("ConvNetD3", "--eval-models", help="Comma-separated networks trained on the synthetic set."),
+    eval_models: Optional[str] = typer.Option(None, "--eval-models", help="Comma-separated networks trained on the synthetic set (default: the network distilled with)."),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
     eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the synthetic-set protocol's 1000 epochs."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
@@ -136,10 +142,11 @@ def run(
         mmd_weight=mmd_weight, attention_power=attention_power, dsa_strategy=dsa_strategy,
         bf16=bf16 or None, seed=seed, device=device,
     )
+    preset = preset or chosen.default_preset
     method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **parse_overrides(settings, method)})
     trial = TrialConfig(
         dataset=dataset, method=method, method_config=method_config, preset=preset,
-        eval_models=_split_names(eval_models), eval_seeds=eval_seeds, eval_epochs=eval_epochs,
+        eval_models=_split_names(eval_models) if eval_models else [method_config.model], eval_seeds=eval_seeds, eval_epochs=eval_epochs,
         baseline=baseline, data_root=str(data_root) if data_root else None, image_size=image_size,
     )
     tracker = Tracker.start(tracking_uri, experiment, run_name=f"{dataset}-{method}-ipc{method_config.ipc}-{method_config.init}")
@@ -326,13 +333,19 @@ def results(
 @app.command()
 @friendly_errors
 def models(
+    dataset: Optional[str] = typer.Option(None, "--dataset", help=f"Take the input shape from a data set: {DATASET_NAMES}."),
     channels: int = typer.Option(1, "--channels", min=1),
     image_size: int = typer.Option(28, "--image-size", min=8),
     num_classes: int = typer.Option(10, "--num-classes", min=2),
 ) -> None:
-    """List the registered networks with their parameter counts for one input shape."""
+    """List the registered networks with their parameter counts and FLOPs for one input shape."""
+    from ddcore.data import get_spec
     from ddcore.evaluate import count_flops
     from ddcore.models import get_model, list_models, parameter_count
+
+    if dataset:
+        spec = get_spec(dataset)
+        channels, image_size, num_classes = spec.channels, spec.image_size, spec.num_classes
 
     table = Table(title=f"Networks for {channels}x{image_size}x{image_size} inputs, {num_classes} classes")
     for column in ("model", "parameters", "MFLOPs / image"):
@@ -368,7 +381,7 @@ def datasets(
 @app.command()
 @friendly_errors
 def experts(
-    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
+    dataset: str = DatasetOption,
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
     num_experts: int = typer.Option(10, "--num-experts", min=1, help="Experts wanted (cached ones are reused)."),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs each expert trains (its trajectory's length)."),
@@ -420,10 +433,10 @@ def experts(
 @app.command()
 @friendly_errors
 def lossless(
-    dataset: str = typer.Option("digits", "--dataset", help="digits, mnist, fashion_mnist or mhist."),
+    dataset: str = DatasetOption,
     method: str = typer.Option("datadam", "--method", help="Method(s) searched one by one, comma-separated; add `random` for the random-real-subset curve: datadam,random."),
     model: str = typer.Option("ConvNetD3", "--model", help="Network distilled with, evaluated on, and trained on the full data for the target."),
-    preset: str = typer.Option("paper", "--preset", help="The method's preset (its per-IPC defaults)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="The method's preset (its per-IPC defaults; default: each method's first, see `ddorch run --help`)."),
     tolerance: float = typer.Option(0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."),
     max_ipc: int = typer.Option(100, "--max-ipc", min=1, help="Largest IPC tried."),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per synthetic set (K): the mean and its t-interval."),

@@ -69,7 +69,7 @@ class ExperimentPreset:
     dataset: str
     method: str
     space: str
-    preset: str = "paper"
+    preset: str | None = None  # the method's preset; None: its default
     num_samples: int = 8
     max_concurrent: int = 2
     cpus_per_trial: float = 1

@@ -51,7 +51,7 @@ class LosslessConfig:
     dataset: str
     methods: tuple[str, ...] = ("datadam",)  # each searched on its own against the same target
     model: str = "ConvNetD3"  # distils with it, is evaluated on it, and is the full-data target's network
-    preset: str = "paper"  # the method's preset; it sets the per-IPC defaults
+    preset: str | None = None  # the method's preset (None: each method's default); it sets the per-IPC defaults
     tolerance: float = 0.0  # points below the target that still count as lossless
     max_ipc: int = 100
     eval_seeds: int = 3  # K networks trained on each synthetic set
@@ -267,12 +267,13 @@ def build_request(config: LosslessConfig, method: str, ipc: int, threshold: floa
     overrides = {"model": config.model, "device": config.device}
     if method != RANDOM:  # picking real images is one step whatever `--iterations` says
         overrides["iterations"] = config.iterations
-    method_config = get_method(method).config(config.preset, config.dataset, ipc).with_overrides(**overrides)
+    preset = config.preset or get_method(method).default_preset
+    method_config = get_method(method).config(preset, config.dataset, ipc).with_overrides(**overrides)
     report_every = method_config.iterations // 2 if config.early_stop_margin is not None else 0
     if report_every:  # the loop reports every `log_every` iterations: make the halfway point one of them
         method_config = replace(method_config, log_every=math.gcd(method_config.log_every, report_every))
     trial = TrialConfig(
-        dataset=config.dataset, method=method, method_config=method_config, preset=config.preset,
+        dataset=config.dataset, method=method, method_config=method_config, preset=preset,
         eval_models=[config.model], eval_seeds=config.eval_seeds, eval_epochs=config.eval_epochs,
         baseline=config.target_accuracy is None,  # the cached baseline; never retrain it in every trial
         data_root=config.data_root,

@@ -284,7 +284,7 @@ def run_command(trial: Trial) -> tuple[str, list[str]]:
     if params.get("baseline") == "False":
         parts.append("--no-baseline")
     try:
-        preset = get_method(params["method"]).config(params.get("preset", "paper"), params["dataset"], int(params["method_config.ipc"]))
+        preset = get_method(params["method"]).config(params.get("preset"), params["dataset"], int(params["method_config.ipc"]))
     except (DDError, KeyError, ValueError):
         return shlex.join(parts), []
     unflagged = []

@@ -44,10 +44,11 @@ class SweepContext:
 def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: SweepContext) -> TrialConfig:
     """The typed trial config of one sampled point: preset defaults < fixed values < sampled values."""
     values = {**preset.fixed, **sampled}
-    method_config = get_method(preset.method).config(preset.preset, preset.dataset, values.get("ipc"))
+    method_preset = preset.preset or get_method(preset.method).default_preset
+    method_config = get_method(preset.method).config(method_preset, preset.dataset, values.get("ipc"))
     method_config = method_config.with_overrides(**values, device=context.device, log_every=_log_every(preset))
     return TrialConfig(
-        dataset=preset.dataset, method=preset.method, method_config=method_config, preset=preset.preset,
+        dataset=preset.dataset, method=preset.method, method_config=method_config, preset=method_preset,
         eval_models=list(preset.eval_models), eval_seeds=preset.eval_seeds, eval_epochs=preset.eval_epochs,
         baseline=True, data_root=context.data_root, cross_arch_models=list(preset.cross_arch_models),
     )

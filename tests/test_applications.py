@@ -122,4 +122,4 @@ def test_nas_proxy_pool_on_digits(digits, synthetic, tmp_path):
 def test_width_variants_are_registered_with_their_width():
     net = get_model("ConvNetD3W32BN", 1, 10, 28)
     assert [block[0].out_channels for block in net.blocks] == [32, 32, 32]
-    assert isinstance(net.blocks[0][1], nn.BatchNorm2d) and net.classifier.in_features == 32 * 3 * 3
+    assert isinstance(net.blocks[0][1], nn.BatchNorm2d) and net.classifier.in_features == 32 * 4 * 4

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from ddcore.augment import OPERATIONS, DSAParams, default_dsa_strategy, dsa
+from ddcore.augment import OPERATIONS, DSAParams, dsa
+from ddcore.data import DATASETS
 from ddcore.errors import DDError
 
 FULL = "color_crop_cutout_flip_scale_rotate"
@@ -113,5 +114,6 @@ def test_none_is_identity_and_bad_input_is_rejected():
 
 
 def test_default_strategy_flips_only_non_digit_data():
-    assert default_dsa_strategy("mnist") == default_dsa_strategy("digits") == "color_crop_cutout_scale_rotate"
-    assert default_dsa_strategy("fashion_mnist") == default_dsa_strategy("mhist") == FULL
+    strategy = {name: spec.dsa_strategy for name, spec in DATASETS.items()}
+    assert strategy["mnist"] == strategy["digits"] == "color_crop_cutout_scale_rotate"
+    assert strategy["fashion_mnist"] == strategy["mhist"] == FULL

@@ -15,7 +15,7 @@ def test_baseline_on_digits_prints_accuracy_and_cache(tmp_path):
     result = invoke(["baseline", "--dataset", "digits", "--model", "ConvNetD2", "--device", "cpu"], tmp_path)
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output and "MFLOPs per image" in result.output
-    assert list((tmp_path / "cache" / "baselines").glob("digits-8px_ConvNetD2_full-bs32_seed0.json"))
+    assert list((tmp_path / "cache" / "baselines").glob("digits-8px_ConvNetD2-*_full-bs32_seed0.json"))
     again = invoke(["baseline", "--dataset", "digits", "--model", "ConvNetD2", "--device", "cpu"], tmp_path)
     assert again.exit_code == 0 and "yes" in again.output  # served from the cache
 

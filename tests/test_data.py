@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ddcore.data import digits, load_dataset, mnist
+from ddcore.data import DATASETS, digits, get_spec, load_dataset, mnist
 from ddcore.data.idx import read_idx
 from ddcore.data.mhist import COLUMNS, MHIST_URL, load_mhist
 from ddcore.data.mnist import FASHION_CLASSES, IDX_FILES, load_fashion_mnist, load_mnist
@@ -421,3 +421,14 @@ def test_real_mhist() -> None:
     assert len(data.metadata["ssa_votes"]) == 2175 and len(data.metadata["test_ssa_votes"]) == 977
     # Majority vote of 7: SSA exactly when at least 4 pathologists chose it.
     assert torch.equal(data.metadata["ssa_votes"] >= 4, data.train_labels == 1)
+
+
+def test_every_data_set_matches_its_table_row():
+    # The DatasetSpec row is what presets, baselines and DSA read: it must describe the loaded data.
+    data = load_dataset("digits")
+    spec = get_spec("digits")
+    assert (spec.channels, spec.image_size, spec.num_classes) == (data.channels, data.image_size, data.num_classes)
+    assert set(DATASETS) == {"digits", "mnist", "fashion_mnist", "mhist"}
+    assert get_spec("mhist").model == "ConvNetD7" and get_spec("mnist").full_data_batch == 256
+    with pytest.raises(DDError, match="unknown data set 'cifar'; known data sets: digits, mnist, fashion_mnist, mhist"):
+        get_spec("cifar")

@@ -19,11 +19,11 @@ def test_attention_maps_have_unit_norm_and_spatial_shape():
     torch.manual_seed(0)
     net = get_model("ConvNetD3", 1, 10, 28)
     maps, embedding = net.features(torch.randn(5, 1, 28, 28))
-    for feature_map, side in zip(maps, (28, 14, 7)):
+    for feature_map, side in zip(maps, (32, 16, 8)):
         attention = spatial_attention(feature_map, power=2.0)
         assert attention.shape == (5, side * side)
         assert torch.allclose(attention.norm(dim=1), torch.ones(5), atol=1e-5)
-    assert embedding.shape == (5, 128 * 3 * 3)
+    assert embedding.shape == (5, 128 * 4 * 4)
 
 
 def test_terms_zero_for_identical_batches_and_positive_otherwise():

@@ -5,7 +5,7 @@ from torch import nn
 from ddcore.baseline import full_data_baseline
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
-from ddcore.evaluate import EvalProtocol, count_flops, evaluate, measure_accuracy
+from ddcore.evaluate import EvalProtocol, architecture_flops, count_flops, evaluate, measure_accuracy
 from ddcore.models import FeatureNet
 
 import pytest
@@ -74,6 +74,17 @@ def test_flops_match_hand_count():
     # linear 128->3: 384 multiply-adds. fvcore counts one multiply-add as one FLOP, biases not counted.
     net = FeatureNet(nn.ModuleList([nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU())]), nn.Linear(128, 3))
     assert count_flops(net, channels=1, image_size=8) == 1152 + 384
+
+
+def test_mnist_convnet_d3_flops_match_hand_count():
+    # DC's ConvNetD3 on 1-channel 28 px input: the first conv is padded by 3, so the three blocks
+    # see 32, 16 and 8 px maps. fvcore: one multiply-add = one FLOP, conv biases not counted,
+    # pooling and ReLU not counted, instance norm (GroupNorm, affine) 5 FLOPs per element.
+    convs = 32 * 32 * 128 * (1 * 9) + 16 * 16 * 128 * (128 * 9) + 8 * 8 * 128 * (128 * 9)
+    norms = 5 * 128 * (32 * 32 + 16 * 16 + 8 * 8)
+    linear = 128 * 4 * 4 * 10
+    assert convs + norms + linear == 49_246_208
+    assert architecture_flops("ConvNetD3", 1, 10, 28) == convs + norms + linear
 
 
 def test_baseline_is_cached(tmp_path, monkeypatch):

@@ -201,9 +201,10 @@ def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace, shared
 
 
 def test_target_is_the_full_data_baseline_trained_once_then_cached(workspace):
-    tiny = RealDataset("tiny", torch.randn(40, 1, 8, 8), torch.arange(4).repeat(10), torch.randn(8, 1, 8, 8),
+    # named after a table row (its full-data batch); 4 classes, so its cache entries are its own
+    tiny = RealDataset("digits", torch.randn(40, 1, 8, 8), torch.arange(4).repeat(10), torch.randn(8, 1, 8, 8),
                        torch.arange(4).repeat(2), ["a", "b", "c", "d"], (0.0,), (1.0,))
-    config = LosslessConfig(dataset="tiny", model="ConvNetD1", baseline_seeds=2, device="cpu")
+    config = LosslessConfig(dataset="digits", model="ConvNetD1", baseline_seeds=2, device="cpu")
     first, again = resolve_target(config, tiny), resolve_target(config, tiny)
     assert "2 seed(s), 0 from the cache" in first.source and "2 seed(s), 2 from the cache" in again.source
     assert first.accuracy == again.accuracy == full_data_baseline(tiny, "ConvNetD1", (0, 1), device="cpu")[0].accuracy_mean

@@ -52,9 +52,9 @@ def test_convnet_d3_parameter_count_on_mnist():
     conv_in = 1 * 128 * 3 * 3 + 128  # 1,280: first conv, 1 -> 128 channels, with bias
     conv = 128 * 128 * 3 * 3 + 128  # 147,584: each of the two 128 -> 128 convs
     norm = 2 * 128  # 256: instance norm (GroupNorm) weight and bias, after each conv
-    linear = 128 * 3 * 3 * 10 + 10  # 11,530: 28 -> 14 -> 7 -> 3 after three poolings
+    linear = 128 * 4 * 4 * 10 + 10  # 20,490: DC's maps, 32 -> 16 -> 8 -> 4 after three poolings
     expected = conv_in + 2 * conv + 3 * norm + linear
-    assert expected == 308_746
+    assert expected == 317_706
     assert parameter_count(get_model("ConvNetD3", 1, 10, 28)) == expected
     assert parameter_count(get_model("ConvNet", 1, 10, 28)) == expected
 
@@ -68,10 +68,30 @@ def test_mlp_and_lenet_parameter_counts_match_dc_on_mnist():
 
 
 def test_convnet_maps_are_relu_outputs_before_pooling():
-    # DataDAM hooks the ReLU of every ConvNet block: non-negative maps at 28, 14, 7 px on MNIST.
+    # DataDAM hooks the ReLU of every ConvNet block: non-negative maps at 32, 16, 8 px on MNIST
+    # (DC pads the first convolution of 1-channel 28 px input by 3).
     maps = get_model("ConvNetD3", 1, 10, 28).feature_maps(torch.randn(2, 1, 28, 28))
-    assert [m.shape[1:] for m in maps] == [(128, 28, 28), (128, 14, 14), (128, 7, 7)]
+    assert [m.shape[1:] for m in maps] == [(128, 32, 32), (128, 16, 16), (128, 8, 8)]
     assert all(m.min() >= 0 for m in maps)
+
+
+@pytest.mark.parametrize("suffix", ["", "BN", "NN", "W32", "W64BN"])
+def test_convnets_on_mnist_are_dcs_network(suffix):
+    # DC's networks.py: 28 px, 1 channel -> padding 3 -> maps 32, 16, 8, 4; embedding 128*4*4 = 2048.
+    net = get_model(f"ConvNetD4{suffix}", 1, 10, 28)
+    width = 32 if "W32" in suffix else 64 if "W64" in suffix else 128
+    maps, embedding = net.features(torch.randn(2, 1, 28, 28))
+    assert [m.shape[-1] for m in maps] == [32, 16, 8, 4]
+    d3 = get_model(f"ConvNetD3{suffix}", 1, 10, 28)
+    assert d3.embed(torch.randn(2, 1, 28, 28)).shape == (2, width * 4 * 4)
+    assert net.blocks[0][0].padding == (3, 3) and net.blocks[1][0].padding == (1, 1)
+
+
+@pytest.mark.parametrize("channels, size", [(3, 28), (1, 32), (1, 8), (3, 32)])
+def test_other_sizes_keep_padding_one(channels, size):
+    net = get_model("ConvNetD3", channels, 10, size)
+    assert all(block[0].padding == (1, 1) for block in net.blocks)
+    assert net.feature_maps(torch.randn(1, channels, size, size))[0].shape[-1] == size
 
 
 def test_convnet_d7_reduces_128px_to_1x1():

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 
 runner = CliRunner()
-QUICK = ["--dataset", "digits", "--ipc", "2", "--iterations", "4", "--eval-seeds", "1", "--eval-epochs", "3", "--device", "cpu"]
+QUICK = ["--dataset", "digits", "--preset", "paper", "--ipc", "2", "--iterations", "4", "--eval-seeds", "1", "--eval-epochs", "3", "--device", "cpu"]
 
 
 def invoke(args):
@@ -51,7 +51,7 @@ def test_run_on_digits_logs_everything(workspace):
         (["--method", "magic"], "unknown method 'magic'; known methods: datadam"),
         (["--model", "Nope"], "unknown model 'Nope'"),
         (["--eval-models", "Nope"], "unknown model 'Nope'"),
-        (["--preset", "weird"], "unknown preset 'weird' for datadam; known: paper, course"),
+        (["--preset", "weird"], "unknown preset 'weird' for datadam; known: official, paper, course"),
         (["--ipc", "0"], "ipc must be at least 1"),
         (["--ipc", "100000"], "more than the smallest class holds"),
         (["--lr-images", "-1"], "lr_images must be positive"),

@@ -18,7 +18,13 @@ class Method:
     def presets(self) -> list[str]:
         return list(self.module.PRESETS)
 
-    def config(self, preset: str, dataset: str, ipc: int | None = None) -> MethodConfig:
+    @property
+    def default_preset(self) -> str:
+        return self.presets[0]
+
+    def config(self, preset: str | None, dataset: str, ipc: int | None = None) -> MethodConfig:
+        """The preset's config (None: the method's default preset) for this data set and IPC."""
+        preset = preset or self.default_preset
         if preset not in self.module.PRESETS:
             raise DDError(f"unknown preset '{preset}' for {self.name}; known: {', '.join(self.presets)}")
         return self.module.PRESETS[preset](dataset, ipc)

@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ddcore.augment import default_dsa_strategy, dsa
-from ddcore.baseline import FULL_DATA_BATCH_SIZE
+from ddcore.augment import dsa
+from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import PER_IMAGE
@@ -139,8 +139,8 @@ def paper_preset(dataset: str, ipc: int | None = None) -> PADConfig:
       epochs up to 6, 20 steps, 300 iterations.
     The schedule's epochs (0.75, 20, 40 / 10 %, 60 / 20 %) are scaled to each run's length.
     """
-    config = PADConfig(model="ConvNetD7" if dataset == "mhist" else "ConvNetD3",
-                       dsa_strategy=default_dsa_strategy(dataset), expert_batch=FULL_DATA_BATCH_SIZE.get(dataset, 256))
+    spec = get_spec(dataset)
+    config = PADConfig(model=spec.model, dsa_strategy=spec.dsa_strategy, expert_batch=spec.full_data_batch)
     if dataset == "mnist":
         config = config.with_overrides(trajectory_epochs=20, max_start_epoch=10, current_max_start_epoch=5, syn_steps=40,
                                        iterations=5000)

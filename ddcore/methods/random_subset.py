@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ddcore.augment import default_dsa_strategy
+from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.methods.base import Callback, MethodConfig, StepReport
 from ddcore.synthetic import SyntheticSet
@@ -31,12 +31,12 @@ class RandomSubsetConfig(MethodConfig):
 
 def default_preset(dataset: str, ipc: int | None = None) -> RandomSubsetConfig:
     """The same defaults as DataDAM's paper preset where they matter to evaluation (IPC 10, DSA strategy)."""
-    return RandomSubsetConfig(ipc=10 if ipc is None else ipc, dsa_strategy=default_dsa_strategy(dataset),
-                              model="ConvNetD7" if dataset == "mhist" else "ConvNetD3")
+    spec = get_spec(dataset)
+    return RandomSubsetConfig(ipc=10 if ipc is None else ipc, dsa_strategy=spec.dsa_strategy, model=spec.model)
 
 
 # Nothing to tune: every preset name other methods use picks the same way, so `--preset` never fails here.
-PRESETS = {"paper": default_preset, "course": default_preset}
+PRESETS = {name: default_preset for name in ("official", "paper", "course")}
 
 
 def distill(

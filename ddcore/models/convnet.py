@@ -12,10 +12,16 @@ width ablation uses 32/64/128/256): `ConvNetD{n}W{w}` with w in `NARROW_WIDTHS`,
 (e.g. `ConvNetD3W32BN`); names without `W` are width 128. (DataDAM's own `ConvNet` uses batch norm: that is our
 `ConvNetD3BN`.)
 
+1-channel 28 px input (MNIST, Fashion-MNIST) gets DC's network exactly: DC's `_make_layers`
+(networks.py) treats a 28 px image as 32 px and pads the first convolution by 3 when the input has
+one channel, so the maps are 32 -> 16 -> 8 -> 4 and the classifier sees 128*4*4 = 2048 features.
+Every published MNIST / Fashion-MNIST number of DC, DSA, DM, MTT, DataDAM, DATM and PAD used that
+network. (With padding 1 the maps would be 28 -> 14 -> 7 -> 3 and the 7 -> 3 pooling would drop a
+row and a column: DataDAM's loss differs by 32 % from the official one on equal weights.)
+
 Differences from DC, so that every depth works on every size from 8 px up:
-- DC pads the first convolution by 3 for 1-channel input, turning 28 px MNIST into 32 px maps
-  (32 -> 16 -> 8 -> 4); here it is padded by 1 like the others (28 -> 14 -> 7 -> 3), so the
-  classifier sees 128*3*3 features on MNIST instead of 128*4*4.
+- DC pads by 3 for every 1-channel input whatever its size; here only 28 px input is padded by 3
+  (where DC's sizes are defined); other sizes, 1 or 3 channels, pad by 1.
 - Pooling is skipped once a map is 1x1 (ConvNetD7 brings 128 px MHIST exactly to 1x1; on 8 px
   digits its last four blocks keep 1x1 maps), and instance norm is left out at 1x1, where it
   would zero every feature (see `layers.make_norm`). DC would fail on these sizes.
@@ -28,7 +34,7 @@ from __future__ import annotations
 from torch import nn
 
 from ddcore.models.base import FeatureNet
-from ddcore.models.layers import conv_norm_act, pool2x2
+from ddcore.models.layers import conv_norm_act, conv_out_size, pool2x2
 from ddcore.models.registry import register_model
 
 WIDTH = 128
@@ -36,13 +42,20 @@ NARROW_WIDTHS = (32, 64)
 MAX_DEPTH = 7
 
 
+def first_padding(channels: int, image_size: int) -> int:
+    """DC's padding of the first convolution: 3 for 1-channel 28 px input (maps of 32 px), else 1."""
+    return 3 if channels == 1 and image_size == 28 else 1
+
+
 def convnet(
     channels: int, num_classes: int, image_size: int, depth: int = 3, norm: str = "instance", width: int = WIDTH
 ) -> FeatureNet:
     blocks, pools = nn.ModuleList(), nn.ModuleList()
     size, in_channels = image_size, channels
-    for _ in range(depth):
-        blocks.append(conv_norm_act(in_channels, width, size, norm))
+    for d in range(depth):
+        padding = first_padding(channels, image_size) if d == 0 else 1
+        blocks.append(conv_norm_act(in_channels, width, size, norm, padding=padding))
+        size = conv_out_size(size, 3, padding)
         pool, size = pool2x2("avg", size)
         pools.append(pool)
         in_channels = width

@@ -1,6 +1,8 @@
 """Model registry: one entry per network name."""
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import Callable
 
 from torch import nn
@@ -35,6 +37,12 @@ def get_model(name: str, channels: int, num_classes: int, image_size: int) -> Fe
     if name not in _REGISTRY:
         raise DDError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
     return _REGISTRY[name](channels, num_classes, image_size)
+
+
+@functools.lru_cache(maxsize=128)
+def architecture_fingerprint(name: str, channels: int, num_classes: int, image_size: int) -> str:
+    """A short hash of the network's layer list: cache keys change whenever the architecture does."""
+    return hashlib.sha1(repr(get_model(name, channels, num_classes, image_size)).encode()).hexdigest()[:8]
 
 
 def parameter_count(model: nn.Module) -> int:
