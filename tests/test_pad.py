@@ -1,17 +1,22 @@
 """PAD: difficulty scores, the experts' data schedule and cache, the alignment filter, matching, artefacts."""
 import os
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.difficulty import DifficultyConfig, difficulty_scores, easiest_first_by_class
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, evaluate
 from ddcore.experts import DataSchedule, ExpertConfig, obtain_experts
-from ddcore.methods.pad import FlatNetwork, PADConfig, distill, kept_entries, matching_loss
+from ddcore.methods.pad import (
+    CIFAR10_SETTINGS, DATASET_CHOICES, MAX_EXPERTS, FlatNetwork, PADConfig, distill, kept_entries, matching_loss,
+    paper_preset,
+)
 from ddcore.models import get_model
 from ddcore.synthetic import SyntheticSet
 
@@ -145,11 +150,58 @@ def test_missing_or_corrupt_expert_file_is_named(workspace):
         ({"current_max_start_epoch": 0}, "start epochs must satisfy"),
         ({"filter": "width"}, "filter must be one of depth, loss, none"),
         ({"depth_ratio": 1.0}, "depth_ratio must be within"),
+        ({"num_experts": 0}, f"num_experts must be within 1..{MAX_EXPERTS} \\(the official buffer holds 100\\), got 0"),
+        ({"num_experts": MAX_EXPERTS + 1}, f"num_experts must be within 1..{MAX_EXPERTS} "),
     ],
 )
 def test_bad_settings_are_one_line(changes, message):
-    with pytest.raises(DDError, match=message):
+    with pytest.raises(DDError, match=message) as caught:
         tiny_pad(**changes).validate([20, 20, 20])
+    assert "\n" not in str(caught.value)
+
+
+def test_the_official_100_experts_are_accepted():
+    tiny_pad(num_experts=100).validate([20, 20, 20])
+
+
+def window(config) -> tuple[int, int, int]:
+    return config.min_start_epoch, config.current_max_start_epoch, config.max_start_epoch
+
+
+@pytest.mark.parametrize("ipc, row", [(1, 1), (9, 1), (10, 10), (49, 10), (50, 50), (100, 50)])
+def test_paper_preset_takes_the_official_row_at_or_below_the_ipc(ipc, row):
+    official = asdict(CIFAR10_SETTINGS[row])
+    config = paper_preset("cifar10", ipc)  # no choices of ours: the official row as it is
+    assert config.ipc == ipc and {name: getattr(config, name) for name in official} == official
+    digits = paper_preset("digits", ipc)  # 10-epoch experts: the row's window scaled, then our choices
+    expected = {**asdict(CIFAR10_SETTINGS[row].scaled(10)), **DATASET_CHOICES["digits"]}
+    assert {name: getattr(digits, name) for name in expected} == expected and digits.trajectory_epochs == 10
+    digits.validate(load_dataset("digits").class_counts())
+
+
+def test_official_rows_hold_the_configs_values():
+    """Spot checks against configs/CIFAR-10/ConvIN/IPC{1,10,50}.yaml, typed in by hand."""
+    one, ten, fifty = (paper_preset("cifar10", ipc) for ipc in (1, 10, 50))
+    assert window(one) == (0, 4, 4) and (one.lr_lr, one.lr_y, one.threshold, one.depth_ratio) == (1e-7, 5.0, 1.1, 0.0)
+    assert window(ten) == (0, 10, 20) and (ten.expansion_end_iteration, ten.batch_syn, ten.lr_y) == (1000, 500, 2.0)
+    assert window(fifty) == (0, 20, 40) and (fifty.expert_epochs, fifty.lr_images, fifty.depth_ratio) == (3, 1000, 0.25)
+    assert {config.trajectory_epochs for config in (one, ten, fifty)} == {100}  # the official buffers' length
+
+
+def test_start_window_scales_like_the_data_schedule():
+    ten = CIFAR10_SETTINGS[10]
+    assert ten.scaled(100) == ten
+    half = ten.scaled(50)
+    assert window(half) == (0, 5, 10) and replace(half, current_max_start_epoch=10, max_start_epoch=20) == ten
+    assert window(CIFAR10_SETTINGS[500].scaled(50)) == (20, 30, 35)
+    assert window(CIFAR10_SETTINGS[1].scaled(10)) == (0, 1, 1)  # 0.4 rounds to 0: kept one epoch wide
+    for row, epochs in ((ten, 50), (CIFAR10_SETTINGS[500], 50), (CIFAR10_SETTINGS[1], 10)):
+        scaled = row.scaled(epochs)
+        bounds = dict(zip(("min_start_epoch", "current_max_start_epoch", "max_start_epoch"), window(scaled)))
+        tiny_pad(trajectory_epochs=epochs, expert_epochs=scaled.expert_epochs, **bounds).validate([20, 20, 20])
+    # the official IPC 10 window ends where the curriculum stops adding hard samples; so does MNIST's, scaled
+    mnist = paper_preset("mnist", 10)
+    assert window(mnist) == (0, 2, 4) and DataSchedule().scaled(mnist.trajectory_epochs).add_end_epoch == 4
 
 
 def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
