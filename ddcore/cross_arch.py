@@ -130,7 +130,7 @@ def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossAr
     synthetic.check_matches(data)
     if config.seeds < 1:
         raise DDError(f"cross-architecture evaluation needs at least one seed, got {config.seeds}")
-    get_protocol("synthetic", epochs=config.epochs)
+    config.protocol()
     resolve_device(config.device)
 
 
@@ -140,7 +140,7 @@ def cross_architecture(synthetic: SyntheticSet, data: RealDataset, config: Cross
     check_cross_arch(synthetic, data, config)
     models = list(config.models)
     seeds = tuple(range(config.seeds))
-    protocol = get_protocol("synthetic", epochs=config.epochs)
+    protocol = config.protocol()
     dsa_strategy = str(synthetic.config.get("dsa_strategy", ""))
     distilled_on = f"{synthetic.method} on {synthetic.config.get('model', '?')}"
     matrix = CrossArchMatrix(data.name, synthetic.ipc, protocol.name, distilled_on, models, {}, {})
