@@ -1,4 +1,4 @@
-"""DataDAM accuracy benchmark: distil, evaluate with the synthetic-set protocol, compare.
+"""DataDAM accuracy benchmark: distil, evaluate with the DC protocol, compare.
 
 Prints, and writes as JSON: distillation time and iterations/s, the final synthetic set's mean
 test accuracy over the evaluation seeds (never the best of several checkpoints), a random real
@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddcore.data import load_dataset  # noqa: E402
-from ddcore.evaluate import SYNTHETIC, evaluate  # noqa: E402
+from ddcore.evaluate import DC, evaluate  # noqa: E402
 from ddcore.methods import get_method  # noqa: E402
 from ddcore.methods.base import StepReport  # noqa: E402
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--lr-images", type=float, default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--eval-seeds", type=int, default=3)
-    parser.add_argument("--eval-epochs", type=int, default=SYNTHETIC.epochs)
+    parser.add_argument("--eval-epochs", type=int, default=DC.epochs)
     parser.add_argument("--checkpoints", type=int, default=4, help="evaluation points on the curve")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--device", default="auto")
@@ -51,7 +51,7 @@ def main() -> None:
         init=args.init, iterations=args.iterations, batch_real=args.batch_real, lr_images=args.lr_images,
         model=args.model, bf16=args.bf16 or None, device=args.device, log_every=50,
     )
-    protocol = replace(SYNTHETIC, epochs=args.eval_epochs)
+    protocol = replace(DC, epochs=args.eval_epochs)
     eval_model = config.model
     seeds = tuple(range(args.eval_seeds))
     every = max(config.log_every, config.iterations // max(1, args.checkpoints) // config.log_every * config.log_every)

@@ -7,7 +7,7 @@
    second run, or a later `ddorch run --method pad` with the same expert settings, reuses them.
 3. PAD distillation (the `paper` preset of the data set with the flags below), its time and peak
    memory (GPU: peak allocated; CPU: the process's peak resident set).
-4. The final set (never the best checkpoint) evaluated with the synthetic-set protocol DataDAM's
+4. The final set (never the best checkpoint) evaluated with the DC protocol DataDAM's
    numbers use (benchmarks/datadam_accuracy.py: 1000 epochs, SGD, DSA), with PAD's learned lr and
    soft labels, over `--eval-seeds` seeds; `--random-real` adds a random real subset of the same size.
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddcore.data import load_dataset, resolve_data_root  # noqa: E402
 from ddcore.difficulty import difficulty_scores  # noqa: E402
-from ddcore.evaluate import SYNTHETIC, evaluate  # noqa: E402
+from ddcore.evaluate import DC, evaluate  # noqa: E402
 from ddcore.experts import obtain_experts  # noqa: E402
 from ddcore.methods import get_method  # noqa: E402
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--gpus-per-expert", type=float, default=0)
     parser.add_argument("--address", default=None, help="Ray cluster (default: a local instance)")
     parser.add_argument("--eval-seeds", type=int, default=3)
-    parser.add_argument("--eval-epochs", type=int, default=SYNTHETIC.epochs)
+    parser.add_argument("--eval-epochs", type=int, default=DC.epochs)
     parser.add_argument("--random-real", action="store_true", help="also evaluate a random real subset of the same size")
     parser.add_argument("--tiny", action="store_true", help="a few seconds' settings to check the script end to end")
     parser.add_argument("--device", default="auto")
@@ -151,7 +151,7 @@ def main() -> None:
           f"{d['peak_memory_mib']:.0f} MiB, loss {losses[0][1]:.4f} -> {losses[-1][1]:.4f}, learned lr {synthetic.learned_lr:.4g}",
           flush=True)
 
-    protocol = replace(SYNTHETIC, epochs=eval_epochs)
+    protocol = replace(DC, epochs=eval_epochs)
     seeds = tuple(range(args.eval_seeds))
     final = evaluate(config.model, synthetic.images, synthetic.labels, data, protocol, seeds, config.device,
                      lr=synthetic.learned_lr, dsa_strategy=config.dsa_strategy)

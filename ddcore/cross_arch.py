@@ -3,8 +3,8 @@ DataDAM, Sajedi et al. 2023, Table 3): train every listed network from scratch o
 distilled with one network, and on a random real subset of the same size, and test each on the
 real test set.
 
-Protocol: ddcore.evaluate's (the synthetic-set protocol, DSA with the set's own strategy, the
-set's soft labels and learned learning rate when it has them). The random row uses the same
+Protocol: a named ddcore.evaluate protocol (`dc` unless told; DSA with the set's own strategy, the
+set's soft labels, and its learned learning rate where the protocol takes one). The random row uses the same
 protocol and DSA, the set's class sizes and the protocol's learning rate; for seed s it draws its
 subset with generator seed s and initialises the network with seed s, so its spread includes the
 choice of subset (DD-Ranking's point: a distilled set is only worth its gain over random real
@@ -115,8 +115,13 @@ def evaluate_random_real(
 class CrossArchConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     seeds: int = 3  # seeds 0..seeds-1 for every cell
-    epochs: int | None = None  # synthetic-set protocol epochs (None: its 1000)
+    epochs: int | None = None  # override the protocol's epochs
     device: str = "auto"
+    eval_protocol: str = "dc"  # a name from ddcore.evaluate.PROTOCOLS
+    eval_batch_size: int | None = None  # override the protocol's batch size
+
+    def protocol(self) -> EvalProtocol:
+        return get_protocol(self.eval_protocol, self.eval_batch_size, self.epochs)
 
 
 def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossArchConfig) -> None:
@@ -125,7 +130,7 @@ def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossAr
     synthetic.check_matches(data)
     if config.seeds < 1:
         raise DDError(f"cross-architecture evaluation needs at least one seed, got {config.seeds}")
-    get_protocol("synthetic", epochs=config.epochs)
+    config.protocol()
     resolve_device(config.device)
 
 
@@ -135,7 +140,7 @@ def cross_architecture(synthetic: SyntheticSet, data: RealDataset, config: Cross
     check_cross_arch(synthetic, data, config)
     models = list(config.models)
     seeds = tuple(range(config.seeds))
-    protocol = get_protocol("synthetic", epochs=config.epochs)
+    protocol = config.protocol()
     dsa_strategy = str(synthetic.config.get("dsa_strategy", ""))
     distilled_on = f"{synthetic.method} on {synthetic.config.get('model', '?')}"
     matrix = CrossArchMatrix(data.name, synthetic.ipc, protocol.name, distilled_on, models, {}, {})

@@ -32,6 +32,11 @@ ExperimentOption = typer.Option("ddorch", "--experiment", help="MLflow experimen
 OutputDirOption = typer.Option(Path("runs"), "--output-dir", help="Local copy of each run's artefacts.")
 DatasetOption = typer.Option("digits", "--dataset", help=f"One of: {DATASET_NAMES} (`ddorch datasets`).")
 DownloadOption = typer.Option(False, "--download", help="Download MNIST / Fashion-MNIST with torchvision if missing (needs internet).")
+# ddcore.evaluate.PROTOCOLS, spelled out here so that `--help` does not import torch.
+PROTOCOL_CHOICES = ("dc (DC/DM: 1000 epochs, batch 256, lr 0.01, DSA), datadam (DataDAM's script: 1800 epochs, batch 64), "
+                    "datm (DATM/PAD: 1000 epochs, batch 128, the set's learned lr) or full (20 epochs, cosine, no DSA)")
+EvalProtocolOption = typer.Option("dc", "--eval-protocol", help=f"How networks are trained on the set: {PROTOCOL_CHOICES}.")
+EvalBatchSizeOption = typer.Option(None, "--eval-batch-size", min=1, help="Override the protocol's batch size.")
 
 
 def friendly_errors(command: Callable) -> Callable:
@@ -54,7 +59,7 @@ def baseline(
     dataset: str = DatasetOption,
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Number of training seeds (0..N-1)."),
-    protocol: str = typer.Option("full", "--protocol", help="full (20 epochs, cosine) or synthetic."),
+    protocol: str = typer.Option("full", "--protocol", help=f"full (the default) or a synthetic-set protocol: {PROTOCOL_CHOICES}."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size (default 256; 32 for the small digits and mhist)."),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if a cached result exists."),
     data_root: Optional[Path] = DataRootOption,
@@ -121,7 +126,13 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of the distillation."),
     eval_models: Optional[str] = typer.Option(None, "--eval-models", help="Comma-separated networks trained on the synthetic set (default: the network distilled with)."),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
-    eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the synthetic-set protocol's 1000 epochs."),
+    eval_protocol: str = EvalProtocolOption,
+    eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the protocol's epochs."),
+    eval_batch_size: Optional[int] = EvalBatchSizeOption,
+    checkpoint_eval_every: Optional[int] = typer.Option(
+        None, "--checkpoint-eval-every", min=1,
+        help="Also evaluate the first eval model (all seeds) every N iterations and log the best mean "
+             "(selected on the test set, as DataDAM's and PAD's scripts report; not comparable with the final mean)."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
     tracking_uri: Optional[str] = TrackingUriOption,
     experiment: str = ExperimentOption,
@@ -146,13 +157,17 @@ def run(
     method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **parse_overrides(settings, method)})
     trial = TrialConfig(
         dataset=dataset, method=method, method_config=method_config, preset=preset,
-        eval_models=_split_names(eval_models) if eval_models else [method_config.model], eval_seeds=eval_seeds, eval_epochs=eval_epochs,
+        eval_models=_split_names(eval_models) if eval_models else [method_config.model], eval_seeds=eval_seeds,
+        eval_protocol=eval_protocol, eval_epochs=eval_epochs, eval_batch_size=eval_batch_size,
+        checkpoint_eval_every=checkpoint_eval_every,
         baseline=baseline, data_root=str(data_root) if data_root else None, image_size=image_size,
     )
+    protocol = trial.protocol()  # an unknown name fails before a run is recorded
     tracker = Tracker.start(tracking_uri, experiment, run_name=f"{dataset}-{method}-ipc{method_config.ipc}-{method_config.init}")
     result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
 
-    table = Table(title=f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with {method_config.model}")
+    table = Table(title=f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
+                        f"{method_config.model}, evaluated with the {protocol.name} protocol")
     for column in ("eval model", "accuracy %", "balanced %", "train s", "MFLOPs/img", "full-data acc. %", "full-data train s"):
         table.add_column(column, justify="right")
     for name, evaluation in result.evaluations.items():
@@ -164,6 +179,10 @@ def run(
             f"{100 * full.accuracy_mean:.2f}" if full else "-", f"{full.train_seconds_mean:.1f}" if full else "-",
         )
     console.print(table)
+    if result.best_checkpoint:
+        iteration, accuracy = result.best_checkpoint
+        console.print(f"best checkpoint ({trial.eval_models[0]}, selected on the test set): {100 * accuracy:.2f} % "
+                      f"at iteration {iteration}")
     if result.prepare_seconds >= 0.1:
         console.print(f"prepared in {result.prepare_seconds:.1f} s (PAD: its experts, cached or trained)")
     console.print(
@@ -254,6 +273,7 @@ def sweep(
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
     storage_path: Path = typer.Option(Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."),
     name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: the experiment's)."),
+    eval_protocol: Optional[str] = typer.Option(None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
     tracking_uri: Optional[str] = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
@@ -265,12 +285,14 @@ def sweep(
     from dataclasses import replace
 
     from ddcore.data import resolve_data_root
-    from orchestrator.experiments import load_experiment, load_space, parse_overrides
+    from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.sweep import SweepSettings, connect, record_in_parent, run_sweep, summarize
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
     preset = load_experiment(experiment)
-    preset = replace(preset, fixed={**preset.fixed, **parse_overrides(overrides, preset.method)})
+    preset = replace(preset, fixed={**preset.fixed, **parse_overrides(overrides, preset.method)},
+                     eval_protocol=eval_protocol or preset.eval_protocol)
+    check_protocol(preset)
     space = load_space(space_file or preset.space, preset.method)
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
@@ -442,7 +464,8 @@ def lossless(
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per synthetic set (K): the mean and its t-interval."),
     confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the interval over seeds."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Distillation iterations (default: the preset's)."),
-    eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the synthetic-set protocol's 1000 epochs (quick runs)."),
+    eval_protocol: str = EvalProtocolOption,
+    eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the protocol's epochs (quick runs)."),
     target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing."),
     baseline_seeds: int = typer.Option(3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."),
     early_stop: bool = typer.Option(True, "--early-stop/--no-early-stop", help="Stop a trial halfway when it cannot become lossless."),
@@ -465,7 +488,7 @@ def lossless(
     config = LosslessConfig(
         dataset=dataset, methods=tuple(_split_names(method)), model=model, preset=preset, tolerance=tolerance,
         max_ipc=max_ipc, eval_seeds=eval_seeds, confidence=confidence, iterations=iterations,
-        eval_epochs=eval_epochs, target_accuracy=target_accuracy, baseline_seeds=baseline_seeds,
+        eval_protocol=eval_protocol, eval_epochs=eval_epochs, target_accuracy=target_accuracy, baseline_seeds=baseline_seeds,
         early_stop_margin=early_stop_margin if early_stop else None, budget_hours=budget_hours,
         max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
         address=address, data_root=str(resolve_data_root(data_root)), tracking_uri=tracking_uri,
@@ -529,8 +552,10 @@ def cross_arch(
     run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set (from `ddorch run` or a sweep trial)."),
     models: str = typer.Option("MLP,ConvNetD3,LeNet,AlexNet,VGG11,ResNet18", "--models", help="Comma-separated networks to train."),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Networks trained per cell (seeds 0..N-1)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the synthetic-set protocol's 1000 epochs."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the protocol's epochs."),
     device: str = DeviceOption,
+    eval_protocol: str = EvalProtocolOption,
+    eval_batch_size: Optional[int] = EvalBatchSizeOption,
     tracking_uri: Optional[str] = TrackingUriOption,
     data_root: Optional[Path] = DataRootOption,
     output_dir: Path = OutputDirOption,
@@ -538,7 +563,7 @@ def cross_arch(
     """Train each network on the run's synthetic set and on random real subsets of its size: the cross-architecture matrix."""
     from ddcore.cross_arch import CrossArchConfig
 
-    config = CrossArchConfig(tuple(_split_names(models)), seeds, epochs, device)
+    config = CrossArchConfig(tuple(_split_names(models)), seeds, epochs, device, eval_protocol, eval_batch_size)
     _analyse("cross_arch", run_id, config, tracking_uri, data_root, output_dir)
 
 
@@ -549,7 +574,7 @@ def continual(
     classes_per_task: int = typer.Option(2, "--classes-per-task", help="Classes arriving per task."),
     model: str = typer.Option("ConvNetD3", "--model", help="Network trained on each memory (and for herding)."),
     seeds: int = typer.Option(3, "--seeds", min=1),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per memory training (default: the synthetic-set protocol's 1000)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per memory training (default: the DC protocol's 1000)."),
     herding_epochs: int = typer.Option(5, "--herding-epochs", help="Full-data protocol epochs of the herding feature network."),
     memories: str = typer.Option("distilled,random,herding", "--memories", help="Memory types to compare."),
     device: str = DeviceOption,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ddcore.errors import DDError
+from ddcore.evaluate import get_protocol
 from ddcore.methods import get_method
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +77,7 @@ class ExperimentPreset:
     gpus_per_trial: float = 0
     eval_models: tuple[str, ...] = ("ConvNetD3",)
     eval_seeds: int = 3
+    eval_protocol: str = "dc"  # a name from ddcore.evaluate.PROTOCOLS
     eval_epochs: int | None = None
     report_every: int = 100
     cross_arch_models: tuple[str, ...] = ()  # finished trials also train these on their set (ddorch cross-arch)
@@ -108,7 +110,13 @@ def load_experiment(name: str) -> ExperimentPreset:
     raw["cross_arch_models"] = tuple(raw.get("cross_arch_models", ()))
     preset = ExperimentPreset(name=name, asha=asha, **raw)
     _check_method_fields(preset.method, preset.fixed, f"{path} [fixed]")
+    check_protocol(preset)
     return preset
+
+
+def check_protocol(preset: ExperimentPreset) -> None:
+    """A one-line error for an unknown protocol or bad epochs, before any trial starts."""
+    get_protocol(preset.eval_protocol, epochs=preset.eval_epochs)
 
 
 def _check_method_fields(method: str, values: dict[str, Any], where: str) -> None:

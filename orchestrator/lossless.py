@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, ClassVar, Collection, Protocol
 
@@ -36,10 +36,11 @@ from ddcore.baseline import CACHE_ENV, cache_dir, full_data_baseline
 from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
+from ddcore.evaluate import get_protocol
 from ddcore.methods import get_method
 from orchestrator.sweep import check_resources, connect
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, resolve_tracking_uri
-from orchestrator.trial import TrialConfig, TrialStopped, run_trial
+from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial
 
 RANDOM = "random"  # the random-real-subset reference method (ddcore.methods.random_subset)
 
@@ -57,7 +58,8 @@ class LosslessConfig:
     eval_seeds: int = 3  # K networks trained on each synthetic set
     confidence: float = 0.95  # of the t-interval over the K seeds
     iterations: int | None = None  # override the preset's distillation iterations (not for `random`)
-    eval_epochs: int | None = None  # override the synthetic-set protocol's 1000 epochs (quick runs)
+    eval_protocol: str = "dc"  # how each set is evaluated: a name from ddcore.evaluate.PROTOCOLS
+    eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
     target_accuracy: float | None = None  # full-data accuracy measured elsewhere; None: the cached baseline
     baseline_seeds: int = 3  # seeds of the full-data baseline when it is the target
     early_stop_margin: float | None = 5.0  # None: never stop a trial early
@@ -85,6 +87,7 @@ class LosslessConfig:
             raise DDError("give at least one method")
         for method in self.methods:
             get_method(method)  # one-line error for unknown names
+        get_protocol(self.eval_protocol, epochs=self.eval_epochs)
         checks = [
             (self.max_ipc >= 1, f"max IPC must be at least 1, got {self.max_ipc}"),
             (self.eval_seeds >= 1, f"eval seeds must be at least 1, got {self.eval_seeds}"),
@@ -270,11 +273,10 @@ def build_request(config: LosslessConfig, method: str, ipc: int, threshold: floa
     preset = config.preset or get_method(method).default_preset
     method_config = get_method(method).config(preset, config.dataset, ipc).with_overrides(**overrides)
     report_every = method_config.iterations // 2 if config.early_stop_margin is not None else 0
-    if report_every:  # the loop reports every `log_every` iterations: make the halfway point one of them
-        method_config = replace(method_config, log_every=math.gcd(method_config.log_every, report_every))
     trial = TrialConfig(
-        dataset=config.dataset, method=method, method_config=method_config, preset=preset,
-        eval_models=[config.model], eval_seeds=config.eval_seeds, eval_epochs=config.eval_epochs,
+        dataset=config.dataset, method=method, method_config=reporting_every(method_config, report_every),
+        preset=preset, eval_models=[config.model], eval_seeds=config.eval_seeds,
+        eval_protocol=config.eval_protocol, eval_epochs=config.eval_epochs,
         baseline=config.target_accuracy is None,  # the cached baseline; never retrain it in every trial
         data_root=config.data_root,
     )

@@ -37,7 +37,8 @@ RUN_FLAGS = {
     "method_config.lr_images": "--lr-images", "method_config.batch_real": "--batch-real",
     "method_config.mmd_weight": "--lambda", "method_config.attention_power": "--attention-power",
     "method_config.dsa_strategy": "--dsa-strategy", "method_config.seed": "--seed", "eval_seeds": "--eval-seeds",
-    "eval_epochs": "--eval-epochs", "image_size": "--image-size",
+    "eval_protocol": "--eval-protocol", "eval_epochs": "--eval-epochs", "eval_batch_size": "--eval-batch-size",
+    "checkpoint_eval_every": "--checkpoint-eval-every", "image_size": "--image-size",
 }
 NOT_REPRODUCED = {"device", "log_every"}  # where it ran and how often it logged: no effect on the numbers
 

@@ -49,8 +49,9 @@ def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: Swee
     method_config = method_config.with_overrides(**values, device=context.device, log_every=_log_every(preset))
     return TrialConfig(
         dataset=preset.dataset, method=preset.method, method_config=method_config, preset=method_preset,
-        eval_models=list(preset.eval_models), eval_seeds=preset.eval_seeds, eval_epochs=preset.eval_epochs,
-        baseline=True, data_root=context.data_root, cross_arch_models=list(preset.cross_arch_models),
+        eval_models=list(preset.eval_models), eval_seeds=preset.eval_seeds, eval_protocol=preset.eval_protocol,
+        eval_epochs=preset.eval_epochs, baseline=True, data_root=context.data_root,
+        cross_arch_models=list(preset.cross_arch_models),
     )
 
 

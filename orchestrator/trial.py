@@ -3,14 +3,22 @@
 `ddorch run` calls `run_trial` directly; Ray Tune sweeps run the same function in each trial.
 Everything goes to one MLflow run; a failure (bad input found late, NaN loss, a killed trial)
 marks that run FAILED with the reason and keeps what was logged.
+
+The headline number is `acc_{model}_mean`: the final set, mean over the eval seeds. DataDAM's and
+PAD's scripts report instead the best mean over evaluations during distillation (DataDAM's
+main_DataDAM.py every 2000 iterations, `max_mean`; PAD's distill/PAD.py every `eval_it`,
+`Max_Accuracy`). With `checkpoint_eval_every` a trial computes that too, as
+`acc_{model}_best_checkpoint_test_selected`: chosen by test accuracy, so optimistic and not
+comparable with the headline.
 """
 from __future__ import annotations
 
 import functools
 import json
+import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +26,7 @@ from ddcore.baseline import full_data_baseline
 from ddcore.cross_arch import CrossArchConfig, cross_architecture
 from ddcore.data import load_dataset
 from ddcore.errors import DDError
-from ddcore.evaluate import EvalResult, evaluate, get_protocol
+from ddcore.evaluate import EvalProtocol, EvalResult, evaluate, get_protocol
 from ddcore.methods import MethodConfig, StepReport, get_method
 from ddcore.models import get_model
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
@@ -38,17 +46,39 @@ class TrialConfig:
     preset: str = "paper"
     eval_models: list[str] = field(default_factory=lambda: ["ConvNetD3"])
     eval_seeds: int = 3
-    eval_protocol: str = "synthetic"
+    eval_protocol: str = "dc"  # a name from ddcore.evaluate.PROTOCOLS
     eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
+    eval_batch_size: int | None = None  # override the protocol's batch size
+    # Also evaluate the first eval model with all seeds every N iterations (best-of-checkpoints; a
+    # resumed trial only knows the checkpoints since it resumed).
+    checkpoint_eval_every: int | None = None
     baseline: bool = True  # compare with the (cached) full-data baseline of each eval model
     cross_arch_models: list[str] = field(default_factory=list)  # if any: the cross-architecture matrix too
     data_root: str | None = None
     image_size: int | None = None
 
+    def protocol(self) -> EvalProtocol:
+        """The resolved evaluation protocol (a one-line error for unknown names)."""
+        return get_protocol(self.eval_protocol, self.eval_batch_size, self.eval_epochs)
+
     def to_dict(self) -> dict:
+        """Every setting, and the protocol's resolved values under `protocol` (logged as `protocol.*`)."""
         values = asdict(self)
         values["method_config"] = self.method_config.to_dict()
+        values["protocol"] = asdict(self.protocol())
         return values
+
+
+def reporting_every(method_config: MethodConfig, every: int | None) -> MethodConfig:
+    """The loop calls back every `log_every` iterations: make every `every`-th iteration one of them."""
+    if not every or every % method_config.log_every == 0:
+        return method_config
+    return replace(method_config, log_every=math.gcd(method_config.log_every, every))
+
+
+def best_checkpoint(checkpoints: list[tuple[int, float]]) -> tuple[int, float]:
+    """(iteration, mean accuracy) of the best checkpoint; the earliest of ties."""
+    return max(checkpoints, key=lambda point: (point[1], -point[0]))
 
 
 @dataclass
@@ -80,6 +110,7 @@ class TrialResult:
     artefact_dir: Path
     prepare_seconds: float = 0.0  # the method's work before distilling (PAD: experts)
     peak_memory_mib: float = 0.0  # GPU: peak allocated during distillation; CPU: process peak RSS
+    best_checkpoint: tuple[int, float] | None = None  # (iteration, mean) with `checkpoint_eval_every`
 
 
 @functools.lru_cache(maxsize=2)
@@ -137,30 +168,52 @@ def _run(
     on_checkpoint: CheckpointHook | None,
     resume: Resume | None,
 ) -> TrialResult:
+    if config.checkpoint_eval_every is not None and config.checkpoint_eval_every < 1:
+        raise DDError(f"checkpoint_eval_every must be positive, got {config.checkpoint_eval_every}")
     method = get_method(config.method)
     data = _load_cached(config.dataset, config.data_root, config.image_size)
-    method_config = config.method_config
+    method_config = reporting_every(config.method_config, config.checkpoint_eval_every)
     method_config.validate(data.class_counts())
     _check_models([method_config.model, *config.eval_models, *config.cross_arch_models], data.channels, data.num_classes,
                   data.image_size)
-    protocol = get_protocol(config.eval_protocol, epochs=config.eval_epochs)
+    protocol = config.protocol()
     if resume is None:
         tracker.log_params(config.to_dict())
     tracker.set_tags({"ddorch.dataset": config.dataset, "ddorch.method": config.method, "ddorch.preset": config.preset})
 
+    all_seeds = tuple(range(config.eval_seeds))
+    first_model = config.eval_models[0]
     curves: dict[str, list[tuple[int, float]]] = {}
+    checkpoints: list[tuple[int, float]] = []  # (iteration, mean over all seeds) of the first eval model
+
+    def evaluate_set(model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False) -> EvalResult:
+        return evaluate(model_name, synthetic.images, synthetic.labels, data, protocol, seeds, method_config.device,
+                        lr=synthetic.learned_lr, dsa_strategy=method_config.dsa_strategy, progress=show)
+
+    def record_checkpoint(iteration: int, result: EvalResult) -> None:
+        checkpoints.append((iteration, result.accuracy_mean))
+        tracker.log_metrics({f"checkpoint_acc_{first_model}_mean": result.accuracy_mean}, step=iteration)
+
+    def due(every: int | None, iteration: int) -> bool:
+        return bool(every) and iteration % every == 0 and iteration < method_config.iterations
 
     def on_step(report: StepReport) -> None:
         tracker.log_metrics(report.losses, step=report.iteration)
         for name, value in report.losses.items():
             curves.setdefault(name, []).append((report.iteration, value))
-        if report_every and report.iteration % report_every == 0 and report.iteration < method_config.iterations:
-            snapshot = report.snapshot()
-            quick = evaluate(config.eval_models[0], snapshot.images, snapshot.labels, data, protocol, (0,),
-                             method_config.device, lr=snapshot.learned_lr, dsa_strategy=method_config.dsa_strategy)
-            tracker.log_metrics({"eval_accuracy": quick.accuracy_mean}, step=report.iteration)
+        checkpoint, quick = due(config.checkpoint_eval_every, report.iteration), due(report_every, report.iteration)
+        if not (checkpoint or quick):
+            return
+        snapshot = report.snapshot()
+        # One evaluation serves both: each seed trains alone, so seed 0 of all seeds is the quick check.
+        result = evaluate_set(first_model, snapshot, all_seeds if checkpoint else (0,))
+        if checkpoint:
+            record_checkpoint(report.iteration, result)
+        if quick:
+            accuracy = result.runs[0].accuracy
+            tracker.log_metrics({"eval_accuracy": accuracy}, step=report.iteration)
             if on_checkpoint is not None:
-                on_checkpoint(report.iteration, snapshot, quick.accuracy_mean)
+                on_checkpoint(report.iteration, snapshot, accuracy)
 
     device = resolve_device(method_config.device)
     started = time.perf_counter()
@@ -194,11 +247,9 @@ def _run(
 
     evaluations: dict[str, EvalResult] = {}
     baselines: dict[str, EvalResult] = {}
+    tracker.log_metrics({"eval_lr": protocol.training_lr(synthetic.learned_lr)})
     for model_name in config.eval_models:
-        result = evaluate(
-            model_name, synthetic.images, synthetic.labels, data, protocol, tuple(range(config.eval_seeds)),
-            method_config.device, lr=synthetic.learned_lr, dsa_strategy=method_config.dsa_strategy, progress=progress,
-        )
+        result = evaluate_set(model_name, synthetic, all_seeds, progress)
         evaluations[model_name] = result
         tracker.log_metrics({
             f"acc_{model_name}_mean": result.accuracy_mean,
@@ -215,15 +266,29 @@ def _run(
                 f"baseline_train_seconds_{model_name}": baseline.train_seconds_mean,
             })
 
-    if config.cross_arch_models:  # on this run itself (see orchestrator.analyses), same seeds and epochs
+    best = None
+    if config.checkpoint_eval_every:  # the final set is the last checkpoint
+        record_checkpoint(method_config.iterations, evaluations[first_model])
+        best = best_checkpoint(checkpoints)
+        tracker.log_metrics({f"acc_{first_model}_best_checkpoint_test_selected": best[1],
+                             f"acc_{first_model}_best_checkpoint_iteration": best[0]})
+
+    if config.cross_arch_models:  # on this run itself (see orchestrator.analyses), same seeds and protocol
         matrix = cross_architecture(synthetic, data, CrossArchConfig(
-            tuple(config.cross_arch_models), config.eval_seeds, config.eval_epochs, method_config.device), progress)
+            tuple(config.cross_arch_models), config.eval_seeds, config.eval_epochs, method_config.device,
+            eval_protocol=config.eval_protocol, eval_batch_size=config.eval_batch_size), progress)
         record_analysis(tracker, "cross_arch", matrix, artefacts.parent)
 
     summary = {
         "run_id": tracker.run_id,
         "config": config.to_dict(),
         "eval_protocol": asdict(protocol),
+        "eval_lr": protocol.training_lr(synthetic.learned_lr),
+        "checkpoints": {
+            "note": "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean",
+            "model": first_model, "every": config.checkpoint_eval_every, "mean_by_iteration": checkpoints,
+            "best_iteration": best[0], "best_mean": best[1],
+        } if best else None,
         "prepare_seconds": prepare_seconds,
         "distill_seconds": distill_seconds,
         "peak_memory_mib": peak_mib,
@@ -234,4 +299,4 @@ def _run(
     tracker.log_artifact(artefacts / "summary.json")
     tracker.finish()
     return TrialResult(tracker.run_id, synthetic, evaluations, baselines, distill_seconds, artefacts,
-                       prepare_seconds, peak_mib)
+                       prepare_seconds, peak_mib, best)

@@ -71,6 +71,11 @@ def test_soft_labels_and_learned_lr_reach_training(digits, monkeypatch):
     assert calls == [(2, 0.003), (1, None)]  # synthetic row: soft labels, learned lr; random row: hard, protocol lr
 
 
+def test_protocol_is_chosen_by_name(digits):
+    config = CrossArchConfig(("MLP",), seeds=1, epochs=1, device="cpu", eval_protocol="datadam", eval_batch_size=16)
+    assert cross_architecture(real_images_as_synthetic(digits), digits, config).protocol == "datadam-bs16-1ep"
+
+
 def test_cli_records_a_child_run_and_errors_are_one_line(tiny_runs, tmp_path):
     uri, run_ids, _ = tiny_runs
     args = ["cross-arch", run_ids[0], "--models", "MLP,ConvNetD1", "--seeds", "2", "--epochs", "1", "--device", "cpu",
@@ -87,7 +92,8 @@ def test_cli_records_a_child_run_and_errors_are_one_line(tiny_runs, tmp_path):
     assert {a.path for a in client.list_artifacts(child.info.run_id, "cross_arch")} == {
         "cross_arch/table.json", "cross_arch/result.json", "cross_arch/heatmap.png"}
 
-    for bad, message in ((["--models", "Nope"], "unknown model 'Nope'"), (["--epochs", "0"], "eval epochs must be positive")):
+    for bad, message in ((["--models", "Nope"], "unknown model 'Nope'"), (["--epochs", "0"], "eval epochs must be positive"),
+                         (["--eval-protocol", "weekly"], "unknown evaluation protocol 'weekly'")):
         failed = runner.invoke(app, [*args, *bad], env={"COLUMNS": "200"})
         assert failed.exit_code == 2 and message in failed.output and "Traceback" not in failed.output
     missing = runner.invoke(app, ["cross-arch", "no-such-run", "--tracking-uri", uri], env={"COLUMNS": "200"})

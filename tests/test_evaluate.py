@@ -103,8 +103,36 @@ def test_protocol_batch_size_override_gets_its_own_name():
     assert get_protocol("full").batch_size == 256
     custom = get_protocol("full", batch_size=32)
     assert custom.batch_size == 32 and custom.name == "full-bs32" and custom.epochs == 20
-    with pytest.raises(DDError, match="unknown evaluation protocol"):
+    with pytest.raises(DDError, match="unknown evaluation protocol 'weekly'; known: full, dc, datadam, datm"):
         get_protocol("weekly")
+
+
+@pytest.mark.parametrize(
+    "name, epochs, batch_size, takes_learned_lr",
+    [("dc", 1000, 256, True), ("datadam", 1800, 64, False), ("datm", 1000, 128, True)],
+)
+def test_named_protocols_follow_their_official_scripts(name, epochs, batch_size, takes_learned_lr):
+    from ddcore.evaluate import get_protocol
+
+    protocol = get_protocol(name)
+    assert (protocol.epochs, protocol.batch_size, protocol.use_learned_lr) == (epochs, batch_size, takes_learned_lr)
+    assert (protocol.lr, protocol.momentum, protocol.weight_decay) == (0.01, 0.9, 5e-4)
+    assert protocol.schedule == "step" and protocol.augment and protocol.source
+    assert protocol.training_lr(None) == 0.01
+    assert protocol.training_lr(0.003) == (0.003 if takes_learned_lr else 0.01)
+
+
+def test_learned_lr_reaches_training_only_where_the_protocol_takes_it(monkeypatch):
+    import ddcore.evaluate as evaluate_module
+
+    seen = []
+    real_sgd = torch.optim.SGD
+    monkeypatch.setattr(evaluate_module.torch.optim, "SGD", lambda params, lr, **kw: seen.append(lr) or real_sgd(params, lr, **kw))
+    data = toy_dataset(n_per_class=4)
+    for name in ("datm", "datadam"):
+        protocol = evaluate_module.get_protocol(name, epochs=1)
+        evaluate("MLP", data.train_images, data.train_labels, data, protocol, device="cpu", lr=0.003)
+    assert seen == [0.003, 0.01]
 
 
 def test_mhist_baseline_uses_small_batches():

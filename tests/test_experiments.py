@@ -15,6 +15,26 @@ def test_presets_load_and_their_spaces_validate():
         assert space.distributions and preset.num_samples >= 1
 
 
+def test_preset_eval_protocol_is_checked(monkeypatch, tmp_path):
+    import orchestrator.experiments as experiments
+
+    assert load_experiment("digits_datadam").eval_protocol == "dc"
+    (tmp_path / "odd.toml").write_text('dataset = "digits"\nmethod = "datadam"\nspace = "datadam.toml"\neval_protocol = "weekly"\n')
+    monkeypatch.setattr(experiments, "EXPERIMENTS_DIR", tmp_path)
+    with pytest.raises(DDError, match="unknown evaluation protocol 'weekly'"):
+        load_experiment("odd")
+
+
+def test_sweep_build_trial_carries_the_protocol():
+    from dataclasses import replace
+
+    from orchestrator.sweep import SweepContext, build_trial
+
+    preset = replace(load_experiment("digits_datadam"), eval_protocol="datadam")
+    trial = build_trial(preset, {}, SweepContext("sqlite:///x.db", "ddorch", "parent", "/tmp", None))
+    assert trial.eval_protocol == "datadam" and trial.protocol().name == f"datadam-{preset.eval_epochs}ep"
+
+
 def test_space_maps_onto_ray_tune():
     from ray.tune.search.sample import Categorical, Float
 
@@ -66,3 +86,5 @@ def test_cli_lists_and_shows_experiments():
     assert shown.exit_code == 0 and '"mmd_weight"' in shown.output and '"grace_period"' in shown.output
     unknown = runner.invoke(app, ["sweep", "nope"], env={"COLUMNS": "200"})
     assert unknown.exit_code == 2 and "unknown experiment 'nope'" in unknown.output
+    bad_protocol = runner.invoke(app, ["sweep", "digits_datadam", "--eval-protocol", "weekly"], env={"COLUMNS": "200"})
+    assert bad_protocol.exit_code == 2 and "error: unknown evaluation protocol 'weekly'" in bad_protocol.output

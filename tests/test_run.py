@@ -1,4 +1,6 @@
 """`ddorch run`: a digits trial lands in MLflow with every artefact; bad input is one line."""
+import json
+
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -11,6 +13,10 @@ QUICK = ["--dataset", "digits", "--preset", "paper", "--ipc", "2", "--iterations
 
 def invoke(args):
     return runner.invoke(app, args, env={"COLUMNS": "200"})
+
+
+def summary(workspace, run_id):
+    return json.loads((workspace / "runs" / run_id / "summary.json").read_text())
 
 
 def only_run(workspace):
@@ -58,12 +64,50 @@ def test_run_on_digits_logs_everything(workspace):
         (["--iterations", "0"], "iterations must be positive"),
         (["--init", "zeros"], "init must be 'real' or 'noise'"),
         (["--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
+        (["--eval-protocol", "weekly"], "unknown evaluation protocol 'weekly'; known: full, dc, datadam, datm"),
     ],
 )
 def test_bad_input_is_one_line(workspace, args, message):
     result = invoke(["run", *QUICK, *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_unknown_protocol_is_one_error_line_and_records_nothing(workspace):
+    result = invoke(["run", *QUICK, "--eval-protocol", "weekly"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: unknown evaluation protocol 'weekly'; known: full, dc, datadam, datm"]
+    assert not (workspace / "mlflow.db").exists()  # checked before a run is recorded
+
+
+def test_eval_protocol_reaches_the_trial_and_is_logged(workspace):
+    result = invoke(["run", *QUICK, "--eval-protocol", "datadam", "--eval-batch-size", "32", "--no-baseline"])
+    assert result.exit_code == 0, result.output
+    _, run = only_run(workspace)
+    params = run.data.params
+    assert params["eval_protocol"] == "datadam" and params["eval_batch_size"] == "32"
+    assert params["protocol.name"] == "datadam-bs32-3ep" and params["protocol.batch_size"] == "32"
+    assert params["protocol.epochs"] == "3" and params["protocol.use_learned_lr"] == "False"
+    assert run.data.metrics["eval_lr"] == pytest.approx(0.01)
+    assert summary(workspace, run.info.run_id)["eval_protocol"]["name"] == "datadam-bs32-3ep"
+    assert summary(workspace, run.info.run_id)["evaluations"]["ConvNetD3"]["protocol"] == "datadam-bs32-3ep"
+
+
+def test_best_checkpoint_is_logged_apart_from_the_final_mean(workspace):
+    # log_every is 10 by default: the trial makes every second iteration a reporting one
+    result = invoke(["run", *QUICK, "--eval-seeds", "2", "--checkpoint-eval-every", "2", "--no-baseline"])
+    assert result.exit_code == 0, result.output
+    assert "best checkpoint (ConvNetD3, selected on the test set)" in result.output
+    client, run = only_run(workspace)
+    history = client.get_metric_history(run.info.run_id, "checkpoint_acc_ConvNetD3_mean")
+    assert sorted(m.step for m in history) == [2, 4]  # every 2 iterations and the final set
+    final = run.data.metrics["acc_ConvNetD3_mean"]
+    best = run.data.metrics["acc_ConvNetD3_best_checkpoint_test_selected"]
+    assert {m.step: m.value for m in history}[4] == pytest.approx(final)
+    assert best == pytest.approx(max(m.value for m in history)) and best >= final
+    assert run.data.metrics["acc_ConvNetD3_best_checkpoint_iteration"] in (2, 4)
+    checkpoints = summary(workspace, run.info.run_id)["checkpoints"]
+    assert checkpoints["best_mean"] == pytest.approx(best) and len(checkpoints["mean_by_iteration"]) == 2
 
 
 def test_nan_loss_marks_run_failed_and_keeps_logs(workspace):

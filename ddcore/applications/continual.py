@@ -15,7 +15,7 @@ Memories of equal size per class (the synthetic set's class sizes):
   L2-normalised embeddings of a network trained on the task's real data: greedily add the image
   that brings the mean of the chosen embeddings closest to the class mean.
 
-Differences from the papers, on purpose: every memory is trained with the synthetic-set protocol
+Differences from the papers, on purpose: every memory is trained with the DC protocol
 (ddcore.evaluate: SGD, step decay, DSA), so the memories differ only in their images; the
 herding network is trained with the full-data protocol for `herding_epochs` epochs (fewer than
 its 20, stated in the results) since only its embedding ranks images; herding picks without
@@ -50,7 +50,7 @@ class ContinualConfig:
     classes_per_task: int = 2
     model: str = "ConvNetD3"  # the network trained on each memory (and the herding feature network)
     seeds: int = 3
-    epochs: int | None = None  # synthetic-set protocol epochs per memory training (None: its 1000)
+    epochs: int | None = None  # DC protocol epochs per memory training (None: its 1000)
     herding_epochs: int = 5  # full-data protocol epochs of the herding feature network, per task
     memories: tuple[str, ...] = MEMORIES
     device: str = "auto"
@@ -228,7 +228,7 @@ def check_continual(synthetic: SyntheticSet, data: RealDataset, config: Continua
     if config.seeds < 1 or config.herding_epochs < 1:
         raise DDError(f"seeds and herding epochs must be positive, got {config.seeds} and {config.herding_epochs}")
     class_incremental_tasks(data.num_classes, config.classes_per_task)
-    get_protocol("synthetic", epochs=config.epochs)
+    get_protocol("dc", epochs=config.epochs)
     resolve_device(config.device)
 
 
@@ -237,7 +237,7 @@ def continual_learning(synthetic: SyntheticSet, data: RealDataset, config: Conti
     """Train from scratch on each memory after each task; accuracy on all seen classes' test images."""
     check_continual(synthetic, data, config)
     tasks = class_incremental_tasks(data.num_classes, config.classes_per_task)
-    protocol = get_protocol("synthetic", epochs=config.epochs)
+    protocol = get_protocol("dc", epochs=config.epochs)
     device = resolve_device(config.device)
     dsa_strategy = str(synthetic.config.get("dsa_strategy", ""))
     steps = []

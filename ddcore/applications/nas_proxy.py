@@ -2,7 +2,7 @@
 evaluated in DC, Zhao et al. 2021, Sec. 4.3, and DM, Zhao & Bilen 2023).
 
 A pool of candidate networks (ConvNet depth, width and norm variants) is trained twice: on the
-synthetic set (the synthetic-set protocol, as `ddorch run` evaluates it) and on real data (the
+synthetic set (the DC protocol, as `ddorch run` evaluates it) and on real data (the
 full-data protocol). If the synthetic set ranks the candidates as the real data does, the search
 can run on it for a fraction of the cost. We report Spearman's rank correlation between the two
 accuracy columns (means over seeds), the training time of each side and the time saved, and
@@ -42,7 +42,7 @@ DEFAULT_POOL = ("ConvNetD2", "ConvNetD3", "ConvNetD4", "ConvNetD3W32", "ConvNetD
 class NasProxyConfig:
     pool: tuple[str, ...] = DEFAULT_POOL
     seeds: int = 1
-    proxy_epochs: int | None = None  # synthetic-set protocol epochs on the distilled set (None: its 1000)
+    proxy_epochs: int | None = None  # DC protocol epochs on the distilled set (None: its 1000)
     full_epochs: int | None = None  # full-data protocol epochs on real data (None: its 20)
     full_per_class: int | None = None  # real training images per class for the real side (None: all)
     device: str = "auto"
@@ -154,7 +154,7 @@ def check_nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxy
         raise DDError(f"seeds must be positive, got {config.seeds}")
     if config.full_per_class is not None and not 1 <= config.full_per_class <= min(data.class_counts()):
         raise DDError(f"real images per class must be between 1 and {min(data.class_counts())}, got {config.full_per_class}")
-    get_protocol("synthetic", epochs=config.proxy_epochs)
+    get_protocol("dc", epochs=config.proxy_epochs)
     get_protocol("full", epochs=config.full_epochs)
     resolve_device(config.device)
 
@@ -165,7 +165,7 @@ def nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxyConfig
     check_nas_proxy(synthetic, data, config)
     pool = list(config.pool)
     seeds = tuple(range(config.seeds))
-    proxy_protocol = get_protocol("synthetic", epochs=config.proxy_epochs)
+    proxy_protocol = get_protocol("dc", epochs=config.proxy_epochs)
     full_protocol = get_protocol("full", baseline_protocol(data.name).batch_size, config.full_epochs)
     if config.full_per_class is None:
         real_images, real_labels = data.train_images, data.train_labels
