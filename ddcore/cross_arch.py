@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, evaluate, get_protocol
 from ddcore.errors import DDError
@@ -117,11 +118,11 @@ class CrossArchConfig:
     seeds: int = 3  # seeds 0..seeds-1 for every cell
     epochs: int | None = None  # override the protocol's epochs
     device: str = "auto"
-    eval_protocol: str = "dc"  # a name from ddcore.evaluate.PROTOCOLS
+    eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
     eval_batch_size: int | None = None  # override the protocol's batch size
 
-    def protocol(self) -> EvalProtocol:
-        return get_protocol(self.eval_protocol, self.eval_batch_size, self.epochs)
+    def protocol(self, dataset: str) -> EvalProtocol:
+        return get_protocol(self.eval_protocol or get_spec(dataset).eval_protocol, self.eval_batch_size, self.epochs)
 
 
 def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossArchConfig) -> None:
@@ -130,7 +131,7 @@ def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossAr
     synthetic.check_matches(data)
     if config.seeds < 1:
         raise DDError(f"cross-architecture evaluation needs at least one seed, got {config.seeds}")
-    config.protocol()
+    config.protocol(synthetic.dataset)
     resolve_device(config.device)
 
 
@@ -140,7 +141,7 @@ def cross_architecture(synthetic: SyntheticSet, data: RealDataset, config: Cross
     check_cross_arch(synthetic, data, config)
     models = list(config.models)
     seeds = tuple(range(config.seeds))
-    protocol = config.protocol()
+    protocol = config.protocol(synthetic.dataset)
     dsa_strategy = str(synthetic.config.get("dsa_strategy", ""))
     distilled_on = f"{synthetic.method} on {synthetic.config.get('model', '?')}"
     matrix = CrossArchMatrix(data.name, synthetic.ipc, protocol.name, distilled_on, models, {}, {})

@@ -35,7 +35,7 @@ DownloadOption = typer.Option(False, "--download", help="Download MNIST / Fashio
 # ddcore.evaluate.PROTOCOLS, spelled out here so that `--help` does not import torch.
 PROTOCOL_CHOICES = ("dc (DC/DM: 1000 epochs, batch 256, lr 0.01, DSA), datadam (DataDAM's script: 1800 epochs, batch 64), "
                     "datm (DATM/PAD: 1000 epochs, batch 128, the set's learned lr) or full (20 epochs, cosine, no DSA)")
-EvalProtocolOption = typer.Option("dc", "--eval-protocol", help=f"How networks are trained on the set: {PROTOCOL_CHOICES}.")
+EvalProtocolOption = typer.Option(None, "--eval-protocol", help=f"How networks are trained on the set: {PROTOCOL_CHOICES}; default: the data set's (dc for all four).")
 EvalBatchSizeOption = typer.Option(None, "--eval-batch-size", min=1, help="Override the protocol's batch size.")
 
 

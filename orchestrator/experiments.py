@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ddcore.data import get_spec
 from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol
 from ddcore.methods import get_method
@@ -77,7 +78,7 @@ class ExperimentPreset:
     gpus_per_trial: float = 0
     eval_models: tuple[str, ...] = ("ConvNetD3",)
     eval_seeds: int = 3
-    eval_protocol: str = "dc"  # a name from ddcore.evaluate.PROTOCOLS
+    eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
     eval_epochs: int | None = None
     report_every: int = 100
     cross_arch_models: tuple[str, ...] = ()  # finished trials also train these on their set (ddorch cross-arch)
@@ -116,7 +117,7 @@ def load_experiment(name: str) -> ExperimentPreset:
 
 def check_protocol(preset: ExperimentPreset) -> None:
     """A one-line error for an unknown protocol or bad epochs, before any trial starts."""
-    get_protocol(preset.eval_protocol, epochs=preset.eval_epochs)
+    get_protocol(preset.eval_protocol or get_spec(preset.dataset).eval_protocol, epochs=preset.eval_epochs)
 
 
 def _check_method_fields(method: str, values: dict[str, Any], where: str) -> None:

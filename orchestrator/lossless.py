@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, ClassVar, Collection, Protocol
 
 from ddcore.baseline import CACHE_ENV, cache_dir, full_data_baseline
-from ddcore.data import load_dataset
+from ddcore.data import get_spec, load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol
@@ -58,7 +58,7 @@ class LosslessConfig:
     eval_seeds: int = 3  # K networks trained on each synthetic set
     confidence: float = 0.95  # of the t-interval over the K seeds
     iterations: int | None = None  # override the preset's distillation iterations (not for `random`)
-    eval_protocol: str = "dc"  # how each set is evaluated: a name from ddcore.evaluate.PROTOCOLS
+    eval_protocol: str | None = None  # how each set is evaluated (ddcore.evaluate.PROTOCOLS); None: the data set's
     eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
     target_accuracy: float | None = None  # full-data accuracy measured elsewhere; None: the cached baseline
     baseline_seeds: int = 3  # seeds of the full-data baseline when it is the target
@@ -87,7 +87,7 @@ class LosslessConfig:
             raise DDError("give at least one method")
         for method in self.methods:
             get_method(method)  # one-line error for unknown names
-        get_protocol(self.eval_protocol, epochs=self.eval_epochs)
+        get_protocol(self.eval_protocol or get_spec(self.dataset).eval_protocol, epochs=self.eval_epochs)
         checks = [
             (self.max_ipc >= 1, f"max IPC must be at least 1, got {self.max_ipc}"),
             (self.eval_seeds >= 1, f"eval seeds must be at least 1, got {self.eval_seeds}"),

@@ -24,7 +24,7 @@ from typing import Callable
 
 from ddcore.baseline import full_data_baseline
 from ddcore.cross_arch import CrossArchConfig, cross_architecture
-from ddcore.data import load_dataset
+from ddcore.data import get_spec, load_dataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, EvalResult, evaluate, get_protocol
 from ddcore.methods import MethodConfig, StepReport, get_method
@@ -46,7 +46,7 @@ class TrialConfig:
     preset: str = "paper"
     eval_models: list[str] = field(default_factory=lambda: ["ConvNetD3"])
     eval_seeds: int = 3
-    eval_protocol: str = "dc"  # a name from ddcore.evaluate.PROTOCOLS
+    eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
     eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
     eval_batch_size: int | None = None  # override the protocol's batch size
     # Also evaluate the first eval model with all seeds every N iterations (best-of-checkpoints; a
@@ -59,7 +59,8 @@ class TrialConfig:
 
     def protocol(self) -> EvalProtocol:
         """The resolved evaluation protocol (a one-line error for unknown names)."""
-        return get_protocol(self.eval_protocol, self.eval_batch_size, self.eval_epochs)
+        name = self.eval_protocol or get_spec(self.dataset).eval_protocol
+        return get_protocol(name, self.eval_batch_size, self.eval_epochs)
 
     def to_dict(self) -> dict:
         """Every setting, and the protocol's resolved values under `protocol` (logged as `protocol.*`)."""

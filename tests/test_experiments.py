@@ -18,7 +18,7 @@ def test_presets_load_and_their_spaces_validate():
 def test_preset_eval_protocol_is_checked(monkeypatch, tmp_path):
     import orchestrator.experiments as experiments
 
-    assert load_experiment("digits_datadam").eval_protocol == "dc"
+    assert load_experiment("digits_datadam").eval_protocol is None  # the data set's (DatasetSpec): dc
     (tmp_path / "odd.toml").write_text('dataset = "digits"\nmethod = "datadam"\nspace = "datadam.toml"\neval_protocol = "weekly"\n')
     monkeypatch.setattr(experiments, "EXPERIMENTS_DIR", tmp_path)
     with pytest.raises(DDError, match="unknown evaluation protocol 'weekly'"):

@@ -171,7 +171,7 @@ def window(config) -> tuple[int, int, int]:
 @pytest.mark.parametrize("ipc, row", [(1, 1), (9, 1), (10, 10), (49, 10), (50, 50), (100, 50)])
 def test_paper_preset_takes_the_official_row_at_or_below_the_ipc(ipc, row):
     official = asdict(CIFAR10_SETTINGS[row])
-    config = paper_preset("cifar10", ipc)  # no choices of ours: the official row as it is
+    config = paper_preset("fashion_mnist", ipc)  # no choices of ours there: the official row as it is
     assert config.ipc == ipc and {name: getattr(config, name) for name in official} == official
     digits = paper_preset("digits", ipc)  # 10-epoch experts: the row's window scaled, then our choices
     expected = {**asdict(CIFAR10_SETTINGS[row].scaled(10)), **DATASET_CHOICES["digits"]}
@@ -181,7 +181,7 @@ def test_paper_preset_takes_the_official_row_at_or_below_the_ipc(ipc, row):
 
 def test_official_rows_hold_the_configs_values():
     """Spot checks against configs/CIFAR-10/ConvIN/IPC{1,10,50}.yaml, typed in by hand."""
-    one, ten, fifty = (paper_preset("cifar10", ipc) for ipc in (1, 10, 50))
+    one, ten, fifty = (paper_preset("fashion_mnist", ipc) for ipc in (1, 10, 50))
     assert window(one) == (0, 4, 4) and (one.lr_lr, one.lr_y, one.threshold, one.depth_ratio) == (1e-7, 5.0, 1.1, 0.0)
     assert window(ten) == (0, 10, 20) and (ten.expansion_end_iteration, ten.batch_syn, ten.lr_y) == (1000, 500, 2.0)
     assert window(fifty) == (0, 20, 40) and (fifty.expert_epochs, fifty.lr_images, fifty.depth_ratio) == (3, 1000, 0.25)
