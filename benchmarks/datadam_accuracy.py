@@ -70,7 +70,7 @@ def main() -> None:
             print(f"  iteration {report.iteration}: loss {report.losses['loss']:.4f}, acc (1 seed) {100 * point.accuracy_mean:.2f}", flush=True)
 
     started = time.perf_counter()
-    synthetic = get_method("datadam").module.distill(data, config, callback=on_step)
+    synthetic = get_method("datadam").distill(data, config, callback=on_step)
     wall = time.perf_counter() - started  # includes the curve's evaluations
     started = time.perf_counter()
     final = evaluate(eval_model, synthetic.images, synthetic.labels, data, protocol, seeds, config.device,

@@ -45,7 +45,7 @@ from ddcore.evaluate import DC, evaluate  # noqa: E402
 from ddcore.experts import obtain_experts  # noqa: E402
 from ddcore.methods import get_method  # noqa: E402
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device  # noqa: E402
-from orchestrator.sweep import connect  # noqa: E402
+from orchestrator.cluster import TaskPool, connect  # noqa: E402
 
 TINY = dict(num_experts=2, trajectory_epochs=3, max_start_epoch=2, current_max_start_epoch=1, expert_epochs=1,
             syn_steps=2, iterations=4, model="MLP", log_every=2)
@@ -64,8 +64,7 @@ def speedup(data, expert_config, experts: int, epochs: int, data_root: str, cpus
             obtain_experts(data, config, experts, device=device)
             serial = time.perf_counter() - started
             started = time.perf_counter()
-            obtain_experts(data, config, experts, parallel=True, data_root=data_root, cpus_per_expert=cpus,
-                           gpus_per_expert=gpus, refresh=True)
+            obtain_experts(data, config, experts, TaskPool(cpus, gpus).map_unordered, data_root, refresh=True)
             parallel = time.perf_counter() - started
         finally:
             if previous is None:
@@ -129,9 +128,9 @@ def main() -> None:
               f"Ray tasks {s['ray_tasks_seconds']:.1f} s, speed-up {s['speedup']:.2f}x", flush=True)
 
     started = time.perf_counter()
-    bank = obtain_experts(data, expert_config, config.num_experts, parallel=True, data_root=data_root,
-                          cpus_per_expert=args.cpus_per_expert, gpus_per_expert=args.gpus_per_expert,
-                          device=config.device, progress=True)
+    pool = TaskPool(args.cpus_per_expert, args.gpus_per_expert)
+    bank = obtain_experts(data, expert_config, config.num_experts, pool.map_unordered, data_root, device=config.device,
+                          progress=True)
     result["experts"] = {"seconds": time.perf_counter() - started, "trained_now": len(bank.trained_now),
                          "from_cache": len(bank) - len(bank.trained_now), "folder": str(bank.manifest.parent),
                          "test_accuracy": [e["test_accuracy"] for e in json.loads(bank.manifest.read_text())["experts"].values()]}
@@ -142,7 +141,7 @@ def main() -> None:
     reset_peak_memory(device)
     losses: list[tuple[int, float]] = []
     started = time.perf_counter()
-    synthetic = get_method("pad").module.distill(data, config, callback=lambda r: losses.append((r.iteration, r.losses["loss"])),
+    synthetic = get_method("pad").distill(data, config, callback=lambda r: losses.append((r.iteration, r.losses["loss"])),
                                                  progress=True)
     result["distill"] = {"seconds": time.perf_counter() - started, "peak_memory_mib": peak_memory_mib(device),
                          "loss_curve": losses, "learned_lr": synthetic.learned_lr}

@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.experiments import AshaSettings, ExperimentPreset, SearchSpace, Distribution  # noqa: E402
-from orchestrator.sweep import SweepContext, SweepSettings, build_trial, connect, record_in_parent, run_sweep, summarize  # noqa: E402
+from orchestrator.cluster import connect  # noqa: E402
+from orchestrator.sweep import SweepContext, SweepSettings, build_trial, record_in_parent, run_sweep, summarize  # noqa: E402
 from orchestrator.tracking import Tracker  # noqa: E402
 from orchestrator.trial import run_trial  # noqa: E402
 

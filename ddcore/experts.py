@@ -20,9 +20,10 @@ Differences, on purpose:
   the initialisation) with a JSON manifest, in the cache (`DDORCH_CACHE_DIR`) under a key made
   of every setting that changes them, so a later request with the same key reuses them and a
   request for more experts trains only the missing ones.
-- Experts are independent Ray tasks (one per expert) when asked: a cluster trains them in
-  parallel; each task loads the data set itself and returns its trajectory to the driver, which
-  writes the files (no shared file system needed).
+- Experts are independent tasks (one per expert) when the caller passes a `parallel_map` (the
+  orchestrator's Ray task pool): a cluster trains them in parallel; each task loads the data set
+  itself and returns its trajectory to the driver, which writes the files (no shared file system
+  needed). ddcore itself never imports Ray.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -210,6 +211,10 @@ def _train_expert_task(dataset: str, data_root: str | None, config: ExpertConfig
     return train_expert(data, config, index, scores)
 
 
+# (function, argument tuples) -> results in any order: how ddcore fans work out without importing Ray.
+ParallelMap = Callable[[Callable[..., Any], list[tuple]], Iterable[Any]]
+
+
 class ArtefactLog(Protocol):
     """Where experts are logged (an MLflow tracker: `orchestrator.tracking.Tracker`)."""
 
@@ -290,19 +295,17 @@ def obtain_experts(
     data: RealDataset,
     config: ExpertConfig,
     num_experts: int,
-    parallel: bool = False,
+    parallel_map: ParallelMap | None = None,
     data_root: str | None = None,
-    cpus_per_expert: float = 1,
-    gpus_per_expert: float = 0,
     device: str | torch.device = "auto",
     refresh: bool = False,
     progress: bool = False,
 ) -> ExpertBank:
     """`num_experts` trajectories of `config`: from the cache, training only the missing ones.
 
-    `parallel` trains them as Ray tasks (one per expert) on the Ray instance the caller connected
-    to (`orchestrator.sweep.connect`); each task loads `config.dataset` from `data_root` itself.
-    Otherwise they are trained one after the other in this process.
+    With `parallel_map` (e.g. `orchestrator.cluster.TaskPool.map_unordered`: one Ray task per
+    expert) each task loads `config.dataset` from `data_root` itself; without, the experts are
+    trained one after the other in this process.
     """
     if num_experts < 1:
         raise DDError(f"need at least one expert, got {num_experts}")
@@ -321,8 +324,12 @@ def obtain_experts(
         scores = None
         if config.schedule is not None:
             scores = difficulty_scores(data, config.difficulty, device, progress=progress).get(config.score)
-        if parallel:
-            _train_with_ray(config, missing, scores, folder, manifest, data_root, cpus_per_expert, gpus_per_expert, progress)
+        if parallel_map is not None:
+            tasks = [(config.dataset, data_root, config, index, scores) for index in missing]
+            with progress_bar(f"experts ({len(missing)} parallel tasks)", len(missing), enabled=progress) as bar:
+                for run in parallel_map(_train_expert_task, tasks):
+                    _save_expert(folder, manifest, run)
+                    bar.advance(status=f"expert {run.index}: {100 * run.test_accuracy:.2f} %")
         else:
             for index in missing:
                 _save_expert(folder, manifest, train_expert(data, config, index, scores, device, progress))
@@ -332,29 +339,6 @@ def obtain_experts(
         bank.trajectory(index)  # a missing or corrupt file fails now, named, not mid-distillation
     bank.seconds = time.perf_counter() - started
     return bank
-
-
-def _train_with_ray(config: ExpertConfig, indices: list[int], scores: torch.Tensor | None, folder: Path,
-                    manifest: dict[str, Any], data_root: str | None, cpus: float, gpus: float, progress: bool) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        raise DDError("parallel experts need a Ray instance: connect first (orchestrator.sweep.connect)")
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1)(_train_expert_task)
-    scores_ref = ray.put(scores)
-    pending = [task.remote(config.dataset, data_root, config, index, scores_ref) for index in indices]
-    with progress_bar(f"experts ({len(indices)} Ray tasks)", len(indices), enabled=progress) as bar:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            try:
-                run = ray.get(done[0])
-            except ray.exceptions.RayTaskError as error:
-                cause = error.as_instanceof_cause()
-                if isinstance(cause, DDError):
-                    raise DDError(str(cause).splitlines()[-1]) from None
-                raise
-            _save_expert(folder, manifest, run)
-            bar.advance(status=f"expert {run.index}: {100 * run.test_accuracy:.2f} %")
 
 
 def log_experts(tracker: ArtefactLog, bank: ExpertBank, with_files: bool = True) -> None:

@@ -29,10 +29,9 @@ from ddcore.errors import DDError
 from ddcore.synthetic import SyntheticSet
 from ddcore.tables import ResultTable
 from orchestrator.tracking import Tracker, check_reachable, resolve_tracking_uri
+from orchestrator.run_schema import Tag
 
-ANALYSIS_TAG = "ddorch.analysis"
-SOURCE_TAG = "ddorch.source_run"
-COMMAND_TAG = "ddorch.command"
+ANALYSIS_TAG, SOURCE_TAG, COMMAND_TAG = Tag.ANALYSIS, Tag.SOURCE_RUN, Tag.COMMAND
 
 
 class AnalysisResult(Protocol):
@@ -113,7 +112,7 @@ def analysis_run(source: SourceRun, kind: str, params: dict[str, Any], command: 
     tracker = Tracker.start(
         source.tracking_uri, source.experiment_name, run_name=f"{kind}-{source.run_id[:8]}",
         tags={ANALYSIS_TAG: kind, SOURCE_TAG: source.run_id, COMMAND_TAG: command,
-              "ddorch.dataset": source.synthetic.dataset, "ddorch.method": source.synthetic.method},
+              Tag.DATASET: source.synthetic.dataset, Tag.METHOD: source.synthetic.method},
         parent_run_id=source.run_id,
     )
     tracker.log_params(params)

@@ -233,7 +233,7 @@ def ui(
 @app.command()
 @friendly_errors
 def experiments() -> None:
-    """List the named experiment presets (`experiments/*.toml`)."""
+    """List the named experiment presets (shipped in the package; `$DDORCH_PRESETS/experiments/` first)."""
     from orchestrator.experiments import list_experiments, load_experiment
 
     table = Table(title="Experiments (ddorch sweep <name>)")
@@ -286,7 +286,8 @@ def sweep(
 
     from ddcore.data import resolve_data_root
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
-    from orchestrator.sweep import SweepSettings, connect, record_in_parent, run_sweep, summarize
+    from orchestrator.cluster import connect
+    from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
     preset = load_experiment(experiment)
@@ -338,12 +339,13 @@ def results(
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
+    from orchestrator.run_schema import Tag, tag_filter
     from orchestrator.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(mlflow_experiment)
-    runs = client.search_runs([found.experiment_id], f"tags.`ddorch.sweep` = '{sweep_name}'") if found else []
+    runs = client.search_runs([found.experiment_id], tag_filter(Tag.SWEEP, sweep_name)) if found else []
     if not runs:
         raise DDError(f"no sweep named '{sweep_name}' in {uri}")
     with tempfile.TemporaryDirectory() as folder:
@@ -426,21 +428,23 @@ def experts(
     """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow."""
     from ddcore.data import load_dataset, resolve_data_root
     from ddcore.experts import ExpertConfig, log_experts, obtain_experts
-    from orchestrator.sweep import connect
+    from orchestrator.cluster import TaskPool, connect
+    from orchestrator.run_schema import Tag
     from orchestrator.tracking import Tracker
 
     data = load_dataset(dataset, data_root, image_size)
     settings = {"batch_size": batch_size} if batch_size else {}
     config = ExpertConfig.for_dataset(dataset, data.image_size, model, schedule, epochs=epochs, lr=lr, score=score,
                                       seed=seed, **settings)
+    pool = None
     if not in_process:
         connect(address)
+        pool = TaskPool(cpus_per_expert, gpus_per_expert)
     tracker = Tracker.start(tracking_uri, experiment, run_name=f"experts-{dataset}-{model}-{epochs}ep",
-                            tags={"ddorch.dataset": dataset, "ddorch.stage": "experts"})
+                            tags={Tag.DATASET: dataset, Tag.STAGE: "experts"})
     try:
-        bank = obtain_experts(data, config, num_experts, parallel=not in_process, data_root=str(resolve_data_root(data_root)),
-                              cpus_per_expert=cpus_per_expert, gpus_per_expert=gpus_per_expert, device=device,
-                              refresh=refresh, progress=True)
+        bank = obtain_experts(data, config, num_experts, pool.map_unordered if pool else None,
+                              str(resolve_data_root(data_root)), device=device, refresh=refresh, progress=True)
         log_experts(tracker, bank)
     except BaseException as error:
         tracker.finish(failure=str(error) or type(error).__name__)

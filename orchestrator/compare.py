@@ -12,6 +12,7 @@ from ddcore.errors import DDError
 from ddcore.visualize import save_side_by_side
 from orchestrator.analyses import get_run, load_run_synthetic
 from orchestrator.tracking import check_reachable, resolve_tracking_uri
+from orchestrator import run_schema as schema
 
 SETTINGS = ("dataset", "method", "method_config.ipc", "method_config.init", "method_config.model", "method_config.iterations")
 
@@ -47,8 +48,8 @@ def compare_runs(run_ids: list[str], tracking_uri: str | None, out: Path) -> tup
 
 
 def _accuracy(run, model: str) -> str:
-    mean = run.data.metrics.get(f"acc_{model}_mean")
-    std = run.data.metrics.get(f"acc_{model}_std", 0.0)
+    mean = run.data.metrics.get(schema.acc_mean(model))
+    std = run.data.metrics.get(schema.acc_std(model), 0.0)
     return "-" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 

@@ -1,5 +1,9 @@
 """Named experiment presets (`experiments/*.toml`) and search spaces (`tune_spaces/*.toml`).
 
+Both ship inside the package (`orchestrator/presets/`, read with `importlib.resources`, so a
+non-editable install has them); a user folder named by `$DDORCH_PRESETS` (holding `experiments/`
+and/or `tune_spaces/`) is looked at first, so a preset there adds to or replaces a shipped one.
+
 A preset file is validated into `ExperimentPreset`; its space into `SearchSpace`, a list of typed
 `Distribution`s that map onto Ray Tune's samplers. Nothing string-keyed travels further: a trial
 receives the preset and a dict of sampled method-config values, checked against the method's
@@ -7,8 +11,11 @@ config class before any trial starts.
 """
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +24,8 @@ from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol
 from ddcore.methods import get_method
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS_DIR = REPO_ROOT / "experiments"
-SPACES_DIR = REPO_ROOT / "tune_spaces"
+PRESETS_ENV = "DDORCH_PRESETS"
+EXPERIMENTS, SPACES = "experiments", "tune_spaces"
 KINDS = ("loguniform", "uniform", "choice", "grid", "randint")
 
 
@@ -86,7 +92,18 @@ class ExperimentPreset:
     asha: AshaSettings = AshaSettings()
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def preset_folders(kind: str) -> list[Traversable]:
+    """Where `kind` ("experiments" or "tune_spaces") files are looked for: the user's folder, then the package's."""
+    shipped = files("orchestrator") / "presets" / kind
+    user = os.environ.get(PRESETS_ENV)
+    return [Path(user).expanduser() / kind, shipped] if user else [shipped]
+
+
+def _find(kind: str, file_name: str) -> Traversable | None:
+    return next((folder / file_name for folder in preset_folders(kind) if (folder / file_name).is_file()), None)
+
+
+def _read_toml(path: Traversable) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
@@ -94,12 +111,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def list_experiments() -> list[str]:
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml"))
+    names = {f.name.removesuffix(".toml") for folder in preset_folders(EXPERIMENTS) if folder.is_dir()
+             for f in folder.iterdir() if f.name.endswith(".toml")}
+    return sorted(names)
 
 
 def load_experiment(name: str) -> ExperimentPreset:
-    path = EXPERIMENTS_DIR / f"{name}.toml"
-    if not path.is_file():
+    path = _find(EXPERIMENTS, f"{name}.toml")
+    if path is None:
         raise DDError(f"unknown experiment '{name}'; known experiments: {', '.join(list_experiments())}")
     raw = _read_toml(path)
     known = {f.name for f in fields(ExperimentPreset)} - {"name"}
@@ -128,12 +147,13 @@ def _check_method_fields(method: str, values: dict[str, Any], where: str) -> Non
 
 
 def load_space(path_or_name: str | Path, method: str) -> SearchSpace:
-    """A space file by path, or by name inside `tune_spaces/`; every entry checked."""
-    path = Path(path_or_name)
+    """A space file by path, or by name among the search spaces (`preset_folders`); every entry checked."""
+    path: Traversable | None = Path(path_or_name)
     if not path.is_file():
-        path = SPACES_DIR / str(path_or_name)
-    if not path.is_file():
-        raise DDError(f"search space file not found: {path_or_name} (looked in {SPACES_DIR} too)")
+        path = _find(SPACES, str(path_or_name))
+    if path is None:
+        where = ", ".join(str(folder) for folder in preset_folders(SPACES))
+        raise DDError(f"search space file not found: {path_or_name} (looked in {where} too)")
     raw = _read_toml(path)
     _check_method_fields(method, raw, str(path))
     return SearchSpace(str(path), tuple(_distribution(path, name, spec) for name, spec in raw.items()))

@@ -38,9 +38,11 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol
 from ddcore.methods import get_method
-from orchestrator.sweep import check_resources, connect
+from orchestrator.cluster import TaskFailed, TaskPool, check_resources, connect
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, resolve_tracking_uri
 from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial
+from orchestrator import run_schema as schema
+from orchestrator.run_schema import Status, Tag, tag_filter
 
 RANDOM = "random"  # the random-real-subset reference method (ddcore.methods.random_subset)
 
@@ -318,28 +320,21 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
 
 
 class RayExecutor:
-    """Each request a Ray task with the given resources (one worker process keeps its data set loaded)."""
+    """Each request a task of the cluster's pool (one worker process keeps its data set loaded)."""
 
     def __init__(self, cpus_per_trial: float, gpus_per_trial: float, output_dir: str) -> None:
-        import ray
-
-        self._ray = ray
-        self._task = ray.remote(execute).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=1)
+        self._pool = TaskPool(cpus_per_trial, gpus_per_trial)
         self._output_dir = output_dir
-        self._running: dict = {}
 
     def submit(self, request: TrialRequest) -> None:
-        self._running[self._task.remote(request, self._output_dir, str(cache_dir()))] = request
+        self._pool.submit(execute, request, request, self._output_dir, str(cache_dir()))
 
     def wait_one(self) -> tuple[TrialRequest, TrialOutcome]:
-        (ready,), _ = self._ray.wait(list(self._running), num_returns=1)
-        request = self._running.pop(ready)
         try:
-            return request, self._ray.get(ready)
-        except self._ray.exceptions.RayError as error:  # a killed worker, an unexpected exception
-            reason = [line for line in str(error).splitlines() if line.strip()][-1]  # the exception, not Ray's header
-            request.tracker.finish(failure=reason)
-            return request, TrialOutcome("failed", note=reason)
+            return self._pool.wait_one()
+        except TaskFailed as failed:  # a killed worker, an unexpected exception
+            failed.tag.tracker.finish(failure=failed.reason)
+            return failed.tag, TrialOutcome("failed", note=failed.reason)
 
 
 # --- MLflow: the parent run and finished trials ---------------------------------------------------
@@ -357,24 +352,24 @@ class TrialStore:
         whose halfway accuracy is also under this request's stop line (seeded: it would stop again)."""
         found = self.parent.client.search_runs(
             [self.parent.experiment_id],
-            f"tags.`ddorch.trial_key` = '{request.key}'",
+            tag_filter(Tag.TRIAL_KEY, request.key),
         )
         model = request.trial.eval_models[0]
         for run in found:
             metrics = run.data.metrics
-            if run.info.status == "FINISHED" and f"acc_{model}_mean" in metrics:
-                return run.info.run_id, TrialOutcome("finished", metrics[f"acc_{model}_mean"], metrics[f"acc_{model}_std"])
-            halfway = metrics.get("eval_accuracy")
-            if (run.info.status == "KILLED" and "ddorch.stopped" in run.data.tags and halfway is not None
+            if run.info.status == Status.FINISHED and schema.acc_mean(model) in metrics:
+                return run.info.run_id, TrialOutcome("finished", metrics[schema.acc_mean(model)], metrics[schema.acc_std(model)])
+            halfway = metrics.get(schema.EVAL_ACCURACY)
+            if (run.info.status == Status.KILLED and Tag.STOPPED in run.data.tags and halfway is not None
                     and request.stop_below is not None and halfway < request.stop_below):
-                return run.info.run_id, TrialOutcome("stopped early", halfway, note=run.data.tags["ddorch.stopped"])
+                return run.info.run_id, TrialOutcome("stopped early", halfway, note=run.data.tags[Tag.STOPPED])
         return None
 
     def start_child(self, request: TrialRequest) -> Tracker:
         return Tracker.start(
             self.parent.tracking_uri, self.experiment, run_name=f"{request.method}-ipc{request.ipc}",
             parent_run_id=self.parent.run_id,
-            tags={"ddorch.trial_key": request.key, "ddorch.method": request.method, "ddorch.ipc": str(request.ipc)},
+            tags={Tag.TRIAL_KEY: request.key, Tag.METHOD: request.method, Tag.IPC: str(request.ipc)},
         )
 
 
@@ -390,12 +385,12 @@ def parent_run(config: LosslessConfig, tracking_uri: str) -> Tracker:
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(config.experiment)
     if experiment is not None:
-        found = client.search_runs([experiment.experiment_id], f"tags.`ddorch.lossless` = '{key}'", max_results=1)
+        found = client.search_runs([experiment.experiment_id], tag_filter(Tag.LOSSLESS, key), max_results=1)
         if found:
-            client.set_terminated(found[0].info.run_id, "RUNNING")
+            client.set_terminated(found[0].info.run_id, Status.RUNNING)
             return Tracker(tracking_uri, experiment.experiment_id, found[0].info.run_id)
     name = f"lossless-{config.dataset}-{config.model}-{'-'.join(config.methods)}"
-    parent = Tracker.start(tracking_uri, config.experiment, run_name=name, tags={"ddorch.lossless": key})
+    parent = Tracker.start(tracking_uri, config.experiment, run_name=name, tags={Tag.LOSSLESS: key})
     parent.log_params(config.identity())
     return parent
 
@@ -623,7 +618,7 @@ def _record_in_parent(report: LosslessReport, parent: Tracker) -> None:
     for method, result in report.results.items():
         if result.smallest_lossless is not None:
             parent.log_metrics({f"smallest_lossless_ipc_{method}": result.smallest_lossless})
-        parent.set_tags({f"ddorch.lossless.{method}": result.summary()})
+        parent.set_tags({f"{Tag.LOSSLESS}.{method}": result.summary()})
     parent.finish()
 
 

@@ -27,6 +27,8 @@ from ddcore.tables import ResultTable, percent
 from ddcore.visualize import save_curves
 from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, get_run
 from orchestrator.tracking import check_reachable, package_versions, resolve_tracking_uri
+from orchestrator import run_schema as schema
+from orchestrator.run_schema import Status, Tag, tag_filter
 
 ANALYSIS_TITLES = {"cross_arch": "Cross-architecture generalisation", "continual": "Class-incremental continual learning",
                    "nas_proxy": "Architecture-search proxy"}
@@ -123,19 +125,19 @@ class Collector:
             return self._sweep_by_name(identifier)
         if ANALYSIS_TAG in run.data.tags:
             return [Trial(get_run(self.client, run.data.tags[SOURCE_TAG], self.uri))]
-        if "ddorch.sweep" in run.data.tags:
+        if Tag.SWEEP in run.data.tags:
             return self._sweep_children(run)
         return [Trial(run)]
 
     def _sweep_by_name(self, name: str) -> list[Trial]:
         experiment = self.client.get_experiment_by_name(self.experiment)
-        found = self.client.search_runs([experiment.experiment_id], f"tags.`ddorch.sweep` = '{name}'", max_results=1) if experiment else []
+        found = self.client.search_runs([experiment.experiment_id], tag_filter(Tag.SWEEP, name), max_results=1) if experiment else []
         if not found:
             raise DDError(f"'{name}' is neither a run id nor a sweep name in {self.uri} (experiment {self.experiment})")
         return self._sweep_children(found[0])
 
     def _sweep_children(self, parent) -> list[Trial]:
-        name = parent.data.tags["ddorch.sweep"]
+        name = parent.data.tags[Tag.SWEEP]
         self.sweeps[name] = parent
         children = self.client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
                                            order_by=["attributes.start_time ASC"])
@@ -166,13 +168,13 @@ def _eval_models(trial: Trial) -> list[str]:
 
 def _accuracy(trial: Trial, model: str) -> str:
     metrics = trial.run.data.metrics
-    mean = metrics.get(f"acc_{model}_mean")
-    return "-" if mean is None else percent(mean, metrics.get(f"acc_{model}_std", 0.0))
+    mean = metrics.get(schema.acc_mean(model))
+    return "-" if mean is None else percent(mean, metrics.get(schema.acc_std(model), 0.0))
 
 
 def setup_section(collector: Collector, trials: list[Trial]) -> Section:
-    rows = [[t.run_id[:8], t.sweep or "-", t.run.data.tags.get("ddorch.git_commit", "-"),
-             t.run.data.tags.get("ddorch.versions", "not recorded")] for t in trials]
+    rows = [[t.run_id[:8], t.sweep or "-", t.run.data.tags.get(Tag.GIT_COMMIT, "-"),
+             t.run.data.tags.get(Tag.VERSIONS, "not recorded")] for t in trials]
     return Section("Setup", text=[
         f"MLflow store: `{collector.uri}`; generated {time.strftime('%Y-%m-%d %H:%M:%S')} with {package_versions()}.",
         "Accuracies are test accuracy in % (mean ± std over the evaluation seeds). FLOPs: fvcore's convention, "
@@ -185,11 +187,11 @@ def baseline_section(trials: list[Trial]) -> Section | None:
     for trial in trials:
         metrics = trial.run.data.metrics
         for model in _eval_models(trial):
-            if f"baseline_acc_{model}" in metrics:
+            if schema.baseline_acc(model) in metrics:
                 rows[(trial.param("dataset"), model)] = [
-                    trial.param("dataset"), model, f"{100 * metrics[f'baseline_acc_{model}']:.2f}",
-                    f"{metrics.get(f'flops_{model}', float('nan')) / 1e6:.2f}",
-                    f"{metrics.get(f'baseline_train_seconds_{model}', float('nan')):.1f}", trial.run_id[:8]]
+                    trial.param("dataset"), model, f"{100 * metrics[schema.baseline_acc(model)]:.2f}",
+                    f"{metrics.get(schema.flops(model), float('nan')) / 1e6:.2f}",
+                    f"{metrics.get(schema.baseline_train_seconds(model), float('nan')):.1f}", trial.run_id[:8]]
     if not rows:
         return None
     table = ResultTable("Full-data baseline (train on the whole real training set)",
@@ -241,7 +243,7 @@ def ipc_section(trials: list[Trial], images: Path) -> Section | None:
         for model in _eval_models(trial):
             key = f"{trial.param('dataset')} {trial.param('method')} {trial.param('method_config.init')} init, {model}"
             ipc = int(trial.param("method_config.ipc", "0"))
-            accuracy = trial.run.data.metrics[f"acc_{model}_mean"]
+            accuracy = trial.run.data.metrics[schema.acc_mean(model)]
             series[key][ipc] = max(accuracy, series[key].get(ipc, 0.0))
     curves = {key: sorted(points.items()) for key, points in series.items() if len(points) >= 2}
     if not curves:
@@ -256,7 +258,7 @@ def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section
     for trial in trials:
         # the trial's own cross_arch/ folder (a sweep preset's cross_arch_models), then its analysis runs
         holders = [(trial.run_id, kind) for kind in ANALYSIS_TITLES if collector.artefacts(trial.run_id, kind)]
-        holders += [(a.info.run_id, a.data.tags[ANALYSIS_TAG]) for a in trial.analyses if a.info.status == "FINISHED"]
+        holders += [(a.info.run_id, a.data.tags[ANALYSIS_TAG]) for a in trial.analyses if a.info.status == Status.FINISHED]
         for run_id, kind in holders:
             table = collector.table(run_id, kind)
             if table is None:

@@ -20,11 +20,14 @@ from ddcore.errors import DDError
 from ddcore.methods import get_method
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_grids
+from orchestrator.cluster import check_resources
 from orchestrator.experiments import ExperimentPreset, SearchSpace
 from orchestrator.tracking import Tracker
 from orchestrator.trial import Resume, TrialConfig, run_trial
+from orchestrator import run_schema as schema
+from orchestrator.run_schema import Status, Tag, tag_filter
 
-METRIC = "eval_accuracy"
+METRIC = schema.EVAL_ACCURACY
 TIME_ATTR = "iteration"
 
 
@@ -72,22 +75,22 @@ def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepC
     trial = build_trial(preset, sampled, context)
     trial_id = tune.get_context().get_trial_id()
     existing = _existing_child(context, child_run_id, trial_id)  # a retry, or a restored sweep
-    if existing is not None and existing.info.status == "FINISHED":
+    if existing is not None and existing.info.status == Status.FINISHED:
         # Finished before the driver died but after Ray's last snapshot: report, don't redo.
         metrics = existing.data.metrics
-        tune.report({METRIC: metrics[f"acc_{trial.eval_models[0]}_mean"], TIME_ATTR: trial.method_config.iterations,
-                     "child_run_id": existing.info.run_id, "node_id": existing.data.tags.get("ddorch.node_id", "")})
+        tune.report({METRIC: metrics[schema.acc_mean(trial.eval_models[0])], TIME_ATTR: trial.method_config.iterations,
+                     "child_run_id": existing.info.run_id, "node_id": existing.data.tags.get(Tag.NODE_ID, "")})
         return
     if existing is not None:
         tracker = Tracker(context.tracking_uri, existing.info.experiment_id, existing.info.run_id)
-        tracker.client.set_terminated(existing.info.run_id, "RUNNING")
+        tracker.client.set_terminated(existing.info.run_id, Status.RUNNING)
     else:
         tracker = Tracker.start(
             context.tracking_uri, context.experiment, run_name=tune.get_context().get_trial_name(),
-            tags={"ddorch.trial_id": trial_id}, parent_run_id=context.parent_run_id,
+            tags={Tag.TRIAL_ID: trial_id}, parent_run_id=context.parent_run_id,
         )
     node_id = ray.get_runtime_context().get_node_id()
-    tracker.set_tags({"ddorch.node_id": node_id})
+    tracker.set_tags({Tag.NODE_ID: node_id})
 
     def report(iteration: int, synthetic: SyntheticSet, accuracy: float) -> None:
         with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as pictures:
@@ -119,7 +122,7 @@ def _existing_child(context: SweepContext, run_id: str | None, trial_id: str):
     experiment = client.get_experiment_by_name(context.experiment)
     found = client.search_runs(
         [experiment.experiment_id],
-        f"tags.`ddorch.trial_id` = '{trial_id}' and tags.`mlflow.parentRunId` = '{context.parent_run_id}'",
+        f"{tag_filter(Tag.TRIAL_ID, trial_id)} and {tag_filter(Tag.PARENT, context.parent_run_id)}",
         max_results=1,
     )
     return found[0] if found else None
@@ -132,63 +135,6 @@ def _restore(checkpoint) -> tuple[Resume | None, str | None]:
         state = json.loads((Path(folder) / "state.json").read_text())
         synthetic = SyntheticSet.load(Path(folder) / "synthetic.pt")
     return Resume(synthetic, state["iteration"]), state["child_run_id"]
-
-
-def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """Before submitting: a GPU request on a cluster without GPUs would pend forever."""
-    import ray
-
-    available = ray.cluster_resources()
-    if gpus_per_trial > 0 and available.get("GPU", 0) < gpus_per_trial:
-        raise DDError(f"--gpus-per-trial {gpus_per_trial:g} but the Ray cluster has {available.get('GPU', 0):g} GPUs")
-    if available.get("CPU", 0) < cpus_per_trial:
-        raise DDError(f"--cpus-per-trial {cpus_per_trial:g} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
-
-
-def connect(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address and address != "auto" and not address.startswith("ray://"):
-        _check_port(address)
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}})
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise DDError(f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}") from None
-
-
-def _driver_code_path() -> str:
-    """PYTHONPATH for local workers: the folder this driver imports ddorch from, first.
-
-    Workers otherwise see only the driver's working directory and the installed package, so a
-    checkout run with `python -m` (another branch, a worktree) would run its trials on the
-    installed copy's code. Clusters (`--address`) run the code installed on their nodes.
-    """
-    import os
-
-    import ddcore
-
-    here = str(Path(ddcore.__file__).resolve().parents[1])
-    return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
-
-
-def _check_port(address: str, timeout_s: float = 3.0) -> None:
-    """Ray retries an unreachable head for minutes: test its GCS port first, fail in one line."""
-    import socket
-
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as error:
-        raise DDError(f"cannot reach the Ray cluster at {address} ({error}); start it with `ray start --head` "
-                      "or leave out --address for a local instance") from None
 
 
 @dataclass
@@ -254,13 +200,13 @@ def _parent_run(preset, space, settings, context_args, resume: bool) -> Tracker:
         experiment = client.get_experiment_by_name(context_args["experiment"])
         if experiment:
             found = client.search_runs(
-                [experiment.experiment_id], f"tags.`ddorch.sweep` = '{settings.name}'", max_results=1,
+                [experiment.experiment_id], tag_filter(Tag.SWEEP, settings.name), max_results=1,
             )
             if found:
-                client.set_terminated(found[0].info.run_id, "RUNNING")
+                client.set_terminated(found[0].info.run_id, Status.RUNNING)
                 return Tracker(context_args["tracking_uri"], experiment.experiment_id, found[0].info.run_id)
     parent = Tracker.start(context_args["tracking_uri"], context_args["experiment"], run_name=settings.name,
-                           tags={"ddorch.sweep": settings.name, "ddorch.experiment": preset.name})
+                           tags={Tag.SWEEP: settings.name, Tag.EXPERIMENT: preset.name})
     parent.log_params({"preset": asdict(preset), "space": {d.name: asdict(d) for d in space.distributions},
                        "sweep": asdict(settings)})
     return parent

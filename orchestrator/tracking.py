@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ddcore.errors import DDError
+from orchestrator.run_schema import Status, Tag
 
 DEFAULT_EXPERIMENT = "ddorch"
 
@@ -98,7 +99,7 @@ class Tracker:
         client = MlflowClient(uri)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        all_tags = {"ddorch.git_commit": git_commit(), "ddorch.versions": package_versions(), **(tags or {})}
+        all_tags = {Tag.GIT_COMMIT: git_commit(), Tag.VERSIONS: package_versions(), **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
@@ -136,8 +137,8 @@ class Tracker:
     def finish(self, failure: str | None = None, stopped: str | None = None) -> None:
         """FINISHED; FAILED with the reason; or KILLED when stopped on purpose (what was logged stays)."""
         if failure:
-            self.client.set_tag(self.run_id, "ddorch.failure", failure[:5000])
+            self.client.set_tag(self.run_id, Tag.FAILURE, failure[:5000])
         if stopped:
-            self.client.set_tag(self.run_id, "ddorch.stopped", stopped)
-        status = "FAILED" if failure else "KILLED" if stopped else "FINISHED"
+            self.client.set_tag(self.run_id, Tag.STOPPED, stopped)
+        status = Status.FAILED if failure else Status.KILLED if stopped else Status.FINISHED
         self.client.set_terminated(self.run_id, status=status)

@@ -34,6 +34,8 @@ from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_curves, save_grids
 from orchestrator.analyses import record_analysis
 from orchestrator.tracking import Tracker
+from orchestrator import run_schema as schema
+from orchestrator.run_schema import Tag
 
 
 @dataclass
@@ -180,7 +182,7 @@ def _run(
     protocol = config.protocol()
     if resume is None:
         tracker.log_params(config.to_dict())
-    tracker.set_tags({"ddorch.dataset": config.dataset, "ddorch.method": config.method, "ddorch.preset": config.preset})
+    tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
 
     all_seeds = tuple(range(config.eval_seeds))
     first_model = config.eval_models[0]
@@ -193,7 +195,7 @@ def _run(
 
     def record_checkpoint(iteration: int, result: EvalResult) -> None:
         checkpoints.append((iteration, result.accuracy_mean))
-        tracker.log_metrics({f"checkpoint_acc_{first_model}_mean": result.accuracy_mean}, step=iteration)
+        tracker.log_metrics({schema.checkpoint_acc_mean(first_model): result.accuracy_mean}, step=iteration)
 
     def due(every: int | None, iteration: int) -> bool:
         return bool(every) and iteration % every == 0 and iteration < method_config.iterations
@@ -212,7 +214,7 @@ def _run(
             record_checkpoint(report.iteration, result)
         if quick:
             accuracy = result.runs[0].accuracy
-            tracker.log_metrics({"eval_accuracy": accuracy}, step=report.iteration)
+            tracker.log_metrics({schema.EVAL_ACCURACY: accuracy}, step=report.iteration)
             if on_checkpoint is not None:
                 on_checkpoint(report.iteration, snapshot, accuracy)
 
@@ -226,7 +228,7 @@ def _run(
             tracker.log_artifact(path, "prepared")
     reset_peak_memory(device)
     started = time.perf_counter()
-    synthetic = method.module.distill(
+    synthetic = method.distill(
         data, method_config, callback=on_step, progress=progress,
         start=resume.synthetic if resume else None, start_iteration=resume.iteration if resume else 0,
     )
@@ -253,26 +255,26 @@ def _run(
         result = evaluate_set(model_name, synthetic, all_seeds, progress)
         evaluations[model_name] = result
         tracker.log_metrics({
-            f"acc_{model_name}_mean": result.accuracy_mean,
-            f"acc_{model_name}_std": result.accuracy_std,
-            f"balanced_acc_{model_name}_mean": result.balanced_accuracy_mean,
-            f"train_seconds_{model_name}": result.train_seconds_mean,
-            f"flops_{model_name}": result.flops_per_image,
+            schema.acc_mean(model_name): result.accuracy_mean,
+            schema.acc_std(model_name): result.accuracy_std,
+            schema.balanced_acc_mean(model_name): result.balanced_accuracy_mean,
+            schema.train_seconds(model_name): result.train_seconds_mean,
+            schema.flops(model_name): result.flops_per_image,
         })
         if config.baseline:
             baseline, _ = full_data_baseline(data, model_name, device=method_config.device, progress=progress)
             baselines[model_name] = baseline
             tracker.log_metrics({
-                f"baseline_acc_{model_name}": baseline.accuracy_mean,
-                f"baseline_train_seconds_{model_name}": baseline.train_seconds_mean,
+                schema.baseline_acc(model_name): baseline.accuracy_mean,
+                schema.baseline_train_seconds(model_name): baseline.train_seconds_mean,
             })
 
     best = None
     if config.checkpoint_eval_every:  # the final set is the last checkpoint
         record_checkpoint(method_config.iterations, evaluations[first_model])
         best = best_checkpoint(checkpoints)
-        tracker.log_metrics({f"acc_{first_model}_best_checkpoint_test_selected": best[1],
-                             f"acc_{first_model}_best_checkpoint_iteration": best[0]})
+        tracker.log_metrics({schema.best_checkpoint_acc(first_model): best[1],
+                             schema.best_checkpoint_iteration(first_model): best[0]})
 
     if config.cross_arch_models:  # on this run itself (see orchestrator.analyses), same seeds and protocol
         matrix = cross_architecture(synthetic, data, CrossArchConfig(

@@ -3,7 +3,10 @@ import pytest
 import torch
 
 from ddcore.data.base import RealDataset
-from ddcore.methods.datadam import DataDAMConfig, class_mean_distance, datadam_loss, distill, spatial_attention
+from ddcore.methods import get_method
+from ddcore.methods.datadam import DataDAMConfig, class_mean_distance, datadam_loss, spatial_attention
+
+distill = get_method("datadam").distill
 from ddcore.models import get_model
 from ddcore.synthetic import SyntheticSet
 

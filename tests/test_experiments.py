@@ -20,7 +20,9 @@ def test_preset_eval_protocol_is_checked(monkeypatch, tmp_path):
 
     assert load_experiment("digits_datadam").eval_protocol is None  # the data set's (DatasetSpec): dc
     (tmp_path / "odd.toml").write_text('dataset = "digits"\nmethod = "datadam"\nspace = "datadam.toml"\neval_protocol = "weekly"\n')
-    monkeypatch.setattr(experiments, "EXPERIMENTS_DIR", tmp_path)
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "odd.toml").rename(tmp_path / "experiments" / "odd.toml")
+    monkeypatch.setenv(experiments.PRESETS_ENV, str(tmp_path))
     with pytest.raises(DDError, match="unknown evaluation protocol 'weekly'"):
         load_experiment("odd")
 

@@ -166,8 +166,8 @@ def test_random_subset_is_seeded_real_images_the_same_as_datadams_real_start():
     method = get_method("random")
     config = method.config("paper", "digits", 3).with_overrides(seed=4)
     reports = []
-    picked = method.module.distill(data, config, callback=reports.append)
-    again = method.module.distill(data, config)
+    picked = method.distill(data, config, callback=reports.append)
+    again = method.distill(data, config)
     assert torch.equal(picked.images, again.images) and picked.ipc == 3 and len(reports) == 1
     assert picked.labels.tolist() == [c for c in range(10) for _ in range(3)]
     datadam = get_method("datadam").config("paper", "digits", 3).with_overrides(seed=4)

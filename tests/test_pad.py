@@ -13,9 +13,9 @@ from ddcore.difficulty import DifficultyConfig, difficulty_scores, easiest_first
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, evaluate
 from ddcore.experts import DataSchedule, ExpertConfig, obtain_experts
+from ddcore.methods import get_method
 from ddcore.methods.pad import (
-    CIFAR10_SETTINGS, DATASET_CHOICES, MAX_EXPERTS, FlatNetwork, PADConfig, distill, kept_entries, matching_loss,
-    paper_preset,
+    CIFAR10_SETTINGS, DATASET_CHOICES, MAX_EXPERTS, FlatNetwork, PADConfig, kept_entries, matching_loss, paper_preset,
 )
 from ddcore.models import get_model
 from ddcore.synthetic import SyntheticSet
@@ -98,7 +98,7 @@ def test_loss_filter_keeps_the_largest_errors():
 def test_one_step_matching_loss_decreases_and_soft_labels_round_trip(workspace):
     data = separable_dataset()
     losses = []
-    synthetic = distill(data, tiny_pad(), callback=lambda report: losses.append(report.losses["loss"]))
+    synthetic = get_method("pad").distill(data, tiny_pad(), callback=lambda report: losses.append(report.losses["loss"]))
     assert len(losses) == 4 and losses[-1] < losses[0] < 1.0
     assert synthetic.labels.shape == (6, 3) and synthetic.labels.dtype == torch.float32
     assert torch.allclose(synthetic.labels.sum(1), torch.ones(6))
@@ -112,7 +112,7 @@ def test_one_step_matching_loss_decreases_and_soft_labels_round_trip(workspace):
     result = evaluate("MLP", loaded.images, loaded.labels, data, EvalProtocol("quick", epochs=2, lr=0.01),
                       lr=loaded.learned_lr, device="cpu")
     assert 0 <= result.accuracy_mean <= 1
-    resumed = distill(data, tiny_pad(iterations=22), start=loaded, start_iteration=20)
+    resumed = get_method("pad").distill(data, tiny_pad(iterations=22), start=loaded, start_iteration=20)
     assert resumed.learned_lr != loaded.learned_lr and resumed.labels.shape == (6, 3)
 
 
@@ -234,13 +234,13 @@ def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
 
 def test_experts_train_as_parallel_ray_tasks_like_in_process(workspace, monkeypatch):
     from ddcore.data import load_dataset
-    from orchestrator.sweep import connect
+    from orchestrator.cluster import TaskPool, connect
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # workers import the code under test
     data = load_dataset("digits")
     config = ExpertConfig.for_dataset("digits", 8, "MLP", epochs=1, dsa_strategy="none")
     connect(None, num_cpus=2)
-    parallel = obtain_experts(data, config, 2, parallel=True)
+    parallel = obtain_experts(data, config, 2, TaskPool(cpus=1).map_unordered)
     assert parallel.trained_now == [0, 1]
     ray_trajectories = [parallel.trajectory(i).clone() for i in range(2)]
     serial = obtain_experts(data, config, 2, device="cpu", refresh=True)

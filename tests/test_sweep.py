@@ -6,7 +6,8 @@ from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
 from orchestrator.experiments import AshaSettings, ExperimentPreset, load_space
-from orchestrator.sweep import SweepSettings, check_resources, record_in_parent, run_sweep, summarize
+from orchestrator.cluster import check_resources
+from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
 
 
 @pytest.fixture(scope="module")

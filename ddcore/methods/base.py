@@ -1,23 +1,28 @@
-"""What every distillation method shares: a typed config, a step report, and `distill`.
+"""What every distillation method shares: a typed config, the `Method` protocol and its registry.
 
-A method module defines a config dataclass (subclassing `MethodConfig`), named presets, and
-`distill(data, config, callback, progress) -> SyntheticSet`, and optionally `prepare(data,
-config, progress) -> Preparation` for expensive work done once before (PAD's experts), which
-trials time apart. The loop calls `callback` every `config.log_every` iterations (and after the
-last) with the mean losses of that window: that is where the CLI logs to MLflow and where Ray
-Tune trials report and checkpoint. Losses are read back from the device only then, so the loop
-itself never waits on the GPU.
+A method is one module: a config dataclass (subclassing `MethodConfig`), named presets, and a
+`Method` subclass registered with `@register_method` whose `start` builds a `DistillRun` (the
+method's state and its `step`). The loop in `ddcore.methods.loop` drives every run the same way;
+`prepare` is expensive work done once before (PAD's experts), which trials time apart. The loop
+calls `callback` every `config.log_every` iterations (and after the last) with the mean losses
+of that window: that is where the CLI logs to MLflow and where Ray Tune trials report and
+checkpoint. Losses are read back from the device only then, so the loop never waits on the GPU.
+The registry imports no method: `ddcore/methods/__init__.py` imports each method module.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
 from ddcore.errors import DDError
+
+if TYPE_CHECKING:
+    from ddcore.data.base import RealDataset
+    from ddcore.synthetic import SyntheticSet
 
 
 @dataclass
@@ -102,3 +107,77 @@ class LossWindow:
             if not math.isfinite(value):
                 raise DDError(f"loss term '{name}' became {value} by iteration {iteration}; lower the learning rate")
         return means
+
+
+Preset = Callable[[str, "int | None"], MethodConfig]  # (data set, IPC or None) -> config
+
+
+class DistillRun:
+    """One distillation in progress: the method's state. The loop calls `step` once per iteration.
+
+    Built as `run_class(data, config, resume, start_iteration, progress)`: from scratch, or from
+    `resume` (a checkpointed set) at `start_iteration`.
+    """
+
+    def step(self, iteration: int) -> dict[str, torch.Tensor]:
+        """One update of the synthetic set; returns the loss terms (device tensors, not read back)."""
+        raise NotImplementedError
+
+    def snapshot(self) -> SyntheticSet:
+        """A copy of the current synthetic set (on the CPU)."""
+        raise NotImplementedError
+
+    def after_window(self, iteration: int) -> None:
+        """Checks that may read the device, once per `log_every` window (e.g. PAD's learned lr)."""
+
+
+class Method:
+    """A distillation method: its name, config class, presets, optional preparation and its run."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]]
+    presets: ClassVar[dict[str, Preset]]  # the first is the default
+    run_class: ClassVar[type[DistillRun]]  # the method's state and step
+
+    @property
+    def default_preset(self) -> str:
+        return next(iter(self.presets))
+
+    def config(self, preset: str | None, dataset: str, ipc: int | None = None) -> MethodConfig:
+        """The preset's config (None: the method's default preset) for this data set and IPC."""
+        preset = preset or self.default_preset
+        if preset not in self.presets:
+            raise DDError(f"unknown preset '{preset}' for {self.name}; known: {', '.join(self.presets)}")
+        return self.presets[preset](dataset, ipc)
+
+    def prepare(self, data: RealDataset, config: MethodConfig, progress: bool = False) -> Preparation:
+        """The method's work before distilling (PAD trains or finds its experts); nothing for most."""
+        return Preparation()
+
+    def distill(self, data: RealDataset, config: MethodConfig, callback: Callback | None = None, progress: bool = False,
+                start: SyntheticSet | None = None, start_iteration: int = 0) -> SyntheticSet:
+        """Learn the synthetic set with the shared loop; `start` resumes from a checkpointed set."""
+        from ddcore.methods.loop import run_loop
+
+        config.validate(data.class_counts())
+        run = self.run_class(data, config, start, start_iteration, progress)
+        return run_loop(run, config, self.name, callback, progress, start_iteration)
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: one instance of the method, found by `get_method(cls.name)`."""
+    _METHODS[cls.name] = cls()
+    return cls
+
+
+def list_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> Method:
+    if name not in _METHODS:
+        raise DDError(f"unknown method '{name}'; known methods: {', '.join(list_methods())}")
+    return _METHODS[name]

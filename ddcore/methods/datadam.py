@@ -32,9 +32,8 @@ from ddcore.augment import dsa
 from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
-from ddcore.methods.base import Callback, LossWindow, MethodConfig, StepReport
+from ddcore.methods.base import DistillRun, Method, MethodConfig, register_method
 from ddcore.models import FeatureNet, get_model
-from ddcore.progress import progress_bar
 from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
 
@@ -229,56 +228,55 @@ def _train_network_on_synthetic(net: FeatureNet, images: torch.Tensor, labels: t
     net.requires_grad_(False)
 
 
-def distill(
-    data: RealDataset,
-    config: DataDAMConfig,
-    callback: Callback | None = None,
-    progress: bool = False,
-    start: SyntheticSet | None = None,
-    start_iteration: int = 0,
-) -> SyntheticSet:
-    """Learn `config.ipc` synthetic images per class; `start` resumes from a checkpointed set."""
-    config.validate(data.class_counts())
-    device = resolve_device(config.device)
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + start_iteration)  # resumes draw anew
-    real_images = data.train_images.to(device)
-    labels = torch.arange(data.num_classes).repeat_interleave(config.ipc).to(device)
-    initial = start.images if start is not None else initial_images(data, config, generator)
-    synthetic = initial.to(device).requires_grad_(True)
-    optimizer = torch.optim.SGD([synthetic], lr=config.lr_images, momentum=config.momentum_images)
+class DataDAMRun(DistillRun):
+    """One DataDAM distillation: the synthetic images, their optimiser and the current random network."""
 
-    def snapshot() -> SyntheticSet:
+    def __init__(self, data: RealDataset, config: DataDAMConfig, resume: SyntheticSet | None, start_iteration: int,
+                 progress: bool):
+        self.data, self.config = data, config
+        self.device = resolve_device(config.device)
+        # A resumed run draws anew from its iteration (the checkpoint holds the images, not the RNG).
+        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + start_iteration)
+        self.real_images = data.train_images.to(self.device)
+        self.labels = torch.arange(data.num_classes).repeat_interleave(config.ipc).to(self.device)
+        initial = resume.images if resume is not None else initial_images(data, config, self.generator)
+        self.synthetic = initial.to(self.device).requires_grad_(True)
+        self.optimizer = torch.optim.SGD([self.synthetic], lr=config.lr_images, momentum=config.momentum_images)
+        self.net: FeatureNet | None = None
+
+    def _fresh_network(self, iteration: int) -> FeatureNet:
+        torch.manual_seed(self.config.seed * 1_000_003 + iteration)  # a fresh random network
+        data = self.data
+        net = get_model(self.config.model, data.channels, data.num_classes, data.image_size).to(self.device)
+        return net.train().requires_grad_(False)
+
+    def step(self, iteration: int) -> dict[str, torch.Tensor]:
+        config, data = self.config, self.data
+        per_network = max(1, config.updates_per_network)
+        if iteration % per_network == 0 or self.net is None:
+            self.net = self._fresh_network(iteration)
+        index = data.sample_per_class(config.batch_real, self.generator).flatten().to(self.device)
+        seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+        real = dsa(self.real_images[index], config.dsa_strategy, seed)
+        losses = datadam_loss(self.net, real, dsa(self.synthetic, config.dsa_strategy, seed), data.num_classes, config)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        self.optimizer.step()
+        if config.network_steps and (iteration + 1) % per_network != 0:  # the course's bi-level variant
+            _train_network_on_synthetic(self.net, self.synthetic.detach(), self.labels, config)
+        return losses
+
+    def snapshot(self) -> SyntheticSet:
+        data = self.data
         return SyntheticSet(
-            images=synthetic.detach().cpu().clone(), labels=labels.cpu(), dataset=data.name, method="datadam",
-            class_names=data.class_names, mean=data.mean, std=data.std, config=config.to_dict(),
+            images=self.synthetic.detach().cpu().clone(), labels=self.labels.cpu(), dataset=data.name,
+            method="datadam", class_names=data.class_names, mean=data.mean, std=data.std, config=self.config.to_dict(),
         )
 
-    window = LossWindow()
-    net: FeatureNet | None = None
-    with progress_bar("distil datadam", config.iterations, enabled=progress) as bar:
-        bar.advance(start_iteration)
-        for iteration in range(start_iteration, config.iterations):
-            if iteration % max(1, config.updates_per_network) == 0:
-                torch.manual_seed(config.seed * 1_000_003 + iteration)  # a fresh random network
-                net = get_model(config.model, data.channels, data.num_classes, data.image_size).to(device)
-                net.train().requires_grad_(False)
-            index = data.sample_per_class(config.batch_real, generator).flatten().to(device)
-            seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-            real = dsa(real_images[index], config.dsa_strategy, seed)
-            losses = datadam_loss(net, real, dsa(synthetic, config.dsa_strategy, seed), data.num_classes, config)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            window.add(**losses)
-            last_of_network = (iteration + 1) % max(1, config.updates_per_network) == 0
-            if config.network_steps and not last_of_network:
-                _train_network_on_synthetic(net, synthetic.detach(), labels, config)
-            done = iteration + 1
-            if done % config.log_every == 0 or done == config.iterations:
-                means = window.flush(done)
-                bar.advance(config.log_every if done % config.log_every == 0 else done % config.log_every,
-                            status=f"loss {means['loss']:.3f}")
-                if callback is not None:
-                    callback(StepReport(iteration=done, losses=means, snapshot=snapshot))
-    return snapshot()
 
+@register_method
+class DataDAM(Method):
+    name = "datadam"
+    config_class = DataDAMConfig
+    presets = PRESETS
+    run_class = DataDAMRun

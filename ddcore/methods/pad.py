@@ -61,9 +61,8 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import PER_IMAGE
 from ddcore.experts import DataSchedule, ExpertBank, ExpertConfig, obtain_experts
-from ddcore.methods.base import Callback, LossWindow, MethodConfig, Preparation, StepReport
+from ddcore.methods.base import DistillRun, Method, MethodConfig, Preparation, register_method
 from ddcore.models import get_model
-from ddcore.progress import progress_bar
 from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
 
@@ -183,26 +182,16 @@ class OfficialSettings:
                        max_start_epoch=max(current, round(self.max_start_epoch * factor)))
 
 
-CIFAR10_SETTINGS: dict[int, OfficialSettings] = {  # PAD at 2a4bc91, configs/CIFAR-10/ConvIN/IPC<ipc>.yaml
-    1: OfficialSettings(
-        syn_steps=80, expert_epochs=2, min_start_epoch=0, current_max_start_epoch=4, max_start_epoch=4,
-        lr_images=100.0, lr_lr=1e-7, lr_y=5.0, threshold=1.1, batch_syn=1000, depth_ratio=0.0, loss_ratio=0.0),
-    10: OfficialSettings(
-        syn_steps=80, expert_epochs=2, min_start_epoch=0, current_max_start_epoch=10, max_start_epoch=20,
-        lr_images=100.0, lr_lr=1e-5, lr_y=2.0, threshold=1.0, batch_syn=500, depth_ratio=0.5, loss_ratio=0.5,
-        expansion_end_iteration=1000),
-    50: OfficialSettings(
-        syn_steps=80, expert_epochs=3, min_start_epoch=0, current_max_start_epoch=20, max_start_epoch=40,
-        lr_images=1000.0, lr_lr=1e-5, lr_y=2.0, threshold=1.0, batch_syn=1000, depth_ratio=0.25, loss_ratio=0.25,
-        expansion_end_iteration=2000),
-    500: OfficialSettings(
-        syn_steps=40, expert_epochs=2, min_start_epoch=40, current_max_start_epoch=60, max_start_epoch=70,
-        lr_images=50.0, lr_lr=1e-5, lr_y=10.0, threshold=1.0, batch_syn=1000, depth_ratio=0.5, loss_ratio=0.5,
-        expansion_end_iteration=2000),
-    1000: OfficialSettings(
-        syn_steps=100, expert_epochs=2, min_start_epoch=40, current_max_start_epoch=60, max_start_epoch=60,
-        lr_images=50.0, lr_lr=1e-5, lr_y=10.0, threshold=1.0, batch_syn=1000, depth_ratio=0.5, loss_ratio=0.5),
-}
+# PAD at 2a4bc91, configs/CIFAR-10/ConvIN/IPC<ipc>.yaml; columns in OfficialSettings' field order.
+CIFAR10_SETTINGS: dict[int, OfficialSettings] = {ipc: OfficialSettings(*row) for ipc, row in {
+    # ipc: (syn_steps, expert_epochs, min/current/max start epoch, lr_images, lr_lr, lr_y, threshold,
+    #       batch_syn, depth_ratio, loss_ratio, expansion_end_iteration)
+    1: (80, 2, 0, 4, 4, 100.0, 1e-7, 5.0, 1.1, 1000, 0.0, 0.0, 3000),
+    10: (80, 2, 0, 10, 20, 100.0, 1e-5, 2.0, 1.0, 500, 0.5, 0.5, 1000),
+    50: (80, 3, 0, 20, 40, 1000.0, 1e-5, 2.0, 1.0, 1000, 0.25, 0.25, 2000),
+    500: (40, 2, 40, 60, 70, 50.0, 1e-5, 10.0, 1.0, 1000, 0.5, 0.5, 2000),
+    1000: (100, 2, 40, 60, 60, 50.0, 1e-5, 10.0, 1.0, 1000, 0.5, 0.5, 3000),
+}.items()}
 
 
 def official_settings(ipc: int) -> OfficialSettings:
@@ -386,84 +375,87 @@ def experts(data: RealDataset, config: PADConfig, progress: bool = False) -> Exp
                           device=config.device, progress=progress)
 
 
-def prepare(data: RealDataset, config: PADConfig, progress: bool = False) -> Preparation:
-    """What a trial runs, times and logs before distilling: the experts and their manifest."""
-    bank = experts(data, config, progress)
-    return Preparation(artefacts=[bank.manifest], metrics={
-        "experts_seconds": bank.seconds, "experts_trained_now": float(len(bank.trained_now)),
-    })
+class PADRun(DistillRun):
+    """One PAD distillation: images, soft-label logits and the learned lr, matched to expert segments."""
 
+    def __init__(self, data: RealDataset, config: PADConfig, resume: SyntheticSet | None, start_iteration: int,
+                 progress: bool):
+        self.data, self.config = data, config
+        device = self.device = resolve_device(config.device)
+        bank = experts(data, config, progress)
+        # A resumed run draws anew from its iteration (the checkpoint holds the set, not the RNG).
+        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + start_iteration)
+        net = get_model(config.model, data.channels, data.num_classes, data.image_size).to(device).train()
+        self.student = FlatNetwork(net)
+        self.classes = torch.arange(data.num_classes, device=device).repeat_interleave(config.ipc)
+        if resume is not None:
+            images = resume.images.to(device)
+            hard = resume.labels.dim() == 1
+            probabilities = F.one_hot(resume.labels.to(device), data.num_classes).float() if hard else resume.labels.to(device)
+            label_logits = logits_of(probabilities)
+            lr = resume.learned_lr if resume.learned_lr is not None else config.lr_teacher
+        else:
+            images = initial_images(data, bank, self.student, config, self.generator, device)
+            label_logits = initial_label_logits(images, self.classes, bank, self.student, config)
+            lr = config.lr_teacher
+        self.images = images.detach().requires_grad_(True)
+        self.label_logits = label_logits.detach().requires_grad_(config.learn_labels)
+        self.syn_lr = torch.tensor(float(lr), device=device, requires_grad=True)
+        self.optimizers = [torch.optim.SGD([self.images], lr=config.lr_images, momentum=config.momentum_images),
+                           torch.optim.SGD([self.syn_lr], lr=config.lr_lr, momentum=0.5)]
+        if config.learn_labels:
+            self.optimizers.append(torch.optim.SGD([self.label_logits], lr=config.lr_y, momentum=config.momentum_y))
+        self.trajectories = [bank.trajectory(i) for i in range(len(bank))]  # memory-mapped: read when used
 
-def distill(
-    data: RealDataset,
-    config: PADConfig,
-    callback: Callback | None = None,
-    progress: bool = False,
-    start: SyntheticSet | None = None,
-    start_iteration: int = 0,
-) -> SyntheticSet:
-    """Learn `config.ipc` images per class, their soft labels and a learning rate; `start` resumes."""
-    config.validate(data.class_counts())
-    device = resolve_device(config.device)
-    bank = experts(data, config, progress)
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + start_iteration)  # resumes draw anew
-    student = FlatNetwork(get_model(config.model, data.channels, data.num_classes, data.image_size).to(device).train())
-    classes = torch.arange(data.num_classes, device=device).repeat_interleave(config.ipc)
-    if start is not None:
-        images = start.images.to(device)
-        soft = start.labels.dim() == 2
-        label_logits = logits_of(start.labels.to(device) if soft else F.one_hot(start.labels.to(device), data.num_classes).float())
-        lr = start.learned_lr if start.learned_lr is not None else config.lr_teacher
-    else:
-        images = initial_images(data, bank, student, config, generator, device)
-        label_logits = initial_label_logits(images, classes, bank, student, config)
-        lr = config.lr_teacher
-    images = images.detach().requires_grad_(True)
-    label_logits = label_logits.detach().requires_grad_(config.learn_labels)
-    syn_lr = torch.tensor(float(lr), device=device, requires_grad=True)
-    optimizers = [torch.optim.SGD([images], lr=config.lr_images, momentum=config.momentum_images),
-                  torch.optim.SGD([syn_lr], lr=config.lr_lr, momentum=0.5)]
-    if config.learn_labels:
-        optimizers.append(torch.optim.SGD([label_logits], lr=config.lr_y, momentum=config.momentum_y))
-    trajectories = [bank.trajectory(i) for i in range(len(bank))]  # memory-mapped: read when used
+    def _segment(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random expert's parameters at a random start epoch of the (growing) window, and N epochs later."""
+        config = self.config
+        growth = (config.max_start_epoch - config.current_max_start_epoch) * iteration // config.expansion_end_iteration
+        upper = min(config.max_start_epoch, config.current_max_start_epoch + growth)
+        start_epoch = int(torch.randint(config.min_start_epoch, upper, (1,), generator=self.generator))
+        trajectory = self.trajectories[int(torch.randint(len(self.trajectories), (1,), generator=self.generator))]
+        return trajectory[start_epoch].to(self.device), trajectory[start_epoch + config.expert_epochs].to(self.device)
 
-    def snapshot() -> SyntheticSet:
-        labels = label_logits.detach().softmax(1).cpu() if config.learn_labels else classes.cpu()
+    def step(self, iteration: int) -> dict[str, torch.Tensor]:
+        config = self.config
+        begin, target = self._segment(iteration)
+        targets = self.label_logits.softmax(1) if config.learn_labels else self.classes
+        final = unroll_student(self.student, begin, self.images, targets, self.syn_lr, config, self.generator)
+        loss = matching_loss(final, begin, target, config)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        skipped = bool(loss.item() > config.threshold)  # DATM's guard: no update from a diverged segment
+        if not skipped:
+            for optimizer in self.optimizers:
+                optimizer.step()
+        return {"loss": loss, "learned_lr": self.syn_lr, "skipped": torch.tensor(float(skipped))}
+
+    def after_window(self, iteration: int) -> None:
+        if not self.syn_lr.item() > 0:
+            raise DDError(f"the learned learning rate became {self.syn_lr.item():.4g} by iteration {iteration}; "
+                          "lower lr_lr")
+
+    def snapshot(self) -> SyntheticSet:
+        config, data = self.config, self.data
+        labels = self.label_logits.detach().softmax(1).cpu() if config.learn_labels else self.classes.cpu()
         return SyntheticSet(
-            images=images.detach().cpu().clone(), labels=labels, dataset=data.name, method="pad",
+            images=self.images.detach().cpu().clone(), labels=labels, dataset=data.name, method="pad",
             class_names=data.class_names, mean=data.mean, std=data.std, config=config.to_dict(),
-            learned_lr=float(syn_lr.item()),
+            learned_lr=float(self.syn_lr.item()),
         )
 
-    window = LossWindow()
-    with progress_bar("distil pad", config.iterations, enabled=progress) as bar:
-        bar.advance(start_iteration)
-        for iteration in range(start_iteration, config.iterations):
-            growth = (config.max_start_epoch - config.current_max_start_epoch) * iteration // config.expansion_end_iteration
-            upper = min(config.max_start_epoch, config.current_max_start_epoch + growth)
-            start_epoch = int(torch.randint(config.min_start_epoch, upper, (1,), generator=generator))
-            trajectory = trajectories[int(torch.randint(len(trajectories), (1,), generator=generator))]
-            begin = trajectory[start_epoch].to(device)
-            target = trajectory[start_epoch + config.expert_epochs].to(device)
-            targets = label_logits.softmax(1) if config.learn_labels else classes
-            final = unroll_student(student, begin, images, targets, syn_lr, config, generator)
-            loss = matching_loss(final, begin, target, config)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            skipped = bool(loss.item() > config.threshold)
-            if not skipped:
-                for optimizer in optimizers:
-                    optimizer.step()
-            window.add(loss=loss, learned_lr=syn_lr, skipped=torch.tensor(float(skipped)))
-            done = iteration + 1
-            if done % config.log_every == 0 or done == config.iterations:
-                means = window.flush(done)
-                if not syn_lr.item() > 0:
-                    raise DDError(f"the learned learning rate became {syn_lr.item():.4g} by iteration {done}; lower lr_lr")
-                bar.advance(config.log_every if done % config.log_every == 0 else done % config.log_every,
-                            status=f"loss {means['loss']:.3f}")
-                if callback is not None:
-                    callback(StepReport(iteration=done, losses=means, snapshot=snapshot))
-    return snapshot()
 
+@register_method
+class PAD(Method):
+    name = "pad"
+    config_class = PADConfig
+    presets = PRESETS
+    run_class = PADRun
+
+    def prepare(self, data: RealDataset, config: PADConfig, progress: bool = False) -> Preparation:
+        """What a trial runs, times and logs before distilling: the experts and their manifest."""
+        bank = experts(data, config, progress)
+        return Preparation(artefacts=[bank.manifest], metrics={
+            "experts_seconds": bank.seconds, "experts_trained_now": float(len(bank.trained_now)),
+        })

@@ -15,7 +15,7 @@ import torch
 
 from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
-from ddcore.methods.base import Callback, MethodConfig, StepReport
+from ddcore.methods.base import DistillRun, Method, MethodConfig, register_method
 from ddcore.synthetic import SyntheticSet
 
 
@@ -39,28 +39,36 @@ def default_preset(dataset: str, ipc: int | None = None) -> RandomSubsetConfig:
 PRESETS = {name: default_preset for name in ("official", "paper", "course")}
 
 
-def distill(
-    data: RealDataset,
-    config: RandomSubsetConfig,
-    callback: Callback | None = None,
-    progress: bool = False,
-    start: SyntheticSet | None = None,
-    start_iteration: int = 0,
-) -> SyntheticSet:
-    """Pick `config.ipc` random real images per class (class-major, seeded by `config.seed`).
+class RandomSubsetRun(DistillRun):
+    """Picks once, in its single step; `resume` is ignored (one step leaves nothing to resume)."""
 
-    `progress`, `start` and `start_iteration` exist for the shared contract: one step needs no bar
-    and nothing to resume.
-    """
-    config.validate(data.class_counts())
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003)  # DataDAM's draw for its real init
-    index = data.sample_per_class(config.ipc, generator).flatten()
-    picked = SyntheticSet(
-        images=data.train_images[index].clone(),
-        labels=torch.arange(data.num_classes).repeat_interleave(config.ipc),
-        dataset=data.name, method="random", class_names=data.class_names, mean=data.mean, std=data.std,
-        config=config.to_dict(),
-    )
-    if callback is not None:
-        callback(StepReport(iteration=config.iterations, losses={}, snapshot=lambda: picked))
-    return picked
+    def __init__(self, data: RealDataset, config: RandomSubsetConfig, resume: SyntheticSet | None, start_iteration: int,
+                 progress: bool):
+        self.data, self.config = data, config
+        self.picked: SyntheticSet | None = None
+
+    def step(self, iteration: int) -> dict[str, torch.Tensor]:
+        config, data = self.config, self.data
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003)  # DataDAM's draw for its real init
+        index = data.sample_per_class(config.ipc, generator).flatten()
+        self.picked = SyntheticSet(
+            images=data.train_images[index].clone(),
+            labels=torch.arange(data.num_classes).repeat_interleave(config.ipc),
+            dataset=data.name, method="random", class_names=data.class_names, mean=data.mean, std=data.std,
+            config=config.to_dict(),
+        )
+        return {}
+
+    def snapshot(self) -> SyntheticSet:
+        assert self.picked is not None, "snapshot before the pick"
+        return self.picked
+
+
+@register_method
+class RandomSubset(Method):
+    """Pick `config.ipc` random real images per class (class-major, seeded by `config.seed`)."""
+
+    name = "random"
+    config_class = RandomSubsetConfig
+    presets = PRESETS
+    run_class = RandomSubsetRun

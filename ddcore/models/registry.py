@@ -1,4 +1,9 @@
-"""Model registry: one entry per network name."""
+"""Model registry: one entry per network name (in the manner of timm's `_registry.py`).
+
+It imports no network: `ddcore/models/__init__.py` imports each network module, which registers
+its names here with `@register_model`. So importing `ddcore.models` fills the registry, and no
+network module imports the package back.
+"""
 from __future__ import annotations
 
 import functools
@@ -22,18 +27,11 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return add
 
 
-def _ensure_loaded() -> None:
-    # Importing the modules runs their @register_model decorators.
-    from ddcore.models import alexnet, convnet, lenet, mlp, resnet, vgg  # noqa: F401
-
-
 def list_models() -> list[str]:
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def get_model(name: str, channels: int, num_classes: int, image_size: int) -> FeatureNet:
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise DDError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
     return _REGISTRY[name](channels, num_classes, image_size)

@@ -1,0 +1,124 @@
+"""Ray in one place: joining or starting a cluster, resource checks, the code path workers import,
+and one task pool for everything that fans out (PAD's experts, the lossless search's trials).
+
+Ray Tune sweeps (`orchestrator.sweep`) schedule their own trials but connect through here too.
+`ddcore` never imports Ray: it takes a `parallel_map` function, which `TaskPool.map_unordered` is.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ddcore.errors import DDError
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Before submitting: a GPU request on a cluster without GPUs would pend forever."""
+    import ray
+
+    available = ray.cluster_resources()
+    if gpus_per_trial > 0 and available.get("GPU", 0) < gpus_per_trial:
+        raise DDError(f"--gpus-per-trial {gpus_per_trial:g} but the Ray cluster has {available.get('GPU', 0):g} GPUs")
+    if available.get("CPU", 0) < cpus_per_trial:
+        raise DDError(f"--cpus-per-trial {cpus_per_trial:g} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address and address != "auto" and not address.startswith("ray://"):
+        _check_port(address)
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}})
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise DDError(f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}") from None
+
+
+def _driver_code_path() -> str:
+    """PYTHONPATH for local workers: the folder this driver imports ddorch from, first.
+
+    Workers otherwise see only the driver's working directory and the installed package, so a
+    checkout run with `python -m` (another branch, a worktree) would run its trials on the
+    installed copy's code. Clusters (`--address`) run the code installed on their nodes.
+    """
+    import os
+
+    import ddcore
+
+    here = str(Path(ddcore.__file__).resolve().parents[1])
+    return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+
+
+def _check_port(address: str, timeout_s: float = 3.0) -> None:
+    """Ray retries an unreachable head for minutes: test its GCS port first, fail in one line."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as error:
+        raise DDError(f"cannot reach the Ray cluster at {address} ({error}); start it with `ray start --head` "
+                      "or leave out --address for a local instance") from None
+
+
+class TaskFailed(Exception):
+    """A task that failed for another reason than bad input: its tag and the reason in one line."""
+
+    def __init__(self, tag: Any, reason: str) -> None:
+        super().__init__(reason)
+        self.tag, self.reason = tag, reason
+
+
+class TaskPool:
+    """Runs functions as Ray tasks with fixed resources; results are collected as they complete.
+
+    A task that raises a `DDError` re-raises it here as one line; any other failure (a killed
+    worker, an unexpected exception) as `TaskFailed`, which names the task's tag and the reason.
+    """
+
+    def __init__(self, cpus: float = 1, gpus: float = 0, max_retries: int = 1) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            raise DDError("a task pool needs a Ray instance: call orchestrator.cluster.connect first")
+        self._ray = ray
+        self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries}
+        self._remote: dict[Callable[..., Any], Any] = {}
+        self._running: dict[Any, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def submit(self, function: Callable[..., Any], tag: Any, *args: Any) -> None:
+        """Start `function(*args)` as a task; `tag` comes back with its result."""
+        if function not in self._remote:
+            self._remote[function] = self._ray.remote(function).options(**self._options)
+        self._running[self._remote[function].remote(*args)] = tag
+
+    def wait_one(self) -> tuple[Any, Any]:
+        """(tag, result) of the next task to finish; raises `DDError` or `TaskFailed` for a failed one."""
+        (ready,), _ = self._ray.wait(list(self._running), num_returns=1)
+        tag = self._running.pop(ready)
+        try:
+            return tag, self._ray.get(ready)
+        except self._ray.exceptions.RayError as error:
+            cause = error.as_instanceof_cause() if isinstance(error, self._ray.exceptions.RayTaskError) else error
+            if isinstance(cause, DDError):
+                raise DDError(str(cause).splitlines()[-1]) from None
+            # the exception's own last line, without Ray's header
+            raise TaskFailed(tag, [line for line in str(error).splitlines() if line.strip()][-1]) from error
+
+    def map_unordered(self, function: Callable[..., Any], arguments: Iterable[tuple]) -> Iterator[Any]:
+        """`function(*args)` for every tuple, results in completion order (what ddcore calls `parallel_map`)."""
+        for args in arguments:
+            self.submit(function, None, *args)
+        while self._running:
+            yield self.wait_one()[1]

@@ -1,0 +1,90 @@
+"""Every name ddorch writes to MLflow and reads back: tags, per-model metric names, run statuses.
+
+Trials and trackers write them; report, compare, lossless, sweep results and analyses read them.
+Defined once here so a writer and its readers cannot drift apart.
+"""
+from __future__ import annotations
+
+
+class Status:
+    """MLflow run statuses ddorch sets or looks for (KILLED: stopped on purpose or interrupted)."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+class Tag:
+    """Run tags. `ddorch.lossless.<method>` holds a lossless search's summary line per method."""
+
+    PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag
+    DATASET = "ddorch.dataset"
+    METHOD = "ddorch.method"
+    PRESET = "ddorch.preset"
+    STAGE = "ddorch.stage"  # e.g. "experts"
+    IPC = "ddorch.ipc"
+    FAILURE = "ddorch.failure"  # why a run FAILED
+    STOPPED = "ddorch.stopped"  # why a run was stopped on purpose (KILLED)
+    GIT_COMMIT = "ddorch.git_commit"
+    VERSIONS = "ddorch.versions"
+    SWEEP = "ddorch.sweep"  # a sweep's parent run: the sweep's name
+    EXPERIMENT = "ddorch.experiment"  # the experiment preset a sweep ran
+    TRIAL_ID = "ddorch.trial_id"  # Ray Tune's trial id on a sweep's child run
+    NODE_ID = "ddorch.node_id"
+    LOSSLESS = "ddorch.lossless"  # a lossless search's parent run: its settings key
+    TRIAL_KEY = "ddorch.trial_key"  # a lossless trial: the hash of its settings
+    ANALYSIS = "ddorch.analysis"  # an analysis run: its kind
+    SOURCE_RUN = "ddorch.source_run"  # an analysis run: the run it analyses
+    COMMAND = "ddorch.command"  # the command that reproduces an analysis
+
+
+EVAL_ACCURACY = "eval_accuracy"  # the stepped quick evaluation that ASHA and the lossless search read
+
+
+def acc_mean(model: str) -> str:
+    """The headline: the final set's test accuracy on `model`, mean over the evaluation seeds."""
+    return f"acc_{model}_mean"
+
+
+def acc_std(model: str) -> str:
+    return f"acc_{model}_std"
+
+
+def balanced_acc_mean(model: str) -> str:
+    return f"balanced_acc_{model}_mean"
+
+
+def train_seconds(model: str) -> str:
+    return f"train_seconds_{model}"
+
+
+def flops(model: str) -> str:
+    return f"flops_{model}"
+
+
+def baseline_acc(model: str) -> str:
+    return f"baseline_acc_{model}"
+
+
+def baseline_train_seconds(model: str) -> str:
+    return f"baseline_train_seconds_{model}"
+
+
+def checkpoint_acc_mean(model: str) -> str:
+    """Stepped: the mean over seeds at each evaluation checkpoint during distillation."""
+    return f"checkpoint_acc_{model}_mean"
+
+
+def best_checkpoint_acc(model: str) -> str:
+    """The best checkpoint, chosen on the test set (the DataDAM / PAD papers' number): optimistic."""
+    return f"acc_{model}_best_checkpoint_test_selected"
+
+
+def best_checkpoint_iteration(model: str) -> str:
+    return f"acc_{model}_best_checkpoint_iteration"
+
+
+def tag_filter(tag: str, value: str) -> str:
+    """An MLflow search filter for runs whose `tag` equals `value`."""
+    return f"tags.`{tag}` = '{value}'"

@@ -1,0 +1,29 @@
+"""The built wheel, installed without the source tree, carries the presets and search spaces."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_installed_elsewhere_lists_and_shows_the_presets(tmp_path):
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)]
+    subprocess.run(build, check=True, capture_output=True, cwd=tmp_path)
+    wheel = next(wheels.glob("ddorch-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, cwd=tmp_path)
+    # Run from an empty folder with the installed copy first on the path (not the source tree).
+    probe = (
+        "import orchestrator, orchestrator.experiments as e; "
+        "print(orchestrator.__file__); print(e.list_experiments()); "
+        "print(e.load_experiment('mnist_datadam').space, len(e.load_space('datadam.toml', 'datadam').distributions))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("DDORCH_PRESETS", None)
+    result = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path, env=env)
+    location, names, space = result.stdout.splitlines()
+    assert location.startswith(str(site)), location  # the installed package, not the checkout
+    assert "digits_datadam" in names and "mnist_pad" in names
+    assert space.startswith("datadam.toml ") and int(space.split()[1]) > 0
