@@ -12,6 +12,7 @@ in the paper). bf16 autocast is timed too, with its loss difference.
 
     DDORCH_DATA_ROOT=../shared/data python benchmarks/datadam_speed.py [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,10 @@ def per_class_loss(net, real, synthetic, config: DataDAMConfig) -> torch.Tensor:
             a_real = spatial_attention(real_maps[b], config.attention_power).mean(0)
             a_syn = spatial_attention(syn_maps[b], config.attention_power).mean(0)
             total = total + config.loss_scale * (a_real - a_syn).pow(2).sum()
-        total = total + config.loss_scale * config.mmd_weight * (real_embedding.mean(0) - syn_embedding.mean(0)).pow(2).sum()
+        total = (
+            total
+            + config.loss_scale * config.mmd_weight * (real_embedding.mean(0) - syn_embedding.mean(0)).pow(2).sum()
+        )
     return total
 
 
@@ -71,7 +75,7 @@ def one_iteration(images, synthetic, optimizer, config, step, generator) -> torc
 
 def time_mode(images, bf16: bool, repeats: int) -> float:
     config = DataDAMConfig(ipc=IPC, batch_real=BATCH_REAL, bf16=bf16)
-    synthetic = images[:CLASSES * IPC].clone().requires_grad_(True)
+    synthetic = images[: CLASSES * IPC].clone().requires_grad_(True)
     optimizer = torch.optim.SGD([synthetic], lr=1.0, momentum=0.5)
     generator = torch.Generator().manual_seed(0)
     one_iteration(images, synthetic, optimizer, config, 0, generator)  # warm-up
@@ -92,19 +96,25 @@ def main() -> None:
 
     torch.manual_seed(0)
     net = get_model("ConvNetD3", 1, CLASSES, 28).train().requires_grad_(False)
-    real = dsa(images[:CLASSES * BATCH_REAL], STRATEGY, seed=1)
-    synthetic = dsa(images[-CLASSES * IPC:], STRATEGY, seed=1)
+    real = dsa(images[: CLASSES * BATCH_REAL], STRATEGY, seed=1)
+    synthetic = dsa(images[-CLASSES * IPC :], STRATEGY, seed=1)
     fp32 = DataDAMConfig(ipc=IPC, batch_real=BATCH_REAL)
     ours = datadam_loss(net, real, synthetic, CLASSES, fp32)["loss"].item()
     plain = per_class_loss(net, real, synthetic, fp32).item()
-    ours_bf16 = datadam_loss(net, real, synthetic, CLASSES, DataDAMConfig(ipc=IPC, batch_real=BATCH_REAL, bf16=True))["loss"].item()
-    print(f"loss: batched fp32 {ours:.6f}, per-class fp32 {plain:.6f}, relative difference {abs(ours - plain) / abs(plain):.2e}")
+    ours_bf16 = datadam_loss(net, real, synthetic, CLASSES, DataDAMConfig(ipc=IPC, batch_real=BATCH_REAL, bf16=True))[
+        "loss"
+    ].item()
+    print(
+        f"loss: batched fp32 {ours:.6f}, per-class fp32 {plain:.6f}, relative difference {abs(ours - plain) / abs(plain):.2e}"
+    )
     print(f"loss: batched bf16 {ours_bf16:.6f}, relative difference to fp32 {abs(ours_bf16 - plain) / abs(plain):.2e}")
 
     seconds_fp32 = time_mode(images, bf16=False, repeats=args.repeats)
     seconds_bf16 = time_mode(images, bf16=True, repeats=args.repeats)
-    print(f"fp32: {seconds_fp32:.3f} s/iteration (median of {args.repeats}); "
-          f"{REFERENCE_SECONDS / seconds_fp32:.2f}x faster than the reference's {REFERENCE_SECONDS} s (target >= 3x)")
+    print(
+        f"fp32: {seconds_fp32:.3f} s/iteration (median of {args.repeats}); "
+        f"{REFERENCE_SECONDS / seconds_fp32:.2f}x faster than the reference's {REFERENCE_SECONDS} s (target >= 3x)"
+    )
     print(f"bf16: {seconds_bf16:.3f} s/iteration; {REFERENCE_SECONDS / seconds_bf16:.2f}x the reference")
 
 

@@ -17,6 +17,7 @@ Settings (every number is stated in each table's notes):
 - tiny: a smoke test (digits-sized; a few epochs), to check the script before a long run.
 Then `ddorch report RUN_ID --out report/` gathers them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,9 @@ SETTINGS = {
     "tiny": {
         "cross_arch": CrossArchConfig(seeds=1, epochs=2),
         "continual": ContinualConfig(model="ConvNetD1", seeds=1, epochs=2, herding_epochs=1),
-        "nas_proxy": NasProxyConfig(pool=("ConvNetD1", "ConvNetD1W32", "ConvNetD2NN"), proxy_epochs=2, full_epochs=1, full_per_class=20),
+        "nas_proxy": NasProxyConfig(
+            pool=("ConvNetD1", "ConvNetD1W32", "ConvNetD2NN"), proxy_epochs=2, full_epochs=1, full_per_class=20
+        ),
     },
 }
 PARTS = {"cross-arch": "cross_arch", "continual": "continual", "nas-proxy": "nas_proxy"}
@@ -62,24 +65,42 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--output-dir", type=Path, default=Path("runs"))
-    parser.add_argument("--log", type=Path, default=Path(__file__).resolve().parent / "logs" / "distilled_applications.jsonl")
+    parser.add_argument(
+        "--log", type=Path, default=Path(__file__).resolve().parent / "logs" / "distilled_applications.jsonl"
+    )
     args = parser.parse_args()
 
     for part in args.parts.split(","):
         kind = PARTS[part.strip()]
         config = replace(SETTINGS[args.setting][kind], device=args.device)
         started = time.perf_counter()
-        outcome = analyse_run(kind, args.run_id, config, args.tracking_uri, args.data_root, args.output_dir, progress=True)
+        outcome = analyse_run(
+            kind, args.run_id, config, args.tracking_uri, args.data_root, args.output_dir, progress=True
+        )
         seconds = time.perf_counter() - started
         table = outcome.result.table()
         print(table.to_markdown())
-        print(f"\n{part}: {seconds / 60:.1f} min wall ({args.setting} setting); MLflow run {outcome.run_id}; files in {outcome.folder}")
+        print(
+            f"\n{part}: {seconds / 60:.1f} min wall ({args.setting} setting); MLflow run {outcome.run_id}; files in {outcome.folder}"
+        )
         print(f"rerun: {command_line(kind, args.run_id, config)}\n", flush=True)
         args.log.parent.mkdir(parents=True, exist_ok=True)
         with args.log.open("a") as log:
-            log.write(json.dumps({"part": part, "setting": args.setting, "run_id": args.run_id, "analysis_run": outcome.run_id,
-                                  "wall_seconds": seconds, "table": table.rows, "notes": table.notes,
-                                  "command": command_line(kind, args.run_id, config)}) + "\n")
+            log.write(
+                json.dumps(
+                    {
+                        "part": part,
+                        "setting": args.setting,
+                        "run_id": args.run_id,
+                        "analysis_run": outcome.run_id,
+                        "wall_seconds": seconds,
+                        "table": table.rows,
+                        "notes": table.notes,
+                        "command": command_line(kind, args.run_id, config),
+                    }
+                )
+                + "\n"
+            )
 
 
 if __name__ == "__main__":

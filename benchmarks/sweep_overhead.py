@@ -7,6 +7,7 @@ checkpoint/result plumbing and the parent run. Intermediate ASHA evaluations are
 
     python benchmarks/sweep_overhead.py [--iterations 300] [--trials 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.experiments import AshaSettings, ExperimentPreset, SearchSpace, Distribution  # noqa: E402
 from orchestrator.cluster import connect  # noqa: E402
+from orchestrator.experiments import AshaSettings, Distribution, ExperimentPreset, SearchSpace  # noqa: E402
 from orchestrator.sweep import SweepContext, SweepSettings, build_trial, record_in_parent, run_sweep, summarize  # noqa: E402
 from orchestrator.tracking import Tracker  # noqa: E402
 from orchestrator.trial import run_trial  # noqa: E402
@@ -34,9 +35,18 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     values = tuple(round(0.5 * 2**k, 3) for k in range(args.trials))
     preset = ExperimentPreset(
-        name="overhead", dataset="digits", method="datadam", space="inline", num_samples=1, max_concurrent=1,
-        cpus_per_trial=cpus, eval_models=("ConvNetD3",), eval_seeds=2, eval_epochs=300,
-        report_every=args.iterations + 1, fixed={"iterations": args.iterations, "ipc": 10},
+        name="overhead",
+        dataset="digits",
+        method="datadam",
+        space="inline",
+        num_samples=1,
+        max_concurrent=1,
+        cpus_per_trial=cpus,
+        eval_models=("ConvNetD3",),
+        eval_seeds=2,
+        eval_epochs=300,
+        report_every=args.iterations + 1,
+        fixed={"iterations": args.iterations, "ipc": 10},
         asha=AshaSettings(grace_period=args.iterations, reduction_factor=2),
     )
     space = SearchSpace("inline", (Distribution("lr_images", "grid", values=values),))
@@ -54,8 +64,16 @@ def main() -> None:
     connect(None)
     settings = SweepSettings("overhead", 1, 1, cpus, 0, str(work / "ray"))
     results, parent, iterations = run_sweep(
-        preset, space, settings,
-        {"tracking_uri": uri, "experiment": "sweep", "output_dir": str(work / "runs"), "data_root": None, "device": "cpu"},
+        preset,
+        space,
+        settings,
+        {
+            "tracking_uri": uri,
+            "experiment": "sweep",
+            "output_dir": str(work / "runs"),
+            "data_root": None,
+            "device": "cpu",
+        },
     )
     record_in_parent(parent, summarize(results, iterations), space, work / "runs")
     swept = time.perf_counter() - started

@@ -23,6 +23,7 @@ Differences: random numbers come from a local CPU generator seeded per call (the
 reseeds the global RNG before every draw), then move to the images' device; `affine_grid` and
 `grid_sample` use the official defaults written out (bilinear, zero padding, align_corners=False).
 """
+
 from __future__ import annotations
 
 import math

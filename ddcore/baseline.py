@@ -4,6 +4,7 @@ Results are cached on disk by (data set, image size, model, protocol, seed) so t
 command (DataDAM runs, sweeps, the lossless-IPC search) compares against the same numbers without
 retraining.
 """
+
 from __future__ import annotations
 
 import json

@@ -10,6 +10,7 @@ subset with generator seed s and initialises the network with seed s, so its spr
 choice of subset (DD-Ranking's point: a distilled set is only worth its gain over random real
 images). Cells are mean and population std over the seeds.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -19,8 +20,8 @@ import torch
 
 from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
-from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, evaluate, get_protocol
 from ddcore.errors import DDError
+from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, evaluate, get_protocol
 from ddcore.models import get_model
 from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
@@ -57,8 +58,10 @@ class CrossArchMatrix:
         return values
 
     def table(self) -> ResultTable:
-        rows = [[label] + [percent(row[m].accuracy_mean, row[m].accuracy_std) for m in self.models]
-                for label, row in self.rows()]
+        rows = [
+            [label] + [percent(row[m].accuracy_mean, row[m].accuracy_std) for m in self.models]
+            for label, row in self.rows()
+        ]
         gains = [self.synthetic[m].accuracy_mean - self.random_real[m].accuracy_mean for m in self.models]
         rows.append(["gain over random (points)"] + [f"{100 * gain:+.2f}" for gain in gains])
         seeds = len(next(iter(self.synthetic.values())).runs)
@@ -66,8 +69,10 @@ class CrossArchMatrix:
             title=f"Cross-architecture accuracy %: {self.dataset}, IPC {self.ipc}",
             columns=["trained on \\ evaluated on", *self.models],
             rows=rows,
-            notes=[f"mean ± std over {seeds} seed(s); protocol {self.protocol}; random real: same class sizes, "
-                   "a new subset per seed"],
+            notes=[
+                f"mean ± std over {seeds} seed(s); protocol {self.protocol}; random real: same class sizes, "
+                "a new subset per seed"
+            ],
         )
 
     def save_plots(self, folder: Path) -> list[Path]:
@@ -98,15 +103,23 @@ def random_real_like(synthetic: SyntheticSet, data: RealDataset, seed: int) -> t
 
 
 def evaluate_random_real(
-    model: str, synthetic: SyntheticSet, data: RealDataset, protocol: EvalProtocol, seeds: tuple[int, ...],
-    device: str | torch.device, dsa_strategy: str, progress: bool = False,
+    model: str,
+    synthetic: SyntheticSet,
+    data: RealDataset,
+    protocol: EvalProtocol,
+    seeds: tuple[int, ...],
+    device: str | torch.device,
+    dsa_strategy: str,
+    progress: bool = False,
 ) -> EvalResult:
     """`model` trained on a fresh random real subset per seed (subset and initialisation both from the seed)."""
     runs: list[SeedRun] = []
     flops = 0
     for seed in seeds:
         images, labels = random_real_like(synthetic, data, seed)
-        result = evaluate(model, images, labels, data, protocol, (seed,), device, dsa_strategy=dsa_strategy, progress=progress)
+        result = evaluate(
+            model, images, labels, data, protocol, (seed,), device, dsa_strategy=dsa_strategy, progress=progress
+        )
         runs += result.runs
         flops = result.flops_per_image
     return EvalResult(model, protocol.name, flops, runs)
@@ -135,8 +148,9 @@ def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossAr
     resolve_device(config.device)
 
 
-def cross_architecture(synthetic: SyntheticSet, data: RealDataset, config: CrossArchConfig = CrossArchConfig(),
-                       progress: bool = False) -> CrossArchMatrix:
+def cross_architecture(
+    synthetic: SyntheticSet, data: RealDataset, config: CrossArchConfig = CrossArchConfig(), progress: bool = False
+) -> CrossArchMatrix:
     """Every model in `config.models` trained on the synthetic set and on random real subsets, once per seed."""
     check_cross_arch(synthetic, data, config)
     models = list(config.models)
@@ -147,9 +161,18 @@ def cross_architecture(synthetic: SyntheticSet, data: RealDataset, config: Cross
     matrix = CrossArchMatrix(data.name, synthetic.ipc, protocol.name, distilled_on, models, {}, {})
     for model in models:
         matrix.synthetic[model] = evaluate(
-            model, synthetic.images, synthetic.labels, data, protocol, seeds, config.device,
-            lr=synthetic.learned_lr, dsa_strategy=dsa_strategy, progress=progress,
+            model,
+            synthetic.images,
+            synthetic.labels,
+            data,
+            protocol,
+            seeds,
+            config.device,
+            lr=synthetic.learned_lr,
+            dsa_strategy=dsa_strategy,
+            progress=progress,
         )
-        matrix.random_real[model] = evaluate_random_real(model, synthetic, data, protocol, seeds, config.device,
-                                                         dsa_strategy, progress)
+        matrix.random_real[model] = evaluate_random_real(
+            model, synthetic, data, protocol, seeds, config.device, dsa_strategy, progress
+        )
     return matrix

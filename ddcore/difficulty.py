@@ -22,6 +22,7 @@ Differences, on purpose:
 Scores are cached on disk by (data set, image size, model, networks, epochs, seed) under the
 baseline cache (`DDORCH_CACHE_DIR`, `~/.cache/ddorch`), so every expert request reuses them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ class DifficultyConfig:
 
     def validate(self) -> None:
         if self.networks < 1 or self.epochs < 0:
-            raise DDError(f"difficulty scores need networks >= 1 and epochs >= 0, got {self.networks} and {self.epochs}")
+            raise DDError(
+                f"difficulty scores need networks >= 1 and epochs >= 0, got {self.networks} and {self.epochs}"
+            )
 
 
 @dataclass
@@ -83,7 +86,9 @@ def _last_linear(net: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
-def score_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def score_network(
+    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(EL2N, last-layer GraNd) of every sample under one network; inputs on the network's device."""
     captured: list[torch.Tensor] = []
     hook = _last_linear(net).register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0]))
@@ -105,8 +110,10 @@ def score_network(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, ba
 
 def _cache_file(data: RealDataset, config: DifficultyConfig) -> Path:
     arch = architecture_fingerprint(config.model, data.channels, data.num_classes, data.image_size)
-    key = (f"{data.name}-{data.image_size}px_{config.model}-{arch}_{config.networks}nets_{config.epochs}ep_"
-           f"lr{config.lr:g}_bs{config.batch_size}_seed{config.seed}.pt")
+    key = (
+        f"{data.name}-{data.image_size}px_{config.model}-{arch}_{config.networks}nets_{config.epochs}ep_"
+        f"lr{config.lr:g}_bs{config.batch_size}_seed{config.seed}.pt"
+    )
     return cache_dir() / "difficulty" / key
 
 

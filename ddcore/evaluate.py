@@ -5,6 +5,7 @@ real training set) and the synthetic sets (train on S). Labels may be class indi
 probability vectors (N, K) (PAD/DATM learn soft labels); a learned learning rate may replace the
 protocol's.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,8 +57,15 @@ class EvalProtocol:
 
 
 # The seed document's full-data protocol: SGD momentum 0.9, cosine annealing, lr 0.01, 20 epochs.
-FULL_DATA = EvalProtocol("full", epochs=20, lr=0.01, schedule="cosine", augment=False, use_learned_lr=False,
-                         source="the seed document's full-data recipe")
+FULL_DATA = EvalProtocol(
+    "full",
+    epochs=20,
+    lr=0.01,
+    schedule="cosine",
+    augment=False,
+    use_learned_lr=False,
+    source="the seed document's full-data recipe",
+)
 # The official scripts below train Epoch+1 epochs (`range(Epoch + 1)`) and divide lr by 10 once
 # epoch Epoch//2+1 is done, with a fresh SGD optimiser (momentum restarts). Ours trains `epochs`
 # epochs, divides from epoch epochs//2 on and keeps the momentum: theirs has one epoch more in all
@@ -65,21 +73,43 @@ FULL_DATA = EvalProtocol("full", epochs=20, lr=0.01, schedule="cosine", augment=
 # DC (Zhao et al. 2021) as DSA/DM run it: VICO-UoE/DatasetCondensation main_DM.py (epoch_eval_train
 # 1000, batch_train 256, lr_net 0.01) and utils.py evaluate_synset (SGD momentum 0.9, weight decay
 # 0.0005, lr x0.1 at half, DSA). ddorch lets a set's learned lr replace 0.01 here (PAD sets keep theirs).
-DC = EvalProtocol("dc", epochs=1000, lr=0.01, schedule="step", augment=True,
-                  source="VICO-UoE/DatasetCondensation main_DM.py, utils.py evaluate_synset")
+DC = EvalProtocol(
+    "dc",
+    epochs=1000,
+    lr=0.01,
+    schedule="step",
+    augment=True,
+    source="VICO-UoE/DatasetCondensation main_DM.py, utils.py evaluate_synset",
+)
 # DataDAM (Sajedi et al. 2023): DataDistillation/DataDAM main_DataDAM.py (epoch_eval_train 1800,
 # batch_train 64, lr_net 0.01) and utils.py evaluate_synset (SGD momentum 0.9, weight decay 0.0005,
 # lr x0.1 at Epoch//2+1, DSA with the distillation's strategy). It has no learned lr.
-DATADAM = EvalProtocol("datadam", epochs=1800, lr=0.01, batch_size=64, schedule="step", augment=True,
-                       use_learned_lr=False, source="DataDistillation/DataDAM main_DataDAM.py, utils.py evaluate_synset")
+DATADAM = EvalProtocol(
+    "datadam",
+    epochs=1800,
+    lr=0.01,
+    batch_size=64,
+    schedule="step",
+    augment=True,
+    use_learned_lr=False,
+    source="DataDistillation/DataDAM main_DataDAM.py, utils.py evaluate_synset",
+)
 # DATM (Guo et al. 2024) and PAD (Li et al. 2024): NUS-HPC-AI-Lab/DATM and NUS-HPC-AI-Lab/PAD
 # distill/DATM.py, distill/PAD.py (lr_net = the learned syn_lr, train_criterion SoftCrossEntropy) and
 # utils/utils_baseline.py evaluate_synset (SGD momentum 0.9, weight decay 0.0005, lr x0.1 at
 # Epoch//2+1, DSA); utils/cfg.py: epoch_eval_train 1000, lr_teacher 0.01 (syn_lr's start; our lr
 # for a set without a learned one) and batch_train 256, but every shipped configs/*/ConvIN/IPC*.yaml
 # sets batch_train 128: the batch behind the published tables.
-DATM = EvalProtocol("datm", epochs=1000, lr=0.01, batch_size=128, schedule="step", augment=True, use_learned_lr=True,
-                    source="NUS-HPC-AI-Lab/DATM and /PAD distill/*.py, utils/utils_baseline.py evaluate_synset, configs")
+DATM = EvalProtocol(
+    "datm",
+    epochs=1000,
+    lr=0.01,
+    batch_size=128,
+    schedule="step",
+    augment=True,
+    use_learned_lr=True,
+    source="NUS-HPC-AI-Lab/DATM and /PAD distill/*.py, utils/utils_baseline.py evaluate_synset, configs",
+)
 PROTOCOLS = {p.name: p for p in (FULL_DATA, DC, DATADAM, DATM)}
 # Training networks on S augments each image independently (DC's evaluate_synset calls DSA unseeded).
 PER_IMAGE = DSAParams(per_sample=True)
@@ -161,7 +191,9 @@ def architecture_flops(model_name: str, channels: int, num_classes: int, image_s
 
 
 @torch.inference_mode()
-def measure_accuracy(model: nn.Module, data: RealDataset, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
+def measure_accuracy(
+    model: nn.Module, data: RealDataset, device: torch.device, batch_size: int = 1024
+) -> tuple[float, float]:
     """Accuracy and balanced accuracy (mean per-class recall) on the real test set."""
     model.eval()
     predictions = []
@@ -195,7 +227,9 @@ def train_network(
     `lr`: the set's learned learning rate, if it has one; `protocol.training_lr` decides whether it is used.
     """
     lr = protocol.training_lr(lr)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
+    )
     shuffler = torch.Generator().manual_seed(seed)
     steps_per_epoch = -(-len(images) // protocol.batch_size)
     total_steps = protocol.epochs * steps_per_epoch

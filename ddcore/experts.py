@@ -25,14 +25,16 @@ Differences, on purpose:
   itself and returns its trajectory to the driver, which writes the files (no shared file system
   needed). ddcore itself never imports Ray.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -71,13 +73,15 @@ class DataSchedule:
     remove_second_ratio: float = 0.2
     reference_epochs: int = 100
 
-    def scaled(self, epochs: int) -> "DataSchedule":
+    def scaled(self, epochs: int) -> DataSchedule:
         """The same schedule for a run of `epochs` (stage epochs rounded; adding lasts at least one epoch)."""
         factor = epochs / self.reference_epochs
         return replace(
-            self, add_end_epoch=max(1, round(self.add_end_epoch * factor)),
+            self,
+            add_end_epoch=max(1, round(self.add_end_epoch * factor)),
             remove_first_epoch=round(self.remove_first_epoch * factor),
-            remove_second_epoch=round(self.remove_second_epoch * factor), reference_epochs=epochs,
+            remove_second_epoch=round(self.remove_second_epoch * factor),
+            reference_epochs=epochs,
         )
 
     def stage(self, epoch: int) -> tuple[float, float]:
@@ -122,13 +126,19 @@ class ExpertConfig:
     architecture: str = ""  # the network's fingerprint, set by `obtain_experts`: a changed network never reuses a cache
 
     @classmethod
-    def for_dataset(cls, dataset: str, image_size: int, model: str = "ConvNetD3", schedule: bool = True,
-                    **settings: Any) -> "ExpertConfig":
+    def for_dataset(
+        cls, dataset: str, image_size: int, model: str = "ConvNetD3", schedule: bool = True, **settings: Any
+    ) -> ExpertConfig:
         """The official recipe on `dataset`; difficulty networks share the model, batch size and seed."""
         if "dsa_strategy" not in settings:
             settings["dsa_strategy"] = get_spec(dataset).dsa_strategy
-        config = cls(dataset=dataset, image_size=image_size, model=model,
-                     schedule=DataSchedule() if schedule else None, **settings)
+        config = cls(
+            dataset=dataset,
+            image_size=image_size,
+            model=model,
+            schedule=DataSchedule() if schedule else None,
+            **settings,
+        )
         difficulty = DifficultyConfig(model=model, batch_size=config.batch_size, seed=config.seed)
         return replace(config, difficulty=difficulty)
 
@@ -167,14 +177,22 @@ def flatten_parameters(net: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).float().cpu()
 
 
-def train_expert(data: RealDataset, config: ExpertConfig, index: int, scores: torch.Tensor | None,
-                 device: str | torch.device = "auto", progress: bool = False) -> ExpertRun:
+def train_expert(
+    data: RealDataset,
+    config: ExpertConfig,
+    index: int,
+    scores: torch.Tensor | None,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> ExpertRun:
     """Train expert `index` (its own seed) and record its parameters after every epoch."""
     device = resolve_device(device)
     seed = config.seed * 1_000_003 + index
     seed_everything(seed)
     net = get_model(config.model, data.channels, data.num_classes, data.image_size).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     images, labels = data.train_images.to(device), data.train_labels.to(device)
     schedule = config.schedule.scaled(config.epochs) if config.schedule else None
     order = easiest_first_by_class(scores, data.train_labels, data.num_classes) if schedule else None
@@ -202,8 +220,9 @@ def train_expert(data: RealDataset, config: ExpertConfig, index: int, scores: to
     return ExpertRun(index, trajectory, accuracy, seconds, str(device))
 
 
-def _train_expert_task(dataset: str, data_root: str | None, config: ExpertConfig, index: int,
-                       scores: torch.Tensor | None) -> ExpertRun:
+def _train_expert_task(
+    dataset: str, data_root: str | None, config: ExpertConfig, index: int, scores: torch.Tensor | None
+) -> ExpertRun:
     """A Ray task: load the data set on the worker, train one expert, hand the trajectory back."""
     from ddcore.data import load_dataset
 
@@ -258,11 +277,14 @@ def _read_trajectory(path: Path, rows: int, num_parameters: int) -> torch.Tensor
     try:
         trajectory = torch.load(path, weights_only=True, mmap=True, map_location="cpu")["trajectory"]
     except Exception as error:  # zip, pickle and key errors come in many types
-        raise DDError(f"expert file {path} is corrupt ({type(error).__name__}); "
-                      "delete it or run `ddorch experts ... --refresh`") from None
+        raise DDError(
+            f"expert file {path} is corrupt ({type(error).__name__}); delete it or run `ddorch experts ... --refresh`"
+        ) from None
     if tuple(trajectory.shape) != (rows, num_parameters):
-        raise DDError(f"expert file {path} is corrupt: shape {tuple(trajectory.shape)}, "
-                      f"expected ({rows}, {num_parameters}); delete it or run `ddorch experts ... --refresh`")
+        raise DDError(
+            f"expert file {path} is corrupt: shape {tuple(trajectory.shape)}, "
+            f"expected ({rows}, {num_parameters}); delete it or run `ddorch experts ... --refresh`"
+        )
     return trajectory
 
 
@@ -286,7 +308,10 @@ def _save_expert(folder: Path, manifest: dict[str, Any], run: ExpertRun) -> None
     name = f"expert_{run.index:03d}.pt"
     _write_atomically(folder / name, lambda tmp: torch.save({"trajectory": run.trajectory}, tmp))
     manifest["experts"][str(run.index)] = {
-        "file": name, "test_accuracy": run.test_accuracy, "train_seconds": run.train_seconds, "device": run.device,
+        "file": name,
+        "test_accuracy": run.test_accuracy,
+        "train_seconds": run.train_seconds,
+        "device": run.device,
     }
     _write_atomically(folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
@@ -311,12 +336,15 @@ def obtain_experts(
         raise DDError(f"need at least one expert, got {num_experts}")
     config.validate()
     started = time.perf_counter()
-    config = replace(config, architecture=architecture_fingerprint(config.model, data.channels, data.num_classes,
-                                                                   data.image_size))
+    config = replace(
+        config, architecture=architecture_fingerprint(config.model, data.channels, data.num_classes, data.image_size)
+    )
     folder = config.folder()
     folder.mkdir(parents=True, exist_ok=True)
     manifest = None if refresh else _read_manifest(folder)
-    num_parameters = sum(p.numel() for p in get_model(config.model, data.channels, data.num_classes, data.image_size).parameters())
+    num_parameters = sum(
+        p.numel() for p in get_model(config.model, data.channels, data.num_classes, data.image_size).parameters()
+    )
     if manifest is None:
         manifest = {"key": config.key(), "config": asdict(config), "num_parameters": num_parameters, "experts": {}}
     missing = [i for i in range(num_experts) if str(i) not in manifest["experts"]]
@@ -346,10 +374,13 @@ def log_experts(tracker: ArtefactLog, bank: ExpertBank, with_files: bool = True)
     entries = json.loads(bank.manifest.read_text())["experts"]
     accuracies = [entries[str(i)]["test_accuracy"] for i in range(len(bank))]
     tracker.log_params({"experts": {**asdict(bank.config), "num_experts": len(bank), "key": bank.config.key()}})
-    tracker.log_metrics({
-        "experts_seconds": bank.seconds, "experts_trained_now": len(bank.trained_now),
-        "experts_test_accuracy_mean": sum(accuracies) / len(accuracies),
-    })
+    tracker.log_metrics(
+        {
+            "experts_seconds": bank.seconds,
+            "experts_trained_now": len(bank.trained_now),
+            "experts_test_accuracy_mean": sum(accuracies) / len(accuracies),
+        }
+    )
     tracker.log_artifact(bank.manifest, "experts")
     for path in bank.files if with_files else []:
         tracker.log_artifact(path, "experts")

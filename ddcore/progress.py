@@ -1,8 +1,9 @@
 """Progress bars for long work (training, distillation), drawn on stderr with rich."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
 from rich.progress import (

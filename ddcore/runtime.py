@@ -1,4 +1,5 @@
 """Device choice, seeding and memory readings, in one place."""
+
 from __future__ import annotations
 
 import random

@@ -1,4 +1,5 @@
 """The distilled artefact: a synthetic set with everything needed to train on it and to look at it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,9 +43,13 @@ class SyntheticSet:
     def hard_labels(self) -> torch.Tensor:
         return self.labels if self.labels.dim() == 1 else self.labels.argmax(dim=1)
 
-    def check_matches(self, data: "RealDataset") -> None:
+    def check_matches(self, data: RealDataset) -> None:
         """One-line error unless the set has `data`'s classes and image shape (it trains networks tested on `data`)."""
-        if self.num_classes != data.num_classes or tuple(self.images.shape[1:]) != (data.channels, data.image_size, data.image_size):
+        if self.num_classes != data.num_classes or tuple(self.images.shape[1:]) != (
+            data.channels,
+            data.image_size,
+            data.image_size,
+        ):
             raise DDError(
                 f"synthetic set ({self.dataset}, {self.num_classes} classes, images {tuple(self.images.shape[1:])}) does not "
                 f"match data set {data.name} ({data.num_classes} classes, {data.channels}x{data.image_size}x{data.image_size})"
@@ -77,7 +82,7 @@ class SyntheticSet:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "SyntheticSet":
+    def load(cls, path: str | Path) -> SyntheticSet:
         path = Path(path)
         if not path.is_file():
             raise DDError(f"synthetic set file not found: {path}")

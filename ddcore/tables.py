@@ -4,6 +4,7 @@ Analyses (cross-architecture, continual learning, NAS proxy) each turn their typ
 one `ResultTable`, so the terminal, MLflow and `ddorch report` show the same numbers in the same
 form without knowing each analysis's internals.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ class ResultTable:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ResultTable":
+    def load(cls, path: str | Path) -> ResultTable:
         return cls(**json.loads(Path(path).read_text()))
 
     def to_markdown(self) -> str:

@@ -1,4 +1,5 @@
 """Pictures people would rather look at than read: image grids and curves."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,7 +54,9 @@ def save_side_by_side(sets: list[SyntheticSet], titles: list[str], path: str | P
     return Path(path)
 
 
-def save_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, xlabel: str, ylabel: str, log_y: bool = False) -> Path:
+def save_curves(
+    curves: dict[str, list[tuple[int, float]]], path: str | Path, xlabel: str, ylabel: str, log_y: bool = False
+) -> Path:
     """Line plot of named (step, value) series, e.g. loss components over distillation iterations."""
     figure, axis = plt.subplots(figsize=(7, 4))
     for name, points in curves.items():
@@ -126,7 +129,9 @@ def save_accuracy_vs_ipc(
             axis.scatter(*zip(*crosses), marker="x", color=colour, label=f"{method} (stopped early)")
     axis.axhline(target, color="black", linewidth=1, label=f"full data {target:.2f} %")
     if threshold < target:
-        axis.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"lossless threshold {threshold:.2f} %")
+        axis.axhline(
+            threshold, color="black", linestyle="--", linewidth=1, label=f"lossless threshold {threshold:.2f} %"
+        )
     axis.set_xscale("log")
     evaluated = [p[0] for points in [*curves.values(), *stopped.values()] for p in points]
     ticks = _one_two_five(min(evaluated), max(evaluated)) if evaluated else []
@@ -149,7 +154,11 @@ def _one_two_five(low: int, high: int) -> list[int]:
 
 
 def save_heatmap(
-    values: list[list[float]], row_labels: list[str], column_labels: list[str], path: str | Path, title: str,
+    values: list[list[float]],
+    row_labels: list[str],
+    column_labels: list[str],
+    path: str | Path,
+    title: str,
     annotations: list[list[str]] | None = None,
 ) -> Path:
     """A rows x columns matrix of values in [0, 1] (e.g. accuracies), each cell written on it."""

@@ -10,15 +10,17 @@ the kind: `table.json` (the numbers as shown), `result.json` (every seed) and th
 trial that asks for the cross-architecture matrix itself (preset field `cross_arch_models`)
 records the same folder on its own run. `ddorch report` reads both.
 """
+
 from __future__ import annotations
 
 import json
 import shlex
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from ddcore.applications.continual import ContinualConfig, check_continual, continual_learning
 from ddcore.applications.nas_proxy import NasProxyConfig, check_nas_proxy, nas_proxy
@@ -28,8 +30,8 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.synthetic import SyntheticSet
 from ddcore.tables import ResultTable
-from orchestrator.tracking import Tracker, check_reachable, resolve_tracking_uri
 from orchestrator.run_schema import Tag
+from orchestrator.tracking import Tracker, check_reachable, resolve_tracking_uri
 
 ANALYSIS_TAG, SOURCE_TAG, COMMAND_TAG = Tag.ANALYSIS, Tag.SOURCE_RUN, Tag.COMMAND
 
@@ -76,7 +78,9 @@ def load_run_synthetic(client, run_id: str, folder: str | Path) -> SyntheticSet:
     try:
         local = client.download_artifacts(run_id, "synthetic.pt", str(folder))
     except (MlflowException, OSError):
-        raise DDError(f"run {run_id} has no synthetic.pt artefact (did it fail, or is it a sweep's parent run?)") from None
+        raise DDError(
+            f"run {run_id} has no synthetic.pt artefact (did it fail, or is it a sweep's parent run?)"
+        ) from None
     return SyntheticSet.load(local)
 
 
@@ -110,9 +114,16 @@ def record_analysis(tracker: Tracker, kind: str, result: AnalysisResult, output_
 def analysis_run(source: SourceRun, kind: str, params: dict[str, Any], command: str) -> Iterator[Tracker]:
     """A child MLflow run of `source` for one analysis; FAILED with the reason if the analysis raises."""
     tracker = Tracker.start(
-        source.tracking_uri, source.experiment_name, run_name=f"{kind}-{source.run_id[:8]}",
-        tags={ANALYSIS_TAG: kind, SOURCE_TAG: source.run_id, COMMAND_TAG: command,
-              Tag.DATASET: source.synthetic.dataset, Tag.METHOD: source.synthetic.method},
+        source.tracking_uri,
+        source.experiment_name,
+        run_name=f"{kind}-{source.run_id[:8]}",
+        tags={
+            ANALYSIS_TAG: kind,
+            SOURCE_TAG: source.run_id,
+            COMMAND_TAG: command,
+            Tag.DATASET: source.synthetic.dataset,
+            Tag.METHOD: source.synthetic.method,
+        },
         parent_run_id=source.run_id,
     )
     tracker.log_params(params)
@@ -132,7 +143,12 @@ class AnalysisOutcome:
 
 
 def run_analysis(
-    source: SourceRun, kind: str, params: dict[str, Any], command: str, compute, output_dir: Path,
+    source: SourceRun,
+    kind: str,
+    params: dict[str, Any],
+    command: str,
+    compute,
+    output_dir: Path,
 ) -> AnalysisOutcome:
     """Compute an analysis (`compute()` returns its result) inside its own child run and record it."""
     with analysis_run(source, kind, params, command) as tracker:
@@ -156,12 +172,22 @@ def command_line(kind: str, run_id: str, config: Any) -> str:
     for spec in fields(config):
         value = getattr(config, spec.name)
         if value is not None:
-            parts += [f"--{spec.name.replace('_', '-')}", ",".join(value) if isinstance(value, (tuple, list)) else str(value)]
+            parts += [
+                f"--{spec.name.replace('_', '-')}",
+                ",".join(value) if isinstance(value, (tuple, list)) else str(value),
+            ]
     return shlex.join(parts)
 
 
-def analyse_run(kind: str, run_id: str, config: Any, tracking_uri: str | None = None, data_root: str | Path | None = None,
-                output_dir: Path = Path("runs"), progress: bool = False) -> AnalysisOutcome:
+def analyse_run(
+    kind: str,
+    run_id: str,
+    config: Any,
+    tracking_uri: str | None = None,
+    data_root: str | Path | None = None,
+    output_dir: Path = Path("runs"),
+    progress: bool = False,
+) -> AnalysisOutcome:
     """Run one analysis on a run's synthetic set and record it as a child run of that run (bad
     settings are reported before the child run is created)."""
     config_class, check, compute = ANALYSES[kind]
@@ -169,5 +195,11 @@ def analyse_run(kind: str, run_id: str, config: Any, tracking_uri: str | None = 
         raise TypeError(f"{kind} takes a {config_class.__name__}, got {type(config).__name__}")
     source = open_source_run(run_id, tracking_uri, data_root)
     check(source.synthetic, source.data, config)
-    return run_analysis(source, kind, asdict(config), command_line(kind, run_id, config),
-                        lambda: compute(source.synthetic, source.data, config, progress), output_dir.resolve())
+    return run_analysis(
+        source,
+        kind,
+        asdict(config),
+        command_line(kind, run_id, config),
+        lambda: compute(source.synthetic, source.data, config, progress),
+        output_dir.resolve(),
+    )

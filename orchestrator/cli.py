@@ -3,11 +3,12 @@
 Bad input never shows a traceback: library code raises `DDError` with one line, which every
 command prints as `error: ...` before exiting with status 2.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -24,18 +25,32 @@ app = typer.Typer(
 )
 console = Console()
 
-DataRootOption = typer.Option(None, "--data-root", help="Folder holding the data sets (default: $DDORCH_DATA_ROOT, then ~/.cache/ddorch/data).")
+DataRootOption = typer.Option(
+    None, "--data-root", help="Folder holding the data sets (default: $DDORCH_DATA_ROOT, then ~/.cache/ddorch/data)."
+)
 DeviceOption = typer.Option("auto", "--device", help="auto (GPU when visible), cpu or cuda.")
-ImageSizeOption = typer.Option(None, "--image-size", help="Resize images to this square size (default: the data set's own).")
-TrackingUriOption = typer.Option(None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db here).")
+ImageSizeOption = typer.Option(
+    None, "--image-size", help="Resize images to this square size (default: the data set's own)."
+)
+TrackingUriOption = typer.Option(
+    None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db here)."
+)
 ExperimentOption = typer.Option("ddorch", "--experiment", help="MLflow experiment name.")
 OutputDirOption = typer.Option(Path("runs"), "--output-dir", help="Local copy of each run's artefacts.")
 DatasetOption = typer.Option("digits", "--dataset", help=f"One of: {DATASET_NAMES} (`ddorch datasets`).")
-DownloadOption = typer.Option(False, "--download", help="Download MNIST / Fashion-MNIST with torchvision if missing (needs internet).")
+DownloadOption = typer.Option(
+    False, "--download", help="Download MNIST / Fashion-MNIST with torchvision if missing (needs internet)."
+)
 # ddcore.evaluate.PROTOCOLS, spelled out here so that `--help` does not import torch.
-PROTOCOL_CHOICES = ("dc (DC/DM: 1000 epochs, batch 256, lr 0.01, DSA), datadam (DataDAM's script: 1800 epochs, batch 64), "
-                    "datm (DATM/PAD: 1000 epochs, batch 128, the set's learned lr) or full (20 epochs, cosine, no DSA)")
-EvalProtocolOption = typer.Option(None, "--eval-protocol", help=f"How networks are trained on the set: {PROTOCOL_CHOICES}; default: the data set's (dc for all four).")
+PROTOCOL_CHOICES = (
+    "dc (DC/DM: 1000 epochs, batch 256, lr 0.01, DSA), datadam (DataDAM's script: 1800 epochs, batch 64), "
+    "datm (DATM/PAD: 1000 epochs, batch 128, the set's learned lr) or full (20 epochs, cosine, no DSA)"
+)
+EvalProtocolOption = typer.Option(
+    None,
+    "--eval-protocol",
+    help=f"How networks are trained on the set: {PROTOCOL_CHOICES}; default: the data set's (dc for all four).",
+)
 EvalBatchSizeOption = typer.Option(None, "--eval-batch-size", min=1, help="Override the protocol's batch size.")
 
 
@@ -59,11 +74,15 @@ def baseline(
     dataset: str = DatasetOption,
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
     seeds: int = typer.Option(1, "--seeds", min=1, help="Number of training seeds (0..N-1)."),
-    protocol: str = typer.Option("full", "--protocol", help=f"full (the default) or a synthetic-set protocol: {PROTOCOL_CHOICES}."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size (default 256; 32 for the small digits and mhist)."),
+    protocol: str = typer.Option(
+        "full", "--protocol", help=f"full (the default) or a synthetic-set protocol: {PROTOCOL_CHOICES}."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Training batch size (default 256; 32 for the small digits and mhist)."
+    ),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if a cached result exists."),
-    data_root: Optional[Path] = DataRootOption,
-    image_size: Optional[int] = ImageSizeOption,
+    data_root: Path | None = DataRootOption,
+    image_size: int | None = ImageSizeOption,
     device: str = DeviceOption,
     download: bool = DownloadOption,
 ) -> None:
@@ -72,7 +91,9 @@ def baseline(
     from ddcore.data import load_dataset
     from ddcore.evaluate import get_protocol
 
-    chosen_protocol = baseline_protocol(dataset, batch_size) if protocol == "full" else get_protocol(protocol, batch_size)
+    chosen_protocol = (
+        baseline_protocol(dataset, batch_size) if protocol == "full" else get_protocol(protocol, batch_size)
+    )
     data = load_dataset(dataset, data_root, image_size, download)
     console.print(
         f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images, "
@@ -86,8 +107,11 @@ def baseline(
         table.add_column(column, justify="right")
     for run, cached in zip(result.runs, from_cache):
         table.add_row(
-            str(run.seed), f"{100 * run.accuracy:.2f}", f"{100 * run.balanced_accuracy:.2f}",
-            f"{run.train_seconds:.1f}", "yes" if cached else "no",
+            str(run.seed),
+            f"{100 * run.accuracy:.2f}",
+            f"{100 * run.balanced_accuracy:.2f}",
+            f"{run.train_seconds:.1f}",
+            "yes" if cached else "no",
         )
     console.print(table)
     console.print(
@@ -107,38 +131,54 @@ def _split_names(names: str) -> list[str]:
 def run(
     dataset: str = DatasetOption,
     method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
-    ipc: Optional[int] = typer.Option(None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."),
-    init: Optional[str] = typer.Option(None, "--init", help="real (random real images) or noise."),
-    model: Optional[str] = typer.Option(None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help=(
-        "The method's named defaults. DataDAM: official (the released main_DataDAM.py: batch-norm ConvNet, "
-        "attention power 1, 20,000 iterations, real batch 64; the default), paper (the paper's table: instance "
-        "norm, power 4, 8,000 iterations, lambda 0.01), course (the seed's bi-level setting). PAD: paper. "
-        "Default: the method's first.")),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Distillation iterations."),
-    lr_images: Optional[float] = typer.Option(None, "--lr-images", help="Learning rate of the synthetic images."),
-    batch_real: Optional[int] = typer.Option(None, "--batch-real", help="Real images per class per iteration."),
-    mmd_weight: Optional[float] = typer.Option(None, "--lambda", help="Weight of the last-layer (MMD) term."),
-    attention_power: Optional[float] = typer.Option(None, "--attention-power", help="p in sum_c |f_c|^p."),
-    dsa_strategy: Optional[str] = typer.Option(None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none."),
+    ipc: int | None = typer.Option(None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."),
+    init: str | None = typer.Option(None, "--init", help="real (random real images) or noise."),
+    model: str | None = typer.Option(
+        None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."
+    ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help=(
+            "The method's named defaults. DataDAM: official (the released main_DataDAM.py: batch-norm ConvNet, "
+            "attention power 1, 20,000 iterations, real batch 64; the default), paper (the paper's table: instance "
+            "norm, power 4, 8,000 iterations, lambda 0.01), course (the seed's bi-level setting). PAD: paper. "
+            "Default: the method's first."
+        ),
+    ),
+    iterations: int | None = typer.Option(None, "--iterations", help="Distillation iterations."),
+    lr_images: float | None = typer.Option(None, "--lr-images", help="Learning rate of the synthetic images."),
+    batch_real: int | None = typer.Option(None, "--batch-real", help="Real images per class per iteration."),
+    mmd_weight: float | None = typer.Option(None, "--lambda", help="Weight of the last-layer (MMD) term."),
+    attention_power: float | None = typer.Option(None, "--attention-power", help="p in sum_c |f_c|^p."),
+    dsa_strategy: str | None = typer.Option(
+        None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none."
+    ),
     bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for the distillation forwards."),
     settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the distillation."),
-    eval_models: Optional[str] = typer.Option(None, "--eval-models", help="Comma-separated networks trained on the synthetic set (default: the network distilled with)."),
+    eval_models: str | None = typer.Option(
+        None,
+        "--eval-models",
+        help="Comma-separated networks trained on the synthetic set (default: the network distilled with).",
+    ),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
     eval_protocol: str = EvalProtocolOption,
-    eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the protocol's epochs."),
-    eval_batch_size: Optional[int] = EvalBatchSizeOption,
-    checkpoint_eval_every: Optional[int] = typer.Option(
-        None, "--checkpoint-eval-every", min=1,
+    eval_epochs: int | None = typer.Option(None, "--eval-epochs", help="Override the protocol's epochs."),
+    eval_batch_size: int | None = EvalBatchSizeOption,
+    checkpoint_eval_every: int | None = typer.Option(
+        None,
+        "--checkpoint-eval-every",
+        min=1,
         help="Also evaluate the first eval model (all seeds) every N iterations and log the best mean "
-             "(selected on the test set, as DataDAM's and PAD's scripts report; not comparable with the final mean)."),
+        "(selected on the test set, as DataDAM's and PAD's scripts report; not comparable with the final mean).",
+    ),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     experiment: str = ExperimentOption,
     output_dir: Path = OutputDirOption,
-    data_root: Optional[Path] = DataRootOption,
-    image_size: Optional[int] = ImageSizeOption,
+    data_root: Path | None = DataRootOption,
+    image_size: int | None = ImageSizeOption,
     device: str = DeviceOption,
 ) -> None:
     """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow."""
@@ -149,40 +189,73 @@ def run(
 
     chosen = get_method(method)
     flags = dict(
-        init=init, model=model, iterations=iterations, lr_images=lr_images, batch_real=batch_real,
-        mmd_weight=mmd_weight, attention_power=attention_power, dsa_strategy=dsa_strategy,
-        bf16=bf16 or None, seed=seed, device=device,
+        init=init,
+        model=model,
+        iterations=iterations,
+        lr_images=lr_images,
+        batch_real=batch_real,
+        mmd_weight=mmd_weight,
+        attention_power=attention_power,
+        dsa_strategy=dsa_strategy,
+        bf16=bf16 or None,
+        seed=seed,
+        device=device,
     )
     preset = preset or chosen.default_preset
     method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **parse_overrides(settings, method)})
     trial = TrialConfig(
-        dataset=dataset, method=method, method_config=method_config, preset=preset,
-        eval_models=_split_names(eval_models) if eval_models else [method_config.model], eval_seeds=eval_seeds,
-        eval_protocol=eval_protocol, eval_epochs=eval_epochs, eval_batch_size=eval_batch_size,
+        dataset=dataset,
+        method=method,
+        method_config=method_config,
+        preset=preset,
+        eval_models=_split_names(eval_models) if eval_models else [method_config.model],
+        eval_seeds=eval_seeds,
+        eval_protocol=eval_protocol,
+        eval_epochs=eval_epochs,
+        eval_batch_size=eval_batch_size,
         checkpoint_eval_every=checkpoint_eval_every,
-        baseline=baseline, data_root=str(data_root) if data_root else None, image_size=image_size,
+        baseline=baseline,
+        data_root=str(data_root) if data_root else None,
+        image_size=image_size,
     )
     protocol = trial.protocol()  # an unknown name fails before a run is recorded
-    tracker = Tracker.start(tracking_uri, experiment, run_name=f"{dataset}-{method}-ipc{method_config.ipc}-{method_config.init}")
+    tracker = Tracker.start(
+        tracking_uri, experiment, run_name=f"{dataset}-{method}-ipc{method_config.ipc}-{method_config.init}"
+    )
     result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
 
-    table = Table(title=f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
-                        f"{method_config.model}, evaluated with the {protocol.name} protocol")
-    for column in ("eval model", "accuracy %", "balanced %", "train s", "MFLOPs/img", "full-data acc. %", "full-data train s"):
+    table = Table(
+        title=f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
+        f"{method_config.model}, evaluated with the {protocol.name} protocol"
+    )
+    for column in (
+        "eval model",
+        "accuracy %",
+        "balanced %",
+        "train s",
+        "MFLOPs/img",
+        "full-data acc. %",
+        "full-data train s",
+    ):
         table.add_column(column, justify="right")
     for name, evaluation in result.evaluations.items():
         full = result.baselines.get(name)
         table.add_row(
-            name, f"{100 * evaluation.accuracy_mean:.2f} ± {100 * evaluation.accuracy_std:.2f}",
-            f"{100 * evaluation.balanced_accuracy_mean:.2f}", f"{evaluation.train_seconds_mean:.1f}",
+            name,
+            f"{100 * evaluation.accuracy_mean:.2f} ± {100 * evaluation.accuracy_std:.2f}",
+            f"{100 * evaluation.balanced_accuracy_mean:.2f}",
+            f"{evaluation.train_seconds_mean:.1f}",
             f"{evaluation.flops_per_image / 1e6:.2f}",
-            f"{100 * full.accuracy_mean:.2f}" if full else "-", f"{full.train_seconds_mean:.1f}" if full else "-",
+            f"{100 * full.accuracy_mean:.2f}" if full else "-",
+            f"{full.train_seconds_mean:.1f}" if full else "-",
         )
     console.print(table)
     if result.best_checkpoint:
         iteration, accuracy = result.best_checkpoint
-        console.print(f"best checkpoint ({trial.eval_models[0]}, selected on the test set): {100 * accuracy:.2f} % "
-                      f"at iteration {iteration}")
+        console.print(
+            f"best checkpoint ({trial.eval_models[0]}, selected on the test set): {100 * accuracy:.2f} % "
+            f"at iteration {iteration}"
+        )
     if result.prepare_seconds >= 0.1:
         console.print(f"prepared in {result.prepare_seconds:.1f} s (PAD: its experts, cached or trained)")
     console.print(
@@ -196,7 +269,7 @@ def run(
 @friendly_errors
 def compare(
     run_ids: list[str] = typer.Argument(..., help="Two or more MLflow run ids (from `ddorch run`)."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     out: Path = typer.Option(Path("compare.png"), "--out", help="Where to write the combined grid image."),
 ) -> None:
     """Show runs side by side: settings, accuracy per architecture, time, and one combined grid image."""
@@ -216,7 +289,7 @@ def compare(
 @app.command()
 @friendly_errors
 def ui(
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     port: int = typer.Option(5000, "--port"),
 ) -> None:
     """Start the MLflow web UI on 127.0.0.1 against ddorch's tracking store."""
@@ -227,7 +300,9 @@ def ui(
 
     uri = resolve_tracking_uri(tracking_uri)
     console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)")
-    subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)])
+    subprocess.run(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    )
 
 
 @app.command()
@@ -241,8 +316,14 @@ def experiments() -> None:
         table.add_column(column)
     for name in list_experiments():
         preset = load_experiment(name)
-        table.add_row(name, preset.dataset, preset.method, preset.space, str(preset.num_samples),
-                      f"{preset.cpus_per_trial:g} CPU, {preset.gpus_per_trial:g} GPU")
+        table.add_row(
+            name,
+            preset.dataset,
+            preset.method,
+            preset.space,
+            str(preset.num_samples),
+            f"{preset.cpus_per_trial:g} CPU, {preset.gpus_per_trial:g} GPU",
+        )
     console.print(table)
 
 
@@ -257,62 +338,79 @@ def show(experiment: str = typer.Argument(..., help="An experiment name from `dd
 
     preset = load_experiment(experiment)
     space = load_space(preset.space, preset.method)
-    console.print_json(json.dumps({"preset": asdict(preset), "space": [asdict(d) for d in space.distributions]}, default=str))
+    console.print_json(
+        json.dumps({"preset": asdict(preset), "space": [asdict(d) for d in space.distributions]}, default=str)
+    )
 
 
 @app.command()
 @friendly_errors
 def sweep(
     experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`."),
-    space_file: Optional[Path] = typer.Option(None, "--space", help="Search space TOML (default: the preset's)."),
+    space_file: Path | None = typer.Option(None, "--space", help="Search space TOML (default: the preset's)."),
     overrides: list[str] = typer.Option([], "--set", help="Fix a method setting, e.g. --set ipc=10 (repeatable)."),
-    num_samples: Optional[int] = typer.Option(None, "--num-samples", min=1),
-    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1),
-    cpus_per_trial: Optional[float] = typer.Option(None, "--cpus-per-trial", min=0.01),
-    gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", min=0),
-    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
-    storage_path: Path = typer.Option(Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: the experiment's)."),
-    eval_protocol: Optional[str] = typer.Option(None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."),
+    num_samples: int | None = typer.Option(None, "--num-samples", min=1),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
+    cpus_per_trial: float | None = typer.Option(None, "--cpus-per-trial", min=0.01),
+    gpus_per_trial: float | None = typer.Option(None, "--gpus-per-trial", min=0),
+    address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    storage_path: Path = typer.Option(
+        Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Sweep name (default: the experiment's)."),
+    eval_protocol: str | None = typer.Option(
+        None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
     output_dir: Path = OutputDirOption,
-    data_root: Optional[Path] = DataRootOption,
+    data_root: Path | None = DataRootOption,
     device: str = DeviceOption,
 ) -> None:
     """Search an experiment's space with Ray Tune and ASHA; every trial is an MLflow child run."""
     from dataclasses import replace
 
     from ddcore.data import resolve_data_root
-    from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.cluster import connect
+    from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
     preset = load_experiment(experiment)
-    preset = replace(preset, fixed={**preset.fixed, **parse_overrides(overrides, preset.method)},
-                     eval_protocol=eval_protocol or preset.eval_protocol)
+    preset = replace(
+        preset,
+        fixed={**preset.fixed, **parse_overrides(overrides, preset.method)},
+        eval_protocol=eval_protocol or preset.eval_protocol,
+    )
     check_protocol(preset)
     space = load_space(space_file or preset.space, preset.method)
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
     settings = SweepSettings(
-        name=name or preset.name, num_samples=num_samples or preset.num_samples,
+        name=name or preset.name,
+        num_samples=num_samples or preset.num_samples,
         max_concurrent=max_concurrent or preset.max_concurrent,
         cpus_per_trial=cpus_per_trial or preset.cpus_per_trial,
         gpus_per_trial=preset.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
         storage_path=str(storage_path.resolve()),
     )
     connect(address)
-    context = {"tracking_uri": uri, "experiment": mlflow_experiment, "output_dir": str(output_dir.resolve()),
-               "data_root": str(resolve_data_root(data_root)), "device": device}
+    context = {
+        "tracking_uri": uri,
+        "experiment": mlflow_experiment,
+        "output_dir": str(output_dir.resolve()),
+        "data_root": str(resolve_data_root(data_root)),
+        "device": device,
+    }
     results, parent, iterations = run_sweep(preset, space, settings, context, resume=resume)
     rows = summarize(results, iterations)
     folder = record_in_parent(parent, rows, space, output_dir.resolve())
     _print_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names())
-    console.print(f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
-                  f"Ray results in {Path(settings.storage_path) / settings.name}")
+    console.print(
+        f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
+        f"Ray results in {Path(settings.storage_path) / settings.name}"
+    )
 
 
 def _print_rows(title: str, rows, names: list[str]) -> None:
@@ -320,7 +418,10 @@ def _print_rows(title: str, rows, names: list[str]) -> None:
     for column in ("#", *names, "eval accuracy %", "iterations", "status", "MLflow child run"):
         table.add_column(column, justify="right")
     for rank, row in enumerate(rows, 1):
-        values = [f"{row.params.get(n):.4g}" if isinstance(row.params.get(n), float) else str(row.params.get(n)) for n in names]
+        values = [
+            f"{row.params.get(n):.4g}" if isinstance(row.params.get(n), float) else str(row.params.get(n))
+            for n in names
+        ]
         accuracy = "-" if row.accuracy is None else f"{100 * row.accuracy:.2f}"
         table.add_row(str(rank), *values, accuracy, str(row.iteration), row.status, row.child_run_id or "-")
     console.print(table)
@@ -330,7 +431,7 @@ def _print_rows(title: str, rows, names: list[str]) -> None:
 @friendly_errors
 def results(
     sweep_name: str = typer.Argument(..., help="The sweep's name (default: the experiment's name)."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
 ) -> None:
     """Print a finished sweep's results table again, from MLflow."""
@@ -357,7 +458,9 @@ def results(
 @app.command()
 @friendly_errors
 def models(
-    dataset: Optional[str] = typer.Option(None, "--dataset", help=f"Take the input shape from a data set: {DATASET_NAMES}."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help=f"Take the input shape from a data set: {DATASET_NAMES}."
+    ),
     channels: int = typer.Option(1, "--channels", min=1),
     image_size: int = typer.Option(28, "--image-size", min=8),
     num_classes: int = typer.Option(10, "--num-classes", min=2),
@@ -383,7 +486,7 @@ def models(
 @app.command()
 @friendly_errors
 def datasets(
-    data_root: Optional[Path] = DataRootOption,
+    data_root: Path | None = DataRootOption,
 ) -> None:
     """List the data sets and whether each is found under the data root."""
     from ddcore.data import DATASETS, load_dataset, resolve_data_root
@@ -410,19 +513,21 @@ def experts(
     num_experts: int = typer.Option(10, "--num-experts", min=1, help="Experts wanted (cached ones are reused)."),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs each expert trains (its trajectory's length)."),
     lr: float = typer.Option(0.01, "--lr", help="The experts' SGD learning rate (lr_teacher)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 256; 32 for digits and mhist."),
-    schedule: bool = typer.Option(True, "--schedule/--no-schedule", help="PAD's easy-to-hard data schedule, or all data (MTT)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Default 256; 32 for digits and mhist."),
+    schedule: bool = typer.Option(
+        True, "--schedule/--no-schedule", help="PAD's easy-to-hard data schedule, or all data (MTT)."
+    ),
     score: str = typer.Option("el2n", "--score", help="Difficulty score ordering the samples: el2n or grand."),
     seed: int = typer.Option(0, "--seed"),
-    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
     in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
     cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01),
     gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if cached experts exist."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     experiment: str = ExperimentOption,
-    data_root: Optional[Path] = DataRootOption,
-    image_size: Optional[int] = ImageSizeOption,
+    data_root: Path | None = DataRootOption,
+    image_size: int | None = ImageSizeOption,
     device: str = DeviceOption,
 ) -> None:
     """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow."""
@@ -434,25 +539,40 @@ def experts(
 
     data = load_dataset(dataset, data_root, image_size)
     settings = {"batch_size": batch_size} if batch_size else {}
-    config = ExpertConfig.for_dataset(dataset, data.image_size, model, schedule, epochs=epochs, lr=lr, score=score,
-                                      seed=seed, **settings)
+    config = ExpertConfig.for_dataset(
+        dataset, data.image_size, model, schedule, epochs=epochs, lr=lr, score=score, seed=seed, **settings
+    )
     pool = None
     if not in_process:
         connect(address)
         pool = TaskPool(cpus_per_expert, gpus_per_expert)
-    tracker = Tracker.start(tracking_uri, experiment, run_name=f"experts-{dataset}-{model}-{epochs}ep",
-                            tags={Tag.DATASET: dataset, Tag.STAGE: "experts"})
+    tracker = Tracker.start(
+        tracking_uri,
+        experiment,
+        run_name=f"experts-{dataset}-{model}-{epochs}ep",
+        tags={Tag.DATASET: dataset, Tag.STAGE: "experts"},
+    )
     try:
-        bank = obtain_experts(data, config, num_experts, pool.map_unordered if pool else None,
-                              str(resolve_data_root(data_root)), device=device, refresh=refresh, progress=True)
+        bank = obtain_experts(
+            data,
+            config,
+            num_experts,
+            pool.map_unordered if pool else None,
+            str(resolve_data_root(data_root)),
+            device=device,
+            refresh=refresh,
+            progress=True,
+        )
         log_experts(tracker, bank)
     except BaseException as error:
         tracker.finish(failure=str(error) or type(error).__name__)
         raise
     tracker.finish()
-    console.print(f"{len(bank)} experts of {config.key()}: {len(bank.trained_now)} trained now "
-                  f"({'in this process' if in_process else 'as Ray tasks'}), {len(bank) - len(bank.trained_now)} "
-                  f"from the cache, in {bank.seconds:.1f} s")
+    console.print(
+        f"{len(bank)} experts of {config.key()}: {len(bank.trained_now)} trained now "
+        f"({'in this process' if in_process else 'as Ray tasks'}), {len(bank) - len(bank.trained_now)} "
+        f"from the cache, in {bank.seconds:.1f} s"
+    )
     console.print(f"files in {bank.manifest.parent}; MLflow run {tracker.run_id} in {tracker.tracking_uri}")
 
 
@@ -460,29 +580,62 @@ def experts(
 @friendly_errors
 def lossless(
     dataset: str = DatasetOption,
-    method: str = typer.Option("datadam", "--method", help="Method(s) searched one by one, comma-separated; add `random` for the random-real-subset curve: datadam,random."),
-    model: str = typer.Option("ConvNetD3", "--model", help="Network distilled with, evaluated on, and trained on the full data for the target."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="The method's preset (its per-IPC defaults; default: each method's first, see `ddorch run --help`)."),
-    tolerance: float = typer.Option(0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."),
+    method: str = typer.Option(
+        "datadam",
+        "--method",
+        help="Method(s) searched one by one, comma-separated; add `random` for the random-real-subset curve: datadam,random.",
+    ),
+    model: str = typer.Option(
+        "ConvNetD3",
+        "--model",
+        help="Network distilled with, evaluated on, and trained on the full data for the target.",
+    ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="The method's preset (its per-IPC defaults; default: each method's first, see `ddorch run --help`).",
+    ),
+    tolerance: float = typer.Option(
+        0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."
+    ),
     max_ipc: int = typer.Option(100, "--max-ipc", min=1, help="Largest IPC tried."),
-    eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per synthetic set (K): the mean and its t-interval."),
+    eval_seeds: int = typer.Option(
+        3, "--eval-seeds", min=1, help="Networks trained per synthetic set (K): the mean and its t-interval."
+    ),
     confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the interval over seeds."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Distillation iterations (default: the preset's)."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help="Distillation iterations (default: the preset's)."
+    ),
     eval_protocol: str = EvalProtocolOption,
-    eval_epochs: Optional[int] = typer.Option(None, "--eval-epochs", help="Override the protocol's epochs (quick runs)."),
-    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing."),
-    baseline_seeds: int = typer.Option(3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."),
-    early_stop: bool = typer.Option(True, "--early-stop/--no-early-stop", help="Stop a trial halfway when it cannot become lossless."),
-    early_stop_margin: float = typer.Option(5.0, "--early-stop-margin", min=0, help="Stop when the halfway accuracy is this many points under the threshold."),
-    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", help="Stop launching new IPCs after this many hours; report what is known."),
+    eval_epochs: int | None = typer.Option(None, "--eval-epochs", help="Override the protocol's epochs (quick runs)."),
+    target_accuracy: float | None = typer.Option(
+        None,
+        "--target-accuracy",
+        help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing.",
+    ),
+    baseline_seeds: int = typer.Option(
+        3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."
+    ),
+    early_stop: bool = typer.Option(
+        True, "--early-stop/--no-early-stop", help="Stop a trial halfway when it cannot become lossless."
+    ),
+    early_stop_margin: float = typer.Option(
+        5.0,
+        "--early-stop-margin",
+        min=0,
+        help="Stop when the halfway accuracy is this many points under the threshold.",
+    ),
+    budget_hours: float | None = typer.Option(
+        None, "--budget-hours", help="Stop launching new IPCs after this many hours; report what is known."
+    ),
     max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Trials running at once."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0),
-    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
     output_dir: Path = OutputDirOption,
-    data_root: Optional[Path] = DataRootOption,
+    data_root: Path | None = DataRootOption,
     device: str = DeviceOption,
 ) -> None:
     """Find the smallest IPC whose synthetic set matches the full-data accuracy (grid, then bisection, on Ray)."""
@@ -490,44 +643,80 @@ def lossless(
     from orchestrator.lossless import LosslessConfig, search_lossless
 
     config = LosslessConfig(
-        dataset=dataset, methods=tuple(_split_names(method)), model=model, preset=preset, tolerance=tolerance,
-        max_ipc=max_ipc, eval_seeds=eval_seeds, confidence=confidence, iterations=iterations,
-        eval_protocol=eval_protocol, eval_epochs=eval_epochs, target_accuracy=target_accuracy, baseline_seeds=baseline_seeds,
-        early_stop_margin=early_stop_margin if early_stop else None, budget_hours=budget_hours,
-        max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-        address=address, data_root=str(resolve_data_root(data_root)), tracking_uri=tracking_uri,
-        experiment=mlflow_experiment, output_dir=str(output_dir), device=device,
+        dataset=dataset,
+        methods=tuple(_split_names(method)),
+        model=model,
+        preset=preset,
+        tolerance=tolerance,
+        max_ipc=max_ipc,
+        eval_seeds=eval_seeds,
+        confidence=confidence,
+        iterations=iterations,
+        eval_protocol=eval_protocol,
+        eval_epochs=eval_epochs,
+        target_accuracy=target_accuracy,
+        baseline_seeds=baseline_seeds,
+        early_stop_margin=early_stop_margin if early_stop else None,
+        budget_hours=budget_hours,
+        max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        address=address,
+        data_root=str(resolve_data_root(data_root)),
+        tracking_uri=tracking_uri,
+        experiment=mlflow_experiment,
+        output_dir=str(output_dir),
+        device=device,
     )
 
     def announce(e) -> None:
         accuracy = "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f} %"
         reused = ", reused from MLflow" if e.reused else ""
-        console.print(f"{e.method} IPC {e.ipc}: {accuracy}, {'lossless' if e.lossless else 'lossy'} ({e.status}{reused})")
+        console.print(
+            f"{e.method} IPC {e.ipc}: {accuracy}, {'lossless' if e.lossless else 'lossy'} ({e.status}{reused})"
+        )
 
     report = search_lossless(config, on_evaluation=announce, progress=True)
     threshold = 100 * report.threshold
-    table = Table(title=f"Lossless IPC on {dataset} with {model}: target {100 * report.target.accuracy:.2f} % "
-                        f"({report.target.source}), lossless from {threshold:.2f} %")
-    for column in ("method", "IPC", "compression", "accuracy %", f"{100 * confidence:g}% interval", "decision",
-                   "within noise", "status", "MLflow run"):
+    table = Table(
+        title=f"Lossless IPC on {dataset} with {model}: target {100 * report.target.accuracy:.2f} % "
+        f"({report.target.source}), lossless from {threshold:.2f} %"
+    )
+    for column in (
+        "method",
+        "IPC",
+        "compression",
+        "accuracy %",
+        f"{100 * confidence:g}% interval",
+        "decision",
+        "within noise",
+        "status",
+        "MLflow run",
+    ):
         table.add_column(column, justify="right")
     for result in report.results.values():
         for e in result.evaluations:
             d = e.decision
             table.add_row(
-                e.method, str(e.ipc), f"{report.compression_ratio(e.ipc):,.0f}x",
+                e.method,
+                str(e.ipc),
+                f"{report.compression_ratio(e.ipc):,.0f}x",
                 "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f}",
                 f"{100 * d.low:.2f} .. {100 * d.high:.2f}" if d else "-",
-                "lossless" if e.lossless else "lossy", "yes" if d and d.within_noise else "",
-                e.status + (" (reused)" if e.reused else ""), e.run_id or "-",
+                "lossless" if e.lossless else "lossy",
+                "yes" if d and d.within_noise else "",
+                e.status + (" (reused)" if e.reused else ""),
+                e.run_id or "-",
             )
     console.print(table)
     for name, result in report.results.items():
         console.print(f"{name}: {result.summary()}")
     if report.budget_spent:
         console.print(f"budget of {budget_hours:g} h spent: no new IPCs were launched after it")
-    console.print(f"{report.launched} trial(s) run, the rest reused from MLflow; parent run {report.parent_run_id} "
-                  f"in {report.tracking_uri}; plot {report.plot}; table {report.table}")
+    console.print(
+        f"{report.launched} trial(s) run, the rest reused from MLflow; parent run {report.parent_run_id} "
+        f"in {report.tracking_uri}; plot {report.plot}; table {report.table}"
+    )
 
 
 def _print_result_table(result_table) -> None:
@@ -554,14 +743,16 @@ def _analyse(kind: str, run_id: str, config, tracking_uri, data_root, output_dir
 @friendly_errors
 def cross_arch(
     run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set (from `ddorch run` or a sweep trial)."),
-    models: str = typer.Option("MLP,ConvNetD3,LeNet,AlexNet,VGG11,ResNet18", "--models", help="Comma-separated networks to train."),
+    models: str = typer.Option(
+        "MLP,ConvNetD3,LeNet,AlexNet,VGG11,ResNet18", "--models", help="Comma-separated networks to train."
+    ),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Networks trained per cell (seeds 0..N-1)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the protocol's epochs."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Override the protocol's epochs."),
     device: str = DeviceOption,
     eval_protocol: str = EvalProtocolOption,
-    eval_batch_size: Optional[int] = EvalBatchSizeOption,
-    tracking_uri: Optional[str] = TrackingUriOption,
-    data_root: Optional[Path] = DataRootOption,
+    eval_batch_size: int | None = EvalBatchSizeOption,
+    tracking_uri: str | None = TrackingUriOption,
+    data_root: Path | None = DataRootOption,
     output_dir: Path = OutputDirOption,
 ) -> None:
     """Train each network on the run's synthetic set and on random real subsets of its size: the cross-architecture matrix."""
@@ -578,18 +769,24 @@ def continual(
     classes_per_task: int = typer.Option(2, "--classes-per-task", help="Classes arriving per task."),
     model: str = typer.Option("ConvNetD3", "--model", help="Network trained on each memory (and for herding)."),
     seeds: int = typer.Option(3, "--seeds", min=1),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per memory training (default: the DC protocol's 1000)."),
-    herding_epochs: int = typer.Option(5, "--herding-epochs", help="Full-data protocol epochs of the herding feature network."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Epochs per memory training (default: the DC protocol's 1000)."
+    ),
+    herding_epochs: int = typer.Option(
+        5, "--herding-epochs", help="Full-data protocol epochs of the herding feature network."
+    ),
     memories: str = typer.Option("distilled,random,herding", "--memories", help="Memory types to compare."),
     device: str = DeviceOption,
-    tracking_uri: Optional[str] = TrackingUriOption,
-    data_root: Optional[Path] = DataRootOption,
+    tracking_uri: str | None = TrackingUriOption,
+    data_root: Path | None = DataRootOption,
     output_dir: Path = OutputDirOption,
 ) -> None:
     """Class-incremental learning: distilled memory vs random and herding exemplars, accuracy after each task."""
     from ddcore.applications.continual import ContinualConfig
 
-    config = ContinualConfig(classes_per_task, model, seeds, epochs, herding_epochs, tuple(_split_names(memories)), device)
+    config = ContinualConfig(
+        classes_per_task, model, seeds, epochs, herding_epochs, tuple(_split_names(memories)), device
+    )
     _analyse("continual", run_id, config, tracking_uri, data_root, output_dir)
 
 
@@ -597,14 +794,20 @@ def continual(
 @friendly_errors
 def nas_proxy(
     run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set."),
-    pool: Optional[str] = typer.Option(None, "--pool", help="Comma-separated candidate networks (default: 9 ConvNet variants)."),
+    pool: str | None = typer.Option(
+        None, "--pool", help="Comma-separated candidate networks (default: 9 ConvNet variants)."
+    ),
     seeds: int = typer.Option(1, "--seeds", min=1),
-    proxy_epochs: Optional[int] = typer.Option(None, "--proxy-epochs", help="Epochs on the synthetic set (default 1000)."),
-    full_epochs: Optional[int] = typer.Option(None, "--full-epochs", help="Epochs on real data (default: the full-data protocol's 20)."),
-    full_per_class: Optional[int] = typer.Option(None, "--full-per-class", help="Real images per class for the real side (default: all)."),
+    proxy_epochs: int | None = typer.Option(None, "--proxy-epochs", help="Epochs on the synthetic set (default 1000)."),
+    full_epochs: int | None = typer.Option(
+        None, "--full-epochs", help="Epochs on real data (default: the full-data protocol's 20)."
+    ),
+    full_per_class: int | None = typer.Option(
+        None, "--full-per-class", help="Real images per class for the real side (default: all)."
+    ),
     device: str = DeviceOption,
-    tracking_uri: Optional[str] = TrackingUriOption,
-    data_root: Optional[Path] = DataRootOption,
+    tracking_uri: str | None = TrackingUriOption,
+    data_root: Path | None = DataRootOption,
     output_dir: Path = OutputDirOption,
 ) -> None:
     """Rank a pool of networks by training on the synthetic set vs on real data: Spearman correlation, time saved."""
@@ -619,8 +822,10 @@ def nas_proxy(
 @friendly_errors
 def report(
     ids: list[str] = typer.Argument(..., help="Run ids, sweep parent run ids or sweep names."),
-    out: Path = typer.Option(Path("report"), "--out", help="Folder for report.html (self-contained), report.md and images/."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    out: Path = typer.Option(
+        Path("report"), "--out", help="Folder for report.html (self-contained), report.md and images/."
+    ),
+    tracking_uri: str | None = TrackingUriOption,
     experiment: str = ExperimentOption,
 ) -> None:
     """Write an HTML and a Markdown report over runs and sweeps: tables, grids, curves, analyses, commands."""

@@ -4,10 +4,12 @@ and one task pool for everything that fans out (PAD's experts, the lossless sear
 Ray Tune sweeps (`orchestrator.sweep`) schedule their own trials but connect through here too.
 `ddcore` never imports Ray: it takes a `parallel_map` function, which `TaskPool.map_unordered` is.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ddcore.errors import DDError
 
@@ -35,10 +37,16 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}})
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}},
+            )
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise DDError(f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}") from None
+        raise DDError(
+            f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}"
+        ) from None
 
 
 def _driver_code_path() -> str:
@@ -65,8 +73,10 @@ def _check_port(address: str, timeout_s: float = 3.0) -> None:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
             pass
     except (OSError, ValueError) as error:
-        raise DDError(f"cannot reach the Ray cluster at {address} ({error}); start it with `ray start --head` "
-                      "or leave out --address for a local instance") from None
+        raise DDError(
+            f"cannot reach the Ray cluster at {address} ({error}); start it with `ray start --head` "
+            "or leave out --address for a local instance"
+        ) from None
 
 
 class TaskFailed(Exception):

@@ -3,6 +3,7 @@
 Peak memory is the GPU's peak allocation during distillation, or on a CPU the process's peak
 resident set (data set and libraries included), as each run recorded it.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -10,14 +11,23 @@ from pathlib import Path
 
 from ddcore.errors import DDError
 from ddcore.visualize import save_side_by_side
+from orchestrator import run_schema as schema
 from orchestrator.analyses import get_run, load_run_synthetic
 from orchestrator.tracking import check_reachable, resolve_tracking_uri
-from orchestrator import run_schema as schema
 
-SETTINGS = ("dataset", "method", "method_config.ipc", "method_config.init", "method_config.model", "method_config.iterations")
+SETTINGS = (
+    "dataset",
+    "method",
+    "method_config.ipc",
+    "method_config.init",
+    "method_config.model",
+    "method_config.iterations",
+)
 
 
-def compare_runs(run_ids: list[str], tracking_uri: str | None, out: Path) -> tuple[list[tuple[str, list[str]]], list[str], Path]:
+def compare_runs(
+    run_ids: list[str], tracking_uri: str | None, out: Path
+) -> tuple[list[tuple[str, list[str]]], list[str], Path]:
     """Rows (label, one value per run), column titles, and the path of the combined grid image."""
     from mlflow.tracking import MlflowClient
 
@@ -29,7 +39,9 @@ def compare_runs(run_ids: list[str], tracking_uri: str | None, out: Path) -> tup
     runs = [get_run(client, run_id, uri) for run_id in run_ids]
 
     rows = [(name.split(".")[-1], [run.data.params.get(name, "-") for run in runs]) for name in SETTINGS]
-    accuracy_names = sorted({m for run in runs for m in run.data.metrics if m.startswith("acc_") and m.endswith("_mean")})
+    accuracy_names = sorted(
+        {m for run in runs for m in run.data.metrics if m.startswith("acc_") and m.endswith("_mean")}
+    )
     for name in accuracy_names:
         model = name.removeprefix("acc_").removesuffix("_mean")
         rows.append((f"{model} accuracy %", [_accuracy(run, model) for run in runs]))

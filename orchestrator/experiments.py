@@ -9,15 +9,17 @@ A preset file is validated into `ExperimentPreset`; its space into `SearchSpace`
 receives the preset and a dict of sampled method-config values, checked against the method's
 config class before any trial starts.
 """
+
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ddcore.data import get_spec
 from ddcore.errors import DDError
@@ -111,8 +113,13 @@ def _read_toml(path: Traversable) -> dict[str, Any]:
 
 
 def list_experiments() -> list[str]:
-    names = {f.name.removesuffix(".toml") for folder in preset_folders(EXPERIMENTS) if folder.is_dir()
-             for f in folder.iterdir() if f.name.endswith(".toml")}
+    names = {
+        f.name.removesuffix(".toml")
+        for folder in preset_folders(EXPERIMENTS)
+        if folder.is_dir()
+        for f in folder.iterdir()
+        if f.name.endswith(".toml")
+    }
     return sorted(names)
 
 
@@ -143,7 +150,9 @@ def _check_method_fields(method: str, values: dict[str, Any], where: str) -> Non
     config_fields = {f.name for f in fields(type(get_method(method).config("paper", "digits")))}
     unknown = set(values) - config_fields
     if unknown:
-        raise DDError(f"{where}: unknown parameter(s) {', '.join(sorted(unknown))} for {method}; known: {', '.join(sorted(config_fields))}")
+        raise DDError(
+            f"{where}: unknown parameter(s) {', '.join(sorted(unknown))} for {method}; known: {', '.join(sorted(config_fields))}"
+        )
 
 
 def load_space(path_or_name: str | Path, method: str) -> SearchSpace:

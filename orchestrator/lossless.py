@@ -21,6 +21,7 @@ method's set is evaluated once (one seed) halfway through distillation; a trial 
 `early_stop_margin` points below the lossless threshold is stopped and counted as lossy. ASHA
 itself would compare IPCs with each other, and small IPCs always look worse, so it does not fit.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Collection, Protocol
+from typing import ClassVar, Protocol
 
 from ddcore.baseline import CACHE_ENV, cache_dir, full_data_baseline
 from ddcore.data import get_spec, load_dataset
@@ -38,11 +40,11 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol
 from ddcore.methods import get_method
+from orchestrator import run_schema as schema
 from orchestrator.cluster import TaskFailed, TaskPool, check_resources, connect
+from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, resolve_tracking_uri
 from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial
-from orchestrator import run_schema as schema
-from orchestrator.run_schema import Status, Tag, tag_filter
 
 RANDOM = "random"  # the random-real-subset reference method (ddcore.methods.random_subset)
 
@@ -77,8 +79,18 @@ class LosslessConfig:
     output_dir: str = "runs"
     device: str = "auto"
 
-    EXECUTION: ClassVar[tuple[str, ...]] = ("budget_hours", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "address", "data_root",
-                 "tracking_uri", "experiment", "output_dir", "device")
+    EXECUTION: ClassVar[tuple[str, ...]] = (
+        "budget_hours",
+        "max_concurrent",
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "address",
+        "data_root",
+        "tracking_uri",
+        "experiment",
+        "output_dir",
+        "device",
+    )
 
     def identity(self) -> dict:
         """The settings that define the search's results (a rerun with the same ones resumes it)."""
@@ -96,10 +108,14 @@ class LosslessConfig:
             (self.baseline_seeds >= 1, f"baseline seeds must be at least 1, got {self.baseline_seeds}"),
             (0 <= self.tolerance < 100, f"tolerance is in accuracy points, 0 to 100, got {self.tolerance}"),
             (0 < self.confidence < 1, f"confidence must be between 0 and 1, got {self.confidence}"),
-            (self.target_accuracy is None or 0 < self.target_accuracy <= 100,
-             f"target accuracy is a percentage (e.g. 99.49), got {self.target_accuracy}"),
-            (self.early_stop_margin is None or self.early_stop_margin >= 0,
-             f"early-stop margin must be non-negative, got {self.early_stop_margin}"),
+            (
+                self.target_accuracy is None or 0 < self.target_accuracy <= 100,
+                f"target accuracy is a percentage (e.g. 99.49), got {self.target_accuracy}",
+            ),
+            (
+                self.early_stop_margin is None or self.early_stop_margin >= 0,
+                f"early-stop margin must be non-negative, got {self.early_stop_margin}",
+            ),
             (self.budget_hours is None or self.budget_hours > 0, f"budget must be positive, got {self.budget_hours} h"),
             (self.max_concurrent >= 1, f"max concurrent must be at least 1, got {self.max_concurrent}"),
             (self.iterations is None or self.iterations >= 1, f"iterations must be positive, got {self.iterations}"),
@@ -276,14 +292,23 @@ def build_request(config: LosslessConfig, method: str, ipc: int, threshold: floa
     method_config = get_method(method).config(preset, config.dataset, ipc).with_overrides(**overrides)
     report_every = method_config.iterations // 2 if config.early_stop_margin is not None else 0
     trial = TrialConfig(
-        dataset=config.dataset, method=method, method_config=reporting_every(method_config, report_every),
-        preset=preset, eval_models=[config.model], eval_seeds=config.eval_seeds,
-        eval_protocol=config.eval_protocol, eval_epochs=config.eval_epochs,
+        dataset=config.dataset,
+        method=method,
+        method_config=reporting_every(method_config, report_every),
+        preset=preset,
+        eval_models=[config.model],
+        eval_seeds=config.eval_seeds,
+        eval_protocol=config.eval_protocol,
+        eval_epochs=config.eval_epochs,
         baseline=config.target_accuracy is None,  # the cached baseline; never retrain it in every trial
         data_root=config.data_root,
     )
     return TrialRequest(
-        method, ipc, trial, trial_key(trial), report_every=report_every or None,
+        method,
+        ipc,
+        trial,
+        trial_key(trial),
+        report_every=report_every or None,
         stop_below=threshold - config.early_stop_margin / 100 if report_every else None,
     )
 
@@ -305,12 +330,20 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
     def stop_if_hopeless(iteration: int, _synthetic, accuracy: float) -> None:
         if request.stop_below is not None and accuracy < request.stop_below:
             stopped_at.append(accuracy)
-            raise TrialStopped(f"eval accuracy {100 * accuracy:.2f} % at iteration {iteration} is under "
-                               f"{100 * request.stop_below:.2f} %: cannot become lossless")
+            raise TrialStopped(
+                f"eval accuracy {100 * accuracy:.2f} % at iteration {iteration} is under "
+                f"{100 * request.stop_below:.2f} %: cannot become lossless"
+            )
 
     try:
-        result = run_trial(request.trial, request.tracker, progress=False, output_dir=Path(output_dir),
-                           report_every=request.report_every, on_checkpoint=stop_if_hopeless)
+        result = run_trial(
+            request.trial,
+            request.tracker,
+            progress=False,
+            output_dir=Path(output_dir),
+            report_every=request.report_every,
+            on_checkpoint=stop_if_hopeless,
+        )
     except TrialStopped as stop:
         return TrialOutcome("stopped early", accuracy_mean=stopped_at[-1], note=str(stop))
     except DDError as error:
@@ -358,16 +391,25 @@ class TrialStore:
         for run in found:
             metrics = run.data.metrics
             if run.info.status == Status.FINISHED and schema.acc_mean(model) in metrics:
-                return run.info.run_id, TrialOutcome("finished", metrics[schema.acc_mean(model)], metrics[schema.acc_std(model)])
+                return run.info.run_id, TrialOutcome(
+                    "finished", metrics[schema.acc_mean(model)], metrics[schema.acc_std(model)]
+                )
             halfway = metrics.get(schema.EVAL_ACCURACY)
-            if (run.info.status == Status.KILLED and Tag.STOPPED in run.data.tags and halfway is not None
-                    and request.stop_below is not None and halfway < request.stop_below):
+            if (
+                run.info.status == Status.KILLED
+                and Tag.STOPPED in run.data.tags
+                and halfway is not None
+                and request.stop_below is not None
+                and halfway < request.stop_below
+            ):
                 return run.info.run_id, TrialOutcome("stopped early", halfway, note=run.data.tags[Tag.STOPPED])
         return None
 
     def start_child(self, request: TrialRequest) -> Tracker:
         return Tracker.start(
-            self.parent.tracking_uri, self.experiment, run_name=f"{request.method}-ipc{request.ipc}",
+            self.parent.tracking_uri,
+            self.experiment,
+            run_name=f"{request.method}-ipc{request.ipc}",
             parent_run_id=self.parent.run_id,
             tags={Tag.TRIAL_KEY: request.key, Tag.METHOD: request.method, Tag.IPC: str(request.ipc)},
         )
@@ -409,10 +451,17 @@ def resolve_target(config: LosslessConfig, data: RealDataset, progress: bool = F
     if config.target_accuracy is not None:
         return Target(config.target_accuracy / 100, "given (--target-accuracy, measured elsewhere)")
     result, from_cache = full_data_baseline(
-        data, config.model, tuple(range(config.baseline_seeds)), device=config.device, progress=progress,
+        data,
+        config.model,
+        tuple(range(config.baseline_seeds)),
+        device=config.device,
+        progress=progress,
     )
-    return Target(result.accuracy_mean, f"full-data baseline of {config.model}, {result.protocol} protocol, "
-                                        f"{len(from_cache)} seed(s), {sum(from_cache)} from the cache")
+    return Target(
+        result.accuracy_mean,
+        f"full-data baseline of {config.model}, {result.protocol} protocol, "
+        f"{len(from_cache)} seed(s), {sum(from_cache)} from the cache",
+    )
 
 
 # --- the driver -----------------------------------------------------------------------------------
@@ -490,8 +539,10 @@ def search_lossless(
     config.validate()
     data = load_dataset(config.dataset, config.data_root)
     if config.max_ipc > min(data.class_counts()):
-        raise DDError(f"max IPC {config.max_ipc} is more than the smallest class of {config.dataset} holds "
-                      f"({min(data.class_counts())} training images)")
+        raise DDError(
+            f"max IPC {config.max_ipc} is more than the smallest class of {config.dataset} holds "
+            f"({min(data.class_counts())} training images)"
+        )
     uri = resolve_tracking_uri(config.tracking_uri)
     check_reachable(uri)
     output_dir = str(Path(config.output_dir).resolve())
@@ -502,23 +553,44 @@ def search_lossless(
         connect(config.address)
         check_resources(config.cpus_per_trial, config.gpus_per_trial)
         return RayExecutor(config.cpus_per_trial, config.gpus_per_trial, output_dir)
+
     parent = parent_run(config, uri)
     try:
         parent.log_metrics({"target_accuracy": target.accuracy, "lossless_threshold": threshold})
         deadline = started + 3600 * config.budget_hours if config.budget_hours else math.inf
         searches = {method: IPCSearch(config.max_ipc) for method in config.methods}
         evaluations, launched, budget_spent = _drive(
-            config, searches, executor or ray_executor, TrialStore(parent, config.experiment), threshold, deadline, clock, on_evaluation or (lambda e: None),
+            config,
+            searches,
+            executor or ray_executor,
+            TrialStore(parent, config.experiment),
+            threshold,
+            deadline,
+            clock,
+            on_evaluation or (lambda e: None),
         )
     except BaseException as error:
         parent.finish(failure=f"{type(error).__name__}: {error}")
         raise
-    results = {m: MethodResult(m, sorted((e for e in evaluations if e.method == m), key=lambda e: e.ipc), searches[m])
-               for m in config.methods}
+    results = {
+        m: MethodResult(m, sorted((e for e in evaluations if e.method == m), key=lambda e: e.ipc), searches[m])
+        for m in config.methods
+    }
     folder = Path(output_dir) / parent.run_id
-    report = LosslessReport(config, target, threshold, results, len(data.train_labels), data.num_classes,
-                            parent.run_id, uri, folder / "accuracy_vs_ipc.png", folder / "lossless.csv",
-                            launched, budget_spent)
+    report = LosslessReport(
+        config,
+        target,
+        threshold,
+        results,
+        len(data.train_labels),
+        data.num_classes,
+        parent.run_id,
+        uri,
+        folder / "accuracy_vs_ipc.png",
+        folder / "lossless.csv",
+        launched,
+        budget_spent,
+    )
     _record_in_parent(report, parent)
     return report
 
@@ -580,13 +652,20 @@ def _drive(
     return evaluations, launched, budget_spent and not all(s.done for s in searches.values())
 
 
-def _evaluation(config: LosslessConfig, request: TrialRequest, outcome: TrialOutcome, threshold: float,
-                run_id: str, reused: bool = False) -> Evaluation:
+def _evaluation(
+    config: LosslessConfig,
+    request: TrialRequest,
+    outcome: TrialOutcome,
+    threshold: float,
+    run_id: str,
+    reused: bool = False,
+) -> Evaluation:
     decision = None
     if outcome.status == "finished":
         decision = decide(outcome.accuracy_mean, outcome.accuracy_std, config.eval_seeds, threshold, config.confidence)
-    return Evaluation(request.method, request.ipc, outcome.status, outcome.accuracy_mean, decision, run_id,
-                      reused, outcome.note)
+    return Evaluation(
+        request.method, request.ipc, outcome.status, outcome.accuracy_mean, decision, run_id, reused, outcome.note
+    )
 
 
 def _next_pick(searches: dict[str, IPCSearch], running: dict[str, dict[int, TrialRequest]]) -> tuple[str, int] | None:
@@ -607,12 +686,26 @@ def _record_in_parent(report: LosslessReport, parent: Tracker) -> None:
     report.table.parent.mkdir(parents=True, exist_ok=True)
     rows = [_row(report, e) for result in report.results.values() for e in result.evaluations]
     pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).to_csv(report.table, index=False)
-    curves = {m: [(e.ipc, 100 * e.decision.mean, 100 * e.decision.low, 100 * e.decision.high)
-                  for e in r.evaluations if e.decision] for m, r in report.results.items()}
-    stopped = {m: [(e.ipc, 100 * e.accuracy_mean) for e in r.evaluations if e.status == "stopped early"]
-               for m, r in report.results.items()}
-    save_accuracy_vs_ipc(curves, stopped, 100 * report.target.accuracy, 100 * report.threshold,
-                         report.train_size / report.num_classes, report.plot)
+    curves = {
+        m: [
+            (e.ipc, 100 * e.decision.mean, 100 * e.decision.low, 100 * e.decision.high)
+            for e in r.evaluations
+            if e.decision
+        ]
+        for m, r in report.results.items()
+    }
+    stopped = {
+        m: [(e.ipc, 100 * e.accuracy_mean) for e in r.evaluations if e.status == "stopped early"]
+        for m, r in report.results.items()
+    }
+    save_accuracy_vs_ipc(
+        curves,
+        stopped,
+        100 * report.target.accuracy,
+        100 * report.threshold,
+        report.train_size / report.num_classes,
+        report.plot,
+    )
     parent.log_artifact(report.table)
     parent.log_artifact(report.plot)
     for method, result in report.results.items():
@@ -622,16 +715,33 @@ def _record_in_parent(report: LosslessReport, parent: Tracker) -> None:
     parent.finish()
 
 
-TABLE_COLUMNS = ("method", "ipc", "compression_ratio", "accuracy_mean_pct", "ci_low_pct", "ci_high_pct",
-                 "decision", "within_noise", "status", "run_id", "note")
+TABLE_COLUMNS = (
+    "method",
+    "ipc",
+    "compression_ratio",
+    "accuracy_mean_pct",
+    "ci_low_pct",
+    "ci_high_pct",
+    "decision",
+    "within_noise",
+    "status",
+    "run_id",
+    "note",
+)
 
 
 def _row(report: LosslessReport, evaluation: Evaluation) -> tuple:
     d = evaluation.decision
     return (
-        evaluation.method, evaluation.ipc, report.compression_ratio(evaluation.ipc),
+        evaluation.method,
+        evaluation.ipc,
+        report.compression_ratio(evaluation.ipc),
         None if evaluation.accuracy_mean is None else 100 * evaluation.accuracy_mean,
-        100 * d.low if d else None, 100 * d.high if d else None,
-        "lossless" if evaluation.lossless else "lossy", bool(d and d.within_noise),
-        evaluation.status, evaluation.run_id, evaluation.note,
+        100 * d.low if d else None,
+        100 * d.high if d else None,
+        "lossless" if evaluation.lossless else "lossy",
+        bool(d and d.within_noise),
+        evaluation.status,
+        evaluation.run_id,
+        evaluation.note,
     )

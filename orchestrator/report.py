@@ -10,6 +10,7 @@ reproduce every number with the versions each run recorded.
 Everything is read from MLflow (params, metrics, tags, artefacts): a report can be rebuilt at
 any time from the store alone.
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,22 +26,37 @@ from pathlib import Path
 from ddcore.errors import DDError
 from ddcore.tables import ResultTable, percent
 from ddcore.visualize import save_curves
-from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, get_run
-from orchestrator.tracking import check_reachable, package_versions, resolve_tracking_uri
 from orchestrator import run_schema as schema
+from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, get_run
 from orchestrator.run_schema import Status, Tag, tag_filter
+from orchestrator.tracking import check_reachable, package_versions, resolve_tracking_uri
 
-ANALYSIS_TITLES = {"cross_arch": "Cross-architecture generalisation", "continual": "Class-incremental continual learning",
-                   "nas_proxy": "Architecture-search proxy"}
+ANALYSIS_TITLES = {
+    "cross_arch": "Cross-architecture generalisation",
+    "continual": "Class-incremental continual learning",
+    "nas_proxy": "Architecture-search proxy",
+}
 # `ddorch run` flags for the trial params they set (orchestrator.trial.TrialConfig, flattened).
 RUN_FLAGS = {
-    "dataset": "--dataset", "method": "--method", "preset": "--preset", "method_config.ipc": "--ipc",
-    "method_config.init": "--init", "method_config.model": "--model", "method_config.iterations": "--iterations",
-    "method_config.lr_images": "--lr-images", "method_config.batch_real": "--batch-real",
-    "method_config.mmd_weight": "--lambda", "method_config.attention_power": "--attention-power",
-    "method_config.dsa_strategy": "--dsa-strategy", "method_config.seed": "--seed", "eval_seeds": "--eval-seeds",
-    "eval_protocol": "--eval-protocol", "eval_epochs": "--eval-epochs", "eval_batch_size": "--eval-batch-size",
-    "checkpoint_eval_every": "--checkpoint-eval-every", "image_size": "--image-size",
+    "dataset": "--dataset",
+    "method": "--method",
+    "preset": "--preset",
+    "method_config.ipc": "--ipc",
+    "method_config.init": "--init",
+    "method_config.model": "--model",
+    "method_config.iterations": "--iterations",
+    "method_config.lr_images": "--lr-images",
+    "method_config.batch_real": "--batch-real",
+    "method_config.mmd_weight": "--lambda",
+    "method_config.attention_power": "--attention-power",
+    "method_config.dsa_strategy": "--dsa-strategy",
+    "method_config.seed": "--seed",
+    "eval_seeds": "--eval-seeds",
+    "eval_protocol": "--eval-protocol",
+    "eval_epochs": "--eval-epochs",
+    "eval_batch_size": "--eval-batch-size",
+    "checkpoint_eval_every": "--checkpoint-eval-every",
+    "image_size": "--image-size",
 }
 NOT_REPRODUCED = {"device", "log_every"}  # where it ran and how often it logged: no effect on the numbers
 
@@ -85,8 +101,10 @@ class Trial:
 
     @property
     def label(self) -> str:
-        return (f"{self.run_id[:8]}: {self.param('dataset')} {self.param('method')} IPC {self.param('method_config.ipc')}, "
-                f"{self.param('method_config.init')} init")
+        return (
+            f"{self.run_id[:8]}: {self.param('dataset')} {self.param('method')} IPC {self.param('method_config.ipc')}, "
+            f"{self.param('method_config.init')} init"
+        )
 
 
 class Collector:
@@ -113,7 +131,10 @@ class Collector:
                 found.setdefault(trial.run_id, trial)
         for trial in found.values():
             trial.analyses = self.client.search_runs(
-                [trial.run.info.experiment_id], f"tags.`{SOURCE_TAG}` = '{trial.run_id}'", order_by=["attributes.start_time ASC"])
+                [trial.run.info.experiment_id],
+                f"tags.`{SOURCE_TAG}` = '{trial.run_id}'",
+                order_by=["attributes.start_time ASC"],
+            )
         return list(found.values())
 
     def _resolve(self, identifier: str) -> list[Trial]:
@@ -131,7 +152,11 @@ class Collector:
 
     def _sweep_by_name(self, name: str) -> list[Trial]:
         experiment = self.client.get_experiment_by_name(self.experiment)
-        found = self.client.search_runs([experiment.experiment_id], tag_filter(Tag.SWEEP, name), max_results=1) if experiment else []
+        found = (
+            self.client.search_runs([experiment.experiment_id], tag_filter(Tag.SWEEP, name), max_results=1)
+            if experiment
+            else []
+        )
         if not found:
             raise DDError(f"'{name}' is neither a run id nor a sweep name in {self.uri} (experiment {self.experiment})")
         return self._sweep_children(found[0])
@@ -139,8 +164,11 @@ class Collector:
     def _sweep_children(self, parent) -> list[Trial]:
         name = parent.data.tags[Tag.SWEEP]
         self.sweeps[name] = parent
-        children = self.client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-                                           order_by=["attributes.start_time ASC"])
+        children = self.client.search_runs(
+            [parent.info.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+            order_by=["attributes.start_time ASC"],
+        )
         return [Trial(child, sweep=name) for child in children if ANALYSIS_TAG not in child.data.tags]
 
     def artefacts(self, run_id: str, folder: str | None = None) -> list[str]:
@@ -173,13 +201,26 @@ def _accuracy(trial: Trial, model: str) -> str:
 
 
 def setup_section(collector: Collector, trials: list[Trial]) -> Section:
-    rows = [[t.run_id[:8], t.sweep or "-", t.run.data.tags.get(Tag.GIT_COMMIT, "-"),
-             t.run.data.tags.get(Tag.VERSIONS, "not recorded")] for t in trials]
-    return Section("Setup", text=[
-        f"MLflow store: `{collector.uri}`; generated {time.strftime('%Y-%m-%d %H:%M:%S')} with {package_versions()}.",
-        "Accuracies are test accuracy in % (mean ± std over the evaluation seeds). FLOPs: fvcore's convention, "
-        "one multiply-add = one FLOP, per image, forward pass.",
-    ], tables=[ResultTable("Runs in this report", ["run", "sweep", "git commit", "versions recorded by the run"], rows)])
+    rows = [
+        [
+            t.run_id[:8],
+            t.sweep or "-",
+            t.run.data.tags.get(Tag.GIT_COMMIT, "-"),
+            t.run.data.tags.get(Tag.VERSIONS, "not recorded"),
+        ]
+        for t in trials
+    ]
+    return Section(
+        "Setup",
+        text=[
+            f"MLflow store: `{collector.uri}`; generated {time.strftime('%Y-%m-%d %H:%M:%S')} with {package_versions()}.",
+            "Accuracies are test accuracy in % (mean ± std over the evaluation seeds). FLOPs: fvcore's convention, "
+            "one multiply-add = one FLOP, per image, forward pass.",
+        ],
+        tables=[
+            ResultTable("Runs in this report", ["run", "sweep", "git commit", "versions recorded by the run"], rows)
+        ],
+    )
 
 
 def baseline_section(trials: list[Trial]) -> Section | None:
@@ -189,15 +230,24 @@ def baseline_section(trials: list[Trial]) -> Section | None:
         for model in _eval_models(trial):
             if schema.baseline_acc(model) in metrics:
                 rows[(trial.param("dataset"), model)] = [
-                    trial.param("dataset"), model, f"{100 * metrics[schema.baseline_acc(model)]:.2f}",
+                    trial.param("dataset"),
+                    model,
+                    f"{100 * metrics[schema.baseline_acc(model)]:.2f}",
                     f"{metrics.get(schema.flops(model), float('nan')) / 1e6:.2f}",
-                    f"{metrics.get(schema.baseline_train_seconds(model), float('nan')):.1f}", trial.run_id[:8]]
+                    f"{metrics.get(schema.baseline_train_seconds(model), float('nan')):.1f}",
+                    trial.run_id[:8],
+                ]
     if not rows:
         return None
-    table = ResultTable("Full-data baseline (train on the whole real training set)",
-                        ["data set", "model", "accuracy %", "MFLOPs / image", "train s", "logged by run"], list(rows.values()),
-                        notes=["the full-data protocol: SGD momentum 0.9, cosine annealing from lr 0.01, 20 epochs "
-                               "(`ddorch baseline` reproduces it; results cached by data set, model, protocol and seed)"])
+    table = ResultTable(
+        "Full-data baseline (train on the whole real training set)",
+        ["data set", "model", "accuracy %", "MFLOPs / image", "train s", "logged by run"],
+        list(rows.values()),
+        notes=[
+            "the full-data protocol: SGD momentum 0.9, cosine annealing from lr 0.01, 20 epochs "
+            "(`ddorch baseline` reproduces it; results cached by data set, model, protocol and seed)"
+        ],
+    )
     return Section("Full-data baseline", tables=[table])
 
 
@@ -208,19 +258,49 @@ def method_sections(trials: list[Trial]) -> list[Section]:
     sections = []
     for method, members in sorted(by_method.items()):
         models = sorted({m for t in members for m in _eval_models(t)})
-        rows = [[t.run_id[:8], t.sweep or "-", t.param("dataset"), t.param("method_config.ipc"), t.param("method_config.init"),
-                 t.param("method_config.model"), t.param("method_config.iterations"), *[_accuracy(t, m) for m in models],
-                 f"{t.run.data.metrics.get('distill_seconds', float('nan')):.1f}", t.run.info.status] for t in members]
-        columns = ["run", "sweep", "data set", "IPC", "init", "distilled with", "iterations",
-                   *[f"{m} acc. %" for m in models], "distill s", "status"]
+        rows = [
+            [
+                t.run_id[:8],
+                t.sweep or "-",
+                t.param("dataset"),
+                t.param("method_config.ipc"),
+                t.param("method_config.init"),
+                t.param("method_config.model"),
+                t.param("method_config.iterations"),
+                *[_accuracy(t, m) for m in models],
+                f"{t.run.data.metrics.get('distill_seconds', float('nan')):.1f}",
+                t.run.info.status,
+            ]
+            for t in members
+        ]
+        columns = [
+            "run",
+            "sweep",
+            "data set",
+            "IPC",
+            "init",
+            "distilled with",
+            "iterations",
+            *[f"{m} acc. %" for m in models],
+            "distill s",
+            "status",
+        ]
         sections.append(Section(f"Method: {method}", tables=[ResultTable(f"{method} runs", columns, rows)]))
     return sections
 
 
 def _by_setting(trials: list[Trial]) -> list[Trial]:
     """Runs of the same data set, method and IPC next to each other (real and noise init side by side)."""
-    return sorted(trials, key=lambda t: (t.param("dataset"), t.param("method"), t.param("method_config.ipc"),
-                                         t.param("method_config.init"), t.run_id))
+    return sorted(
+        trials,
+        key=lambda t: (
+            t.param("dataset"),
+            t.param("method"),
+            t.param("method_config.ipc"),
+            t.param("method_config.init"),
+            t.run_id,
+        ),
+    )
 
 
 def image_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
@@ -249,8 +329,11 @@ def ipc_section(trials: list[Trial], images: Path) -> Section | None:
     if not curves:
         return None
     path = save_curves(curves, images / "accuracy_vs_ipc.png", "images per class (IPC)", "test accuracy")
-    return Section("Accuracy vs IPC", text=["The best run at each IPC (mean over its evaluation seeds)."],
-                   figures=[Figure("accuracy vs IPC", path)])
+    return Section(
+        "Accuracy vs IPC",
+        text=["The best run at each IPC (mean over its evaluation seeds)."],
+        figures=[Figure("accuracy vs IPC", path)],
+    )
 
 
 def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
@@ -258,7 +341,9 @@ def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section
     for trial in trials:
         # the trial's own cross_arch/ folder (a sweep preset's cross_arch_models), then its analysis runs
         holders = [(trial.run_id, kind) for kind in ANALYSIS_TITLES if collector.artefacts(trial.run_id, kind)]
-        holders += [(a.info.run_id, a.data.tags[ANALYSIS_TAG]) for a in trial.analyses if a.info.status == Status.FINISHED]
+        holders += [
+            (a.info.run_id, a.data.tags[ANALYSIS_TAG]) for a in trial.analyses if a.info.status == Status.FINISHED
+        ]
         for run_id, kind in holders:
             table = collector.table(run_id, kind)
             if table is None:
@@ -267,7 +352,9 @@ def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section
             sections[kind].tables.append(table)
             for path in collector.artefacts(run_id, kind):
                 if path.endswith(".png"):
-                    sections[kind].figures.append(Figure(f"{table.title}: {Path(path).stem}", collector.image(run_id, path)))
+                    sections[kind].figures.append(
+                        Figure(f"{table.title}: {Path(path).stem}", collector.image(run_id, path))
+                    )
     return [s for s in sections.values() if s.tables]
 
 
@@ -287,7 +374,9 @@ def run_command(trial: Trial) -> tuple[str, list[str]]:
     if params.get("baseline") == "False":
         parts.append("--no-baseline")
     try:
-        preset = get_method(params["method"]).config(params.get("preset"), params["dataset"], int(params["method_config.ipc"]))
+        preset = get_method(params["method"]).config(
+            params.get("preset"), params["dataset"], int(params["method_config.ipc"])
+        )
     except (DDError, KeyError, ValueError):
         return shlex.join(parts), []
     unflagged = []
@@ -300,12 +389,18 @@ def run_command(trial: Trial) -> tuple[str, list[str]]:
 
 
 def reproduce_section(collector: Collector, trials: list[Trial]) -> Section:
-    section = Section("Reproduce", text=[
-        f"Each command below reproduces its numbers against the same data; point `--tracking-uri` at a store "
-        f"(this report read `{collector.uri}`). Versions are the ones each run recorded (see Setup)."])
+    section = Section(
+        "Reproduce",
+        text=[
+            f"Each command below reproduces its numbers against the same data; point `--tracking-uri` at a store "
+            f"(this report read `{collector.uri}`). Versions are the ones each run recorded (see Setup)."
+        ],
+    )
     for name, parent in collector.sweeps.items():
         experiment = parent.data.params.get("preset.name", name)
-        section.code.append(f"# sweep {name} (parent run {parent.info.run_id[:8]})\nddorch sweep {shlex.quote(experiment)} --name {shlex.quote(name)}")
+        section.code.append(
+            f"# sweep {name} (parent run {parent.info.run_id[:8]})\nddorch sweep {shlex.quote(experiment)} --name {shlex.quote(name)}"
+        )
     for trial in trials:
         command, unflagged = run_command(trial)
         extra = f"\n# settings with no flag, differing from the preset: {', '.join(unflagged)}" if unflagged else ""
@@ -313,9 +408,11 @@ def reproduce_section(collector: Collector, trials: list[Trial]) -> Section:
         section.code.append(f"# run {trial.run_id[:8]}{origin}\n{command}{extra}")
         for analysis in trial.analyses:
             if COMMAND_TAG in analysis.data.tags:
-                section.code.append(f"# {analysis.data.tags[ANALYSIS_TAG]} of run {trial.run_id[:8]} "
-                                    f"(recorded in {analysis.info.run_id[:8]}; use the new run id if you rerun the trial)\n"
-                                    f"{analysis.data.tags[COMMAND_TAG]}")
+                section.code.append(
+                    f"# {analysis.data.tags[ANALYSIS_TAG]} of run {trial.run_id[:8]} "
+                    f"(recorded in {analysis.info.run_id[:8]}; use the new run id if you rerun the trial)\n"
+                    f"{analysis.data.tags[COMMAND_TAG]}"
+                )
     return section
 
 
@@ -327,8 +424,12 @@ def to_markdown(report: Report) -> str:
         for table in section.tables:
             lines += [table.to_markdown(), ""]
         for figure in section.figures:
-            lines += [f"![{figure.title}]({figure.path.relative_to(report.markdown_path.parent).as_posix()})", "",
-                      f"*{figure.title}*", ""]
+            lines += [
+                f"![{figure.title}]({figure.path.relative_to(report.markdown_path.parent).as_posix()})",
+                "",
+                f"*{figure.title}*",
+                "",
+            ]
         for code in section.code:
             lines += ["```bash", code, "```", ""]
     return "\n".join(lines)
@@ -345,21 +446,27 @@ def _html_table(table: ResultTable) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in table.rows)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
-    return (f"<table><caption>{html.escape(table.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            + (f'<ul class="notes">{notes}</ul>' if notes else ""))
+    return (
+        f"<table><caption>{html.escape(table.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        + (f'<ul class="notes">{notes}</ul>' if notes else "")
+    )
 
 
 def to_html(report: Report) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
-             f"<style>{STYLE}</style></head><body><h1>{html.escape(report.title)}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(report.title)}</h1>"
+    ]
     for section in report.sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         parts += [f"<p>{html.escape(paragraph)}</p>" for paragraph in section.text]
         parts += [_html_table(table) for table in section.tables]
         for figure in section.figures:
             data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
-            parts.append(f'<figure><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{html.escape(figure.title)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(figure.title)}</figcaption></figure>"
+            )
         parts += [f"<pre><code>{html.escape(code)}</code></pre>" for code in section.code]
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -375,11 +482,21 @@ def build_report(ids: list[str], out: Path, tracking_uri: str | None = None, exp
     trials = collector.trials(ids)
     if not trials:
         raise DDError(f"no runs found for {', '.join(ids)}")
-    sections = [setup_section(collector, trials), baseline_section(trials), *method_sections(trials),
-                *image_sections(collector, trials), ipc_section(trials, images), *analysis_sections(collector, trials),
-                reproduce_section(collector, trials)]
-    report = Report(f"ddorch report: {', '.join(ids)}", [s for s in sections if s is not None],
-                    out / "report.md", out / "report.html")
+    sections = [
+        setup_section(collector, trials),
+        baseline_section(trials),
+        *method_sections(trials),
+        *image_sections(collector, trials),
+        ipc_section(trials, images),
+        *analysis_sections(collector, trials),
+        reproduce_section(collector, trials),
+    ]
+    report = Report(
+        f"ddorch report: {', '.join(ids)}",
+        [s for s in sections if s is not None],
+        out / "report.md",
+        out / "report.html",
+    )
     report.markdown_path.write_text(to_markdown(report))
     report.html_path.write_text(to_html(report))
     return report

@@ -3,6 +3,7 @@
 Trials and trackers write them; report, compare, lossless, sweep results and analyses read them.
 Defined once here so a writer and its readers cannot drift apart.
 """
+
 from __future__ import annotations
 
 

@@ -7,6 +7,7 @@ restored trial continues where it stopped. Trials log to one child MLflow run ea
 the sweep's parent run; the child's id travels in the checkpoint so a restored trial logs into
 the same run instead of starting a duplicate.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from ddcore.baseline import CACHE_ENV, cache_dir
-from ddcore.errors import DDError
 from ddcore.methods import get_method
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_grids
+from orchestrator import run_schema as schema
 from orchestrator.cluster import check_resources
 from orchestrator.experiments import ExperimentPreset, SearchSpace
+from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import Tracker
 from orchestrator.trial import Resume, TrialConfig, run_trial
-from orchestrator import run_schema as schema
-from orchestrator.run_schema import Status, Tag, tag_filter
 
 METRIC = schema.EVAL_ACCURACY
 TIME_ATTR = "iteration"
@@ -51,9 +51,16 @@ def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: Swee
     method_config = get_method(preset.method).config(method_preset, preset.dataset, values.get("ipc"))
     method_config = method_config.with_overrides(**values, device=context.device, log_every=_log_every(preset))
     return TrialConfig(
-        dataset=preset.dataset, method=preset.method, method_config=method_config, preset=method_preset,
-        eval_models=list(preset.eval_models), eval_seeds=preset.eval_seeds, eval_protocol=preset.eval_protocol,
-        eval_epochs=preset.eval_epochs, baseline=True, data_root=context.data_root,
+        dataset=preset.dataset,
+        method=preset.method,
+        method_config=method_config,
+        preset=method_preset,
+        eval_models=list(preset.eval_models),
+        eval_seeds=preset.eval_seeds,
+        eval_protocol=preset.eval_protocol,
+        eval_epochs=preset.eval_epochs,
+        baseline=True,
+        data_root=context.data_root,
         cross_arch_models=list(preset.cross_arch_models),
     )
 
@@ -78,16 +85,25 @@ def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepC
     if existing is not None and existing.info.status == Status.FINISHED:
         # Finished before the driver died but after Ray's last snapshot: report, don't redo.
         metrics = existing.data.metrics
-        tune.report({METRIC: metrics[schema.acc_mean(trial.eval_models[0])], TIME_ATTR: trial.method_config.iterations,
-                     "child_run_id": existing.info.run_id, "node_id": existing.data.tags.get(Tag.NODE_ID, "")})
+        tune.report(
+            {
+                METRIC: metrics[schema.acc_mean(trial.eval_models[0])],
+                TIME_ATTR: trial.method_config.iterations,
+                "child_run_id": existing.info.run_id,
+                "node_id": existing.data.tags.get(Tag.NODE_ID, ""),
+            }
+        )
         return
     if existing is not None:
         tracker = Tracker(context.tracking_uri, existing.info.experiment_id, existing.info.run_id)
         tracker.client.set_terminated(existing.info.run_id, Status.RUNNING)
     else:
         tracker = Tracker.start(
-            context.tracking_uri, context.experiment, run_name=tune.get_context().get_trial_name(),
-            tags={Tag.TRIAL_ID: trial_id}, parent_run_id=context.parent_run_id,
+            context.tracking_uri,
+            context.experiment,
+            run_name=tune.get_context().get_trial_name(),
+            tags={Tag.TRIAL_ID: trial_id},
+            parent_run_id=context.parent_run_id,
         )
     node_id = ray.get_runtime_context().get_node_id()
     tracker.set_tags({Tag.NODE_ID: node_id})
@@ -99,17 +115,34 @@ def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepC
             tracker.log_artifact(Path(folder) / "synthetic.pt")
             for path in save_grids(synthetic, pictures):
                 tracker.log_artifact(path, "grids")
-            (Path(folder) / "state.json").write_text(json.dumps({"iteration": iteration, "child_run_id": tracker.run_id}))
-            tune.report({METRIC: accuracy, TIME_ATTR: iteration, "child_run_id": tracker.run_id},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
+            (Path(folder) / "state.json").write_text(
+                json.dumps({"iteration": iteration, "child_run_id": tracker.run_id})
+            )
+            tune.report(
+                {METRIC: accuracy, TIME_ATTR: iteration, "child_run_id": tracker.run_id},
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
 
-    result = run_trial(trial, tracker, progress=False, output_dir=Path(context.output_dir),
-                       report_every=preset.report_every, on_checkpoint=report, resume=resume)
+    result = run_trial(
+        trial,
+        tracker,
+        progress=False,
+        output_dir=Path(context.output_dir),
+        report_every=preset.report_every,
+        on_checkpoint=report,
+        resume=resume,
+    )
     first = result.evaluations[trial.eval_models[0]]
-    tune.report({
-        METRIC: first.accuracy_mean, TIME_ATTR: trial.method_config.iterations, "child_run_id": tracker.run_id,
-        "final_accuracy_std": first.accuracy_std, "distill_seconds": result.distill_seconds, "node_id": node_id,
-    })
+    tune.report(
+        {
+            METRIC: first.accuracy_mean,
+            TIME_ATTR: trial.method_config.iterations,
+            "child_run_id": tracker.run_id,
+            "final_accuracy_std": first.accuracy_std,
+            "distill_seconds": result.distill_seconds,
+            "node_id": node_id,
+        }
+    )
 
 
 def _existing_child(context: SweepContext, run_id: str | None, trial_id: str):
@@ -150,8 +183,13 @@ class SweepSettings:
     max_failures: int = 2
 
 
-def run_sweep(preset: ExperimentPreset, space: SearchSpace, settings: SweepSettings, context_args: dict[str, Any],
-              resume: bool = False):
+def run_sweep(
+    preset: ExperimentPreset,
+    space: SearchSpace,
+    settings: SweepSettings,
+    context_args: dict[str, Any],
+    resume: bool = False,
+):
     """Build (or restore) the Tuner, run it, and return Ray's ResultGrid and the parent run id."""
     import os
 
@@ -175,15 +213,22 @@ def run_sweep(preset: ExperimentPreset, space: SearchSpace, settings: SweepSetti
             fn,
             param_space=space.to_tune(),
             tune_config=tune.TuneConfig(
-                metric=METRIC, mode="max", num_samples=settings.num_samples,
+                metric=METRIC,
+                mode="max",
+                num_samples=settings.num_samples,
                 max_concurrent_trials=settings.max_concurrent,
                 reuse_actors=True,  # no new process (torch import, data load) per trial
-                scheduler=ASHAScheduler(time_attr=TIME_ATTR, max_t=iterations,
-                                        grace_period=min(preset.asha.grace_period, iterations),
-                                        reduction_factor=preset.asha.reduction_factor),
+                scheduler=ASHAScheduler(
+                    time_attr=TIME_ATTR,
+                    max_t=iterations,
+                    grace_period=min(preset.asha.grace_period, iterations),
+                    reduction_factor=preset.asha.reduction_factor,
+                ),
             ),
             run_config=tune.RunConfig(
-                name=settings.name, storage_path=settings.storage_path, verbose=0,
+                name=settings.name,
+                storage_path=settings.storage_path,
+                verbose=0,
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
@@ -200,15 +245,22 @@ def _parent_run(preset, space, settings, context_args, resume: bool) -> Tracker:
         experiment = client.get_experiment_by_name(context_args["experiment"])
         if experiment:
             found = client.search_runs(
-                [experiment.experiment_id], tag_filter(Tag.SWEEP, settings.name), max_results=1,
+                [experiment.experiment_id],
+                tag_filter(Tag.SWEEP, settings.name),
+                max_results=1,
             )
             if found:
                 client.set_terminated(found[0].info.run_id, Status.RUNNING)
                 return Tracker(context_args["tracking_uri"], experiment.experiment_id, found[0].info.run_id)
-    parent = Tracker.start(context_args["tracking_uri"], context_args["experiment"], run_name=settings.name,
-                           tags={Tag.SWEEP: settings.name, Tag.EXPERIMENT: preset.name})
-    parent.log_params({"preset": asdict(preset), "space": {d.name: asdict(d) for d in space.distributions},
-                       "sweep": asdict(settings)})
+    parent = Tracker.start(
+        context_args["tracking_uri"],
+        context_args["experiment"],
+        run_name=settings.name,
+        tags={Tag.SWEEP: settings.name, Tag.EXPERIMENT: preset.name},
+    )
+    parent.log_params(
+        {"preset": asdict(preset), "space": {d.name: asdict(d) for d in space.distributions}, "sweep": asdict(settings)}
+    )
     return parent
 
 
@@ -235,11 +287,17 @@ def summarize(results, iterations: int) -> list[TrialRow]:
             status = "failed"
         else:
             status = "finished" if reached >= iterations else "stopped early"
-        rows.append(TrialRow(
-            trial_id=metrics.get("trial_id", result.path.rsplit("/", 1)[-1] if result.path else "?"),
-            params=dict(result.config or {}), accuracy=metrics.get(METRIC), iteration=reached, status=status,
-            child_run_id=metrics.get("child_run_id"), error=str(result.error).splitlines()[0] if result.error else None,
-        ))
+        rows.append(
+            TrialRow(
+                trial_id=metrics.get("trial_id", result.path.rsplit("/", 1)[-1] if result.path else "?"),
+                params=dict(result.config or {}),
+                accuracy=metrics.get(METRIC),
+                iteration=reached,
+                status=status,
+                child_run_id=metrics.get("child_run_id"),
+                error=str(result.error).splitlines()[0] if result.error else None,
+            )
+        )
     return sorted(rows, key=lambda r: (r.accuracy is None, -(r.accuracy or 0.0)))
 
 
@@ -251,13 +309,17 @@ def record_in_parent(parent: Tracker, rows: list[TrialRow], space: SearchSpace, 
 
     folder = output_dir / parent.run_id
     folder.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame([{**asdict(r), **{f"param.{k}": v for k, v in r.params.items()}} for r in rows]).drop(columns="params")
+    table = pd.DataFrame([{**asdict(r), **{f"param.{k}": v for k, v in r.params.items()}} for r in rows]).drop(
+        columns="params"
+    )
     csv = folder / "results.csv"
     table.to_csv(csv, index=False)
     parent.log_artifact(csv)
     scored = [r for r in rows if r.accuracy is not None]
     for name in space.names():
-        points = [(r.params.get(name), r.accuracy, r.status) for r in scored if isinstance(r.params.get(name), (int, float))]
+        points = [
+            (r.params.get(name), r.accuracy, r.status) for r in scored if isinstance(r.params.get(name), (int, float))
+        ]
         if points:
             parent.log_artifact(save_scatter(points, folder / f"accuracy_vs_{name}.png", name, METRIC), "plots")
     finished = [r for r in scored if r.status == "finished"]

@@ -5,6 +5,7 @@ no server needed. `--tracking-uri` / `MLFLOW_TRACKING_URI` point elsewhere (e.g.
 Experiments are passed by id, never through `mlflow.set_experiment` (it sets an environment
 variable that Ray's MLflow helpers read first).
 """
+
 from __future__ import annotations
 
 import os
@@ -37,15 +38,23 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s)
     except Exception as error:  # URLError, timeouts, refused connections
-        raise DDError(f"MLflow tracking server {uri} is unreachable ({error}); start it or pass another --tracking-uri") from None
+        raise DDError(
+            f"MLflow tracking server {uri} is unreachable ({error}); start it or pass another --tracking-uri"
+        ) from None
 
 
 def git_commit() -> str:
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -89,9 +98,13 @@ class Tracker:
 
     @classmethod
     def start(
-        cls, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None,
-        tags: dict[str, str] | None = None, parent_run_id: str | None = None,
-    ) -> "Tracker":
+        cls,
+        tracking_uri: str | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> Tracker:
         from mlflow.tracking import MlflowClient
 
         uri = resolve_tracking_uri(tracking_uri)

@@ -11,6 +11,7 @@ main_DataDAM.py every 2000 iterations, `max_mean`; PAD's distill/PAD.py every `e
 `acc_{model}_best_checkpoint_test_selected`: chosen by test accuracy, so optimistic and not
 comparable with the headline.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,9 +19,9 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from ddcore.baseline import full_data_baseline
 from ddcore.cross_arch import CrossArchConfig, cross_architecture
@@ -32,10 +33,10 @@ from ddcore.models import get_model
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_curves, save_grids
-from orchestrator.analyses import record_analysis
-from orchestrator.tracking import Tracker
 from orchestrator import run_schema as schema
+from orchestrator.analyses import record_analysis
 from orchestrator.run_schema import Tag
+from orchestrator.tracking import Tracker
 
 
 @dataclass
@@ -177,8 +178,12 @@ def _run(
     data = _load_cached(config.dataset, config.data_root, config.image_size)
     method_config = reporting_every(config.method_config, config.checkpoint_eval_every)
     method_config.validate(data.class_counts())
-    _check_models([method_config.model, *config.eval_models, *config.cross_arch_models], data.channels, data.num_classes,
-                  data.image_size)
+    _check_models(
+        [method_config.model, *config.eval_models, *config.cross_arch_models],
+        data.channels,
+        data.num_classes,
+        data.image_size,
+    )
     protocol = config.protocol()
     if resume is None:
         tracker.log_params(config.to_dict())
@@ -189,9 +194,21 @@ def _run(
     curves: dict[str, list[tuple[int, float]]] = {}
     checkpoints: list[tuple[int, float]] = []  # (iteration, mean over all seeds) of the first eval model
 
-    def evaluate_set(model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False) -> EvalResult:
-        return evaluate(model_name, synthetic.images, synthetic.labels, data, protocol, seeds, method_config.device,
-                        lr=synthetic.learned_lr, dsa_strategy=method_config.dsa_strategy, progress=show)
+    def evaluate_set(
+        model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False
+    ) -> EvalResult:
+        return evaluate(
+            model_name,
+            synthetic.images,
+            synthetic.labels,
+            data,
+            protocol,
+            seeds,
+            method_config.device,
+            lr=synthetic.learned_lr,
+            dsa_strategy=method_config.dsa_strategy,
+            progress=show,
+        )
 
     def record_checkpoint(iteration: int, result: EvalResult) -> None:
         checkpoints.append((iteration, result.accuracy_mean))
@@ -229,16 +246,22 @@ def _run(
     reset_peak_memory(device)
     started = time.perf_counter()
     synthetic = method.distill(
-        data, method_config, callback=on_step, progress=progress,
-        start=resume.synthetic if resume else None, start_iteration=resume.iteration if resume else 0,
+        data,
+        method_config,
+        callback=on_step,
+        progress=progress,
+        start=resume.synthetic if resume else None,
+        start_iteration=resume.iteration if resume else 0,
     )
     distill_seconds = time.perf_counter() - started
     peak_mib = peak_memory_mib(device)
-    tracker.log_metrics({
-        "distill_seconds": distill_seconds,
-        "peak_memory_mib": peak_mib,
-        "iterations_per_second": (method_config.iterations - (resume.iteration if resume else 0)) / distill_seconds,
-    })
+    tracker.log_metrics(
+        {
+            "distill_seconds": distill_seconds,
+            "peak_memory_mib": peak_mib,
+            "iterations_per_second": (method_config.iterations - (resume.iteration if resume else 0)) / distill_seconds,
+        }
+    )
 
     artefacts = Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / tracker.run_id
     synthetic.save(artefacts / "synthetic.pt")
@@ -254,32 +277,47 @@ def _run(
     for model_name in config.eval_models:
         result = evaluate_set(model_name, synthetic, all_seeds, progress)
         evaluations[model_name] = result
-        tracker.log_metrics({
-            schema.acc_mean(model_name): result.accuracy_mean,
-            schema.acc_std(model_name): result.accuracy_std,
-            schema.balanced_acc_mean(model_name): result.balanced_accuracy_mean,
-            schema.train_seconds(model_name): result.train_seconds_mean,
-            schema.flops(model_name): result.flops_per_image,
-        })
+        tracker.log_metrics(
+            {
+                schema.acc_mean(model_name): result.accuracy_mean,
+                schema.acc_std(model_name): result.accuracy_std,
+                schema.balanced_acc_mean(model_name): result.balanced_accuracy_mean,
+                schema.train_seconds(model_name): result.train_seconds_mean,
+                schema.flops(model_name): result.flops_per_image,
+            }
+        )
         if config.baseline:
             baseline, _ = full_data_baseline(data, model_name, device=method_config.device, progress=progress)
             baselines[model_name] = baseline
-            tracker.log_metrics({
-                schema.baseline_acc(model_name): baseline.accuracy_mean,
-                schema.baseline_train_seconds(model_name): baseline.train_seconds_mean,
-            })
+            tracker.log_metrics(
+                {
+                    schema.baseline_acc(model_name): baseline.accuracy_mean,
+                    schema.baseline_train_seconds(model_name): baseline.train_seconds_mean,
+                }
+            )
 
     best = None
     if config.checkpoint_eval_every:  # the final set is the last checkpoint
         record_checkpoint(method_config.iterations, evaluations[first_model])
         best = best_checkpoint(checkpoints)
-        tracker.log_metrics({schema.best_checkpoint_acc(first_model): best[1],
-                             schema.best_checkpoint_iteration(first_model): best[0]})
+        tracker.log_metrics(
+            {schema.best_checkpoint_acc(first_model): best[1], schema.best_checkpoint_iteration(first_model): best[0]}
+        )
 
     if config.cross_arch_models:  # on this run itself (see orchestrator.analyses), same seeds and protocol
-        matrix = cross_architecture(synthetic, data, CrossArchConfig(
-            tuple(config.cross_arch_models), config.eval_seeds, config.eval_epochs, method_config.device,
-            eval_protocol=config.eval_protocol, eval_batch_size=config.eval_batch_size), progress)
+        matrix = cross_architecture(
+            synthetic,
+            data,
+            CrossArchConfig(
+                tuple(config.cross_arch_models),
+                config.eval_seeds,
+                config.eval_epochs,
+                method_config.device,
+                eval_protocol=config.eval_protocol,
+                eval_batch_size=config.eval_batch_size,
+            ),
+            progress,
+        )
         record_analysis(tracker, "cross_arch", matrix, artefacts.parent)
 
     summary = {
@@ -289,9 +327,14 @@ def _run(
         "eval_lr": protocol.training_lr(synthetic.learned_lr),
         "checkpoints": {
             "note": "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean",
-            "model": first_model, "every": config.checkpoint_eval_every, "mean_by_iteration": checkpoints,
-            "best_iteration": best[0], "best_mean": best[1],
-        } if best else None,
+            "model": first_model,
+            "every": config.checkpoint_eval_every,
+            "mean_by_iteration": checkpoints,
+            "best_iteration": best[0],
+            "best_mean": best[1],
+        }
+        if best
+        else None,
         "prepare_seconds": prepare_seconds,
         "distill_seconds": distill_seconds,
         "peak_memory_mib": peak_mib,
@@ -301,5 +344,6 @@ def _run(
     (artefacts / "summary.json").write_text(json.dumps(summary, indent=2))
     tracker.log_artifact(artefacts / "summary.json")
     tracker.finish()
-    return TrialResult(tracker.run_id, synthetic, evaluations, baselines, distill_seconds, artefacts,
-                       prepare_seconds, peak_mib, best)
+    return TrialResult(
+        tracker.run_id, synthetic, evaluations, baselines, distill_seconds, artefacts, prepare_seconds, peak_mib, best
+    )

@@ -1,4 +1,5 @@
 """Shared fixtures."""
+
 import pytest
 
 
@@ -28,10 +29,21 @@ def tiny_runs(tmp_path_factory):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     run_ids = []
     for ipc, cross_arch in ((1, []), (2, ["MLP"])):
-        method_config = get_method("datadam").config("paper", "digits", ipc).with_overrides(
-            iterations=3, batch_real=8, model="ConvNetD1", init="real", device="cpu", log_every=1)
-        trial = TrialConfig(dataset="digits", method="datadam", method_config=method_config, eval_models=["ConvNetD1"],
-                            eval_seeds=1, eval_epochs=2, baseline=False, cross_arch_models=cross_arch)
+        method_config = (
+            get_method("datadam")
+            .config("paper", "digits", ipc)
+            .with_overrides(iterations=3, batch_real=8, model="ConvNetD1", init="real", device="cpu", log_every=1)
+        )
+        trial = TrialConfig(
+            dataset="digits",
+            method="datadam",
+            method_config=method_config,
+            eval_models=["ConvNetD1"],
+            eval_seeds=1,
+            eval_epochs=2,
+            baseline=False,
+            cross_arch_models=cross_arch,
+        )
         tracker = Tracker.start(uri, run_name=f"tiny-ipc{ipc}")
         run_ids.append(run_trial(trial, tracker, progress=False, output_dir=folder / "runs").run_id)
     return uri, run_ids, folder / "runs"

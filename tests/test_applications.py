@@ -1,4 +1,5 @@
 """Applications: continual-learning bookkeeping, herding, seen-class accuracy; our Spearman vs scipy; NAS proxy."""
+
 import math
 import random
 
@@ -8,7 +9,11 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from ddcore.applications.continual import (
-    ContinualConfig, class_incremental_tasks, continual_learning, herding_selection, seen_class_accuracy,
+    ContinualConfig,
+    class_incremental_tasks,
+    continual_learning,
+    herding_selection,
+    seen_class_accuracy,
 )
 from ddcore.applications.nas_proxy import NasProxyConfig, average_ranks, nas_proxy, spearman
 from ddcore.data import load_dataset
@@ -25,8 +30,16 @@ def digits():
 @pytest.fixture(scope="module")
 def synthetic(digits):
     picked = digits.sample_per_class(2, torch.Generator().manual_seed(3)).flatten()
-    return SyntheticSet(digits.train_images[picked], digits.train_labels[picked], "digits", "datadam", digits.class_names,
-                        digits.mean, digits.std, config={"model": "ConvNetD1", "dsa_strategy": "none"})
+    return SyntheticSet(
+        digits.train_images[picked],
+        digits.train_labels[picked],
+        "digits",
+        "datadam",
+        digits.class_names,
+        digits.mean,
+        digits.std,
+        config={"model": "ConvNetD1", "dsa_strategy": "none"},
+    )
 
 
 def test_tasks_split_classes_in_order():
@@ -50,7 +63,9 @@ def test_continual_bookkeeping_on_a_toy_problem(digits, synthetic):
             assert step.memory_sizes[memory] == 2 * len(seen)  # equal size: the synthetic set's 2 per class
             assert len(step.accuracies[memory]) == 2 and all(0 <= a <= 1 for a in step.accuracies[memory])
     assert [n for n, _ in result.curve("herding")] == [3, 6, 9, 10]
-    assert set(result.metrics()) == {f"cl_{m}_{n}cls" for m in ("distilled", "random", "herding") for n in (3, 6, 9, 10)}
+    assert set(result.metrics()) == {
+        f"cl_{m}_{n}cls" for m in ("distilled", "random", "herding") for n in (3, 6, 9, 10)
+    }
     with pytest.raises(DDError, match="unknown or no memory type"):
         continual_learning(synthetic, digits, ContinualConfig(memories=("coreset",), device="cpu"))
 
@@ -80,13 +95,16 @@ def test_seen_class_accuracy_predicts_among_seen_classes_only(digits):
     assert accuracy == pytest.approx((labels == 1).float().mean().item())  # class 2 is masked out
 
 
-@pytest.mark.parametrize("x, y", [
-    ([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]),
-    ([1, 2, 2, 3, 4], [1, 3, 2, 2, 5]),  # ties on both sides
-    ([0.9, 0.8, 0.8, 0.8, 0.1, 0.2], [0.5, 0.4, 0.6, 0.4, 0.1, 0.1]),
-    ([3, 1, 2], [1, 2, 3]),
-    ([1, 2, 3, 4], [4, 3, 2, 1]),  # reversed: -1
-])
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        ([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]),
+        ([1, 2, 2, 3, 4], [1, 3, 2, 2, 5]),  # ties on both sides
+        ([0.9, 0.8, 0.8, 0.8, 0.1, 0.2], [0.5, 0.4, 0.6, 0.4, 0.1, 0.1]),
+        ([3, 1, 2], [1, 2, 3]),
+        ([1, 2, 3, 4], [4, 3, 2, 1]),  # reversed: -1
+    ],
+)
 def test_spearman_matches_scipy_on_planted_rankings(x, y):
     assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
 
@@ -105,8 +123,9 @@ def test_spearman_matches_scipy_on_random_tied_values():
 
 
 def test_nas_proxy_pool_on_digits(digits, synthetic, tmp_path):
-    config = NasProxyConfig(pool=("MLP", "ConvNetD1W32", "ConvNetD1NN"), proxy_epochs=1, full_epochs=1, full_per_class=5,
-                            device="cpu")
+    config = NasProxyConfig(
+        pool=("MLP", "ConvNetD1W32", "ConvNetD1NN"), proxy_epochs=1, full_epochs=1, full_per_class=5, device="cpu"
+    )
     result = nas_proxy(synthetic, digits, config)
     assert set(result.proxy) == set(result.full) == set(config.pool)
     assert result.full_images == 50 and result.full_protocol == "full-bs32-1ep"

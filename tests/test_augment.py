@@ -1,4 +1,5 @@
 """DSA: differentiable, siamese under one seed, each op changes the image as it should."""
+
 import pytest
 import torch
 
@@ -30,7 +31,7 @@ def test_gradient_is_exact():
     # For a fixed seed the augmentation is a fixed (piecewise) linear map of the pixels.
     x = _images(n=2, channels=3, size=8).double().requires_grad_(True)
     for seed in range(3):
-        assert torch.autograd.gradcheck(lambda t: dsa(t, FULL, seed, ALL_OPS), (x,), fast_mode=True)
+        assert torch.autograd.gradcheck(lambda t, seed=seed: dsa(t, FULL, seed, ALL_OPS), (x,), fast_mode=True)
 
 
 @pytest.mark.parametrize("params", [DSAParams(), ALL_OPS])
@@ -64,8 +65,11 @@ def test_crop_is_a_zero_filled_translation_by_at_most_an_eighth():
     for seed in range(10):
         y = dsa(x, "crop", seed)
         padded = torch.nn.functional.pad(x, (reach,) * 4)
-        shifts = [padded[..., reach + dy : reach + dy + 16, reach + dx : reach + dx + 16]
-                  for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+        shifts = [
+            padded[..., reach + dy : reach + dy + 16, reach + dx : reach + dx + 16]
+            for dy in range(-reach, reach + 1)
+            for dx in range(-reach, reach + 1)
+        ]
         assert any(torch.equal(y, shifted) for shifted in shifts)
 
 

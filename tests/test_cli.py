@@ -1,4 +1,5 @@
 """The `ddorch` CLI: results on the embedded data set, one-line errors for bad input."""
+
 from typer.testing import CliRunner
 
 from orchestrator.cli import app

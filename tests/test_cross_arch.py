@@ -1,4 +1,5 @@
 """Cross-architecture matrix: every cell with mean and std, fair random row, MLflow records, CLI errors."""
+
 import math
 import statistics
 
@@ -24,13 +25,24 @@ def digits():
 
 def real_images_as_synthetic(data, ipc=2, **extra):
     picked = data.sample_per_class(ipc, torch.Generator().manual_seed(7)).flatten()
-    return SyntheticSet(data.train_images[picked], data.train_labels[picked], "digits", "datadam", data.class_names,
-                        data.mean, data.std, config={"model": "ConvNetD2", "dsa_strategy": "none"}, **extra)
+    return SyntheticSet(
+        data.train_images[picked],
+        data.train_labels[picked],
+        "digits",
+        "datadam",
+        data.class_names,
+        data.mean,
+        data.std,
+        config={"model": "ConvNetD2", "dsa_strategy": "none"},
+        **extra,
+    )
 
 
 def test_matrix_has_every_cell_with_mean_and_std(digits, tmp_path):
     models = ("MLP", "ConvNetD1")
-    matrix = cross_architecture(real_images_as_synthetic(digits), digits, CrossArchConfig(models, seeds=2, epochs=2, device="cpu"))
+    matrix = cross_architecture(
+        real_images_as_synthetic(digits), digits, CrossArchConfig(models, seeds=2, epochs=2, device="cpu")
+    )
     assert [label for label, _ in matrix.rows()] == ["datadam on ConvNetD2", RANDOM_ROW]
     for _, row in matrix.rows():
         assert list(row) == list(models)
@@ -41,7 +53,9 @@ def test_matrix_has_every_cell_with_mean_and_std(digits, tmp_path):
             assert result.accuracy_std == pytest.approx(statistics.pstdev(accuracies))
             assert 0 <= result.accuracy_mean <= 1 and math.isfinite(result.accuracy_std)
     metrics = matrix.metrics()
-    assert {f"xarch_{row}_{m}_{stat}" for row in ("synthetic", "random") for m in models for stat in ("mean", "std")} == set(metrics)
+    assert {
+        f"xarch_{row}_{m}_{stat}" for row in ("synthetic", "random") for m in models for stat in ("mean", "std")
+    } == set(metrics)
     table = matrix.table()
     assert table.columns[1:] == list(models) and len(table.rows) == 3  # two rows and the gain
     assert all("±" in cell for row in table.rows[:2] for cell in row[1:])
@@ -78,22 +92,46 @@ def test_protocol_is_chosen_by_name(digits):
 
 def test_cli_records_a_child_run_and_errors_are_one_line(tiny_runs, tmp_path):
     uri, run_ids, _ = tiny_runs
-    args = ["cross-arch", run_ids[0], "--models", "MLP,ConvNetD1", "--seeds", "2", "--epochs", "1", "--device", "cpu",
-            "--tracking-uri", uri, "--output-dir", str(tmp_path)]
+    args = [
+        "cross-arch",
+        run_ids[0],
+        "--models",
+        "MLP,ConvNetD1",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--tracking-uri",
+        uri,
+        "--output-dir",
+        str(tmp_path),
+    ]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "random real" in result.output and "gain over random" in result.output
     client = MlflowClient(uri)
-    child = client.search_runs([client.get_run(run_ids[0]).info.experiment_id], f"tags.`{SOURCE_TAG}` = '{run_ids[0]}'")[0]
+    child = client.search_runs(
+        [client.get_run(run_ids[0]).info.experiment_id], f"tags.`{SOURCE_TAG}` = '{run_ids[0]}'"
+    )[0]
     assert child.info.status == "FINISHED" and child.data.tags[ANALYSIS_TAG] == "cross_arch"
     assert child.data.tags["mlflow.parentRunId"] == run_ids[0]
-    assert child.data.tags[COMMAND_TAG].startswith(f"ddorch cross-arch {run_ids[0]} --models MLP,ConvNetD1 --seeds 2 --epochs 1")
+    assert child.data.tags[COMMAND_TAG].startswith(
+        f"ddorch cross-arch {run_ids[0]} --models MLP,ConvNetD1 --seeds 2 --epochs 1"
+    )
     assert "xarch_random_ConvNetD1_std" in child.data.metrics
     assert {a.path for a in client.list_artifacts(child.info.run_id, "cross_arch")} == {
-        "cross_arch/table.json", "cross_arch/result.json", "cross_arch/heatmap.png"}
+        "cross_arch/table.json",
+        "cross_arch/result.json",
+        "cross_arch/heatmap.png",
+    }
 
-    for bad, message in ((["--models", "Nope"], "unknown model 'Nope'"), (["--epochs", "0"], "eval epochs must be positive"),
-                         (["--eval-protocol", "weekly"], "unknown evaluation protocol 'weekly'")):
+    for bad, message in (
+        (["--models", "Nope"], "unknown model 'Nope'"),
+        (["--epochs", "0"], "eval epochs must be positive"),
+        (["--eval-protocol", "weekly"], "unknown evaluation protocol 'weekly'"),
+    ):
         failed = runner.invoke(app, [*args, *bad], env={"COLUMNS": "200"})
         assert failed.exit_code == 2 and message in failed.output and "Traceback" not in failed.output
     missing = runner.invoke(app, ["cross-arch", "no-such-run", "--tracking-uri", uri], env={"COLUMNS": "200"})

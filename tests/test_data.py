@@ -3,6 +3,7 @@
 Everything runs on tiny generated files, except the real-data checks at the end, which use the
 shared data folder beside the repository (skipped when it is absent).
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,7 +26,13 @@ from ddcore.data.mnist import FASHION_CLASSES, IDX_FILES, load_fashion_mnist, lo
 from ddcore.errors import DDError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-IDX_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
+IDX_CODES = {
+    np.dtype("u1"): 0x08,
+    np.dtype("i1"): 0x09,
+    np.dtype(">i2"): 0x0B,
+    np.dtype(">i4"): 0x0C,
+    np.dtype(">f4"): 0x0D,
+}
 
 
 # ---------------------------------------------------------------------------------------- IDX
@@ -243,7 +250,9 @@ def png_bytes(name: str) -> tuple[bytes, np.ndarray]:
     return buffer.getvalue(), np.array(image.convert("RGB"))
 
 
-def write_mhist(root: Path, layout: str = "folder", rows: list[tuple[str, ...]] = MHIST_ROWS, header: tuple[str, ...] = COLUMNS) -> Path:
+def write_mhist(
+    root: Path, layout: str = "folder", rows: list[tuple[str, ...]] = MHIST_ROWS, header: tuple[str, ...] = COLUMNS
+) -> Path:
     """A tiny MHIST release under root/mhist: images in images/, or in images.zip (top level or images/)."""
     folder = root / "mhist"
     folder.mkdir(parents=True)
@@ -342,7 +351,9 @@ def test_mhist_bad_csv_value_names_its_line(tmp_path: Path, bad_row: tuple[str, 
 @pytest.mark.parametrize("layout", ["folder", "zip-images"])
 def test_mhist_listed_image_missing(tmp_path: Path, layout: str) -> None:
     write_mhist(tmp_path, layout, rows=MHIST_ROWS + [("MHIST_zzz.png", "HP", "0", "test")])
-    with pytest.raises(DDError, match=r"MHIST image 'MHIST_zzz\.png' \(annotations\.csv line 8\) is missing from .*images"):
+    with pytest.raises(
+        DDError, match=r"MHIST image 'MHIST_zzz\.png' \(annotations\.csv line 8\) is missing from .*images"
+    ):
         load_mhist(tmp_path)
 
 
@@ -398,7 +409,9 @@ MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason=f"real MNIST not found in {SHARED_DATA}/MNIST/raw")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason=f"real MNIST not found in {SHARED_DATA}/MNIST/raw"
+)
 def test_real_mnist() -> None:
     data = load_mnist(SHARED_DATA)
     assert data.train_images.shape == (60_000, 1, 28, 28) and data.test_images.shape == (10_000, 1, 28, 28)
@@ -406,7 +419,10 @@ def test_real_mnist() -> None:
     assert data.mean == pytest.approx((0.1307,), abs=1e-4) and data.std == pytest.approx((0.3081,), abs=1e-4)
 
 
-@pytest.mark.skipif(not mnist.DEBIAN_FASHION_DIR.is_dir(), reason=f"{mnist.DEBIAN_FASHION_DIR} absent (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not mnist.DEBIAN_FASHION_DIR.is_dir(),
+    reason=f"{mnist.DEBIAN_FASHION_DIR} absent (apt-get install dataset-fashion-mnist)",
+)
 def test_real_fashion_mnist_from_debian_package(tmp_path: Path) -> None:
     data = load_fashion_mnist(tmp_path)  # nothing under the root: the Debian copy is found
     assert data.train_images.shape == (60_000, 1, 28, 28) and data.test_images.shape == (10_000, 1, 28, 28)

@@ -1,21 +1,24 @@
 """DataDAM: attention maps, the SAM/MMD terms, where gradients go, that it learns, the artefact."""
+
 import pytest
 import torch
 
 from ddcore.data.base import RealDataset
 from ddcore.methods import get_method
 from ddcore.methods.datadam import DataDAMConfig, class_mean_distance, datadam_loss, spatial_attention
-
-distill = get_method("datadam").distill
 from ddcore.models import get_model
 from ddcore.synthetic import SyntheticSet
+
+distill = get_method("datadam").distill
 
 
 def tiny_dataset(per_class: int = 20, classes: int = 3, size: int = 8) -> RealDataset:
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(classes).repeat_interleave(per_class)
     images = torch.randn(len(labels), 1, size, size, generator=g) + labels.view(-1, 1, 1, 1).float()
-    return RealDataset("tiny", images, labels, images[:10], labels[:10], [str(c) for c in range(classes)], (0.0,), (1.0,))
+    return RealDataset(
+        "tiny", images, labels, images[:10], labels[:10], [str(c) for c in range(classes)], (0.0,), (1.0,)
+    )
 
 
 def test_attention_maps_have_unit_norm_and_spatial_shape():
@@ -43,7 +46,9 @@ def test_terms_zero_for_identical_batches_and_positive_otherwise():
 
 def test_class_mean_distance_matches_per_class_loop():
     real, synthetic = torch.randn(3 * 5, 7), torch.randn(3 * 2, 7)
-    expected = sum(((real[5 * c : 5 * c + 5].mean(0) - synthetic[2 * c : 2 * c + 2].mean(0)) ** 2).sum() for c in range(3))
+    expected = sum(
+        ((real[5 * c : 5 * c + 5].mean(0) - synthetic[2 * c : 2 * c + 2].mean(0)) ** 2).sum() for c in range(3)
+    )
     assert class_mean_distance(real, synthetic, 3).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -60,8 +65,17 @@ def test_gradients_reach_only_the_synthetic_images():
 
 def test_a_few_iterations_lower_the_loss():
     data = tiny_dataset()
-    config = DataDAMConfig(ipc=2, iterations=40, batch_real=8, model="ConvNetD2", init="noise", dsa_strategy="none",
-                           lr_images=1.0, log_every=10, device="cpu")
+    config = DataDAMConfig(
+        ipc=2,
+        iterations=40,
+        batch_real=8,
+        model="ConvNetD2",
+        init="noise",
+        dsa_strategy="none",
+        lr_images=1.0,
+        log_every=10,
+        device="cpu",
+    )
     windows = []
     synthetic = distill(data, config, callback=lambda report: windows.append(report.losses["loss"]))
     assert len(windows) == 4 and windows[-1] < windows[0]
@@ -70,8 +84,17 @@ def test_a_few_iterations_lower_the_loss():
 
 def test_course_variant_trains_the_network_between_updates():
     data = tiny_dataset()
-    config = DataDAMConfig(ipc=1, iterations=6, batch_real=4, model="ConvNetD2", dsa_strategy="none",
-                           updates_per_network=3, network_steps=2, log_every=3, device="cpu")
+    config = DataDAMConfig(
+        ipc=1,
+        iterations=6,
+        batch_real=4,
+        model="ConvNetD2",
+        dsa_strategy="none",
+        updates_per_network=3,
+        network_steps=2,
+        log_every=3,
+        device="cpu",
+    )
     windows = []
     distill(data, config, callback=lambda report: windows.append(report.iteration))
     assert windows == [3, 6]
@@ -79,7 +102,9 @@ def test_course_variant_trains_the_network_between_updates():
 
 def test_synthetic_set_round_trips_with_weights_only(tmp_path):
     data = tiny_dataset()
-    synthetic = distill(data, DataDAMConfig(ipc=1, iterations=2, batch_real=2, model="ConvNetD2", log_every=1, device="cpu"))
+    synthetic = distill(
+        data, DataDAMConfig(ipc=1, iterations=2, batch_real=2, model="ConvNetD2", log_every=1, device="cpu")
+    )
     path = synthetic.save(tmp_path / "set.pt")
     assert not list(tmp_path.glob("*.partial"))
     raw = torch.load(path, weights_only=True)

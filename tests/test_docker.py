@@ -1,4 +1,5 @@
 """The compose file and Dockerfile, checked as data (no Docker engine runs here)."""
+
 from pathlib import Path
 
 import yaml

@@ -1,4 +1,6 @@
 """Evaluation protocol: learns a separable toy set, accepts soft labels, counts FLOPs exactly."""
+
+import pytest
 import torch
 from torch import nn
 
@@ -7,8 +9,6 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, architecture_flops, count_flops, evaluate, measure_accuracy
 from ddcore.models import FeatureNet
-
-import pytest
 
 QUICK = EvalProtocol("quick", epochs=15, lr=0.05, batch_size=32, schedule="cosine", augment=False)
 
@@ -127,7 +127,9 @@ def test_learned_lr_reaches_training_only_where_the_protocol_takes_it(monkeypatc
 
     seen = []
     real_sgd = torch.optim.SGD
-    monkeypatch.setattr(evaluate_module.torch.optim, "SGD", lambda params, lr, **kw: seen.append(lr) or real_sgd(params, lr, **kw))
+    monkeypatch.setattr(
+        evaluate_module.torch.optim, "SGD", lambda params, lr, **kw: seen.append(lr) or real_sgd(params, lr, **kw)
+    )
     data = toy_dataset(n_per_class=4)
     for name in ("datm", "datadam"):
         protocol = evaluate_module.get_protocol(name, epochs=1)

@@ -1,4 +1,5 @@
 """Experiment presets and search spaces: parsing, validation, one-line errors."""
+
 import pytest
 from typer.testing import CliRunner
 
@@ -19,7 +20,9 @@ def test_preset_eval_protocol_is_checked(monkeypatch, tmp_path):
     import orchestrator.experiments as experiments
 
     assert load_experiment("digits_datadam").eval_protocol is None  # the data set's (DatasetSpec): dc
-    (tmp_path / "odd.toml").write_text('dataset = "digits"\nmethod = "datadam"\nspace = "datadam.toml"\neval_protocol = "weekly"\n')
+    (tmp_path / "odd.toml").write_text(
+        'dataset = "digits"\nmethod = "datadam"\nspace = "datadam.toml"\neval_protocol = "weekly"\n'
+    )
     (tmp_path / "experiments").mkdir()
     (tmp_path / "odd.toml").rename(tmp_path / "experiments" / "odd.toml")
     monkeypatch.setenv(experiments.PRESETS_ENV, str(tmp_path))
@@ -73,7 +76,11 @@ def test_bad_space_entries(tmp_path, body, message):
 
 
 def test_set_overrides_are_typed_and_checked():
-    assert parse_overrides(["ipc=10", "lr_images=0.5", "init=noise"], "datadam") == {"ipc": 10, "lr_images": 0.5, "init": "noise"}
+    assert parse_overrides(["ipc=10", "lr_images=0.5", "init=noise"], "datadam") == {
+        "ipc": 10,
+        "lr_images": 0.5,
+        "init": "noise",
+    }
     with pytest.raises(DDError, match="unknown parameter"):
         parse_overrides(["speed=3"], "datadam")
     with pytest.raises(DDError, match="expects name=value"):

@@ -1,5 +1,6 @@
 """The lossless-IPC search: decisions, grid + bisection against an accuracy oracle, reuse from MLflow,
 "not reached", the budget, the random-subset method, and one tiny end-to-end `ddorch lossless` on digits."""
+
 import math
 from dataclasses import replace
 
@@ -50,7 +51,9 @@ def test_bisection_finds_planted_threshold_in_minimum_evaluations():
     for planted in range(1, 51):
         search = IPCSearch(max_ipc=50)
         evaluated = run_oracle(search, planted)
-        grid_part = [ipc for ipc in geometric_grid(50) if ipc < planted] + [min(g for g in geometric_grid(50) if g >= planted)]
+        grid_part = [ipc for ipc in geometric_grid(50) if ipc < planted] + [
+            min(g for g in geometric_grid(50) if g >= planted)
+        ]
         lo, hi = (grid_part[-2] if len(grid_part) > 1 else 0), grid_part[-1]
         # grid up to the first lossless point, then at most ceil(log2(hi - lo)): hi - lo candidates remain
         assert search.smallest_lossless == planted
@@ -110,8 +113,18 @@ def shared_store(tmp_path_factory):
 
 
 def oracle_config(store: str, experiment: str, **changes) -> LosslessConfig:
-    values = dict(dataset="digits", methods=("datadam", "random"), max_ipc=50, target_accuracy=98.0,
-                  eval_seeds=3, max_concurrent=1, iterations=10, device="cpu", tracking_uri=store, experiment=experiment)
+    values = dict(
+        dataset="digits",
+        methods=("datadam", "random"),
+        max_ipc=50,
+        target_accuracy=98.0,
+        eval_seeds=3,
+        max_concurrent=1,
+        iterations=10,
+        device="cpu",
+        tracking_uri=store,
+        experiment=experiment,
+    )
     values.update(changes)
     return LosslessConfig(**values)
 
@@ -134,19 +147,21 @@ def test_rerun_reuses_finished_trials_and_one_parent_holds_them(workspace, share
     assert all(e.reused for r in rerun.results.values() for e in r.evaluations)
     assert rerun.results["datadam"].smallest_lossless == 13
     client = MlflowClient(report.tracking_uri)
-    children = client.search_runs([client.get_experiment_by_name("rerun").experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{report.parent_run_id}'")
+    children = client.search_runs(
+        [client.get_experiment_by_name("rerun").experiment_id], f"tags.`mlflow.parentRunId` = '{report.parent_run_id}'"
+    )
     assert len(children) == len(first.submitted)
     # a larger tolerance is another search, but its trials are the same: all reused, new decisions
-    looser = search_lossless(oracle_config(shared_store, "rerun", tolerance=10.0), executor=lambda: OracleExecutor(planted))
+    looser = search_lossless(
+        oracle_config(shared_store, "rerun", tolerance=10.0), executor=lambda: OracleExecutor(planted)
+    )
     assert looser.launched == 0 and looser.parent_run_id != report.parent_run_id
     assert looser.results["datadam"].smallest_lossless == 1
 
 
 def test_not_reached_is_reported_with_the_best_accuracy(workspace, shared_store):
     config = oracle_config(shared_store, "not-reached", methods=("random",), max_ipc=20, target_accuracy=99.9)
-    report = search_lossless(config,
-                             executor=lambda: OracleExecutor(lambda m, ipc: 0.90 + ipc / 1000))
+    report = search_lossless(config, executor=lambda: OracleExecutor(lambda m, ipc: 0.90 + ipc / 1000))
     result = report.results["random"]
     assert result.smallest_lossless is None
     assert result.summary() == "not reached up to max IPC 20 (best: 92.00 % at IPC 20)"
@@ -155,8 +170,11 @@ def test_not_reached_is_reported_with_the_best_accuracy(workspace, shared_store)
 
 def test_budget_stops_launching_and_reports_what_is_known(workspace, shared_store):
     ticks = iter(range(0, 100_000, 1000))  # each look at the clock: 1000 s later; budget 1 h
-    report = search_lossless(oracle_config(shared_store, "budget", methods=("datadam",), budget_hours=1.0),
-                             executor=lambda: OracleExecutor(planted), clock=lambda: next(ticks))
+    report = search_lossless(
+        oracle_config(shared_store, "budget", methods=("datadam",), budget_hours=1.0),
+        executor=lambda: OracleExecutor(planted),
+        clock=lambda: next(ticks),
+    )
     assert report.budget_spent and 0 < report.launched < 8
     assert report.results["datadam"].summary().startswith("budget spent")
 
@@ -176,9 +194,31 @@ def test_random_subset_is_seeded_real_images_the_same_as_datadams_real_start():
 
 def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace, shared_store):
     # the target given (digits' measured ConvNetD3 baseline): training it here would double the test's time
-    args = ["lossless", "--dataset", "digits", "--method", "datadam,random", "--model", "ConvNetD1", "--max-ipc", "2",
-            "--iterations", "4", "--eval-epochs", "2", "--eval-seeds", "2", "--target-accuracy", "98.89",
-            "--device", "cpu", "--tracking-uri", shared_store, "--experiment", "end-to-end"]
+    args = [
+        "lossless",
+        "--dataset",
+        "digits",
+        "--method",
+        "datadam,random",
+        "--model",
+        "ConvNetD1",
+        "--max-ipc",
+        "2",
+        "--iterations",
+        "4",
+        "--eval-epochs",
+        "2",
+        "--eval-seeds",
+        "2",
+        "--target-accuracy",
+        "98.89",
+        "--device",
+        "cpu",
+        "--tracking-uri",
+        shared_store,
+        "--experiment",
+        "end-to-end",
+    ]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "datadam: not reached up to max IPC 2" in result.output  # 2 epochs cannot match the full data
@@ -189,7 +229,11 @@ def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace, shared
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted((r.data.tags["ddorch.method"], r.data.tags["ddorch.ipc"]) for r in children) == [
-        ("datadam", "1"), ("datadam", "2"), ("random", "1"), ("random", "2")]
+        ("datadam", "1"),
+        ("datadam", "2"),
+        ("random", "1"),
+        ("random", "2"),
+    ]
     # DataDAM's halfway check (one seed) is far under the threshold: stopped early, KILLED in MLflow
     assert {r.info.status for r in children if r.data.tags["ddorch.method"] == "datadam"} == {"KILLED"}
     assert {r.info.status for r in children if r.data.tags["ddorch.method"] == "random"} == {"FINISHED"}
@@ -202,12 +246,22 @@ def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace, shared
 
 def test_target_is_the_full_data_baseline_trained_once_then_cached(workspace):
     # named after a table row (its full-data batch); 4 classes, so its cache entries are its own
-    tiny = RealDataset("digits", torch.randn(40, 1, 8, 8), torch.arange(4).repeat(10), torch.randn(8, 1, 8, 8),
-                       torch.arange(4).repeat(2), ["a", "b", "c", "d"], (0.0,), (1.0,))
+    tiny = RealDataset(
+        "digits",
+        torch.randn(40, 1, 8, 8),
+        torch.arange(4).repeat(10),
+        torch.randn(8, 1, 8, 8),
+        torch.arange(4).repeat(2),
+        ["a", "b", "c", "d"],
+        (0.0,),
+        (1.0,),
+    )
     config = LosslessConfig(dataset="digits", model="ConvNetD1", baseline_seeds=2, device="cpu")
     first, again = resolve_target(config, tiny), resolve_target(config, tiny)
     assert "2 seed(s), 0 from the cache" in first.source and "2 seed(s), 2 from the cache" in again.source
-    assert first.accuracy == again.accuracy == full_data_baseline(tiny, "ConvNetD1", (0, 1), device="cpu")[0].accuracy_mean
+    assert (
+        first.accuracy == again.accuracy == full_data_baseline(tiny, "ConvNetD1", (0, 1), device="cpu")[0].accuracy_mean
+    )
     given = resolve_target(replace(config, target_accuracy=99.49), tiny)
     assert given.accuracy == pytest.approx(0.9949) and "measured elsewhere" in given.source
 

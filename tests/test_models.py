@@ -1,10 +1,10 @@
 """Every registry network on 1 and 3 channels at 8 to 128 px: shapes, backward, feature maps."""
+
 import pytest
 import torch
 
 from ddcore.errors import DDError
 from ddcore.models import get_model, list_models, parameter_count
-
 
 # Narrow ConvNets (ConvNetD{n}W{w}...) share the code path of their width-128 names: two stand in for all 42.
 ARCHITECTURES = [name for name in list_models() if "W" not in name] + ["ConvNetD3W32", "ConvNetD1W64BN"]
@@ -35,7 +35,12 @@ def test_shapes_backward_and_feature_maps(name, channels, size):
 
 
 def test_every_paper_name_is_registered():
-    depths = [f"ConvNetD{d}{width}{suffix}" for d in range(1, 8) for width in ("", "W32", "W64") for suffix in ("", "BN", "NN")]
+    depths = [
+        f"ConvNetD{d}{width}{suffix}"
+        for d in range(1, 8)
+        for width in ("", "W32", "W64")
+        for suffix in ("", "BN", "NN")
+    ]
     expected = {"ConvNet", *depths, "MLP", "LeNet", "AlexNet", "VGG11", "VGG11BN", "ResNet18", "ResNet18BN"}
     assert set(list_models()) == expected
 

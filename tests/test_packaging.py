@@ -1,4 +1,5 @@
 """The built wheel, installed without the source tree, carries the presets and search spaces."""
+
 import os
 import subprocess
 import sys
@@ -9,11 +10,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_wheel_installed_elsewhere_lists_and_shows_the_presets(tmp_path):
     wheels, site = tmp_path / "wheels", tmp_path / "site"
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)]
+    build = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(wheels),
+        str(ROOT),
+    ]
     subprocess.run(build, check=True, capture_output=True, cwd=tmp_path)
     wheel = next(wheels.glob("ddorch-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     # Run from an empty folder with the installed copy first on the path (not the source tree).
     probe = (
         "import orchestrator, orchestrator.experiments as e; "
@@ -22,7 +38,9 @@ def test_wheel_installed_elsewhere_lists_and_shows_the_presets(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("DDORCH_PRESETS", None)
-    result = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     location, names, space = result.stdout.splitlines()
     assert location.startswith(str(site)), location  # the installed package, not the checkout
     assert "digits_datadam" in names and "mnist_pad" in names

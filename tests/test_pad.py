@@ -1,4 +1,5 @@
 """PAD: difficulty scores, the experts' data schedule and cache, the alignment filter, matching, artefacts."""
+
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -15,7 +16,14 @@ from ddcore.evaluate import EvalProtocol, evaluate
 from ddcore.experts import DataSchedule, ExpertConfig, obtain_experts
 from ddcore.methods import get_method
 from ddcore.methods.pad import (
-    CIFAR10_SETTINGS, DATASET_CHOICES, MAX_EXPERTS, FlatNetwork, PADConfig, kept_entries, matching_loss, paper_preset,
+    CIFAR10_SETTINGS,
+    DATASET_CHOICES,
+    MAX_EXPERTS,
+    FlatNetwork,
+    PADConfig,
+    kept_entries,
+    matching_loss,
+    paper_preset,
 )
 from ddcore.models import get_model
 from ddcore.synthetic import SyntheticSet
@@ -27,14 +35,30 @@ def separable_dataset(per_class: int = 20, classes: int = 3, size: int = 8) -> R
     labels = torch.arange(classes).repeat_interleave(per_class)
     images = 0.3 * torch.randn(len(labels), 1, size, size, generator=g)
     images[torch.arange(len(labels)), 0, labels] += 2.0
-    return RealDataset("tiny", images, labels, images[:12], labels[:12], [str(c) for c in range(classes)], (0.0,), (1.0,))
+    return RealDataset(
+        "tiny", images, labels, images[:12], labels[:12], [str(c) for c in range(classes)], (0.0,), (1.0,)
+    )
 
 
 def tiny_pad(**changes) -> PADConfig:
     """An MLP student on 8 px images, one expert epoch matched from epoch 0, no augmentation."""
-    values = dict(ipc=2, model="MLP", iterations=20, log_every=5, num_experts=1, trajectory_epochs=2, expert_batch=16,
-                  syn_steps=1, expert_epochs=1, min_start_epoch=0, current_max_start_epoch=1, max_start_epoch=1,
-                  lr_images=10.0, dsa_strategy="none", device="cpu")
+    values = dict(
+        ipc=2,
+        model="MLP",
+        iterations=20,
+        log_every=5,
+        num_experts=1,
+        trajectory_epochs=2,
+        expert_batch=16,
+        syn_steps=1,
+        expert_epochs=1,
+        min_start_epoch=0,
+        current_max_start_epoch=1,
+        max_start_epoch=1,
+        lr_images=10.0,
+        dsa_strategy="none",
+        device="cpu",
+    )
     values.update(changes)
     return PADConfig(**values)
 
@@ -48,7 +72,16 @@ def test_schedule_subsets_follow_the_fractions_at_the_scaled_epochs():
     assert (schedule.add_end_epoch, schedule.remove_first_epoch, schedule.remove_second_epoch) == (2, 4, 6)
     assert DataSchedule().scaled(100) == DataSchedule()
     easiest_first = [torch.arange(100) + 1000 * c for c in range(2)]  # class c: 1000c (easiest) .. 1000c + 99
-    expected = {0: (0, 75), 1: (0, 87), 2: (0, 100), 4: (0, 100), 5: (10, 100), 6: (10, 100), 7: (20, 100), 9: (20, 100)}
+    expected = {
+        0: (0, 75),
+        1: (0, 87),
+        2: (0, 100),
+        4: (0, 100),
+        5: (10, 100),
+        6: (10, 100),
+        7: (20, 100),
+        9: (20, 100),
+    }
     for epoch, (low, high) in expected.items():
         subset = schedule.subset(easiest_first, epoch)
         assert subset.tolist() == list(range(low, high)) + list(range(1000 + low, 1000 + high)), epoch
@@ -98,7 +131,9 @@ def test_loss_filter_keeps_the_largest_errors():
 def test_one_step_matching_loss_decreases_and_soft_labels_round_trip(workspace):
     data = separable_dataset()
     losses = []
-    synthetic = get_method("pad").distill(data, tiny_pad(), callback=lambda report: losses.append(report.losses["loss"]))
+    synthetic = get_method("pad").distill(
+        data, tiny_pad(), callback=lambda report: losses.append(report.losses["loss"])
+    )
     assert len(losses) == 4 and losses[-1] < losses[0] < 1.0
     assert synthetic.labels.shape == (6, 3) and synthetic.labels.dtype == torch.float32
     assert torch.allclose(synthetic.labels.sum(1), torch.ones(6))
@@ -109,8 +144,15 @@ def test_one_step_matching_loss_decreases_and_soft_labels_round_trip(workspace):
     assert torch.equal(raw["labels"], synthetic.labels) and raw["learned_lr"] == synthetic.learned_lr
     loaded = SyntheticSet.load(path)
     assert torch.equal(loaded.labels, synthetic.labels) and loaded.learned_lr == synthetic.learned_lr
-    result = evaluate("MLP", loaded.images, loaded.labels, data, EvalProtocol("quick", epochs=2, lr=0.01),
-                      lr=loaded.learned_lr, device="cpu")
+    result = evaluate(
+        "MLP",
+        loaded.images,
+        loaded.labels,
+        data,
+        EvalProtocol("quick", epochs=2, lr=0.01),
+        lr=loaded.learned_lr,
+        device="cpu",
+    )
     assert 0 <= result.accuracy_mean <= 1
     resumed = get_method("pad").distill(data, tiny_pad(iterations=22), start=loaded, start_iteration=20)
     assert resumed.learned_lr != loaded.learned_lr and resumed.labels.shape == (6, 3)
@@ -146,7 +188,10 @@ def test_missing_or_corrupt_expert_file_is_named(workspace):
     "changes, message",
     [
         ({"expert_epochs": 5}, "expert_epochs 5 is more than the 2 epochs the experts are trained for"),
-        ({"max_start_epoch": 2, "current_max_start_epoch": 1}, "max_start_epoch 2 \\+ expert_epochs 1 is more than the 2 epochs"),
+        (
+            {"max_start_epoch": 2, "current_max_start_epoch": 1},
+            "max_start_epoch 2 \\+ expert_epochs 1 is more than the 2 epochs",
+        ),
         ({"current_max_start_epoch": 0}, "start epochs must satisfy"),
         ({"filter": "width"}, "filter must be one of depth, loss, none"),
         ({"depth_ratio": 1.0}, "depth_ratio must be within"),
@@ -210,12 +255,51 @@ def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
     from orchestrator.cli import app
 
     runner = CliRunner()
-    quick = ["--dataset", "digits", "--ipc", "1", "--iterations", "2", "--eval-seeds", "1", "--eval-epochs", "2",
-             "--device", "cpu", "--model", "MLP", "--eval-models", "MLP", "--no-baseline", "--dsa-strategy", "none"]
-    pad = ["--method", "pad", "--set", "num_experts=1", "--set", "trajectory_epochs=2", "--set", "max_start_epoch=1",
-           "--set", "current_max_start_epoch=1", "--set", "expert_epochs=1", "--set", "syn_steps=2", "--set", "log_every=1"]
+    quick = [
+        "--dataset",
+        "digits",
+        "--ipc",
+        "1",
+        "--iterations",
+        "2",
+        "--eval-seeds",
+        "1",
+        "--eval-epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--model",
+        "MLP",
+        "--eval-models",
+        "MLP",
+        "--no-baseline",
+        "--dsa-strategy",
+        "none",
+    ]
+    pad = [
+        "--method",
+        "pad",
+        "--set",
+        "num_experts=1",
+        "--set",
+        "trajectory_epochs=2",
+        "--set",
+        "max_start_epoch=1",
+        "--set",
+        "current_max_start_epoch=1",
+        "--set",
+        "expert_epochs=1",
+        "--set",
+        "syn_steps=2",
+        "--set",
+        "log_every=1",
+    ]
     bad = runner.invoke(app, ["run", *quick, *pad, "--set", "expert_epochs=3"], env={"COLUMNS": "200"})
-    assert bad.exit_code == 2 and "expert_epochs 3 is more than the 2 epochs" in bad.output and "Traceback" not in bad.output
+    assert (
+        bad.exit_code == 2
+        and "expert_epochs 3 is more than the 2 epochs" in bad.output
+        and "Traceback" not in bad.output
+    )
     done = runner.invoke(app, ["run", *quick, *pad], env={"COLUMNS": "200"})
     assert done.exit_code == 0, done.output
     assert "prepared in" in done.output and "peak memory" in done.output
@@ -224,10 +308,21 @@ def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
     runs = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id], "attributes.status = 'FINISHED'")
     by_method = {run.data.params["method"]: run for run in runs}
     assert set(by_method) == {"pad", "datadam"}
-    assert by_method["pad"].data.metrics["experts_trained_now"] == 1 and "prepare_seconds" in by_method["pad"].data.metrics
+    assert (
+        by_method["pad"].data.metrics["experts_trained_now"] == 1 and "prepare_seconds" in by_method["pad"].data.metrics
+    )
     assert "prepared/manifest.json" in [a.path for a in client.list_artifacts(by_method["pad"].info.run_id, "prepared")]
-    compared = runner.invoke(app, ["compare", by_method["pad"].info.run_id, by_method["datadam"].info.run_id,
-                                   "--out", str(workspace / "both.png")], env={"COLUMNS": "200"})
+    compared = runner.invoke(
+        app,
+        [
+            "compare",
+            by_method["pad"].info.run_id,
+            by_method["datadam"].info.run_id,
+            "--out",
+            str(workspace / "both.png"),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert compared.exit_code == 0, compared.output
     assert "peak memory MiB" in compared.output and "prepare time s" in compared.output and "pad" in compared.output
 
@@ -254,8 +349,20 @@ def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow(workspace):
     from orchestrator.cli import app
 
     runner = CliRunner()
-    args = ["experts", "--dataset", "digits", "--model", "MLP", "--num-experts", "1", "--epochs", "1", "--in-process",
-            "--device", "cpu"]
+    args = [
+        "experts",
+        "--dataset",
+        "digits",
+        "--model",
+        "MLP",
+        "--num-experts",
+        "1",
+        "--epochs",
+        "1",
+        "--in-process",
+        "--device",
+        "cpu",
+    ]
     first = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
     assert "1 trained now (in this process), 0 from the cache" in first.output
@@ -264,6 +371,9 @@ def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow(workspace):
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
     assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
-    assert {a.path for a in client.list_artifacts(runs[0].info.run_id, "experts")} == {"experts/manifest.json", "experts/expert_000.pt"}
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id, "experts")} == {
+        "experts/manifest.json",
+        "experts/expert_000.pt",
+    }
     bad = runner.invoke(app, [*args, "--score", "loudness"], env={"COLUMNS": "200"})
     assert bad.exit_code == 2 and "unknown difficulty score 'loudness'" in bad.output

@@ -1,5 +1,6 @@
 """`ddorch report`: every part present, Markdown links resolve, and the HTML renders in a real
 headless Chromium with no broken image (counted from the page itself)."""
+
 import re
 import shutil
 import subprocess
@@ -28,25 +29,46 @@ PROBE = """<img class="probe-control" src="no-such-image.png">
 @pytest.fixture(scope="module")
 def report(tiny_runs, tmp_path_factory):
     uri, run_ids, output_dir = tiny_runs
-    analyse_run("continual", run_ids[1], ContinualConfig(classes_per_task=5, model="MLP", seeds=1, epochs=1, herding_epochs=1,
-                                                         device="cpu"), uri, output_dir=output_dir)
-    analyse_run("nas_proxy", run_ids[1], NasProxyConfig(pool=("MLP", "ConvNetD1W32"), proxy_epochs=1, full_epochs=1,
-                                                        full_per_class=3, device="cpu"), uri, output_dir=output_dir)
+    analyse_run(
+        "continual",
+        run_ids[1],
+        ContinualConfig(classes_per_task=5, model="MLP", seeds=1, epochs=1, herding_epochs=1, device="cpu"),
+        uri,
+        output_dir=output_dir,
+    )
+    analyse_run(
+        "nas_proxy",
+        run_ids[1],
+        NasProxyConfig(pool=("MLP", "ConvNetD1W32"), proxy_epochs=1, full_epochs=1, full_per_class=3, device="cpu"),
+        uri,
+        output_dir=output_dir,
+    )
     return build_report(run_ids, tmp_path_factory.mktemp("report") / "out", uri), run_ids
 
 
 def test_report_has_every_part(report):
     written, run_ids = report
     titles = [section.title for section in written.sections]
-    for expected in ("Setup", "Method: datadam", "Synthetic sets", "Distillation loss curves", "Accuracy vs IPC",
-                     "Cross-architecture generalisation", "Class-incremental continual learning", "Architecture-search proxy",
-                     "Reproduce"):
+    for expected in (
+        "Setup",
+        "Method: datadam",
+        "Synthetic sets",
+        "Distillation loss curves",
+        "Accuracy vs IPC",
+        "Cross-architecture generalisation",
+        "Class-incremental continual learning",
+        "Architecture-search proxy",
+        "Reproduce",
+    ):
         assert expected in titles
     assert "Full-data baseline" not in titles  # the tiny runs skipped it: no empty section
     markdown = written.markdown_path.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert len(links) >= 7 and all((written.markdown_path.parent / link).is_file() for link in links)
-    assert "ddorch run --dataset digits --method datadam --preset paper --ipc 2 --init real --model ConvNetD1 --iterations 3" in markdown
+    assert (
+        "ddorch run --dataset digits --method datadam --preset paper --ipc 2 --init real --model ConvNetD1 --iterations 3"
+        in markdown
+    )
     assert "--no-baseline" in markdown and f"ddorch nas-proxy {run_ids[1]} --pool MLP,ConvNetD1W32" in markdown
     assert "Spearman rank correlation" in markdown and "torch " in markdown
     page = written.html_path.read_text()
@@ -62,8 +84,18 @@ def test_html_renders_in_headless_chromium_without_broken_images(report, tmp_pat
     page = tmp_path / "probe.html"  # a copy elsewhere: embedded images must not need the report's folder
     page.write_text(written.html_path.read_text().replace("</body>", PROBE + "</body>"))
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     counts = {name: int(value) for name, value in re.findall(r'data-(images|broken|control-broken)="(\d+)"', dom)}
     assert counts["images"] == written.html_path.read_text().count("<img ") >= 7
@@ -74,7 +106,9 @@ def test_html_renders_in_headless_chromium_without_broken_images(report, tmp_pat
 def test_cli_report_and_unknown_id(tiny_runs, tmp_path):
     uri, run_ids, _ = tiny_runs
     env = {"COLUMNS": "200"}
-    result = CliRunner().invoke(app, ["report", run_ids[0], "--out", str(tmp_path / "r"), "--tracking-uri", uri], env=env)
+    result = CliRunner().invoke(
+        app, ["report", run_ids[0], "--out", str(tmp_path / "r"), "--tracking-uri", uri], env=env
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "report.md").is_file()
     missing = CliRunner().invoke(app, ["report", "nope", "--tracking-uri", uri], env=env)

@@ -1,4 +1,5 @@
 """Kill a sweep's driver mid-way, resume it: finished trials stay, no duplicate or RUNNING runs."""
+
 import os
 import signal
 import subprocess
@@ -22,8 +23,13 @@ sweep(Path({tmp!r}), preset, '[lr_images]\\ntype = "choice"\\nvalues = [1.0]\\n'
 
 def start(tmp_path: Path, resume: bool) -> subprocess.Popen:
     code = DRIVER.format(repo=str(REPO), tmp=str(tmp_path), resume=resume)
-    return subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def child_runs(client):
@@ -50,11 +56,17 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
 
     runs = child_runs(client)
     assert len(runs) == 4  # one child run per trial, none duplicated
-    left = [(r.info.status, r.data.tags.get("ddorch.failure"), r.data.tags.get("ddorch.trial_id")) for r in runs
-            if r.info.status not in ("FINISHED", "KILLED")]
+    left = [
+        (r.info.status, r.data.tags.get("ddorch.failure"), r.data.tags.get("ddorch.trial_id"))
+        for r in runs
+        if r.info.status not in ("FINISHED", "KILLED")
+    ]
     assert not left, left
     again = client.get_run(first.info.run_id)
     assert again.info.end_time == first.info.end_time  # the finished trial was not rerun
-    parents = [r for r in client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
-               if "ddorch.sweep" in r.data.tags]
+    parents = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
+        if "ddorch.sweep" in r.data.tags
+    ]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"

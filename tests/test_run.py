@@ -1,4 +1,5 @@
 """`ddorch run`: a digits trial lands in MLflow with every artefact; bad input is one line."""
+
 import json
 
 import pytest
@@ -8,7 +9,22 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 
 runner = CliRunner()
-QUICK = ["--dataset", "digits", "--preset", "paper", "--ipc", "2", "--iterations", "4", "--eval-seeds", "1", "--eval-epochs", "3", "--device", "cpu"]
+QUICK = [
+    "--dataset",
+    "digits",
+    "--preset",
+    "paper",
+    "--ipc",
+    "2",
+    "--iterations",
+    "4",
+    "--eval-seeds",
+    "1",
+    "--eval-epochs",
+    "3",
+    "--device",
+    "cpu",
+]
 
 
 def invoke(args):
@@ -47,7 +63,13 @@ def test_run_on_digits_logs_everything(workspace):
         assert name in run.data.metrics
     assert 0 <= run.data.metrics["acc_ConvNetD3_mean"] <= 1
     paths = artefact_paths(client, run.info.run_id)
-    for expected in ("synthetic.pt", "summary.json", "loss_curve.png", "grids/grid_all_classes.png", "grids/grid_class_0_0.png"):
+    for expected in (
+        "synthetic.pt",
+        "summary.json",
+        "loss_curve.png",
+        "grids/grid_all_classes.png",
+        "grids/grid_class_0_0.png",
+    ):
         assert expected in paths
 
 
@@ -76,7 +98,9 @@ def test_bad_input_is_one_line(workspace, args, message):
 def test_unknown_protocol_is_one_error_line_and_records_nothing(workspace):
     result = invoke(["run", *QUICK, "--eval-protocol", "weekly"])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == ["error: unknown evaluation protocol 'weekly'; known: full, dc, datadam, datm"]
+    assert result.output.strip().splitlines() == [
+        "error: unknown evaluation protocol 'weekly'; known: full, dc, datadam, datm"
+    ]
     assert not (workspace / "mlflow.db").exists()  # checked before a run is recorded
 
 

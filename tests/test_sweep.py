@@ -1,12 +1,13 @@
 """Ray Tune sweeps on a local Ray instance: parent/child MLflow runs, ASHA, failures, resources."""
+
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
-from orchestrator.experiments import AshaSettings, ExperimentPreset, load_space
 from orchestrator.cluster import check_resources
+from orchestrator.experiments import AshaSettings, ExperimentPreset, load_space
 from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
 
 
@@ -21,8 +22,17 @@ def ray_session():
 
 def tiny_preset(**changes) -> ExperimentPreset:
     values = dict(
-        name="tiny", dataset="digits", method="datadam", space="unused", num_samples=3, max_concurrent=2,
-        cpus_per_trial=1, eval_models=("ConvNetD2",), eval_seeds=1, eval_epochs=2, report_every=5,
+        name="tiny",
+        dataset="digits",
+        method="datadam",
+        space="unused",
+        num_samples=3,
+        max_concurrent=2,
+        cpus_per_trial=1,
+        eval_models=("ConvNetD2",),
+        eval_seeds=1,
+        eval_epochs=2,
+        report_every=5,
         fixed={"iterations": 10, "ipc": 2, "batch_real": 8, "model": "ConvNetD2"},
         asha=AshaSettings(grace_period=5, reduction_factor=2),
     )
@@ -34,10 +44,22 @@ def sweep(tmp_path: Path, preset: ExperimentPreset, space_text: str, name: str, 
     (tmp_path / "space.toml").write_text(space_text)
     space = load_space(tmp_path / "space.toml", "datadam")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings = SweepSettings(name=name, num_samples=preset.num_samples, max_concurrent=preset.max_concurrent,
-                             cpus_per_trial=1, gpus_per_trial=0, storage_path=str(tmp_path / "ray"), max_failures=1)
-    context = {"tracking_uri": uri, "experiment": "ddorch", "output_dir": str(tmp_path / "runs"), "data_root": None,
-               "device": "cpu"}
+    settings = SweepSettings(
+        name=name,
+        num_samples=preset.num_samples,
+        max_concurrent=preset.max_concurrent,
+        cpus_per_trial=1,
+        gpus_per_trial=0,
+        storage_path=str(tmp_path / "ray"),
+        max_failures=1,
+    )
+    context = {
+        "tracking_uri": uri,
+        "experiment": "ddorch",
+        "output_dir": str(tmp_path / "runs"),
+        "data_root": None,
+        "device": "cpu",
+    }
     results, parent, iterations = run_sweep(preset, space, settings, context, resume=resume)
     rows = summarize(results, iterations)
     record_in_parent(parent, rows, space, tmp_path / "runs")
@@ -50,7 +72,9 @@ def children(client, parent):
 
 
 def test_tiny_sweep_logs_parent_and_one_child_per_trial(ray_session, tmp_path):
-    client, parent, rows = sweep(tmp_path, tiny_preset(), '[lr_images]\ntype = "choice"\nvalues = [0.5, 1.0, 2.0]\n', "tiny")
+    client, parent, rows = sweep(
+        tmp_path, tiny_preset(), '[lr_images]\ntype = "choice"\nvalues = [0.5, 1.0, 2.0]\n', "tiny"
+    )
     assert len(rows) == 3 and all(r.status in ("finished", "stopped early") for r in rows)
     runs = children(client, parent)
     assert len(runs) == 3 and {r.info.run_id for r in runs} == {r.child_run_id for r in rows}
@@ -65,8 +89,9 @@ def test_tiny_sweep_logs_parent_and_one_child_per_trial(ray_session, tmp_path):
 
 def test_failing_trial_is_retried_then_failed_and_others_finish(ray_session, tmp_path):
     # lr_images 1e30 makes the loss infinite: that trial raises, is retried once, then gives up.
-    client, parent, rows = sweep(tmp_path, tiny_preset(num_samples=1),
-                                 '[lr_images]\ntype = "grid"\nvalues = [1.0, 1e30]\n', "failing")
+    client, parent, rows = sweep(
+        tmp_path, tiny_preset(num_samples=1), '[lr_images]\ntype = "grid"\nvalues = [1.0, 1e30]\n', "failing"
+    )
     statuses = sorted(r.status for r in rows)
     assert statuses == ["failed", "finished"]
     runs = children(client, parent)
@@ -88,9 +113,11 @@ def test_children_left_running_take_rays_outcome(tmp_path):
     parent = Tracker.start(uri, "ddorch", run_name="sweep")
     failed, stopped, finished = (Tracker.start(uri, "ddorch", parent_run_id=parent.run_id) for _ in range(3))
     finished.finish()
-    rows = [TrialRow("a", {}, None, 3, "failed", failed.run_id, error="ValueError: boom"),
-            TrialRow("b", {}, 0.5, 5, "stopped early", stopped.run_id),
-            TrialRow("c", {}, 0.9, 10, "finished", finished.run_id)]
+    rows = [
+        TrialRow("a", {}, None, 3, "failed", failed.run_id, error="ValueError: boom"),
+        TrialRow("b", {}, 0.5, 5, "stopped early", stopped.run_id),
+        TrialRow("c", {}, 0.9, 10, "finished", finished.run_id),
+    ]
     close_children(parent, rows)
     client = MlflowClient(uri)
     assert client.get_run(failed.run_id).info.status == "FAILED"

@@ -1,12 +1,25 @@
 """`ddorch sweep` / `ddorch results` from the command line: a tiny digits sweep, and bad input."""
+
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
 
 runner = CliRunner()
-TINY = ["--num-samples", "2", "--max-concurrent", "2", "--set", "iterations=10", "--set", "ipc=2",
-        "--set", "batch_real=8", "--device", "cpu"]
+TINY = [
+    "--num-samples",
+    "2",
+    "--max-concurrent",
+    "2",
+    "--set",
+    "iterations=10",
+    "--set",
+    "ipc=2",
+    "--set",
+    "batch_real=8",
+    "--device",
+    "cpu",
+]
 
 
 def invoke(args):

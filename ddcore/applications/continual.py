@@ -21,6 +21,7 @@ herding network is trained with the full-data protocol for `herding_epochs` epoc
 its 20, stated in the results) since only its embedding ranks images; herding picks without
 replacement.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -90,20 +91,29 @@ class ContinualResult:
         return [(len(step.seen_classes), step.mean(memory)) for step in self.steps]
 
     def table(self) -> ResultTable:
-        rows = [[str(step.task + 1), ",".join(map(str, step.seen_classes)), str(step.memory_sizes[self.memories[0]])]
-                + [percent(step.mean(m), step.std(m)) for m in self.memories] for step in self.steps]
+        rows = [
+            [str(step.task + 1), ",".join(map(str, step.seen_classes)), str(step.memory_sizes[self.memories[0]])]
+            + [percent(step.mean(m), step.std(m)) for m in self.memories]
+            for step in self.steps
+        ]
         seeds = len(self.steps[0].accuracies[self.memories[0]])
         return ResultTable(
             title=f"Class-incremental accuracy % on seen classes: {self.dataset}, {self.model}, {self.ipc} images per class",
             columns=["task", "seen classes", "memory images", *self.memories],
             rows=rows,
-            notes=[f"mean ± std over {seeds} seed(s); each memory trained from scratch with protocol {self.protocol}",
-                   f"herding on embeddings of a {self.model} trained on each task's real data ({self.herding_protocol})"],
+            notes=[
+                f"mean ± std over {seeds} seed(s); each memory trained from scratch with protocol {self.protocol}",
+                f"herding on embeddings of a {self.model} trained on each task's real data ({self.herding_protocol})",
+            ],
         )
 
     def save_plots(self, folder: Path) -> list[Path]:
         curves = {memory: self.curve(memory) for memory in self.memories}
-        return [save_curves(curves, folder / "accuracy_vs_classes.png", "number of classes seen", "test accuracy on seen classes")]
+        return [
+            save_curves(
+                curves, folder / "accuracy_vs_classes.png", "number of classes seen", "test accuracy on seen classes"
+            )
+        ]
 
     def metrics(self) -> dict[str, float]:
         return {f"cl_{m}_{len(step.seen_classes)}cls": step.mean(m) for step in self.steps for m in self.memories}
@@ -116,7 +126,10 @@ def class_incremental_tasks(num_classes: int, classes_per_task: int) -> list[lis
     """Consecutive classes in tasks of `classes_per_task` (the last one smaller if they do not divide)."""
     if not 1 <= classes_per_task <= num_classes:
         raise DDError(f"classes per task must be between 1 and {num_classes}, got {classes_per_task}")
-    return [list(range(start, min(start + classes_per_task, num_classes))) for start in range(0, num_classes, classes_per_task)]
+    return [
+        list(range(start, min(start + classes_per_task, num_classes)))
+        for start in range(0, num_classes, classes_per_task)
+    ]
 
 
 def herding_selection(embeddings: torch.Tensor, n: int) -> torch.Tensor:
@@ -145,11 +158,15 @@ def herding_selection(embeddings: torch.Tensor, n: int) -> torch.Tensor:
 @torch.inference_mode()
 def embed(model, images: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
     model.eval()
-    return torch.cat([model.embed(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [model.embed(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
+    )
 
 
 @torch.inference_mode()
-def seen_class_accuracy(model, data: RealDataset, seen: list[int], device: torch.device, batch_size: int = 1024) -> float:
+def seen_class_accuracy(
+    model, data: RealDataset, seen: list[int], device: torch.device, batch_size: int = 1024
+) -> float:
     """Accuracy on the real test images of the `seen` classes, predicting among those classes only."""
     model.eval()
     keep = torch.isin(data.test_labels, torch.tensor(seen))
@@ -172,7 +189,9 @@ def herding_protocol(data: RealDataset, config: ContinualConfig) -> EvalProtocol
 class MemoryBuilder:
     """Each memory's images and labels per class, built when the class arrives and kept after."""
 
-    def __init__(self, synthetic: SyntheticSet, data: RealDataset, config: ContinualConfig, seed: int, device: torch.device):
+    def __init__(
+        self, synthetic: SyntheticSet, data: RealDataset, config: ContinualConfig, seed: int, device: torch.device
+    ):
         self.synthetic, self.data, self.config, self.seed, self.device = synthetic, data, config, seed, device
         self.hard = synthetic.hard_labels()
         self.per_class = torch.bincount(self.hard, minlength=data.num_classes).tolist()
@@ -197,9 +216,16 @@ class MemoryBuilder:
     def _add_herding(self, classes: list[int]) -> None:
         task_indices = torch.cat([self.data.class_indices[c] for c in classes])
         seed_everything(self.seed)
-        net = get_model(self.config.model, self.data.channels, self.data.num_classes, self.data.image_size).to(self.device)
-        train_network(net, self.data.train_images[task_indices].to(self.device), self.data.train_labels[task_indices].to(self.device),
-                      self.herding_protocol, self.seed)
+        net = get_model(self.config.model, self.data.channels, self.data.num_classes, self.data.image_size).to(
+            self.device
+        )
+        train_network(
+            net,
+            self.data.train_images[task_indices].to(self.device),
+            self.data.train_labels[task_indices].to(self.device),
+            self.herding_protocol,
+            self.seed,
+        )
         for c in classes:
             pool = self.data.class_indices[c]
             picked = pool[herding_selection(embed(net, self.data.train_images[pool], self.device), self.per_class[c])]
@@ -210,8 +236,17 @@ class MemoryBuilder:
         return torch.cat(images), torch.cat(labels)
 
 
-def train_on_memory(images: torch.Tensor, labels: torch.Tensor, data: RealDataset, model_name: str, protocol: EvalProtocol,
-                    seed: int, device: torch.device, lr: float | None, dsa_strategy: str):
+def train_on_memory(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data: RealDataset,
+    model_name: str,
+    protocol: EvalProtocol,
+    seed: int,
+    device: torch.device,
+    lr: float | None,
+    dsa_strategy: str,
+):
     seed_everything(seed)
     model = get_model(model_name, data.channels, data.num_classes, data.image_size).to(device)
     train_network(model, images.to(device), labels.to(device), protocol, seed, lr=lr, dsa_strategy=dsa_strategy)
@@ -232,8 +267,9 @@ def check_continual(synthetic: SyntheticSet, data: RealDataset, config: Continua
     resolve_device(config.device)
 
 
-def continual_learning(synthetic: SyntheticSet, data: RealDataset, config: ContinualConfig = ContinualConfig(),
-                       progress: bool = False) -> ContinualResult:
+def continual_learning(
+    synthetic: SyntheticSet, data: RealDataset, config: ContinualConfig = ContinualConfig(), progress: bool = False
+) -> ContinualResult:
     """Train from scratch on each memory after each task; accuracy on all seen classes' test images."""
     check_continual(synthetic, data, config)
     tasks = class_incremental_tasks(data.num_classes, config.classes_per_task)
@@ -255,8 +291,19 @@ def continual_learning(synthetic: SyntheticSet, data: RealDataset, config: Conti
                     step.memory_sizes[memory] = len(images)
                     step.memory_classes[memory] = sorted(set(hard.tolist()))
                     lr = synthetic.learned_lr if memory == "distilled" else None
-                    model = train_on_memory(images, labels, data, config.model, protocol, seed, device, lr, dsa_strategy)
-                    step.accuracies.setdefault(memory, []).append(seen_class_accuracy(model, data, step.seen_classes, device))
+                    model = train_on_memory(
+                        images, labels, data, config.model, protocol, seed, device, lr, dsa_strategy
+                    )
+                    step.accuracies.setdefault(memory, []).append(
+                        seen_class_accuracy(model, data, step.seen_classes, device)
+                    )
                     bar.advance(status=f"seed {seed}, {len(step.seen_classes)} classes, {memory}")
-    return ContinualResult(data.name, config.model, synthetic.ipc, protocol.name, herding_protocol(data, config).name,
-                           list(config.memories), steps)
+    return ContinualResult(
+        data.name,
+        config.model,
+        synthetic.ipc,
+        protocol.name,
+        herding_protocol(data, config).name,
+        list(config.memories),
+        steps,
+    )

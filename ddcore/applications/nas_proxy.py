@@ -14,6 +14,7 @@ fewer epochs (`full_epochs`) and a per-class random subset (`full_per_class`); b
 the results. Times are measured training seconds on the device used, summed over the pool and
 seeds.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,17 @@ from ddcore.visualize import save_scatter
 
 # Depth 2-4 at width 128 (instance norm, the ConvNet default), widths 32/64 at depth 3, batch
 # norm and no norm at depth 3, and two mixed candidates (narrow shallow without norm, deep with BN).
-DEFAULT_POOL = ("ConvNetD2", "ConvNetD3", "ConvNetD4", "ConvNetD3W32", "ConvNetD3W64", "ConvNetD3BN", "ConvNetD3NN",
-                "ConvNetD2W32NN", "ConvNetD4W64BN")
+DEFAULT_POOL = (
+    "ConvNetD2",
+    "ConvNetD3",
+    "ConvNetD4",
+    "ConvNetD3W32",
+    "ConvNetD3W64",
+    "ConvNetD3BN",
+    "ConvNetD3NN",
+    "ConvNetD2W32NN",
+    "ConvNetD4W64BN",
+)
 
 
 @dataclass
@@ -91,7 +101,9 @@ class NasProxyResult:
 
     @property
     def spearman(self) -> float:
-        return spearman([self.proxy[m].accuracy_mean for m in self.pool], [self.full[m].accuracy_mean for m in self.pool])
+        return spearman(
+            [self.proxy[m].accuracy_mean for m in self.pool], [self.full[m].accuracy_mean for m in self.pool]
+        )
 
     @property
     def proxy_seconds(self) -> float:
@@ -109,10 +121,18 @@ class NasProxyResult:
     def table(self) -> ResultTable:
         proxy_ranks = average_ranks([-self.proxy[m].accuracy_mean for m in self.pool])
         full_ranks = average_ranks([-self.full[m].accuracy_mean for m in self.pool])
-        rows = [[m, percent(self.proxy[m].accuracy_mean, self.proxy[m].accuracy_std), f"{proxy_ranks[i]:g}",
-                 percent(self.full[m].accuracy_mean, self.full[m].accuracy_std), f"{full_ranks[i]:g}",
-                 f"{self.proxy[m].train_seconds_mean:.1f}", f"{self.full[m].train_seconds_mean:.1f}"]
-                for i, m in enumerate(self.pool)]
+        rows = [
+            [
+                m,
+                percent(self.proxy[m].accuracy_mean, self.proxy[m].accuracy_std),
+                f"{proxy_ranks[i]:g}",
+                percent(self.full[m].accuracy_mean, self.full[m].accuracy_std),
+                f"{full_ranks[i]:g}",
+                f"{self.proxy[m].train_seconds_mean:.1f}",
+                f"{self.full[m].train_seconds_mean:.1f}",
+            ]
+            for i, m in enumerate(self.pool)
+        ]
         saved = self.full_seconds - self.proxy_seconds
         seeds = len(self.proxy[self.pool[0]].runs)
         return ResultTable(
@@ -131,13 +151,22 @@ class NasProxyResult:
 
     def save_plots(self, folder: Path) -> list[Path]:
         points = [(self.proxy[m].accuracy_mean, self.full[m].accuracy_mean, _norm_of(m)) for m in self.pool]
-        path = save_scatter(points, folder / "proxy_vs_real.png", "accuracy after training on the synthetic set",
-                            "accuracy after training on real data", names=self.pool)
+        path = save_scatter(
+            points,
+            folder / "proxy_vs_real.png",
+            "accuracy after training on the synthetic set",
+            "accuracy after training on real data",
+            names=self.pool,
+        )
         return [path]
 
     def metrics(self) -> dict[str, float]:
-        return {"nas_spearman": self.spearman, "nas_proxy_seconds": self.proxy_seconds,
-                "nas_full_seconds": self.full_seconds, "nas_proxy_pick_full_rank": self.proxy_pick_full_rank()}
+        return {
+            "nas_spearman": self.spearman,
+            "nas_proxy_seconds": self.proxy_seconds,
+            "nas_full_seconds": self.full_seconds,
+            "nas_proxy_pick_full_rank": self.proxy_pick_full_rank(),
+        }
 
     def to_dict(self) -> dict:
         return {**asdict(self), "spearman": self.spearman}
@@ -153,14 +182,17 @@ def check_nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxy
     if config.seeds < 1:
         raise DDError(f"seeds must be positive, got {config.seeds}")
     if config.full_per_class is not None and not 1 <= config.full_per_class <= min(data.class_counts()):
-        raise DDError(f"real images per class must be between 1 and {min(data.class_counts())}, got {config.full_per_class}")
+        raise DDError(
+            f"real images per class must be between 1 and {min(data.class_counts())}, got {config.full_per_class}"
+        )
     get_protocol("dc", epochs=config.proxy_epochs)
     get_protocol("full", epochs=config.full_epochs)
     resolve_device(config.device)
 
 
-def nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxyConfig = NasProxyConfig(),
-              progress: bool = False) -> NasProxyResult:
+def nas_proxy(
+    synthetic: SyntheticSet, data: RealDataset, config: NasProxyConfig = NasProxyConfig(), progress: bool = False
+) -> NasProxyResult:
     """Train each candidate on the synthetic set and on real data; rank-correlate the accuracies."""
     check_nas_proxy(synthetic, data, config)
     pool = list(config.pool)
@@ -173,9 +205,23 @@ def nas_proxy(synthetic: SyntheticSet, data: RealDataset, config: NasProxyConfig
         picked = data.sample_per_class(config.full_per_class, torch.Generator().manual_seed(0)).flatten()
         real_images, real_labels = data.train_images[picked], data.train_labels[picked]
     dsa_strategy = str(synthetic.config.get("dsa_strategy", ""))
-    result = NasProxyResult(data.name, synthetic.ipc, proxy_protocol.name, full_protocol.name, len(real_labels), pool, {}, {})
+    result = NasProxyResult(
+        data.name, synthetic.ipc, proxy_protocol.name, full_protocol.name, len(real_labels), pool, {}, {}
+    )
     for model in pool:
-        result.proxy[model] = evaluate(model, synthetic.images, synthetic.labels, data, proxy_protocol, seeds, config.device,
-                                       lr=synthetic.learned_lr, dsa_strategy=dsa_strategy, progress=progress)
-        result.full[model] = evaluate(model, real_images, real_labels, data, full_protocol, seeds, config.device, progress=progress)
+        result.proxy[model] = evaluate(
+            model,
+            synthetic.images,
+            synthetic.labels,
+            data,
+            proxy_protocol,
+            seeds,
+            config.device,
+            lr=synthetic.learned_lr,
+            dsa_strategy=dsa_strategy,
+            progress=progress,
+        )
+        result.full[model] = evaluate(
+            model, real_images, real_labels, data, full_protocol, seeds, config.device, progress=progress
+        )
     return result

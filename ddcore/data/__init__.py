@@ -3,13 +3,14 @@
 Each loader returns a `RealDataset` (normalised tensors in memory, indexed by class). Bad input
 raises `DDError` with one line naming the file and the fix.
 """
+
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
@@ -54,14 +55,50 @@ class DatasetSpec:
 # 20 epochs and ConvNetD7 never leaves the majority class (63.15 %; 80.8 % with 32), and digits'
 # 1258 images give 100 steps (91.8 %; 98.9 % with 32). Measured: benchmarks/RESULTS.md.
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec("ddcore.data.digits:load_digits", 1, 8, 10, "ConvNetD3", DSA_NO_FLIP, 32, "dc",
-                          "scikit-learn's bundled 8x8 handwritten digits (no download)"),
-    "mnist": DatasetSpec("ddcore.data.mnist:load_mnist", 1, 28, 10, "ConvNetD3", DSA_NO_FLIP, 256, "dc",
-                         "MNIST handwritten digits, 60,000 / 10,000"),
-    "fashion_mnist": DatasetSpec("ddcore.data.mnist:load_fashion_mnist", 1, 28, 10, "ConvNetD3", DSA_ALL, 256, "dc",
-                                 "Fashion-MNIST clothing, 60,000 / 10,000"),
-    "mhist": DatasetSpec("ddcore.data.mhist:load_mhist", 3, 128, 2, "ConvNetD7", DSA_ALL, 32, "dc",
-                         "MHIST colorectal polyps (HP vs SSA) at 128 px, 2,175 / 977"),
+    "digits": DatasetSpec(
+        "ddcore.data.digits:load_digits",
+        1,
+        8,
+        10,
+        "ConvNetD3",
+        DSA_NO_FLIP,
+        32,
+        "dc",
+        "scikit-learn's bundled 8x8 handwritten digits (no download)",
+    ),
+    "mnist": DatasetSpec(
+        "ddcore.data.mnist:load_mnist",
+        1,
+        28,
+        10,
+        "ConvNetD3",
+        DSA_NO_FLIP,
+        256,
+        "dc",
+        "MNIST handwritten digits, 60,000 / 10,000",
+    ),
+    "fashion_mnist": DatasetSpec(
+        "ddcore.data.mnist:load_fashion_mnist",
+        1,
+        28,
+        10,
+        "ConvNetD3",
+        DSA_ALL,
+        256,
+        "dc",
+        "Fashion-MNIST clothing, 60,000 / 10,000",
+    ),
+    "mhist": DatasetSpec(
+        "ddcore.data.mhist:load_mhist",
+        3,
+        128,
+        2,
+        "ConvNetD7",
+        DSA_ALL,
+        32,
+        "dc",
+        "MHIST colorectal polyps (HP vs SSA) at 128 px, 2,175 / 977",
+    ),
 }
 DATASET_NAMES = ", ".join(DATASETS)  # for help texts and messages
 

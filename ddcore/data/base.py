@@ -1,4 +1,5 @@
 """The in-memory real data set every other part of ddcore works on."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,9 +27,7 @@ class RealDataset:
     class_indices: list[torch.Tensor] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.class_indices = [
-            torch.nonzero(self.train_labels == c, as_tuple=True)[0] for c in range(self.num_classes)
-        ]
+        self.class_indices = [torch.nonzero(self.train_labels == c, as_tuple=True)[0] for c in range(self.num_classes)]
 
     @property
     def num_classes(self) -> int:

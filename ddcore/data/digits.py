@@ -8,6 +8,7 @@ We read scikit-learn's bundled `digits.csv.gz` (the file `sklearn.datasets.load_
 directly: importing `sklearn.datasets` alone takes over a second, and this loader must be instant
 because README examples and quick tests use it. A test checks we read the same data as sklearn.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -57,7 +58,9 @@ def read_bundled_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         table = np.loadtxt(path, delimiter=",", dtype=np.int64)
     except (OSError, ValueError) as error:
-        raise DDError(f"cannot read scikit-learn's bundled digits file {path}: {error}; reinstall scikit-learn") from None
+        raise DDError(
+            f"cannot read scikit-learn's bundled digits file {path}: {error}; reinstall scikit-learn"
+        ) from None
     return table[:, :-1], table[:, -1]
 
 

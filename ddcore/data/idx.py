@@ -7,6 +7,7 @@ truncated download should be reported as such rather than as a reshape error.
 Format: two zero bytes, a dtype code, the number of dimensions, then one big-endian uint32 per
 dimension, then the data (big-endian) in row-major order.
 """
+
 from __future__ import annotations
 
 import gzip

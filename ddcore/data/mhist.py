@@ -5,6 +5,7 @@ pathologists voted SSA, and its partition; the PNGs sit in `<root>/mhist/images/
 `<root>/mhist/images.zip` (at the zip's top level or under `images/`). MHIST cannot be downloaded
 automatically: its authors distribute it under a research-use agreement.
 """
+
 from __future__ import annotations
 
 import csv

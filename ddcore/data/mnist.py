@@ -4,6 +4,7 @@ Files are looked for in torchvision's layout (`<root>/MNIST/raw`, `<root>/Fashio
 for Fashion-MNIST, in the folder Debian's `dataset-fashion-mnist` package installs. They are parsed
 with our own IDX reader, so recompressed copies work; torchvision is only used to download.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,16 @@ IDX_FILES = (
 NATIVE_SIZE = 28
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 

@@ -3,6 +3,7 @@
 Loaders hand over float images in [0, 1]; statistics are taken after resizing so that the stored
 `mean`/`std` describe exactly the tensors the models see (and de-normalise them exactly).
 """
+
 from __future__ import annotations
 
 import torch

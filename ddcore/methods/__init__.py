@@ -3,13 +3,28 @@
 Each method is one module that registers a `Method` with `@register_method` (see `base.py`); the
 registry imports no method, this package imports each method module (in the manner of timm).
 """
-from ddcore.methods.base import (
-    Callback, DistillRun, Method, MethodConfig, Preparation, StepReport, get_method, list_methods, register_method,
-)
 
 from ddcore.methods import datadam, pad, random_subset  # noqa: E402, F401  (each registers itself)
+from ddcore.methods.base import (
+    Callback,
+    DistillRun,
+    Method,
+    MethodConfig,
+    Preparation,
+    StepReport,
+    get_method,
+    list_methods,
+    register_method,
+)
 
 __all__ = [
-    "Callback", "DistillRun", "Method", "MethodConfig", "Preparation", "StepReport", "get_method", "list_methods",
+    "Callback",
+    "DistillRun",
+    "Method",
+    "MethodConfig",
+    "Preparation",
+    "StepReport",
+    "get_method",
+    "list_methods",
     "register_method",
 ]

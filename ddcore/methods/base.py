@@ -9,12 +9,14 @@ of that window: that is where the CLI logs to MLflow and where Ray Tune trials r
 checkpoint. Losses are read back from the device only then, so the loop never waits on the GPU.
 The registry imports no method: `ddcore/methods/__init__.py` imports each method module.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -41,7 +43,7 @@ class MethodConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_overrides(self, **overrides: Any) -> "MethodConfig":
+    def with_overrides(self, **overrides: Any) -> MethodConfig:
         """A copy with some fields replaced; None means "keep"; unknown names are a one-line error."""
         overrides = {k: v for k, v in overrides.items() if v is not None}
         known = {f.name for f in fields(self)}
@@ -154,8 +156,15 @@ class Method:
         """The method's work before distilling (PAD trains or finds its experts); nothing for most."""
         return Preparation()
 
-    def distill(self, data: RealDataset, config: MethodConfig, callback: Callback | None = None, progress: bool = False,
-                start: SyntheticSet | None = None, start_iteration: int = 0) -> SyntheticSet:
+    def distill(
+        self,
+        data: RealDataset,
+        config: MethodConfig,
+        callback: Callback | None = None,
+        progress: bool = False,
+        start: SyntheticSet | None = None,
+        start_iteration: int = 0,
+    ) -> SyntheticSet:
         """Learn the synthetic set with the shared loop; `start` resumes from a checkpointed set."""
         from ddcore.methods.loop import run_loop
 

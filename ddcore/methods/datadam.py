@@ -22,6 +22,7 @@ exp=1), images lr 1 for small IPC. Differences, on purpose:
 - the official "ConvNet" uses batch norm although the paper says instance norm: `model`
   chooses (`ConvNetD3` = instance norm, `ConvNetD3BN` = batch norm).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,8 +83,14 @@ def official_preset(dataset: str, ipc: int | None = None) -> DataDAMConfig:
     ipc = 10 if ipc is None else ipc
     spec = get_spec(dataset)
     return DataDAMConfig(
-        ipc=ipc, lr_images=_lr_images(ipc), model=f"{spec.model}BN", attention_power=1.0, batch_real=64,
-        mmd_weight=0.01, iterations=QUICK_ITERATIONS.get(dataset, 20000), dsa_strategy=spec.dsa_strategy,
+        ipc=ipc,
+        lr_images=_lr_images(ipc),
+        model=f"{spec.model}BN",
+        attention_power=1.0,
+        batch_real=64,
+        mmd_weight=0.01,
+        iterations=QUICK_ITERATIONS.get(dataset, 20000),
+        dsa_strategy=spec.dsa_strategy,
     )
 
 
@@ -96,8 +103,14 @@ def paper_preset(dataset: str, ipc: int | None = None) -> DataDAMConfig:
     ipc = 10 if ipc is None else ipc
     spec = get_spec(dataset)
     return DataDAMConfig(
-        ipc=ipc, lr_images=_lr_images(ipc), model=spec.model, attention_power=4.0, batch_real=64, mmd_weight=0.01,
-        iterations=QUICK_ITERATIONS.get(dataset, 8000), dsa_strategy=spec.dsa_strategy,
+        ipc=ipc,
+        lr_images=_lr_images(ipc),
+        model=spec.model,
+        attention_power=4.0,
+        batch_real=64,
+        mmd_weight=0.01,
+        iterations=QUICK_ITERATIONS.get(dataset, 8000),
+        dsa_strategy=spec.dsa_strategy,
     )
 
 
@@ -115,8 +128,14 @@ def course_preset(dataset: str, ipc: int | None = None) -> DataDAMConfig:
     inner = 10
     spec = get_spec(dataset)
     return DataDAMConfig(
-        ipc=default_ipc if ipc is None else ipc, iterations=outer * inner, lr_images=0.1, batch_real=batch,
-        updates_per_network=inner, network_steps=50, lr_network=0.01, model=spec.model,
+        ipc=default_ipc if ipc is None else ipc,
+        iterations=outer * inner,
+        lr_images=0.1,
+        batch_real=batch,
+        updates_per_network=inner,
+        network_steps=50,
+        lr_network=0.01,
+        model=spec.model,
         dsa_strategy=spec.dsa_strategy,
     )
 
@@ -160,7 +179,9 @@ def _matched_blocks(spec: str, num_blocks: int) -> list[int]:
     return blocks
 
 
-def _real_side(net: FeatureNet, real: torch.Tensor, blocks: list[int], config: DataDAMConfig) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _real_side(
+    net: FeatureNet, real: torch.Tensor, blocks: list[int], config: DataDAMConfig
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Per-image attention of the matched blocks and embeddings of the real batch, without autograd.
 
     Runs in chunks whose first activation map (taken as 128 channels at full resolution) is about
@@ -216,7 +237,9 @@ def initial_images(data: RealDataset, config: DataDAMConfig, generator: torch.Ge
     return torch.randn(shape, generator=generator)
 
 
-def _train_network_on_synthetic(net: FeatureNet, images: torch.Tensor, labels: torch.Tensor, config: DataDAMConfig) -> None:
+def _train_network_on_synthetic(
+    net: FeatureNet, images: torch.Tensor, labels: torch.Tensor, config: DataDAMConfig
+) -> None:
     """The course variant's inner network update: a few SGD steps on the (detached) synthetic set."""
     net.requires_grad_(True)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr_network, momentum=0.5)
@@ -231,8 +254,14 @@ def _train_network_on_synthetic(net: FeatureNet, images: torch.Tensor, labels: t
 class DataDAMRun(DistillRun):
     """One DataDAM distillation: the synthetic images, their optimiser and the current random network."""
 
-    def __init__(self, data: RealDataset, config: DataDAMConfig, resume: SyntheticSet | None, start_iteration: int,
-                 progress: bool):
+    def __init__(
+        self,
+        data: RealDataset,
+        config: DataDAMConfig,
+        resume: SyntheticSet | None,
+        start_iteration: int,
+        progress: bool,
+    ):
         self.data, self.config = data, config
         self.device = resolve_device(config.device)
         # A resumed run draws anew from its iteration (the checkpoint holds the images, not the RNG).
@@ -269,8 +298,14 @@ class DataDAMRun(DistillRun):
     def snapshot(self) -> SyntheticSet:
         data = self.data
         return SyntheticSet(
-            images=self.synthetic.detach().cpu().clone(), labels=self.labels.cpu(), dataset=data.name,
-            method="datadam", class_names=data.class_names, mean=data.mean, std=data.std, config=self.config.to_dict(),
+            images=self.synthetic.detach().cpu().clone(),
+            labels=self.labels.cpu(),
+            dataset=data.name,
+            method="datadam",
+            class_names=data.class_names,
+            mean=data.mean,
+            std=data.std,
+            config=self.config.to_dict(),
         )
 
 

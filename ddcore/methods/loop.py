@@ -5,6 +5,7 @@ window (terms summed on the device, read back once per `log_every`), the progres
 method's per-window checks (`DistillRun.after_window`) and the caller's callback, where trials log
 to MLflow and Ray Tune reports and checkpoints. A method supplies only its `DistillRun`.
 """
+
 from __future__ import annotations
 
 from ddcore.methods.base import Callback, DistillRun, LossWindow, MethodConfig, StepReport
@@ -12,8 +13,14 @@ from ddcore.progress import progress_bar
 from ddcore.synthetic import SyntheticSet
 
 
-def run_loop(run: DistillRun, config: MethodConfig, name: str, callback: Callback | None = None,
-             progress: bool = False, start_iteration: int = 0) -> SyntheticSet:
+def run_loop(
+    run: DistillRun,
+    config: MethodConfig,
+    name: str,
+    callback: Callback | None = None,
+    progress: bool = False,
+    start_iteration: int = 0,
+) -> SyntheticSet:
     """Iterations `start_iteration` .. `config.iterations`, reporting every `config.log_every` and after the last."""
     window = LossWindow()
     with progress_bar(f"distil {name}", config.iterations, enabled=progress) as bar:

@@ -45,6 +45,7 @@ Differences, on purpose:
   with cross-entropy: the same loss as DATM's `SoftCrossEntropy(logits, Y)`;
 - no ZCA whitening (the official CIFAR configs whiten; MNIST/MHIST runs here are not whitened).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -105,8 +106,15 @@ class PADConfig(MethodConfig):
 
     def expert_config(self, dataset: str, image_size: int) -> ExpertConfig:
         return ExpertConfig.for_dataset(
-            dataset, image_size, self.model, schedule=self.data_schedule, epochs=self.trajectory_epochs,
-            lr=self.lr_teacher, batch_size=self.expert_batch, score=self.difficulty_score, seed=self.seed,
+            dataset,
+            image_size,
+            self.model,
+            schedule=self.data_schedule,
+            epochs=self.trajectory_epochs,
+            lr=self.lr_teacher,
+            batch_size=self.expert_batch,
+            score=self.difficulty_score,
+            seed=self.seed,
             dsa_strategy=self.dsa_strategy,  # the official buffer and distillation share one DSA strategy
         )
 
@@ -114,28 +122,38 @@ class PADConfig(MethodConfig):
         super().validate(images_per_class)
         trained = self.trajectory_epochs
         if self.expert_epochs < 1 or self.syn_steps < 1:
-            raise DDError(f"expert_epochs and syn_steps must be at least 1, got {self.expert_epochs} and "
-                          f"{self.syn_steps}")
+            raise DDError(
+                f"expert_epochs and syn_steps must be at least 1, got {self.expert_epochs} and {self.syn_steps}"
+            )
         if not 1 <= self.num_experts <= MAX_EXPERTS:
-            raise DDError(f"num_experts must be within 1..{MAX_EXPERTS} (the official buffer holds 100), "
-                          f"got {self.num_experts}")
+            raise DDError(
+                f"num_experts must be within 1..{MAX_EXPERTS} (the official buffer holds 100), got {self.num_experts}"
+            )
         if self.expert_epochs > trained:
-            raise DDError(f"expert_epochs {self.expert_epochs} is more than the {trained} epochs the experts "
-                          "are trained for (trajectory_epochs)")
+            raise DDError(
+                f"expert_epochs {self.expert_epochs} is more than the {trained} epochs the experts "
+                "are trained for (trajectory_epochs)"
+            )
         if self.max_start_epoch + self.expert_epochs > trained:
-            raise DDError(f"max_start_epoch {self.max_start_epoch} + expert_epochs {self.expert_epochs} is more than "
-                          f"the {trained} epochs the experts are trained for (trajectory_epochs)")
+            raise DDError(
+                f"max_start_epoch {self.max_start_epoch} + expert_epochs {self.expert_epochs} is more than "
+                f"the {trained} epochs the experts are trained for (trajectory_epochs)"
+            )
         if not 0 <= self.min_start_epoch < self.current_max_start_epoch <= self.max_start_epoch:
-            raise DDError("start epochs must satisfy 0 <= min_start_epoch < current_max_start_epoch <= max_start_epoch, "
-                          f"got {self.min_start_epoch}, {self.current_max_start_epoch}, {self.max_start_epoch}")
+            raise DDError(
+                "start epochs must satisfy 0 <= min_start_epoch < current_max_start_epoch <= max_start_epoch, "
+                f"got {self.min_start_epoch}, {self.current_max_start_epoch}, {self.max_start_epoch}"
+            )
         if self.filter not in FILTERS:
             raise DDError(f"filter must be one of {', '.join(FILTERS)}, got '{self.filter}'")
         for name in ("depth_ratio", "loss_ratio"):
             if not 0 <= getattr(self, name) < 1:
                 raise DDError(f"{name} must be within [0, 1), got {getattr(self, name)}")
         if self.batch_syn < 0 or self.expansion_end_iteration < 1:
-            raise DDError(f"batch_syn must be >= 0 and expansion_end_iteration >= 1, got {self.batch_syn}, "
-                          f"{self.expansion_end_iteration}")
+            raise DDError(
+                f"batch_syn must be >= 0 and expansion_end_iteration >= 1, got {self.batch_syn}, "
+                f"{self.expansion_end_iteration}"
+            )
         if not -trained - 1 <= self.label_epoch <= trained:
             raise DDError(f"label_epoch {self.label_epoch} is outside the experts' epochs 0..{trained}")
 
@@ -168,7 +186,7 @@ class OfficialSettings:
     lr_teacher: float = 0.01
     momentum_y: float = 0.9
 
-    def scaled(self, epochs: int) -> "OfficialSettings":
+    def scaled(self, epochs: int) -> OfficialSettings:
         """The same row for experts trained `epochs`: the start-epoch window times epochs / 100.
 
         The factor and rounding are the data schedule's (`DataSchedule.scaled`), so the student
@@ -178,20 +196,27 @@ class OfficialSettings:
         factor = epochs / OFFICIAL_EXPERT_EPOCHS
         low = round(self.min_start_epoch * factor)
         current = max(low + 1, round(self.current_max_start_epoch * factor))
-        return replace(self, min_start_epoch=low, current_max_start_epoch=current,
-                       max_start_epoch=max(current, round(self.max_start_epoch * factor)))
+        return replace(
+            self,
+            min_start_epoch=low,
+            current_max_start_epoch=current,
+            max_start_epoch=max(current, round(self.max_start_epoch * factor)),
+        )
 
 
 # PAD at 2a4bc91, configs/CIFAR-10/ConvIN/IPC<ipc>.yaml; columns in OfficialSettings' field order.
-CIFAR10_SETTINGS: dict[int, OfficialSettings] = {ipc: OfficialSettings(*row) for ipc, row in {
-    # ipc: (syn_steps, expert_epochs, min/current/max start epoch, lr_images, lr_lr, lr_y, threshold,
-    #       batch_syn, depth_ratio, loss_ratio, expansion_end_iteration)
-    1: (80, 2, 0, 4, 4, 100.0, 1e-7, 5.0, 1.1, 1000, 0.0, 0.0, 3000),
-    10: (80, 2, 0, 10, 20, 100.0, 1e-5, 2.0, 1.0, 500, 0.5, 0.5, 1000),
-    50: (80, 3, 0, 20, 40, 1000.0, 1e-5, 2.0, 1.0, 1000, 0.25, 0.25, 2000),
-    500: (40, 2, 40, 60, 70, 50.0, 1e-5, 10.0, 1.0, 1000, 0.5, 0.5, 2000),
-    1000: (100, 2, 40, 60, 60, 50.0, 1e-5, 10.0, 1.0, 1000, 0.5, 0.5, 3000),
-}.items()}
+CIFAR10_SETTINGS: dict[int, OfficialSettings] = {
+    ipc: OfficialSettings(*row)
+    for ipc, row in {
+        # ipc: (syn_steps, expert_epochs, min/current/max start epoch, lr_images, lr_lr, lr_y, threshold,
+        #       batch_syn, depth_ratio, loss_ratio, expansion_end_iteration)
+        1: (80, 2, 0, 4, 4, 100.0, 1e-7, 5.0, 1.1, 1000, 0.0, 0.0, 3000),
+        10: (80, 2, 0, 10, 20, 100.0, 1e-5, 2.0, 1.0, 500, 0.5, 0.5, 1000),
+        50: (80, 3, 0, 20, 40, 1000.0, 1e-5, 2.0, 1.0, 1000, 0.25, 0.25, 2000),
+        500: (40, 2, 40, 60, 70, 50.0, 1e-5, 10.0, 1.0, 1000, 0.5, 0.5, 2000),
+        1000: (100, 2, 40, 60, 60, 50.0, 1e-5, 10.0, 1.0, 1000, 0.5, 0.5, 3000),
+    }.items()
+}
 
 
 def official_settings(ipc: int) -> OfficialSettings:
@@ -209,8 +234,9 @@ def official_settings(ipc: int) -> OfficialSettings:
 DATASET_CHOICES: dict[str, dict[str, Any]] = {
     "mnist": dict(trajectory_epochs=20, syn_steps=40, iterations=5000),
     "mhist": dict(ipc=50, trajectory_epochs=30, syn_steps=40, batch_syn=50, iterations=5000),
-    "digits": dict(num_experts=3, trajectory_epochs=10, syn_steps=20, iterations=300, expansion_end_iteration=100,
-                   log_every=10),
+    "digits": dict(
+        num_experts=3, trajectory_epochs=10, syn_steps=20, iterations=300, expansion_end_iteration=100, log_every=10
+    ),
 }
 
 
@@ -296,8 +322,13 @@ def matching_loss(student: torch.Tensor, start: torch.Tensor, target: torch.Tens
 
 
 def unroll_student(
-    student: FlatNetwork, start: torch.Tensor, images: torch.Tensor, targets: torch.Tensor, lr: torch.Tensor,
-    config: PADConfig, generator: torch.Generator,
+    student: FlatNetwork,
+    start: torch.Tensor,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    lr: torch.Tensor,
+    config: PADConfig,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """`syn_steps` differentiable SGD steps from `start` on batches of the synthetic set."""
     params = start.clone().requires_grad_(True)
@@ -327,8 +358,14 @@ def _predictions(student: FlatNetwork, params: torch.Tensor, images: torch.Tenso
     return logits
 
 
-def initial_images(data: RealDataset, bank: ExpertBank, student: FlatNetwork, config: PADConfig,
-                   generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def initial_images(
+    data: RealDataset,
+    bank: ExpertBank,
+    student: FlatNetwork,
+    config: PADConfig,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
     """Per class, random real images the experts (first ones first) classify correctly (DATM)."""
     if config.init == "noise":
         shape = (data.num_classes * config.ipc, data.channels, data.image_size, data.image_size)
@@ -350,8 +387,9 @@ def initial_images(data: RealDataset, bank: ExpertBank, student: FlatNetwork, co
     return data.train_images[torch.cat(chosen)].clone().to(device)
 
 
-def initial_label_logits(images: torch.Tensor, classes: torch.Tensor, bank: ExpertBank, student: FlatNetwork,
-                         config: PADConfig) -> torch.Tensor:
+def initial_label_logits(
+    images: torch.Tensor, classes: torch.Tensor, bank: ExpertBank, student: FlatNetwork, config: PADConfig
+) -> torch.Tensor:
     """Mean logits of the experts that classify each image correctly; one-hot-like where none does."""
     total = torch.zeros(len(images), classes.max().item() + 1, device=images.device)
     count = torch.zeros(len(images), 1, device=images.device)
@@ -371,15 +409,21 @@ def logits_of(probabilities: torch.Tensor) -> torch.Tensor:
 
 def experts(data: RealDataset, config: PADConfig, progress: bool = False) -> ExpertBank:
     """Stage 1: the experts, from the cache or trained here (`ddorch experts` trains them on Ray)."""
-    return obtain_experts(data, config.expert_config(data.name, data.image_size), config.num_experts,
-                          device=config.device, progress=progress)
+    return obtain_experts(
+        data,
+        config.expert_config(data.name, data.image_size),
+        config.num_experts,
+        device=config.device,
+        progress=progress,
+    )
 
 
 class PADRun(DistillRun):
     """One PAD distillation: images, soft-label logits and the learned lr, matched to expert segments."""
 
-    def __init__(self, data: RealDataset, config: PADConfig, resume: SyntheticSet | None, start_iteration: int,
-                 progress: bool):
+    def __init__(
+        self, data: RealDataset, config: PADConfig, resume: SyntheticSet | None, start_iteration: int, progress: bool
+    ):
         self.data, self.config = data, config
         device = self.device = resolve_device(config.device)
         bank = experts(data, config, progress)
@@ -391,7 +435,9 @@ class PADRun(DistillRun):
         if resume is not None:
             images = resume.images.to(device)
             hard = resume.labels.dim() == 1
-            probabilities = F.one_hot(resume.labels.to(device), data.num_classes).float() if hard else resume.labels.to(device)
+            probabilities = (
+                F.one_hot(resume.labels.to(device), data.num_classes).float() if hard else resume.labels.to(device)
+            )
             label_logits = logits_of(probabilities)
             lr = resume.learned_lr if resume.learned_lr is not None else config.lr_teacher
         else:
@@ -401,8 +447,10 @@ class PADRun(DistillRun):
         self.images = images.detach().requires_grad_(True)
         self.label_logits = label_logits.detach().requires_grad_(config.learn_labels)
         self.syn_lr = torch.tensor(float(lr), device=device, requires_grad=True)
-        self.optimizers = [torch.optim.SGD([self.images], lr=config.lr_images, momentum=config.momentum_images),
-                           torch.optim.SGD([self.syn_lr], lr=config.lr_lr, momentum=0.5)]
+        self.optimizers = [
+            torch.optim.SGD([self.images], lr=config.lr_images, momentum=config.momentum_images),
+            torch.optim.SGD([self.syn_lr], lr=config.lr_lr, momentum=0.5),
+        ]
         if config.learn_labels:
             self.optimizers.append(torch.optim.SGD([self.label_logits], lr=config.lr_y, momentum=config.momentum_y))
         self.trajectories = [bank.trajectory(i) for i in range(len(bank))]  # memory-mapped: read when used
@@ -433,15 +481,22 @@ class PADRun(DistillRun):
 
     def after_window(self, iteration: int) -> None:
         if not self.syn_lr.item() > 0:
-            raise DDError(f"the learned learning rate became {self.syn_lr.item():.4g} by iteration {iteration}; "
-                          "lower lr_lr")
+            raise DDError(
+                f"the learned learning rate became {self.syn_lr.item():.4g} by iteration {iteration}; lower lr_lr"
+            )
 
     def snapshot(self) -> SyntheticSet:
         config, data = self.config, self.data
         labels = self.label_logits.detach().softmax(1).cpu() if config.learn_labels else self.classes.cpu()
         return SyntheticSet(
-            images=self.images.detach().cpu().clone(), labels=labels, dataset=data.name, method="pad",
-            class_names=data.class_names, mean=data.mean, std=data.std, config=config.to_dict(),
+            images=self.images.detach().cpu().clone(),
+            labels=labels,
+            dataset=data.name,
+            method="pad",
+            class_names=data.class_names,
+            mean=data.mean,
+            std=data.std,
+            config=config.to_dict(),
             learned_lr=float(self.syn_lr.item()),
         )
 
@@ -456,6 +511,10 @@ class PAD(Method):
     def prepare(self, data: RealDataset, config: PADConfig, progress: bool = False) -> Preparation:
         """What a trial runs, times and logs before distilling: the experts and their manifest."""
         bank = experts(data, config, progress)
-        return Preparation(artefacts=[bank.manifest], metrics={
-            "experts_seconds": bank.seconds, "experts_trained_now": float(len(bank.trained_now)),
-        })
+        return Preparation(
+            artefacts=[bank.manifest],
+            metrics={
+                "experts_seconds": bank.seconds,
+                "experts_trained_now": float(len(bank.trained_now)),
+            },
+        )

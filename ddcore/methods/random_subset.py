@@ -7,6 +7,7 @@ lossless-IPC search as a learned method, so "how much does distillation buy?" is
 With the same seed it picks exactly the images DataDAM starts from (`init="real"`: the same
 generator seed and the same per-class draw), so its accuracy is DataDAM's at iteration 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,14 @@ PRESETS = {name: default_preset for name in ("official", "paper", "course")}
 class RandomSubsetRun(DistillRun):
     """Picks once, in its single step; `resume` is ignored (one step leaves nothing to resume)."""
 
-    def __init__(self, data: RealDataset, config: RandomSubsetConfig, resume: SyntheticSet | None, start_iteration: int,
-                 progress: bool):
+    def __init__(
+        self,
+        data: RealDataset,
+        config: RandomSubsetConfig,
+        resume: SyntheticSet | None,
+        start_iteration: int,
+        progress: bool,
+    ):
         self.data, self.config = data, config
         self.picked: SyntheticSet | None = None
 
@@ -54,7 +61,11 @@ class RandomSubsetRun(DistillRun):
         self.picked = SyntheticSet(
             images=data.train_images[index].clone(),
             labels=torch.arange(data.num_classes).repeat_interleave(config.ipc),
-            dataset=data.name, method="random", class_names=data.class_names, mean=data.mean, std=data.std,
+            dataset=data.name,
+            method="random",
+            class_names=data.class_names,
+            mean=data.mean,
+            std=data.std,
             config=config.to_dict(),
         )
         return {}

@@ -6,6 +6,7 @@ Difference: DC pads the first convolution by 4 for 1-channel input (28 px -> 32 
 otherwise, and sizes the classifier for 4x4 maps; here it is padded by 2 always (size-preserving),
 poolings stop at 1x1, and the classifier takes 192 x s x s for the actual size s (3x3 on MNIST).
 """
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,5 @@
 """The common shape of every network: a stack of blocks, then a linear classifier."""
+
 from __future__ import annotations
 
 import torch

@@ -29,6 +29,7 @@ Differences from DC, so that every depth works on every size from 8 px up:
 `feature_maps` returns each block's ReLU output before its pooling: where DataDAM's forward hooks
 (on every nn.ReLU of `features`) take the maps for its spatial attention.
 """
+
 from __future__ import annotations
 
 from torch import nn

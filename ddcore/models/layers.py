@@ -1,5 +1,6 @@
 """Building blocks shared by the networks: the norm choice, conv -> norm -> ReLU, linear -> ReLU,
 and pooling that stops at 1x1 (so every network accepts square images from 8 px up)."""
+
 from __future__ import annotations
 
 from torch import nn

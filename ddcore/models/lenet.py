@@ -8,6 +8,7 @@ convolution is padded by 2 for 1-channel input and not for colour so that both 2
 the second is padded only when the map is smaller than its 5x5 kernel, poolings stop at 1x1, and
 the first dense layer takes whatever 16 x s x s the image size gives.
 """
+
 from __future__ import annotations
 
 from torch import nn

@@ -2,6 +2,7 @@
 units, a linear classifier. DC sizes the input for 28 px grey or 32 px colour only; here it is
 channels * size * size. The blocks are the two hidden layers, so `embed` is the 128-d hidden code.
 """
+
 from __future__ import annotations
 
 from torch import nn

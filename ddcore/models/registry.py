@@ -4,11 +4,12 @@ It imports no network: `ddcore/models/__init__.py` imports each network module, 
 its names here with `@register_model`. So importing `ddcore.models` fills the registry, and no
 network module imports the package back.
 """
+
 from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

@@ -8,6 +8,7 @@ Difference: DC ends with a fixed 4x4 average pooling (1x1 only for 28/32 px inpu
 average pooling, so the classifier is 512 wide at every image size (torchvision's choice).
 Instance norm is left out where a stage's map is 1x1 (see `layers.make_norm`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,9 +50,12 @@ def resnet18(channels: int, num_classes: int, image_size: int, norm: str) -> Fea
     in_channels, size = 64, image_size
     for out_channels, stride in STAGES:
         size = conv_out_size(size, 3, 1, stride)
-        blocks.append(nn.Sequential(
-            BasicBlock(in_channels, out_channels, stride, norm, size), BasicBlock(out_channels, out_channels, 1, norm, size)
-        ))
+        blocks.append(
+            nn.Sequential(
+                BasicBlock(in_channels, out_channels, stride, norm, size),
+                BasicBlock(out_channels, out_channels, 1, norm, size),
+            )
+        )
         in_channels = out_channels
     pools = nn.ModuleList([*(nn.Identity() for _ in STAGES), nn.AdaptiveAvgPool2d(1)])
     return FeatureNet(blocks, nn.Linear(in_channels, num_classes), pools)

@@ -8,6 +8,7 @@ Difference: DC pads the first convolution by 3 for 1-channel input (28 px -> 32 
 classifier for 512 features (1x1 after five poolings of 32 px); here every convolution is padded
 by 1, poolings stop at 1x1 (28 -> 14 -> 7 -> 3 -> 1 -> 1) and the classifier takes 512 x s x s.
 """
+
 from __future__ import annotations
 
 from torch import nn
