@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore.applications.continual import ContinualConfig  # noqa: E402
-from ddcore.applications.nas_proxy import NasProxyConfig  # noqa: E402
-from ddcore.cross_arch import CrossArchConfig  # noqa: E402
+from ddcore.analyses.continual import ContinualConfig  # noqa: E402
+from ddcore.analyses.cross_arch import CrossArchConfig  # noqa: E402
+from ddcore.analyses.nas_proxy import NasProxyConfig  # noqa: E402
 from orchestrator.analyses import analyse_run, command_line  # noqa: E402
 
 SETTINGS = {

@@ -41,10 +41,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddcore.data import load_dataset, resolve_data_root  # noqa: E402
-from ddcore.difficulty import difficulty_scores  # noqa: E402
 from ddcore.evaluate import DC, evaluate  # noqa: E402
-from ddcore.experts import obtain_experts  # noqa: E402
 from ddcore.methods import get_method  # noqa: E402
+from ddcore.methods.pad.difficulty import difficulty_scores  # noqa: E402
+from ddcore.methods.pad.experts import obtain_experts  # noqa: E402
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device  # noqa: E402
 from orchestrator.cluster import TaskPool, connect  # noqa: E402
 

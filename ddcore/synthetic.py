@@ -32,6 +32,29 @@ class SyntheticSet:
     config: dict[str, Any] = field(default_factory=dict)  # JSON-like: str, int, float, bool, lists
     learned_lr: float | None = None  # a learned evaluation learning rate (PAD/DATM), if any
 
+    @classmethod
+    def of(
+        cls,
+        data: RealDataset,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        method: str,
+        config: dict[str, Any],
+        learned_lr: float | None = None,
+    ) -> SyntheticSet:
+        """A set distilled from `data`: its name, class names and normalisation come from there (CPU copies)."""
+        return cls(
+            images.detach().cpu().clone(),
+            labels.detach().cpu(),
+            data.name,
+            method,
+            data.class_names,
+            data.mean,
+            data.std,
+            config,
+            learned_lr,
+        )
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

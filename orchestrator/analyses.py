@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from ddcore.applications.continual import ContinualConfig, check_continual, continual_learning
-from ddcore.applications.nas_proxy import NasProxyConfig, check_nas_proxy, nas_proxy
-from ddcore.cross_arch import CrossArchConfig, check_cross_arch, cross_architecture
+from ddcore.analyses.continual import ContinualConfig, check_continual, continual_learning
+from ddcore.analyses.cross_arch import CrossArchConfig, check_cross_arch, cross_architecture
+from ddcore.analyses.nas_proxy import NasProxyConfig, check_nas_proxy, nas_proxy
 from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError

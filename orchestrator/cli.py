@@ -532,7 +532,7 @@ def experts(
 ) -> None:
     """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow."""
     from ddcore.data import load_dataset, resolve_data_root
-    from ddcore.experts import ExpertConfig, log_experts, obtain_experts
+    from ddcore.methods.pad.experts import ExpertConfig, log_experts, obtain_experts
     from orchestrator.cluster import TaskPool, connect
     from orchestrator.run_schema import Tag
     from orchestrator.tracking import Tracker
@@ -756,7 +756,7 @@ def cross_arch(
     output_dir: Path = OutputDirOption,
 ) -> None:
     """Train each network on the run's synthetic set and on random real subsets of its size: the cross-architecture matrix."""
-    from ddcore.cross_arch import CrossArchConfig
+    from ddcore.analyses.cross_arch import CrossArchConfig
 
     config = CrossArchConfig(tuple(_split_names(models)), seeds, epochs, device, eval_protocol, eval_batch_size)
     _analyse("cross_arch", run_id, config, tracking_uri, data_root, output_dir)
@@ -782,7 +782,7 @@ def continual(
     output_dir: Path = OutputDirOption,
 ) -> None:
     """Class-incremental learning: distilled memory vs random and herding exemplars, accuracy after each task."""
-    from ddcore.applications.continual import ContinualConfig
+    from ddcore.analyses.continual import ContinualConfig
 
     config = ContinualConfig(
         classes_per_task, model, seeds, epochs, herding_epochs, tuple(_split_names(memories)), device
@@ -811,7 +811,7 @@ def nas_proxy(
     output_dir: Path = OutputDirOption,
 ) -> None:
     """Rank a pool of networks by training on the synthetic set vs on real data: Spearman correlation, time saved."""
-    from ddcore.applications.nas_proxy import DEFAULT_POOL, NasProxyConfig
+    from ddcore.analyses.nas_proxy import DEFAULT_POOL, NasProxyConfig
 
     candidates = tuple(_split_names(pool)) if pool else DEFAULT_POOL
     config = NasProxyConfig(candidates, seeds, proxy_epochs, full_epochs, full_per_class, device)

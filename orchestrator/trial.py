@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ddcore.analyses.cross_arch import CrossArchConfig, cross_architecture
 from ddcore.baseline import full_data_baseline
-from ddcore.cross_arch import CrossArchConfig, cross_architecture
 from ddcore.data import get_spec, load_dataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, EvalResult, evaluate, get_protocol

@@ -8,14 +8,14 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from ddcore.applications.continual import (
+from ddcore.analyses.continual import (
     ContinualConfig,
     class_incremental_tasks,
     continual_learning,
     herding_selection,
     seen_class_accuracy,
 )
-from ddcore.applications.nas_proxy import NasProxyConfig, average_ranks, nas_proxy, spearman
+from ddcore.analyses.nas_proxy import NasProxyConfig, average_ranks, nas_proxy, spearman
 from ddcore.data import load_dataset
 from ddcore.errors import DDError
 from ddcore.models import get_model

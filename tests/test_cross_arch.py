@@ -8,8 +8,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-import ddcore.cross_arch as cross_arch_module
-from ddcore.cross_arch import RANDOM_ROW, CrossArchConfig, cross_architecture, random_real_like
+import ddcore.analyses.cross_arch as cross_arch_module
+from ddcore.analyses.cross_arch import RANDOM_ROW, CrossArchConfig, cross_architecture, random_real_like
 from ddcore.data import load_dataset
 from ddcore.synthetic import SyntheticSet
 from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG

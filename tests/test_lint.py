@@ -1,4 +1,5 @@
 """The code passes ruff (configured in pyproject.toml: line length 120), lint and format."""
+
 import shutil
 import subprocess
 import sys

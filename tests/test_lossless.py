@@ -15,15 +15,8 @@ from ddcore.data.base import RealDataset
 from ddcore.methods import get_method
 from ddcore.methods.datadam import initial_images
 from orchestrator.cli import app
-from orchestrator.lossless import (
-    IPCSearch,
-    LosslessConfig,
-    TrialOutcome,
-    decide,
-    geometric_grid,
-    resolve_target,
-    search_lossless,
-)
+from orchestrator.ipc_search import IPCSearch, decide, geometric_grid
+from orchestrator.lossless import LosslessConfig, TrialOutcome, resolve_target, search_lossless
 
 
 def run_oracle(search: IPCSearch, lossless_from: int, parallel: int = 1) -> list[int]:

@@ -10,10 +10,8 @@ from typer.testing import CliRunner
 
 from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
-from ddcore.difficulty import DifficultyConfig, difficulty_scores, easiest_first_by_class
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, evaluate
-from ddcore.experts import DataSchedule, ExpertConfig, obtain_experts
 from ddcore.methods import get_method
 from ddcore.methods.pad import (
     CIFAR10_SETTINGS,
@@ -25,6 +23,8 @@ from ddcore.methods.pad import (
     matching_loss,
     paper_preset,
 )
+from ddcore.methods.pad.difficulty import DifficultyConfig, difficulty_scores, easiest_first_by_class
+from ddcore.methods.pad.experts import DataSchedule, ExpertConfig, obtain_experts
 from ddcore.models import get_model
 from ddcore.synthetic import SyntheticSet
 

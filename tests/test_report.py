@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from ddcore.applications.continual import ContinualConfig
-from ddcore.applications.nas_proxy import NasProxyConfig
+from ddcore.analyses.continual import ContinualConfig
+from ddcore.analyses.nas_proxy import NasProxyConfig
 from orchestrator.analyses import analyse_run
 from orchestrator.cli import app
 from orchestrator.report import build_report

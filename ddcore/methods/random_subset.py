@@ -58,16 +58,8 @@ class RandomSubsetRun(DistillRun):
         config, data = self.config, self.data
         generator = torch.Generator().manual_seed(config.seed * 1_000_003)  # DataDAM's draw for its real init
         index = data.sample_per_class(config.ipc, generator).flatten()
-        self.picked = SyntheticSet(
-            images=data.train_images[index].clone(),
-            labels=torch.arange(data.num_classes).repeat_interleave(config.ipc),
-            dataset=data.name,
-            method="random",
-            class_names=data.class_names,
-            mean=data.mean,
-            std=data.std,
-            config=config.to_dict(),
-        )
+        labels = torch.arange(data.num_classes).repeat_interleave(config.ipc)
+        self.picked = SyntheticSet.of(data, data.train_images[index], labels, "random", config.to_dict())
         return {}
 
     def snapshot(self) -> SyntheticSet:

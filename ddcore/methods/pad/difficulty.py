@@ -7,7 +7,7 @@ Paul et al. train a few networks briefly and score every training sample (x, y) 
 
 Large scores are hard (often mislabelled or atypical) samples, small scores easy ones. PAD (Li et
 al. 2024) orders each class's samples by such a score to schedule which data its expert
-networks see (`ddcore.experts.DataSchedule`); its README uses GraNd indices produced with
+networks see (`ddcore.methods.pad.experts.DataSchedule`); its README uses GraNd indices produced with
 DeepCore (Guo et al. 2022).
 
 Differences, on purpose:
@@ -48,8 +48,8 @@ class DifficultyConfig:
     """The briefly trained networks the scores come from."""
 
     model: str = "ConvNetD3"
-    networks: int = 2
-    epochs: int = 2
+    networks: int = 2  # scores are averaged over this many networks
+    epochs: int = 2  # trained briefly: EL2N is read early in training (Paul et al. 2021)
     lr: float = 0.01
     batch_size: int = 256
     seed: int = 0

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from ddcore.analyses.cross_arch import check_models
 from ddcore.baseline import baseline_protocol
-from ddcore.cross_arch import check_models
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalResult, evaluate, get_protocol

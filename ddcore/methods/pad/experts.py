@@ -9,7 +9,7 @@ NUS-HPC-AI-Lab/PAD `buffer/buffer_CL.py`): SGD with lr 0.01 (`lr_teacher`), mome
 weight decay, batches of 256, DSA augmentation drawn per image on every batch (the official
 `epoch(..., aug=True)` calls DiffAugment without a seed), no learning-rate decay; PAD trains 100
 epochs. PAD adds a data scheduler (`DataSchedule`) over samples sorted by difficulty
-(`ddcore.difficulty`).
+(`ddcore.methods.pad.difficulty`).
 
 Differences, on purpose:
 - PAD's `buffer_CL.py` trains its experts with GSAM (a sharpness-aware optimiser, rho 0.01); we
@@ -44,9 +44,9 @@ from ddcore.augment import dsa
 from ddcore.baseline import cache_dir
 from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
-from ddcore.difficulty import SCORES, DifficultyConfig, difficulty_scores, easiest_first_by_class
 from ddcore.errors import DDError
 from ddcore.evaluate import PER_IMAGE, measure_accuracy
+from ddcore.methods.pad.difficulty import SCORES, DifficultyConfig, difficulty_scores, easiest_first_by_class
 from ddcore.models import architecture_fingerprint, get_model
 from ddcore.progress import progress_bar
 from ddcore.runtime import resolve_device, seed_everything
@@ -115,7 +115,7 @@ class ExpertConfig:
     model: str = "ConvNetD3"
     epochs: int = 50
     lr: float = 0.01
-    momentum: float = 0.0
+    momentum: float = 0.0  # the official buffer's SGD: no momentum, no weight decay
     weight_decay: float = 0.0
     batch_size: int = 256
     dsa_strategy: str = "color_crop_cutout_scale_rotate"

@@ -1,6 +1,6 @@
 """PAD: Prioritize Alignment in Dataset Distillation (Li et al., 2024), trajectory matching in DATM's style.
 
-Stage 1 (`prepare`, `ddcore.experts`): N expert networks trained on the real data with PAD's
+Stage 1 (`prepare`, `ddcore.methods.pad.experts`): N expert networks trained on the real data with PAD's
 difficulty schedule, their parameters saved after every epoch.
 
 Stage 2 (`distill`), per iteration (MTT, Cazenavette et al. 2022, Eq. 1-2; DATM, Guo et al. 2024):
@@ -61,8 +61,8 @@ from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import PER_IMAGE
-from ddcore.experts import DataSchedule, ExpertBank, ExpertConfig, obtain_experts
 from ddcore.methods.base import DistillRun, Method, MethodConfig, Preparation, register_method
+from ddcore.methods.pad.experts import DataSchedule, ExpertBank, ExpertConfig, obtain_experts
 from ddcore.models import get_model
 from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
@@ -81,12 +81,12 @@ class PADConfig(MethodConfig):
     num_experts: int = 10
     trajectory_epochs: int = 100  # epochs each expert is trained (train_epochs)
     lr_teacher: float = 0.01  # the experts' SGD lr, and the learned lr's start
-    expert_batch: int = 256
+    expert_batch: int = 256  # the buffer's batch_train (the data set's full-data batch in presets)
     data_schedule: bool = True  # PAD's easy-to-hard schedule; False = all data every epoch (MTT/DATM)
-    difficulty_score: str = "el2n"
+    difficulty_score: str = "el2n"  # el2n or grand: orders the samples of the data schedule
     # Stage 2: matching.
-    syn_steps: int = 80
-    expert_epochs: int = 2
+    syn_steps: int = 80  # student steps on the synthetic set per iteration
+    expert_epochs: int = 2  # expert epochs the student's steps are matched to
     min_start_epoch: int = 0
     current_max_start_epoch: int = 10
     max_start_epoch: int = 20
@@ -488,17 +488,7 @@ class PADRun(DistillRun):
     def snapshot(self) -> SyntheticSet:
         config, data = self.config, self.data
         labels = self.label_logits.detach().softmax(1).cpu() if config.learn_labels else self.classes.cpu()
-        return SyntheticSet(
-            images=self.images.detach().cpu().clone(),
-            labels=labels,
-            dataset=data.name,
-            method="pad",
-            class_names=data.class_names,
-            mean=data.mean,
-            std=data.std,
-            config=config.to_dict(),
-            learned_lr=float(self.syn_lr.item()),
-        )
+        return SyntheticSet.of(data, self.images, labels, "pad", config.to_dict(), float(self.syn_lr.item()))
 
 
 @register_method
