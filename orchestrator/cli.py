@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ddcore.data import DATASET_NAMES
 from ddcore.errors import DDError
+from orchestrator import tables
+from orchestrator.tables import console
 
 app = typer.Typer(
     help="ddorch: distil, evaluate, sweep and report dataset-distillation experiments.",
@@ -23,7 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
 
 DataRootOption = typer.Option(
     None, "--data-root", help="Folder holding the data sets (default: $DDORCH_DATA_ROOT, then ~/.cache/ddorch/data)."
@@ -102,18 +101,11 @@ def baseline(
     result, from_cache = full_data_baseline(
         data, model, tuple(range(seeds)), chosen_protocol, device, refresh=refresh, progress=True
     )
-    table = Table(title=f"Full-data baseline: {model} on {dataset} ({chosen_protocol.name} protocol)")
-    for column in ("seed", "accuracy %", "balanced acc. %", "train time s", "cached"):
-        table.add_column(column, justify="right")
-    for run, cached in zip(result.runs, from_cache):
-        table.add_row(
-            str(run.seed),
-            f"{100 * run.accuracy:.2f}",
-            f"{100 * run.balanced_accuracy:.2f}",
-            f"{run.train_seconds:.1f}",
-            "yes" if cached else "no",
+    console.print(
+        tables.baseline(
+            result, from_cache, f"Full-data baseline: {model} on {dataset} ({chosen_protocol.name} protocol)"
         )
-    console.print(table)
+    )
     console.print(
         f"accuracy {100 * result.accuracy_mean:.2f} ± {100 * result.accuracy_std:.2f} %, "
         f"balanced {100 * result.balanced_accuracy_mean:.2f} %, "
@@ -224,32 +216,11 @@ def run(
     )
     result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
 
-    table = Table(
-        title=f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
+    title = (
+        f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
         f"{method_config.model}, evaluated with the {protocol.name} protocol"
     )
-    for column in (
-        "eval model",
-        "accuracy %",
-        "balanced %",
-        "train s",
-        "MFLOPs/img",
-        "full-data acc. %",
-        "full-data train s",
-    ):
-        table.add_column(column, justify="right")
-    for name, evaluation in result.evaluations.items():
-        full = result.baselines.get(name)
-        table.add_row(
-            name,
-            f"{100 * evaluation.accuracy_mean:.2f} ± {100 * evaluation.accuracy_std:.2f}",
-            f"{100 * evaluation.balanced_accuracy_mean:.2f}",
-            f"{evaluation.train_seconds_mean:.1f}",
-            f"{evaluation.flops_per_image / 1e6:.2f}",
-            f"{100 * full.accuracy_mean:.2f}" if full else "-",
-            f"{full.train_seconds_mean:.1f}" if full else "-",
-        )
-    console.print(table)
+    console.print(tables.trial(result, title))
     if result.best_checkpoint:
         iteration, accuracy = result.best_checkpoint
         console.print(
@@ -276,13 +247,8 @@ def compare(
     from orchestrator.compare import compare_runs
 
     table_rows, columns, image = compare_runs(run_ids, tracking_uri, out)
-    table = Table(title="Runs side by side")
-    table.add_column("")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for label, values in table_rows:
-        table.add_row(label, *values)
-    console.print(table)
+    rows = ([label, *values] for label, values in table_rows)
+    console.print(tables.table("Runs side by side", ("", *columns), rows, first_left=True))
     console.print(f"grids side by side: {image}")
 
 
@@ -311,20 +277,20 @@ def experiments() -> None:
     """List the named experiment presets (shipped in the package; `$DDORCH_PRESETS/experiments/` first)."""
     from orchestrator.experiments import list_experiments, load_experiment
 
-    table = Table(title="Experiments (ddorch sweep <name>)")
-    for column in ("name", "data set", "method", "space", "trials", "per trial"):
-        table.add_column(column)
-    for name in list_experiments():
-        preset = load_experiment(name)
-        table.add_row(
-            name,
-            preset.dataset,
-            preset.method,
-            preset.space,
-            str(preset.num_samples),
-            f"{preset.cpus_per_trial:g} CPU, {preset.gpus_per_trial:g} GPU",
-        )
-    console.print(table)
+    presets = [load_experiment(name) for name in list_experiments()]
+    rows = (
+        [
+            p.name,
+            p.dataset,
+            p.method,
+            p.space,
+            str(p.num_samples),
+            f"{p.cpus_per_trial:g} CPU, {p.gpus_per_trial:g} GPU",
+        ]
+        for p in presets
+    )
+    columns = ("name", "data set", "method", "space", "trials", "per trial")
+    console.print(tables.table("Experiments (ddorch sweep <name>)", columns, rows, first_left=True))
 
 
 @app.command()
@@ -406,25 +372,11 @@ def sweep(
     results, parent, iterations = run_sweep(preset, space, settings, context, resume=resume)
     rows = summarize(results, iterations)
     folder = record_in_parent(parent, rows, space, output_dir.resolve())
-    _print_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names())
+    console.print(tables.sweep_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names()))
     console.print(
         f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
         f"Ray results in {Path(settings.storage_path) / settings.name}"
     )
-
-
-def _print_rows(title: str, rows, names: list[str]) -> None:
-    table = Table(title=title)
-    for column in ("#", *names, "eval accuracy %", "iterations", "status", "MLflow child run"):
-        table.add_column(column, justify="right")
-    for rank, row in enumerate(rows, 1):
-        values = [
-            f"{row.params.get(n):.4g}" if isinstance(row.params.get(n), float) else str(row.params.get(n))
-            for n in names
-        ]
-        accuracy = "-" if row.accuracy is None else f"{100 * row.accuracy:.2f}"
-        table.add_row(str(rank), *values, accuracy, str(row.iteration), row.status, row.child_run_id or "-")
-    console.print(table)
 
 
 @app.command()
@@ -474,13 +426,12 @@ def models(
         spec = get_spec(dataset)
         channels, image_size, num_classes = spec.channels, spec.image_size, spec.num_classes
 
-    table = Table(title=f"Networks for {channels}x{image_size}x{image_size} inputs, {num_classes} classes")
-    for column in ("model", "parameters", "MFLOPs / image"):
-        table.add_column(column, justify="right")
+    rows = []
     for name in list_models():
         net = get_model(name, channels, num_classes, image_size)
-        table.add_row(name, f"{parameter_count(net):,}", f"{count_flops(net, channels, image_size) / 1e6:.2f}")
-    console.print(table)
+        rows.append([name, f"{parameter_count(net):,}", f"{count_flops(net, channels, image_size) / 1e6:.2f}"])
+    title = f"Networks for {channels}x{image_size}x{image_size} inputs, {num_classes} classes"
+    console.print(tables.table(title, ("model", "parameters", "MFLOPs / image"), rows))
 
 
 @app.command()
@@ -492,17 +443,15 @@ def datasets(
     from ddcore.data import DATASETS, load_dataset, resolve_data_root
 
     root = resolve_data_root(data_root)
-    table = Table(title=f"Data sets (data root: {root})")
-    for column in ("name", "status"):
-        table.add_column(column)
+    rows = []
     for name in DATASETS:
         try:
             data = load_dataset(name, root)
             status = f"{len(data.train_labels)} train / {len(data.test_labels)} test, {data.num_classes} classes"
         except DDError as error:
             status = f"not found: {error}"
-        table.add_row(name, status)
-    console.print(table)
+        rows.append([name, status])
+    console.print(tables.table(f"Data sets (data root: {root})", ("name", "status"), rows, first_left=True))
 
 
 @app.command()
@@ -677,38 +626,7 @@ def lossless(
         )
 
     report = search_lossless(config, on_evaluation=announce, progress=True)
-    threshold = 100 * report.threshold
-    table = Table(
-        title=f"Lossless IPC on {dataset} with {model}: target {100 * report.target.accuracy:.2f} % "
-        f"({report.target.source}), lossless from {threshold:.2f} %"
-    )
-    for column in (
-        "method",
-        "IPC",
-        "compression",
-        "accuracy %",
-        f"{100 * confidence:g}% interval",
-        "decision",
-        "within noise",
-        "status",
-        "MLflow run",
-    ):
-        table.add_column(column, justify="right")
-    for result in report.results.values():
-        for e in result.evaluations:
-            d = e.decision
-            table.add_row(
-                e.method,
-                str(e.ipc),
-                f"{report.compression_ratio(e.ipc):,.0f}x",
-                "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f}",
-                f"{100 * d.low:.2f} .. {100 * d.high:.2f}" if d else "-",
-                "lossless" if e.lossless else "lossy",
-                "yes" if d and d.within_noise else "",
-                e.status + (" (reused)" if e.reused else ""),
-                e.run_id or "-",
-            )
-    console.print(table)
+    console.print(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", confidence))
     for name, result in report.results.items():
         console.print(f"{name}: {result.summary()}")
     if report.budget_spent:
@@ -719,23 +637,11 @@ def lossless(
     )
 
 
-def _print_result_table(result_table) -> None:
-    """A ddcore.tables.ResultTable in the terminal, notes below it."""
-    table = Table(title=result_table.title)
-    for column in result_table.columns:
-        table.add_column(column, justify="right")
-    for row in result_table.rows:
-        table.add_row(*row)
-    console.print(table)
-    for note in result_table.notes:
-        console.print(f"  {note}")
-
-
 def _analyse(kind: str, run_id: str, config, tracking_uri, data_root, output_dir) -> None:
     from orchestrator.analyses import analyse_run
 
     outcome = analyse_run(kind, run_id, config, tracking_uri, data_root, output_dir, progress=True)
-    _print_result_table(outcome.result.table())
+    console.print(tables.analysis(outcome.result.table()))
     console.print(f"MLflow run {outcome.run_id} (child of {run_id}); table, numbers and plots in {outcome.folder}")
 
 

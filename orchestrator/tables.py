@@ -1,0 +1,136 @@
+"""What the commands print: the console and every table, built from library results.
+
+`orchestrator.cli` parses options, calls the library and prints what these functions build, so the
+look of the output is changed here, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], first_left: bool = False) -> Table:
+    """A table of strings, numbers right-aligned (the first column left-aligned when it holds names)."""
+    built = Table(title=title)
+    for i, column in enumerate(columns):
+        built.add_column(column, justify="left" if first_left and i == 0 else "right")
+    for row in rows:
+        built.add_row(*row)
+    return built
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def baseline(result: Any, from_cache: list[bool], title: str) -> Table:
+    """`ddcore.baseline.full_data_baseline`'s seeds."""
+    rows = (
+        [
+            str(run.seed),
+            _percent(run.accuracy),
+            _percent(run.balanced_accuracy),
+            f"{run.train_seconds:.1f}",
+            "yes" if cached else "no",
+        ]
+        for run, cached in zip(result.runs, from_cache)
+    )
+    return table(title, ("seed", "accuracy %", "balanced acc. %", "train time s", "cached"), rows)
+
+
+def trial(result: Any, title: str) -> Table:
+    """A trial's evaluation per architecture beside its full-data baseline (`orchestrator.trial.TrialResult`)."""
+    rows = []
+    for name, evaluation in result.evaluations.items():
+        full = result.baselines.get(name)
+        rows.append(
+            [
+                name,
+                f"{_percent(evaluation.accuracy_mean)} ± {_percent(evaluation.accuracy_std)}",
+                _percent(evaluation.balanced_accuracy_mean),
+                f"{evaluation.train_seconds_mean:.1f}",
+                f"{evaluation.flops_per_image / 1e6:.2f}",
+                _percent(full.accuracy_mean) if full else "-",
+                f"{full.train_seconds_mean:.1f}" if full else "-",
+            ]
+        )
+    columns = (
+        "eval model",
+        "accuracy %",
+        "balanced %",
+        "train s",
+        "MFLOPs/img",
+        "full-data acc. %",
+        "full-data train s",
+    )
+    return table(title, columns, rows)
+
+
+def sweep_rows(title: str, rows: Any, names: list[str]) -> Table:
+    """A sweep's trials, ranked (`orchestrator.sweep.TrialRow`)."""
+
+    def value(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    body = (
+        [
+            str(rank),
+            *(value(row.params.get(n)) for n in names),
+            "-" if row.accuracy is None else _percent(row.accuracy),
+            str(row.iteration),
+            row.status,
+            row.child_run_id or "-",
+        ]
+        for rank, row in enumerate(rows, 1)
+    )
+    return table(title, ("#", *names, "eval accuracy %", "iterations", "status", "MLflow child run"), body)
+
+
+def lossless(report: Any, title: str, confidence: float) -> Table:
+    """Every IPC a lossless search evaluated (`orchestrator.lossless.LosslessReport`)."""
+    rows = []
+    for result in report.results.values():
+        for e in result.evaluations:
+            d = e.decision
+            rows.append(
+                [
+                    e.method,
+                    str(e.ipc),
+                    f"{report.compression_ratio(e.ipc):,.0f}x",
+                    "-" if e.accuracy_mean is None else _percent(e.accuracy_mean),
+                    f"{_percent(d.low)} .. {_percent(d.high)}" if d else "-",
+                    "lossless" if e.lossless else "lossy",
+                    "yes" if d and d.within_noise else "",
+                    e.status + (" (reused)" if e.reused else ""),
+                    e.run_id or "-",
+                ]
+            )
+    title = (
+        f"{title}: target {_percent(report.target.accuracy)} % ({report.target.source}), "
+        f"lossless from {100 * report.threshold:.2f} %"
+    )
+    columns = (
+        "method",
+        "IPC",
+        "compression",
+        "accuracy %",
+        f"{100 * confidence:g}% interval",
+        "decision",
+        "within noise",
+        "status",
+        "MLflow run",
+    )
+    return table(title, columns, rows)
+
+
+def analysis(result_table: Any) -> Table:
+    """A `ddcore.tables.ResultTable`; its notes become the caption."""
+    built = table(result_table.title, result_table.columns, result_table.rows)
+    built.caption = "\n".join(result_table.notes)
+    return built
