@@ -172,178 +172,230 @@ def _run(
     on_checkpoint: CheckpointHook | None,
     resume: Resume | None,
 ) -> TrialResult:
-    if config.checkpoint_eval_every is not None and config.checkpoint_eval_every < 1:
-        raise DDError(f"checkpoint_eval_every must be positive, got {config.checkpoint_eval_every}")
-    method = get_method(config.method)
-    data = _load_cached(config.dataset, config.data_root, config.image_size)
-    method_config = reporting_every(config.method_config, config.checkpoint_eval_every)
-    method_config.validate(data.class_counts())
-    _check_models(
-        [method_config.model, *config.eval_models, *config.cross_arch_models],
-        data.channels,
-        data.num_classes,
-        data.image_size,
-    )
-    protocol = config.protocol()
-    if resume is None:
-        tracker.log_params(config.to_dict())
-    tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
-
-    all_seeds = tuple(range(config.eval_seeds))
-    first_model = config.eval_models[0]
-    curves: dict[str, list[tuple[int, float]]] = {}
-    checkpoints: list[tuple[int, float]] = []  # (iteration, mean over all seeds) of the first eval model
-
-    def evaluate_set(
-        model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False
-    ) -> EvalResult:
-        return evaluate(
-            model_name,
-            synthetic.images,
-            synthetic.labels,
-            data,
-            protocol,
-            seeds,
-            method_config.device,
-            lr=synthetic.learned_lr,
-            dsa_strategy=method_config.dsa_strategy,
-            progress=show,
-        )
-
-    def record_checkpoint(iteration: int, result: EvalResult) -> None:
-        checkpoints.append((iteration, result.accuracy_mean))
-        tracker.log_metrics({schema.checkpoint_acc_mean(first_model): result.accuracy_mean}, step=iteration)
-
-    def due(every: int | None, iteration: int) -> bool:
-        return bool(every) and iteration % every == 0 and iteration < method_config.iterations
-
-    def on_step(report: StepReport) -> None:
-        tracker.log_metrics(report.losses, step=report.iteration)
-        for name, value in report.losses.items():
-            curves.setdefault(name, []).append((report.iteration, value))
-        checkpoint, quick = due(config.checkpoint_eval_every, report.iteration), due(report_every, report.iteration)
-        if not (checkpoint or quick):
-            return
-        snapshot = report.snapshot()
-        # One evaluation serves both: each seed trains alone, so seed 0 of all seeds is the quick check.
-        result = evaluate_set(first_model, snapshot, all_seeds if checkpoint else (0,))
-        if checkpoint:
-            record_checkpoint(report.iteration, result)
-        if quick:
-            accuracy = result.runs[0].accuracy
-            tracker.log_metrics({schema.EVAL_ACCURACY: accuracy}, step=report.iteration)
-            if on_checkpoint is not None:
-                on_checkpoint(report.iteration, snapshot, accuracy)
-
-    device = resolve_device(method_config.device)
-    started = time.perf_counter()
-    prepared = method.prepare(data, method_config, progress)  # PAD: its experts, cached or trained
-    prepare_seconds = time.perf_counter() - started
-    if prepared.artefacts or prepared.metrics:
-        tracker.log_metrics({"prepare_seconds": prepare_seconds, **prepared.metrics})
-        for path in prepared.artefacts:
-            tracker.log_artifact(path, "prepared")
-    reset_peak_memory(device)
-    started = time.perf_counter()
-    synthetic = method.distill(
-        data,
-        method_config,
-        callback=on_step,
-        progress=progress,
-        start=resume.synthetic if resume else None,
-        start_iteration=resume.iteration if resume else 0,
-    )
-    distill_seconds = time.perf_counter() - started
-    peak_mib = peak_memory_mib(device)
-    tracker.log_metrics(
-        {
-            "distill_seconds": distill_seconds,
-            "peak_memory_mib": peak_mib,
-            "iterations_per_second": (method_config.iterations - (resume.iteration if resume else 0)) / distill_seconds,
-        }
-    )
-
-    artefacts = Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / tracker.run_id
-    synthetic.save(artefacts / "synthetic.pt")
-    for path in save_grids(synthetic, artefacts / "grids"):
-        tracker.log_artifact(path, "grids")
-    tracker.log_artifact(artefacts / "synthetic.pt")
-    if curves:
-        tracker.log_artifact(save_curves(curves, artefacts / "loss_curve.png", "iteration", "loss", log_y=True))
-
-    evaluations: dict[str, EvalResult] = {}
-    baselines: dict[str, EvalResult] = {}
-    tracker.log_metrics({"eval_lr": protocol.training_lr(synthetic.learned_lr)})
-    for model_name in config.eval_models:
-        result = evaluate_set(model_name, synthetic, all_seeds, progress)
-        evaluations[model_name] = result
-        tracker.log_metrics(
-            {
-                schema.acc_mean(model_name): result.accuracy_mean,
-                schema.acc_std(model_name): result.accuracy_std,
-                schema.balanced_acc_mean(model_name): result.balanced_accuracy_mean,
-                schema.train_seconds(model_name): result.train_seconds_mean,
-                schema.flops(model_name): result.flops_per_image,
-            }
-        )
-        if config.baseline:
-            baseline, _ = full_data_baseline(data, model_name, device=method_config.device, progress=progress)
-            baselines[model_name] = baseline
-            tracker.log_metrics(
-                {
-                    schema.baseline_acc(model_name): baseline.accuracy_mean,
-                    schema.baseline_train_seconds(model_name): baseline.train_seconds_mean,
-                }
-            )
-
-    best = None
-    if config.checkpoint_eval_every:  # the final set is the last checkpoint
-        record_checkpoint(method_config.iterations, evaluations[first_model])
-        best = best_checkpoint(checkpoints)
-        tracker.log_metrics(
-            {schema.best_checkpoint_acc(first_model): best[1], schema.best_checkpoint_iteration(first_model): best[0]}
-        )
-
+    trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume)
+    prepare_seconds = trial.prepare()
+    synthetic, distill_seconds, peak_mib = trial.distil()
+    artefacts = trial.save(synthetic, Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / tracker.run_id)
+    evaluations, baselines = trial.evaluate(synthetic)
+    best = trial.best_checkpoint(evaluations)
     if config.cross_arch_models:  # on this run itself (see orchestrator.analyses), same seeds and protocol
-        matrix = cross_architecture(
-            synthetic,
-            data,
-            CrossArchConfig(
-                tuple(config.cross_arch_models),
-                config.eval_seeds,
-                config.eval_epochs,
-                method_config.device,
-                eval_protocol=config.eval_protocol,
-                eval_batch_size=config.eval_batch_size,
-            ),
-            progress,
-        )
-        record_analysis(tracker, "cross_arch", matrix, artefacts.parent)
-
-    summary = {
-        "run_id": tracker.run_id,
-        "config": config.to_dict(),
-        "eval_protocol": asdict(protocol),
-        "eval_lr": protocol.training_lr(synthetic.learned_lr),
-        "checkpoints": {
-            "note": "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean",
-            "model": first_model,
-            "every": config.checkpoint_eval_every,
-            "mean_by_iteration": checkpoints,
-            "best_iteration": best[0],
-            "best_mean": best[1],
-        }
-        if best
-        else None,
-        "prepare_seconds": prepare_seconds,
-        "distill_seconds": distill_seconds,
-        "peak_memory_mib": peak_mib,
-        "evaluations": {name: asdict(result) for name, result in evaluations.items()},
-        "baselines": {name: asdict(result) for name, result in baselines.items()},
-    }
-    (artefacts / "summary.json").write_text(json.dumps(summary, indent=2))
-    tracker.log_artifact(artefacts / "summary.json")
+        trial.cross_arch(synthetic, artefacts.parent)
+    trial.write_summary(artefacts, synthetic, prepare_seconds, distill_seconds, peak_mib, evaluations, baselines, best)
     tracker.finish()
     return TrialResult(
         tracker.run_id, synthetic, evaluations, baselines, distill_seconds, artefacts, prepare_seconds, peak_mib, best
     )
+
+
+class _Trial:
+    """One trial's steps, in order: check, prepare, distil (with its intermediate evaluations), save,
+    evaluate, best checkpoint, cross-architecture, summary. Everything it learns goes to `tracker`."""
+
+    def __init__(
+        self,
+        config: TrialConfig,
+        tracker: Tracker,
+        progress: bool,
+        report_every: int | None,
+        on_checkpoint: CheckpointHook | None,
+        resume: Resume | None,
+    ) -> None:
+        if config.checkpoint_eval_every is not None and config.checkpoint_eval_every < 1:
+            raise DDError(f"checkpoint_eval_every must be positive, got {config.checkpoint_eval_every}")
+        self.config, self.tracker, self.progress = config, tracker, progress
+        self.report_every, self.on_checkpoint, self.resume = report_every, on_checkpoint, resume
+        self.method = get_method(config.method)
+        self.data = _load_cached(config.dataset, config.data_root, config.image_size)
+        self.method_config = reporting_every(config.method_config, config.checkpoint_eval_every)
+        self.method_config.validate(self.data.class_counts())
+        models = [self.method_config.model, *config.eval_models, *config.cross_arch_models]
+        _check_models(models, self.data.channels, self.data.num_classes, self.data.image_size)
+        self.protocol = config.protocol()
+        if resume is None:
+            tracker.log_params(config.to_dict())
+        tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
+        self.seeds = tuple(range(config.eval_seeds))
+        self.first_model = config.eval_models[0]
+        self.curves: dict[str, list[tuple[int, float]]] = {}
+        self.checkpoints: list[tuple[int, float]] = []  # (iteration, mean over all seeds) of the first eval model
+
+    def evaluate_set(self, model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False):
+        return evaluate(
+            model_name,
+            synthetic.images,
+            synthetic.labels,
+            self.data,
+            self.protocol,
+            seeds,
+            self.method_config.device,
+            lr=synthetic.learned_lr,
+            dsa_strategy=self.method_config.dsa_strategy,
+            progress=show,
+        )
+
+    def record_checkpoint(self, iteration: int, result: EvalResult) -> None:
+        self.checkpoints.append((iteration, result.accuracy_mean))
+        self.tracker.log_metrics({schema.checkpoint_acc_mean(self.first_model): result.accuracy_mean}, step=iteration)
+
+    def _due(self, every: int | None, iteration: int) -> bool:
+        return bool(every) and iteration % every == 0 and iteration < self.method_config.iterations
+
+    def on_step(self, report: StepReport) -> None:
+        """The loop's callback: losses, then the checkpoint and quick evaluations that fall due."""
+        self.tracker.log_metrics(report.losses, step=report.iteration)
+        for name, value in report.losses.items():
+            self.curves.setdefault(name, []).append((report.iteration, value))
+        checkpoint = self._due(self.config.checkpoint_eval_every, report.iteration)
+        quick = self._due(self.report_every, report.iteration)
+        if not (checkpoint or quick):
+            return
+        snapshot = report.snapshot()
+        # One evaluation serves both: each seed trains alone, so seed 0 of all seeds is the quick check.
+        result = self.evaluate_set(self.first_model, snapshot, self.seeds if checkpoint else (0,))
+        if checkpoint:
+            self.record_checkpoint(report.iteration, result)
+        if quick:
+            accuracy = result.runs[0].accuracy
+            self.tracker.log_metrics({schema.EVAL_ACCURACY: accuracy}, step=report.iteration)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(report.iteration, snapshot, accuracy)
+
+    def prepare(self) -> float:
+        """The method's work before distilling (PAD: its experts, cached or trained); its seconds."""
+        started = time.perf_counter()
+        prepared = self.method.prepare(self.data, self.method_config, self.progress)
+        seconds = time.perf_counter() - started
+        if prepared.artefacts or prepared.metrics:
+            self.tracker.log_metrics({"prepare_seconds": seconds, **prepared.metrics})
+            for path in prepared.artefacts:
+                self.tracker.log_artifact(path, "prepared")
+        return seconds
+
+    def distil(self) -> tuple[SyntheticSet, float, float]:
+        """The synthetic set, the seconds it took and the peak memory (MiB)."""
+        device = resolve_device(self.method_config.device)
+        reset_peak_memory(device)
+        start_iteration = self.resume.iteration if self.resume else 0
+        started = time.perf_counter()
+        synthetic = self.method.distill(
+            self.data,
+            self.method_config,
+            callback=self.on_step,
+            progress=self.progress,
+            start=self.resume.synthetic if self.resume else None,
+            start_iteration=start_iteration,
+        )
+        seconds = time.perf_counter() - started
+        peak_mib = peak_memory_mib(device)
+        self.tracker.log_metrics(
+            {
+                "distill_seconds": seconds,
+                "peak_memory_mib": peak_mib,
+                "iterations_per_second": (self.method_config.iterations - start_iteration) / seconds,
+            }
+        )
+        return synthetic, seconds, peak_mib
+
+    def save(self, synthetic: SyntheticSet, artefacts: Path) -> Path:
+        """The set, its grids and the loss curve, on disk under `artefacts` and in MLflow."""
+        synthetic.save(artefacts / "synthetic.pt")
+        for path in save_grids(synthetic, artefacts / "grids"):
+            self.tracker.log_artifact(path, "grids")
+        self.tracker.log_artifact(artefacts / "synthetic.pt")
+        if self.curves:
+            curve = save_curves(self.curves, artefacts / "loss_curve.png", "iteration", "loss", log_y=True)
+            self.tracker.log_artifact(curve)
+        return artefacts
+
+    def evaluate(self, synthetic: SyntheticSet) -> tuple[dict[str, EvalResult], dict[str, EvalResult]]:
+        """Every eval model trained on the final set (all seeds), and its cached full-data baseline."""
+        evaluations: dict[str, EvalResult] = {}
+        baselines: dict[str, EvalResult] = {}
+        self.tracker.log_metrics({"eval_lr": self.protocol.training_lr(synthetic.learned_lr)})
+        for name in self.config.eval_models:
+            result = evaluations[name] = self.evaluate_set(name, synthetic, self.seeds, self.progress)
+            self.tracker.log_metrics(
+                {
+                    schema.acc_mean(name): result.accuracy_mean,
+                    schema.acc_std(name): result.accuracy_std,
+                    schema.balanced_acc_mean(name): result.balanced_accuracy_mean,
+                    schema.train_seconds(name): result.train_seconds_mean,
+                    schema.flops(name): result.flops_per_image,
+                }
+            )
+            if self.config.baseline:
+                device = self.method_config.device
+                baseline = baselines[name] = full_data_baseline(self.data, name, device=device, progress=self.progress)[
+                    0
+                ]
+                self.tracker.log_metrics(
+                    {
+                        schema.baseline_acc(name): baseline.accuracy_mean,
+                        schema.baseline_train_seconds(name): baseline.train_seconds_mean,
+                    }
+                )
+        return evaluations, baselines
+
+    def best_checkpoint(self, evaluations: dict[str, EvalResult]) -> tuple[int, float] | None:
+        """With `checkpoint_eval_every`: the best of the checkpoints, the final set being the last one."""
+        if not self.config.checkpoint_eval_every:
+            return None
+        self.record_checkpoint(self.method_config.iterations, evaluations[self.first_model])
+        best = best_checkpoint(self.checkpoints)
+        self.tracker.log_metrics(
+            {
+                schema.best_checkpoint_acc(self.first_model): best[1],
+                schema.best_checkpoint_iteration(self.first_model): best[0],
+            }
+        )
+        return best
+
+    def cross_arch(self, synthetic: SyntheticSet, folder: Path) -> None:
+        config = self.config
+        settings = CrossArchConfig(
+            tuple(config.cross_arch_models),
+            config.eval_seeds,
+            config.eval_epochs,
+            self.method_config.device,
+            eval_protocol=config.eval_protocol,
+            eval_batch_size=config.eval_batch_size,
+        )
+        record_analysis(
+            self.tracker, "cross_arch", cross_architecture(synthetic, self.data, settings, self.progress), folder
+        )
+
+    def write_summary(
+        self,
+        artefacts: Path,
+        synthetic: SyntheticSet,
+        prepare_seconds: float,
+        distill_seconds: float,
+        peak_mib: float,
+        evaluations: dict[str, EvalResult],
+        baselines: dict[str, EvalResult],
+        best: tuple[int, float] | None,
+    ) -> None:
+        checkpoints = None
+        if best:
+            checkpoints = {
+                "note": "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean",
+                "model": self.first_model,
+                "every": self.config.checkpoint_eval_every,
+                "mean_by_iteration": self.checkpoints,
+                "best_iteration": best[0],
+                "best_mean": best[1],
+            }
+        summary = {
+            "run_id": self.tracker.run_id,
+            "config": self.config.to_dict(),
+            "eval_protocol": asdict(self.protocol),
+            "eval_lr": self.protocol.training_lr(synthetic.learned_lr),
+            "checkpoints": checkpoints,
+            "prepare_seconds": prepare_seconds,
+            "distill_seconds": distill_seconds,
+            "peak_memory_mib": peak_mib,
+            "evaluations": {name: asdict(result) for name, result in evaluations.items()},
+            "baselines": {name: asdict(result) for name, result in baselines.items()},
+        }
+        (artefacts / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.tracker.log_artifact(artefacts / "summary.json")
