@@ -38,6 +38,7 @@ class Tag:
     ANALYSIS = "ddorch.analysis"  # an analysis run: its kind
     SOURCE_RUN = "ddorch.source_run"  # an analysis run: the run it analyses
     COMMAND = "ddorch.command"  # the command that reproduces an analysis
+    BENCHMARK = "ddorch.benchmark"  # a benchmark-suite row: its name (benchmarks/suite.py)
 
 
 EVAL_ACCURACY = "eval_accuracy"  # the stepped quick evaluation that ASHA and the lossless search read

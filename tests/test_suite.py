@@ -1,0 +1,111 @@
+"""The benchmark suite's bookkeeping: resume by settings, the load guard, the budget, one run at a
+time, the generated tables, and one real (tiny) row through run_trial into MLflow."""
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from benchmarks import suite
+from benchmarks.suite import Row
+
+TINY = Row(
+    "tiny_digits",
+    "digits",
+    preset="paper",
+    ipc=1,
+    iterations=2,
+    eval_model="ConvNetD1",
+    eval_seeds=2,
+    eval_epochs=2,
+    group="tiny",
+)
+
+
+def args(**overrides):
+    values = {
+        "rerun": False,
+        "budget_minutes": None,
+        "max_load": 0.5,
+        "ignore_load": False,
+        "tracking_uri": None,
+        "device": "cpu",
+        **overrides,
+    }
+    return suite.argparse.Namespace(**values)
+
+
+def fake_runner(row, tracking_uri, device):
+    return {"protocol": "dc", "per_seed": [0.5, 0.7], "distill_seconds": 1.0, "eval_seconds": 2.0}
+
+
+def test_rows_already_measured_are_skipped_unless_rerun(tmp_path):
+    results = tmp_path / "results.jsonl"
+    first = suite.run_suite([TINY], args(), results, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)
+    again = suite.run_suite([TINY], args(), results, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)
+    renamed = Row(**{**suite.asdict(TINY), "name": "same_settings_other_name"})
+    assert len(first) == 1 and again == [] and suite.pending([renamed], suite.load_results(results)) == []
+    assert len(suite.run_suite([TINY], args(rerun=True), results, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)) == 1
+    other = Row(**{**suite.asdict(TINY), "ipc": 2})
+    assert suite.pending([other], suite.load_results(results)) == [other]
+    line = json.loads(results.read_text().splitlines()[0])
+    assert line["mean"] == pytest.approx(0.6) and line["seeds"] == 2 and line["key"] == TINY.key()
+    assert {"commit", "machine", "torch", "load_start", "load_end", "wall_seconds"} <= set(line)
+
+
+def test_load_guard_refuses_busy_cores_and_records_an_override(tmp_path):
+    results = tmp_path / "results.jsonl"
+    with pytest.raises(SystemExit, match="load average 0.90 is above 0.5"):
+        suite.run_suite([TINY], args(), results, loadavg=lambda: (0.9, 0, 0), runner=fake_runner)
+    assert not results.exists() or results.read_text() == ""
+    (line,) = suite.run_suite([TINY], args(ignore_load=True), results, loadavg=lambda: (0.9, 0, 0), runner=fake_runner)
+    assert line["ignored_load"] is True and line["load_start"] == 0.9
+
+
+def test_budget_skips_rows_that_would_not_finish(tmp_path, capsys):
+    big = Row("big", "mnist", preset="paper", iterations=20000)
+    assert suite.estimate_minutes(big, [], "here") > 60
+    assert suite.run_suite([big], args(budget_minutes=5), tmp_path / "r.jsonl", runner=fake_runner) == []
+    assert "skip big: estimate" in capsys.readouterr().out
+
+
+def test_only_one_suite_run_at_a_time(tmp_path):
+    with suite.exclusive(tmp_path / "lock"):
+        with pytest.raises(SystemExit, match="another suite run holds"):
+            with suite.exclusive(tmp_path / "lock"):
+                pass
+
+
+def test_tables_are_generated_from_the_results_file(tmp_path):
+    results = tmp_path / "results.jsonl"
+    suite.run_suite([TINY], args(), results, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# Benchmark results\n\nhand-written part\n")
+    suite.update_results_md(suite.load_results(results), md)
+    suite.update_results_md(suite.load_results(results), md)  # regenerating replaces, never duplicates
+    text = md.read_text()
+    assert text.count(suite.TABLE_BEGIN) == 1 and "hand-written part" in text
+    assert "### tiny" in text and "**60.00 ± 10.00**" in text and "50.00, 70.00" in text
+    assert "python benchmarks/suite.py --rows NAME --rerun" in text
+
+
+def test_a_tiny_row_runs_through_run_trial_into_mlflow(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (line,) = suite.run_suite([TINY], args(tracking_uri=uri), tmp_path / "r.jsonl", loadavg=lambda: (0.0, 0, 0))
+    assert line["seeds"] == 2 and len(line["per_seed"]) == 2 and 0 <= line["mean"] <= 1
+    assert line["protocol"] == "dc-2ep" and line["network"] == "ConvNetD3" and line["iterations"] == 2
+    client = MlflowClient(uri)
+    run = client.get_run(line["mlflow_run"])
+    assert run.info.status == "FINISHED" and run.data.tags["ddorch.benchmark"] == "tiny_digits"
+    assert client.get_experiment(run.info.experiment_id).name == "benchmarks"
+
+
+def test_every_row_has_a_unique_name_and_valid_settings():
+    from ddcore.methods import get_method
+
+    assert len({row.name for row in suite.ROWS}) == len(suite.ROWS)
+    for row in suite.ROWS:
+        if row.kind == "trial":
+            get_method(row.method).config(row.preset, row.dataset, row.ipc).with_overrides(**row.settings)
