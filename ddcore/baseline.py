@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -61,8 +62,9 @@ def full_data_baseline(
     from_cache = []
     for seed in seeds:
         path = _cache_file(data, model_name, protocol, seed)
-        if path.exists() and not refresh:
-            result.runs.append(SeedRun(**json.loads(path.read_text())["run"]))
+        cached = None if refresh else _read_cache(path)
+        if cached is not None:
+            result.runs.append(cached)
             from_cache.append(True)
             continue
         run = train_and_test(
@@ -72,6 +74,23 @@ def full_data_baseline(
         result.runs.append(run)
         from_cache.append(False)
     return result, from_cache
+
+
+def _read_cache(path: Path) -> SeedRun | None:
+    """A cached seed, or None when there is none or it is unreadable or out of range (then retrained)."""
+    if not path.exists():
+        return None
+    try:
+        run = SeedRun(**json.loads(path.read_text())["run"])
+        valid = 0 <= run.accuracy <= 1 and 0 <= run.balanced_accuracy <= 1 and run.train_seconds >= 0
+    except (ValueError, KeyError, TypeError) as error:
+        valid, reason = False, f"{type(error).__name__}: {error}"
+    else:
+        reason = "values out of range"
+    if not valid:
+        warnings.warn(f"ignoring the cached baseline {path} ({reason}); training it again", stacklevel=3)
+        return None
+    return run
 
 
 def _write_atomically(path: Path, payload: dict) -> None:

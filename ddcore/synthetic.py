@@ -111,7 +111,30 @@ class SyntheticSet:
             raise DDError(f"synthetic set file not found: {path}")
         try:
             payload = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as error:  # pickle/zip errors come in many types
+            payload["mean"], payload["std"] = tuple(payload["mean"]), tuple(payload["std"])
+            synthetic = cls(**payload)
+        except Exception as error:  # pickle/zip errors, missing or unknown keys come in many types
             raise DDError(f"cannot read synthetic set {path}: {error}") from None
-        payload["mean"], payload["std"] = tuple(payload["mean"]), tuple(payload["std"])
-        return cls(**payload)
+        synthetic.validate(str(path))
+        return synthetic
+
+    def validate(self, where: str) -> None:
+        """One-line errors for a set no network should train on: shapes, dtypes, label range, finite values."""
+        images, labels, classes = self.images, self.labels, self.num_classes
+        problem = None
+        if images.dim() != 4 or not images.is_floating_point():
+            problem = f"images must be a float (N, C, H, W) tensor, got {tuple(images.shape)} of {images.dtype}"
+        elif len(self.mean) != images.shape[1] or len(self.std) != images.shape[1]:
+            problem = f"mean/std have {len(self.mean)}/{len(self.std)} channels, the images {images.shape[1]}"
+        elif not torch.isfinite(images).all():
+            problem = "images hold NaN or infinite values"
+        elif labels.shape[0] != images.shape[0]:
+            problem = f"{labels.shape[0]} labels for {images.shape[0]} images"
+        elif labels.dim() == 1 and (labels.is_floating_point() or labels.min() < 0 or labels.max() >= classes):
+            problem = f"labels must be class indices in 0..{classes - 1}"
+        elif labels.dim() == 2 and (labels.shape[1] != classes or not torch.isfinite(labels).all()):
+            problem = f"soft labels must be finite, {classes} per image"
+        elif labels.dim() not in (1, 2):
+            problem = f"labels must be (N,) or (N, {classes}), got {tuple(labels.shape)}"
+        if problem:
+            raise DDError(f"synthetic set {where}: {problem}")

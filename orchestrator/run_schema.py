@@ -6,6 +6,8 @@ Defined once here so a writer and its readers cannot drift apart.
 
 from __future__ import annotations
 
+from ddcore.errors import DDError
+
 
 class Status:
     """MLflow run statuses ddorch sets or looks for (KILLED: stopped on purpose or interrupted)."""
@@ -88,5 +90,8 @@ def best_checkpoint_iteration(model: str) -> str:
 
 
 def tag_filter(tag: str, value: str) -> str:
-    """An MLflow search filter for runs whose `tag` equals `value`."""
+    """An MLflow search filter for runs whose `tag` equals `value` (a quote in it is refused in one line:
+    MLflow's filter grammar has no escape for it)."""
+    if "'" in value or "`" in value:
+        raise DDError(f"names cannot contain quotes or backticks: {value!r}")
     return f"tags.`{tag}` = '{value}'"

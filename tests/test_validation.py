@@ -1,0 +1,73 @@
+"""Bad files and names are caught where they are read: synthetic sets, cached baselines, MLflow filters."""
+
+import json
+
+import pytest
+import torch
+
+from ddcore.baseline import full_data_baseline
+from ddcore.data.base import RealDataset
+from ddcore.errors import DDError
+from ddcore.synthetic import SyntheticSet
+from orchestrator.run_schema import Tag, tag_filter
+
+
+def tiny_set(**changes) -> SyntheticSet:
+    values = {
+        "images": torch.randn(4, 1, 8, 8),
+        "labels": torch.tensor([0, 0, 1, 1]),
+        "dataset": "digits",
+        "method": "datadam",
+        "class_names": ["a", "b"],
+        "mean": (0.0,),
+        "std": (1.0,),
+    }
+    return SyntheticSet(**{**values, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"images": torch.full((4, 1, 8, 8), float("nan"))}, "NaN or infinite"),
+        ({"labels": torch.tensor([0, 0, 1, 42])}, "class indices in 0..1"),
+        ({"labels": torch.tensor([0, 1])}, "2 labels for 4 images"),
+        ({"labels": torch.full((4, 3), 0.5)}, "soft labels must be finite, 2 per image"),
+        ({"images": torch.zeros(4, 8, 8, dtype=torch.uint8)}, "float (N, C, H, W)"),
+    ],
+)
+def test_a_bad_synthetic_file_is_one_line(tmp_path, changes, message):
+    path = tiny_set(**changes).save(tmp_path / "synthetic.pt")
+    with pytest.raises(DDError, match=message):
+        SyntheticSet.load(path)
+
+
+def test_a_synthetic_file_without_labels_is_one_line(tmp_path):
+    path = tiny_set().save(tmp_path / "synthetic.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["labels"]
+    torch.save(payload, path)
+    with pytest.raises(DDError, match="cannot read synthetic set .*labels"):
+        SyntheticSet.load(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "{", '{"run": {}}', '{"run": {"seed": 0, "accuracy": 5.0, "balanced_accuracy": 0.5, "train_seconds": 1.0}}'],
+)
+def test_a_broken_or_edited_baseline_cache_entry_is_retrained(tmp_path, monkeypatch, content):
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path))
+    images, labels = torch.randn(20, 1, 8, 8), torch.arange(2).repeat(10)
+    data = RealDataset("digits", images, labels, images[:6], labels[:6], ["a", "b"], (0.0,), (1.0,))
+    first, _ = full_data_baseline(data, "MLP", device="cpu")
+    (entry,) = (tmp_path / "baselines").glob("*.json")
+    entry.write_text(content)
+    with pytest.warns(UserWarning, match="ignoring the cached baseline"):
+        again, from_cache = full_data_baseline(data, "MLP", device="cpu")
+    assert from_cache == [False] and again.runs[0].accuracy == first.runs[0].accuracy
+    assert json.loads(entry.read_text())["run"]["accuracy"] <= 1
+
+
+def test_mlflow_filters_refuse_quotes():
+    assert tag_filter(Tag.SWEEP, "digits_datadam") == "tags.`ddorch.sweep` = 'digits_datadam'"
+    with pytest.raises(DDError, match="cannot contain quotes"):
+        tag_filter(Tag.SWEEP, "a'b")
