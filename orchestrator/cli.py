@@ -21,8 +21,23 @@ app = typer.Typer(
     help="ddorch: distil, evaluate, sweep and report dataset-distillation experiments.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"ddorch {version('ddorch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
+) -> None:
+    """ddorch: distil, evaluate, sweep and report dataset-distillation experiments."""
+
 
 DataRootOption = typer.Option(
     None, "--data-root", help="Folder holding the data sets (default: $DDORCH_DATA_ROOT, then ~/.cache/ddorch/data)."

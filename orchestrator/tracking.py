@@ -19,6 +19,7 @@ from ddcore.errors import DDError
 from orchestrator.run_schema import Status, Tag
 
 DEFAULT_EXPERIMENT = "ddorch"
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -111,7 +112,8 @@ class Tracker:
         check_reachable(uri)
         client = MlflowClient(uri)
         found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        # Tagged so that MLflow 3's UI opens it in its model-training view, not the GenAI one.
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment, tags=EXPERIMENT_TAGS)
         all_tags = {Tag.GIT_COMMIT: git_commit(), Tag.VERSIONS: package_versions(), **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id

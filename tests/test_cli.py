@@ -51,3 +51,21 @@ def test_missing_mnist_files_is_one_line(tmp_path):
 def test_unknown_device(tmp_path):
     result = invoke(["baseline", "--device", "tpu"], tmp_path)
     assert result.exit_code == 2 and "unknown device 'tpu'" in result.output
+
+
+def test_version_and_completion_options():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"ddorch {version('ddorch')}"
+    assert "--install-completion" in CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+
+
+def test_experiments_open_in_mlflows_model_training_view(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.tracking import Tracker
+
+    tracker = Tracker.start(f"sqlite:///{tmp_path / 'mlflow.db'}", "fresh")
+    tags = MlflowClient(tracker.tracking_uri).get_experiment(tracker.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"

@@ -11,9 +11,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
+
+if TYPE_CHECKING:  # the table and the names stay importable without torch (a fast `ddorch --help`)
+    from ddcore.data.base import RealDataset
 
 DATA_ROOT_ENV = "DDORCH_DATA_ROOT"
 DEFAULT_DATA_ROOT = Path("~/.cache/ddorch/data")
@@ -121,4 +124,4 @@ def load_dataset(
     return loader(root=resolve_data_root(data_root), image_size=image_size, download=download)
 
 
-__all__ = ["DATASETS", "DATASET_NAMES", "DatasetSpec", "RealDataset", "get_spec", "load_dataset", "resolve_data_root"]
+__all__ = ["DATASETS", "DATASET_NAMES", "DatasetSpec", "get_spec", "load_dataset", "resolve_data_root"]
