@@ -92,7 +92,10 @@ def baseline(
         "full", "--protocol", help=f"full (the default) or a synthetic-set protocol: {PROTOCOL_CHOICES}."
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Training batch size (default 256; 32 for the small digits and mhist)."
+        None,
+        "--batch-size",
+        min=1,
+        help="Training batch size (default: the data set's full-data batch, 256; 32 for digits and mhist).",
     ),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if a cached result exists."),
     data_root: Path | None = DataRootOption,
@@ -189,6 +192,8 @@ def run(
     device: str = DeviceOption,
 ) -> None:
     """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow."""
+    import sys
+
     from ddcore.methods import get_method
     from orchestrator.experiments import parse_overrides
     from orchestrator.tracking import Tracker
@@ -225,7 +230,9 @@ def run(
         data_root=str(data_root) if data_root else None,
         image_size=image_size,
     )
-    protocol = trial.protocol()  # an unknown name fails before a run is recorded
+    # Bad settings fail before a run is recorded (the class sizes are checked once the data is loaded).
+    method_config.validate([sys.maxsize])
+    protocol = trial.protocol()
     tracker = Tracker.start(
         tracking_uri, experiment, run_name=f"{dataset}-{method}-ipc{method_config.ipc}-{method_config.init}"
     )
@@ -271,7 +278,7 @@ def compare(
 @friendly_errors
 def ui(
     tracking_uri: str | None = TrackingUriOption,
-    port: int = typer.Option(5000, "--port"),
+    port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port on 127.0.0.1."),
 ) -> None:
     """Start the MLflow web UI on 127.0.0.1 against ddorch's tracking store."""
     import subprocess
@@ -318,7 +325,7 @@ def show(experiment: str = typer.Argument(..., help="An experiment name from `dd
     from orchestrator.experiments import load_experiment, load_space
 
     preset = load_experiment(experiment)
-    space = load_space(preset.space, preset.method)
+    space = load_space(preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
     console.print_json(
         json.dumps({"preset": asdict(preset), "space": [asdict(d) for d in space.distributions]}, default=str)
     )
@@ -365,7 +372,7 @@ def sweep(
         eval_protocol=eval_protocol or preset.eval_protocol,
     )
     check_protocol(preset)
-    space = load_space(space_file or preset.space, preset.method)
+    space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
     settings = SweepSettings(
@@ -408,9 +415,10 @@ def results(
     from mlflow.tracking import MlflowClient
 
     from orchestrator.run_schema import Tag, tag_filter
-    from orchestrator.tracking import resolve_tracking_uri
+    from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(mlflow_experiment)
     runs = client.search_runs([found.experiment_id], tag_filter(Tag.SWEEP, sweep_name)) if found else []
@@ -477,7 +485,9 @@ def experts(
     num_experts: int = typer.Option(10, "--num-experts", min=1, help="Experts wanted (cached ones are reused)."),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs each expert trains (its trajectory's length)."),
     lr: float = typer.Option(0.01, "--lr", help="The experts' SGD learning rate (lr_teacher)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Default 256; 32 for digits and mhist."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Default: the data set's full-data batch (256; 32 for digits and mhist)."
+    ),
     schedule: bool = typer.Option(
         True, "--schedule/--no-schedule", help="PAD's easy-to-hard data schedule, or all data (MTT)."
     ),

@@ -13,6 +13,7 @@ config class before any trial starts.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, fields
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -53,6 +54,14 @@ class Distribution:
         if self.kind == "grid":
             return tune.grid_search(list(self.values))
         return tune.choice(list(self.values))
+
+    def examples(self) -> list[Any]:
+        """Values it can produce, for checks before a sweep starts: every listed value, or both ends."""
+        if self.values:
+            return list(self.values)
+        if self.kind == "randint":  # tune.randint excludes `high`
+            return [int(self.low), int(self.high) - 1]
+        return [self.low, self.high]
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ def load_experiment(name: str) -> ExperimentPreset:
     raw["cross_arch_models"] = tuple(raw.get("cross_arch_models", ()))
     preset = ExperimentPreset(name=name, asha=asha, **raw)
     _check_method_fields(preset.method, preset.fixed, f"{path} [fixed]")
+    check_values(preset.method, preset.dataset, [preset.fixed], f"{path} [fixed]", preset.preset)
     check_protocol(preset)
     return preset
 
@@ -155,7 +165,31 @@ def _check_method_fields(method: str, values: dict[str, Any], where: str) -> Non
         )
 
 
-def load_space(path_or_name: str | Path, method: str) -> SearchSpace:
+def check_values(
+    method: str,
+    dataset: str,
+    candidates: list[dict[str, Any]],
+    where: str,
+    preset: str | None = None,
+    fixed: dict[str, Any] | None = None,
+) -> None:
+    """Each candidate on the preset's config for `dataset` (with the fixed values): types and the
+    config's own checks (IPC >= 1, positive learning rates, ...), before any run or trial starts."""
+    try:
+        base = get_method(method).config(preset, dataset).with_overrides(**(fixed or {}))
+        for overrides in candidates:
+            base.with_overrides(**overrides).validate([sys.maxsize])
+    except DDError as error:
+        raise DDError(f"{where}: {error}") from None
+
+
+def load_space(
+    path_or_name: str | Path,
+    method: str,
+    dataset: str = "digits",
+    preset: str | None = None,
+    fixed: dict[str, Any] | None = None,
+) -> SearchSpace:
     """A space file by path, or by name among the search spaces (`preset_folders`); every entry checked."""
     path: Traversable | None = Path(path_or_name)
     if not path.is_file():
@@ -164,8 +198,13 @@ def load_space(path_or_name: str | Path, method: str) -> SearchSpace:
         where = ", ".join(str(folder) for folder in preset_folders(SPACES))
         raise DDError(f"search space file not found: {path_or_name} (looked in {where} too)")
     raw = _read_toml(path)
+    if not raw:
+        raise DDError(f"{path}: the search space is empty (no [parameter] tables)")
     _check_method_fields(method, raw, str(path))
-    return SearchSpace(str(path), tuple(_distribution(path, name, spec) for name, spec in raw.items()))
+    space = SearchSpace(str(path), tuple(_distribution(path, name, spec) for name, spec in raw.items()))
+    candidates = [{d.name: value} for d in space.distributions for value in d.examples()]
+    check_values(method, dataset, candidates, str(path), preset, fixed)
+    return space
 
 
 def _distribution(path: Path, name: str, spec: Any) -> Distribution:

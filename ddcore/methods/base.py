@@ -13,6 +13,7 @@ The registry imports no method: `ddcore/methods/__init__.py` imports each method
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -50,7 +51,8 @@ class MethodConfig:
         unknown = set(overrides) - known
         if unknown:
             raise DDError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        return replace(self, **overrides)
+        types = {f.name: f.type for f in fields(self)}
+        return replace(self, **{name: _typed(name, value, types[name]) for name, value in overrides.items()})
 
     def validate(self, images_per_class: list[int]) -> None:
         """One-line errors for values no run can use."""
@@ -67,6 +69,25 @@ class MethodConfig:
         for name, value in asdict(self).items():
             if name.startswith("lr") and isinstance(value, float) and not value > 0:
                 raise DDError(f"{name} must be positive, got {value}")
+
+
+# A config field's annotation -> the values it takes, and how an error names them.
+_FIELD_TYPES = {
+    "int": (numbers.Integral, "an integer"),
+    "float": (numbers.Real, "a number"),
+    "str": (str, "a string"),
+    "bool": (bool, "true or false"),
+}
+
+
+def _typed(name: str, value: Any, annotation: str) -> Any:
+    """`value` as the field's type (numpy ints and ints given for floats converted); one line otherwise."""
+    if annotation not in _FIELD_TYPES:
+        return value
+    accepted, kind = _FIELD_TYPES[annotation]
+    if not isinstance(value, accepted) or (isinstance(value, bool) and annotation != "bool"):
+        raise DDError(f"{name} must be {kind}, got {value!r}")
+    return int(value) if annotation == "int" else float(value) if annotation == "float" else value
 
 
 @dataclass

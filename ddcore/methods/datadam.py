@@ -58,6 +58,19 @@ class DataDAMConfig(MethodConfig):
     bf16: bool = False  # bf16 autocast for the network forwards (losses stay fp32)
     real_chunk_mib: float = 12.0  # CPU: size of a real chunk's first activation map (cache-sized; same result)
 
+    def validate(self, images_per_class: list[int]) -> None:
+        super().validate(images_per_class)
+        if self.batch_real < 1 or self.updates_per_network < 1 or self.network_steps < 0:
+            raise DDError(
+                "batch_real and updates_per_network must be at least 1 and network_steps at least 0, got "
+                f"{self.batch_real}, {self.updates_per_network} and {self.network_steps}"
+            )
+        if self.mmd_weight < 0 or not self.attention_power > 0 or not self.loss_scale > 0:
+            raise DDError(
+                f"lambda (mmd_weight) must be >= 0 and attention_power, loss_scale > 0, got {self.mmd_weight}, "
+                f"{self.attention_power} and {self.loss_scale}"
+            )
+
 
 # Every preset runs 1000 iterations on the 8x8 digits (not in the paper): the quick embedded set.
 QUICK_ITERATIONS = {"digits": 1000}
