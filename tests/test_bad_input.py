@@ -29,7 +29,16 @@ def test_bad_input_is_refused_before_anything_is_recorded(tmp_path, monkeypatch,
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200", "DDORCH_CACHE_DIR": str(tmp_path / "cache")})
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "mlflow.db").exists()  # no run (not even a FAILED one) was created
+    assert no_runs(tmp_path)  # not even a FAILED one
+
+
+def no_runs(folder) -> bool:
+    from mlflow.tracking import MlflowClient
+
+    if not (folder / "mlflow.db").exists():
+        return True
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    return not any(client.search_runs([e.experiment_id]) for e in client.search_experiments())
 
 
 @pytest.mark.parametrize(
@@ -48,4 +57,4 @@ def test_bad_search_spaces_fail_before_the_sweep(tmp_path, monkeypatch, space, m
         app, ["sweep", "digits_datadam", "--space", str(tmp_path / "space.toml")], env={"COLUMNS": "200"}
     )
     assert result.exit_code == 2 and message in result.output, result.output
-    assert not (tmp_path / "mlflow.db").exists()
+    assert no_runs(tmp_path)
