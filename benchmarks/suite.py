@@ -126,10 +126,11 @@ ROWS: list[Row] = [
     ),
 ]
 
-# Seconds per unit on the 2-core development CPU (measured: benchmarks/RESULTS.md), for estimates
-# when a row has no earlier run on this machine: one distillation iteration of DataDAM at IPC 10,
-# one evaluation epoch per synthetic image (1000 epochs x 100 images ~ 6 min), one full-data epoch.
-SECONDS_PER = {"datadam_iteration": 1.3, "eval_epoch_image": 0.0036, "full_data_epoch": 210.0, "pad_iteration": 10.0}
+# Seconds per unit on the 2-core development CPU, for estimates when a row has no earlier run on
+# this machine (benchmarks/RESULTS.md, "Comparable numbers"): one DataDAM iteration at IPC 10 with
+# real batch 64 (1.95 s), one evaluation epoch per synthetic image (1000 epochs x 100 images in
+# 7.4 min), one full-data epoch of ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s).
+SECONDS_PER = {"datadam_iteration": 1.95, "eval_epoch_image": 0.0045, "full_data_epoch": 210.0, "pad_iteration": 10.0}
 
 
 def machine() -> str:
