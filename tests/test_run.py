@@ -79,7 +79,7 @@ def test_run_on_digits_logs_everything(workspace):
         (["--method", "magic"], "unknown method 'magic'; known methods: datadam"),
         (["--model", "Nope"], "unknown model 'Nope'"),
         (["--eval-models", "Nope"], "unknown model 'Nope'"),
-        (["--preset", "weird"], "unknown preset 'weird' for datadam; known: official, paper, course"),
+        (["--preset", "weird"], "unknown preset 'weird' for datadam; known: paper, official, course"),
         (["--ipc", "0"], "ipc must be at least 1"),
         (["--ipc", "100000"], "more than the smallest class holds"),
         (["--lr-images", "-1"], "lr_images must be positive"),
