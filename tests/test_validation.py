@@ -32,7 +32,7 @@ def tiny_set(**changes) -> SyntheticSet:
         ({"labels": torch.tensor([0, 0, 1, 42])}, "class indices in 0..1"),
         ({"labels": torch.tensor([0, 1])}, "2 labels for 4 images"),
         ({"labels": torch.full((4, 3), 0.5)}, "soft labels must be finite, 2 per image"),
-        ({"images": torch.zeros(4, 8, 8, dtype=torch.uint8)}, "float (N, C, H, W)"),
+        ({"images": torch.zeros(4, 8, 8, dtype=torch.uint8)}, r"float \(N, C, H, W\)"),
     ],
 )
 def test_a_bad_synthetic_file_is_one_line(tmp_path, changes, message):
