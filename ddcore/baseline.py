@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,9 +31,29 @@ def baseline_protocol(dataset: str, batch_size: int | None = None) -> EvalProtoc
     return get_protocol("full", batch_size or get_spec(dataset).full_data_batch)
 
 
+_CACHE_OVERRIDE: list[Path] = []  # set by `caching_in` (a worker given its driver's folder)
+
+
 def cache_dir() -> Path:
-    """`DDORCH_CACHE_DIR` or `~/.cache/ddorch`."""
+    """The folder `caching_in` set, else `DDORCH_CACHE_DIR`, else `~/.cache/ddorch`."""
+    if _CACHE_OVERRIDE:
+        return _CACHE_OVERRIDE[-1]
     return Path(os.environ.get(CACHE_ENV, "~/.cache/ddorch")).expanduser()
+
+
+@contextmanager
+def caching_in(folder: str | Path | None) -> Iterator[None]:
+    """Baselines, experts and difficulty scores cached in `folder` inside the block (None: unchanged).
+
+    Ray workers get the driver's folder as a value this way, instead of a changed environment."""
+    if folder is None:
+        yield
+        return
+    _CACHE_OVERRIDE.append(Path(folder))
+    try:
+        yield
+    finally:
+        _CACHE_OVERRIDE.pop()
 
 
 def _cache_file(data: RealDataset, model_name: str, protocol: EvalProtocol, seed: int) -> Path:

@@ -28,14 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from ddcore.baseline import CACHE_ENV, cache_dir, full_data_baseline
+from ddcore.baseline import cache_dir, caching_in, full_data_baseline
 from ddcore.data import get_spec, load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
@@ -221,8 +220,6 @@ class Executor(Protocol):
 
 def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None = None) -> TrialOutcome:
     """Run one request with `run_trial` (in a Ray worker or in this process); never raises for a bad trial."""
-    if baseline_cache:
-        os.environ[CACHE_ENV] = baseline_cache
     stopped_at: list[float] = []
 
     def stop_if_hopeless(iteration: int, _synthetic, accuracy: float) -> None:
@@ -234,14 +231,15 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
             )
 
     try:
-        result = run_trial(
-            request.trial,
-            request.tracker,
-            progress=False,
-            output_dir=Path(output_dir),
-            report_every=request.report_every,
-            on_checkpoint=stop_if_hopeless,
-        )
+        with caching_in(baseline_cache):  # the driver's folder, given as a value
+            result = run_trial(
+                request.trial,
+                request.tracker,
+                progress=False,
+                output_dir=Path(output_dir),
+                report_every=request.report_every,
+                on_checkpoint=stop_if_hopeless,
+            )
     except TrialStopped as stop:
         return TrialOutcome("stopped early", accuracy_mean=stopped_at[-1], note=str(stop))
     except DDError as error:

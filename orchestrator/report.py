@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import base64
 import html
+import json
 import shlex
 import tempfile
 import time
@@ -35,28 +36,6 @@ ANALYSIS_TITLES = {
     "cross_arch": "Cross-architecture generalisation",
     "continual": "Class-incremental continual learning",
     "nas_proxy": "Architecture-search proxy",
-}
-# `ddorch run` flags for the trial params they set (orchestrator.trial.TrialConfig, flattened).
-RUN_FLAGS = {
-    "dataset": "--dataset",
-    "method": "--method",
-    "preset": "--preset",
-    "method_config.ipc": "--ipc",
-    "method_config.init": "--init",
-    "method_config.model": "--model",
-    "method_config.iterations": "--iterations",
-    "method_config.lr_images": "--lr-images",
-    "method_config.batch_real": "--batch-real",
-    "method_config.mmd_weight": "--lambda",
-    "method_config.attention_power": "--attention-power",
-    "method_config.dsa_strategy": "--dsa-strategy",
-    "method_config.seed": "--seed",
-    "eval_seeds": "--eval-seeds",
-    "eval_protocol": "--eval-protocol",
-    "eval_epochs": "--eval-epochs",
-    "eval_batch_size": "--eval-batch-size",
-    "checkpoint_eval_every": "--checkpoint-eval-every",
-    "image_size": "--image-size",
 }
 NOT_REPRODUCED = {"device", "log_every"}  # where it ran and how often it logged: no effect on the numbers
 
@@ -358,17 +337,32 @@ def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section
     return [s for s in sections.values() if s.tables]
 
 
+def run_flags() -> dict[str, str]:
+    """`ddorch run`'s options by the parameter they set, read from the command itself (no copy here)."""
+    import typer.main
+
+    from orchestrator.cli import app
+
+    command = typer.main.get_command(app).commands["run"]
+    return {param.name: param.opts[0] for param in command.params if param.opts and param.opts[0].startswith("--")}
+
+
 def run_command(trial: Trial) -> tuple[str, list[str]]:
-    """The `ddorch run` command that reproduces a trial, and the settings it has no flag for (if not the preset's)."""
+    """The `ddorch run` command that reproduces a trial, built from its logged config: a flag for each
+    setting `ddorch run` has one for, `--set name=value` for method settings that differ from the preset.
+    The second value lists settings that could not be checked against the preset (none when it resolves)."""
     from ddcore.methods import get_method
 
     params = trial.run.data.params
+    flags = run_flags()
     parts = ["ddorch", "run"]
-    for name, flag in RUN_FLAGS.items():
-        if params.get(name, "None") != "None":
-            parts += [flag, params[name]]
+    for name, flag in flags.items():
+        value = params.get(name, params.get(f"method_config.{name}", "None"))
+        if name in SPECIAL_FLAGS or value == "None":
+            continue
+        parts += [flag, value]
     if params.get("eval_models"):
-        parts += ["--eval-models", ",".join(ast.literal_eval(params["eval_models"]))]
+        parts += [flags["eval_models"], ",".join(ast.literal_eval(params["eval_models"]))]
     if params.get("method_config.bf16") == "True":
         parts.append("--bf16")
     if params.get("baseline") == "False":
@@ -378,14 +372,41 @@ def run_command(trial: Trial) -> tuple[str, list[str]]:
             params.get("preset"), params["dataset"], int(params["method_config.ipc"])
         )
     except (DDError, KeyError, ValueError):
-        return shlex.join(parts), []
-    unflagged = []
+        return shlex.join(parts), ["the method's preset could not be resolved: settings not compared"]
     for spec in fields(preset):
-        name = f"method_config.{spec.name}"
-        if name in params and name not in RUN_FLAGS and spec.name not in NOT_REPRODUCED | {"bf16"}:
-            if params[name] != str(getattr(preset, spec.name)):
-                unflagged.append(f"{spec.name}={params[name]}")
-    return shlex.join(parts), unflagged
+        value = params.get(f"method_config.{spec.name}")
+        if (
+            spec.name in flags
+            or spec.name in NOT_REPRODUCED
+            or value is None
+            or value == str(getattr(preset, spec.name))
+        ):
+            continue
+        parts += ["--set", f"{spec.name}={_toml_value(value, spec.type)}"]
+    return shlex.join(parts), []
+
+
+# Options rendered apart (lists, switches) or not part of what a trial computes.
+SPECIAL_FLAGS = {
+    "eval_models",
+    "bf16",
+    "baseline",
+    "settings",
+    "tracking_uri",
+    "experiment",
+    "output_dir",
+    "data_root",
+    "device",
+}
+
+
+def _toml_value(text: str, annotation: str) -> str:
+    """A logged value as `--set` reads it (TOML): booleans lower-case, strings quoted."""
+    if annotation == "bool":
+        return text.lower()
+    if annotation == "str":
+        return json.dumps(text)
+    return text
 
 
 def reproduce_section(collector: Collector, trials: list[Trial]) -> Section:
@@ -402,8 +423,8 @@ def reproduce_section(collector: Collector, trials: list[Trial]) -> Section:
             f"# sweep {name} (parent run {parent.info.run_id[:8]})\nddorch sweep {shlex.quote(experiment)} --name {shlex.quote(name)}"
         )
     for trial in trials:
-        command, unflagged = run_command(trial)
-        extra = f"\n# settings with no flag, differing from the preset: {', '.join(unflagged)}" if unflagged else ""
+        command, caveats = run_command(trial)
+        extra = f"\n# {'; '.join(caveats)}" if caveats else ""
         origin = f", a trial of sweep {trial.sweep}" if trial.sweep else ""
         section.code.append(f"# run {trial.run_id[:8]}{origin}\n{command}{extra}")
         for analysis in trial.analyses:

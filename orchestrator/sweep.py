@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ddcore.baseline import CACHE_ENV, cache_dir
+from ddcore.baseline import cache_dir, caching_in
 from ddcore.methods import get_method
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_grids
@@ -70,14 +70,15 @@ def _log_every(preset: ExperimentPreset) -> int:
 
 
 def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepContext) -> None:
-    """One Ray Tune trial (function API)."""
-    import os
+    """One Ray Tune trial (function API), caching where the driver does."""
+    with caching_in(context.cache_dir):
+        _trial(sampled, preset, context)
 
+
+def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepContext) -> None:
     import ray
     from ray import tune
 
-    if context.cache_dir:
-        os.environ[CACHE_ENV] = context.cache_dir
     resume, child_run_id = _restore(tune.get_checkpoint())
     trial = build_trial(preset, sampled, context)
     trial_id = tune.get_context().get_trial_id()

@@ -66,7 +66,7 @@ def test_report_has_every_part(report):
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert len(links) >= 7 and all((written.markdown_path.parent / link).is_file() for link in links)
     assert (
-        "ddorch run --dataset digits --method datadam --preset paper --ipc 2 --init real --model ConvNetD1 --iterations 3"
+        "ddorch run --dataset digits --method datadam --ipc 2 --init real --model ConvNetD1 --preset paper --iterations 3"
         in markdown
     )
     assert "--no-baseline" in markdown and f"ddorch nas-proxy {run_ids[1]} --pool MLP,ConvNetD1W32" in markdown
