@@ -71,3 +71,26 @@ def test_mlflow_filters_refuse_quotes():
     assert tag_filter(Tag.SWEEP, "digits_datadam") == "tags.`ddorch.sweep` = 'digits_datadam'"
     with pytest.raises(DDError, match="cannot contain quotes"):
         tag_filter(Tag.SWEEP, "a'b")
+
+
+def test_the_cache_folder_is_given_as_a_value(tmp_path, monkeypatch):
+    from ddcore.baseline import cache_dir, caching_in
+
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "env"))
+    with caching_in(tmp_path / "driver"):
+        assert cache_dir() == tmp_path / "driver"
+        with caching_in(None):  # None leaves it as it is
+            assert cache_dir() == tmp_path / "driver"
+    assert cache_dir() == tmp_path / "env"
+
+
+def test_reproduce_flags_come_from_the_run_command():
+    from orchestrator.report import _toml_value, run_flags
+
+    flags = run_flags()
+    assert flags["mmd_weight"] == "--lambda" and flags["ipc"] == "--ipc" and flags["eval_protocol"] == "--eval-protocol"
+    assert (
+        _toml_value("True", "bool") == "true"
+        and _toml_value("0,1", "str") == '"0,1"'
+        and _toml_value("2", "int") == "2"
+    )
