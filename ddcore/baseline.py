@@ -82,6 +82,8 @@ def full_data_baseline(
     flops = architecture_flops(model_name, data.channels, data.num_classes, data.image_size)
     result = EvalResult(model_name, protocol.name, flops)
     from_cache = []
+    # One seed at a time, not as one wide network (`evaluate`): a full-data seed takes an hour on a
+    # laptop CPU, and a run stopped midway keeps every seed it finished.
     for seed in seeds:
         path = _cache_file(data, model_name, protocol, seed)
         cached = None if refresh else _read_cache(path)

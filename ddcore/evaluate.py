@@ -14,6 +14,7 @@ import math
 import statistics
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -24,6 +25,7 @@ from ddcore.augment import DSAParams, dsa
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.models import get_model
+from ddcore.models.wide import WideNet, widen
 from ddcore.progress import progress_bar
 from ddcore.runtime import resolve_device, seed_everything, synchronize
 
@@ -191,25 +193,83 @@ def architecture_flops(model_name: str, channels: int, num_classes: int, image_s
 
 
 @torch.inference_mode()
+def _predictions(
+    forward: Callable[[torch.Tensor], torch.Tensor], data: RealDataset, device: torch.device, batch_size: int
+) -> torch.Tensor:
+    """(K, N) predicted classes of the real test set; `forward` maps a (B, C, H, W) batch to (K, B, classes)."""
+    predictions = []
+    for start in range(0, len(data.test_labels), batch_size):
+        batch = data.test_images[start : start + batch_size].to(device, non_blocking=True)
+        predictions.append(forward(batch).argmax(dim=2).cpu())
+    return torch.cat(predictions, dim=1)
+
+
+def _scores(predicted: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Accuracy and balanced accuracy (mean per-class recall)."""
+    correct = predicted == labels
+    per_class = [correct[labels == c].float().mean() for c in labels.unique()]
+    return correct.float().mean().item(), torch.stack(per_class).mean().item()
+
+
 def measure_accuracy(
     model: nn.Module, data: RealDataset, device: torch.device, batch_size: int = 1024
 ) -> tuple[float, float]:
     """Accuracy and balanced accuracy (mean per-class recall) on the real test set."""
     model.eval()
-    predictions = []
-    for start in range(0, len(data.test_labels), batch_size):
-        batch = data.test_images[start : start + batch_size].to(device, non_blocking=True)
-        predictions.append(model(batch).argmax(dim=1).cpu())
-    predicted = torch.cat(predictions)
-    correct = predicted == data.test_labels
-    per_class = [correct[data.test_labels == c].float().mean() for c in data.test_labels.unique()]
-    return correct.float().mean().item(), torch.stack(per_class).mean().item()
+    predicted = _predictions(lambda x: model(x).unsqueeze(0), data, device, batch_size)
+    return _scores(predicted[0], data.test_labels)
 
 
 def _lr_at(protocol: EvalProtocol, lr: float, step: int, total_steps: int, epoch: int) -> float:
     if protocol.schedule == "cosine":
         return 0.5 * lr * (1 + math.cos(math.pi * step / total_steps))
     return lr * (0.1 if epoch >= protocol.epochs // 2 else 1.0)
+
+
+def _train(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    parameters: Iterable[nn.Parameter],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    protocol: EvalProtocol,
+    seeds: tuple[int, ...],
+    lr: float | None,
+    dsa_strategy: str,
+    progress: bool,
+) -> None:
+    """The protocol's training loop for K networks at once, one per seed: `forward` maps K batches
+    (K, B, C, H, W) to (K, B, classes). Seed k shuffles and augments exactly as a lone run with
+    that seed would; the loss is the sum of the K batch means, so each network gets its own gradient.
+    """
+    lr = protocol.training_lr(lr)
+    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+    shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]
+    steps_per_epoch = -(-len(images) // protocol.batch_size)
+    total_steps = protocol.epochs * steps_per_epoch
+    augment = protocol.augment and dsa_strategy not in ("", "none")
+    step = 0
+    with progress_bar(f"train {protocol.name}", total_steps, enabled=progress) as bar:
+        for epoch in range(protocol.epochs):
+            orders = [torch.randperm(len(images), generator=g).to(images.device) for g in shufflers]
+            for start in range(0, len(images), protocol.batch_size):
+                xs, ys = [], []
+                for seed, order in zip(seeds, orders):
+                    batch = order[start : start + protocol.batch_size]
+                    x = images[batch]
+                    if augment:
+                        x = dsa(x, dsa_strategy, seed=seed * 1_000_003 + step, params=PER_IMAGE)
+                    xs.append(x)
+                    ys.append(labels[batch])
+                for group in optimizer.param_groups:
+                    group["lr"] = _lr_at(protocol, lr, step, total_steps, epoch)
+                logits = forward(torch.stack(xs))
+                # Equal batch sizes: the mean over all K*B images times K is the sum of the K means.
+                loss = F.cross_entropy(logits.flatten(0, 1), torch.cat(ys)) * len(seeds)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                bar.advance(status=f"epoch {epoch + 1}/{protocol.epochs}")
 
 
 def train_network(
@@ -226,32 +286,29 @@ def train_network(
 
     `lr`: the set's learned learning rate, if it has one; `protocol.training_lr` decides whether it is used.
     """
-    lr = protocol.training_lr(lr)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
-    )
-    shuffler = torch.Generator().manual_seed(seed)
-    steps_per_epoch = -(-len(images) // protocol.batch_size)
-    total_steps = protocol.epochs * steps_per_epoch
-    augment = protocol.augment and dsa_strategy not in ("", "none")
     model.train()
-    step = 0
-    with progress_bar(f"train {protocol.name}", total_steps, enabled=progress) as bar:
-        for epoch in range(protocol.epochs):
-            order = torch.randperm(len(images), generator=shuffler).to(images.device)
-            for start in range(0, len(images), protocol.batch_size):
-                batch = order[start : start + protocol.batch_size]
-                x, y = images[batch], labels[batch]
-                if augment:
-                    x = dsa(x, dsa_strategy, seed=seed * 1_000_003 + step, params=PER_IMAGE)
-                for group in optimizer.param_groups:
-                    group["lr"] = _lr_at(protocol, lr, step, total_steps, epoch)
-                loss = F.cross_entropy(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                bar.advance(status=f"epoch {epoch + 1}/{protocol.epochs}")
+    forward = lambda x: model(x[0]).unsqueeze(0)  # noqa: E731 (one network: K = 1)
+    _train(forward, model.parameters(), images, labels, protocol, (seed,), lr, dsa_strategy, progress)
+
+
+def train_wide(
+    wide: WideNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    protocol: EvalProtocol,
+    seeds: tuple[int, ...],
+    lr: float | None = None,
+    dsa_strategy: str = "",
+    progress: bool = False,
+) -> None:
+    """`train_network` for the K networks of `wide` at once, network k with `seeds[k]`."""
+    wide.train()
+    _train(wide, wide.parameters(), images, labels, protocol, seeds, lr, dsa_strategy, progress)
+
+
+def _fresh_model(model_name: str, data: RealDataset, seed: int, device: torch.device) -> nn.Module:
+    seed_everything(seed)
+    return get_model(model_name, data.channels, data.num_classes, data.image_size).to(device)
 
 
 def train_and_test(
@@ -267,8 +324,7 @@ def train_and_test(
     progress: bool = False,
 ) -> SeedRun:
     """Train a fresh `model_name` network (initialised from `seed`) and test it on the real test set."""
-    seed_everything(seed)
-    model = get_model(model_name, data.channels, data.num_classes, data.image_size).to(device)
+    model = _fresh_model(model_name, data, seed, device)
     images, labels = images.to(device), labels.to(device)
     synchronize(device)
     started = time.perf_counter()
@@ -277,6 +333,38 @@ def train_and_test(
     seconds = time.perf_counter() - started
     accuracy, balanced = measure_accuracy(model, data, device)
     return SeedRun(seed=seed, accuracy=accuracy, balanced_accuracy=balanced, train_seconds=seconds)
+
+
+def train_and_test_seeds(
+    model_name: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data: RealDataset,
+    protocol: EvalProtocol,
+    seeds: tuple[int, ...],
+    device: torch.device,
+    lr: float | None = None,
+    dsa_strategy: str = "",
+    progress: bool = False,
+) -> list[SeedRun]:
+    """`train_and_test` for every seed, all seeds trained at once as one wide network (`models.wide`)
+    where the architecture allows, else one after another. Each seed's network, batches and
+    augmentations are those of its lone run; its `train_seconds` is its share of the joint time."""
+    wide = widen([_fresh_model(model_name, data, seed, device) for seed in seeds]) if len(seeds) > 1 else None
+    if wide is None:
+        return [
+            train_and_test(model_name, images, labels, data, protocol, seed, device, lr, dsa_strategy, progress)
+            for seed in seeds
+        ]
+    images, labels = images.to(device), labels.to(device)
+    synchronize(device)
+    started = time.perf_counter()
+    train_wide(wide, images, labels, protocol, seeds, lr, dsa_strategy, progress)
+    synchronize(device)
+    share = (time.perf_counter() - started) / len(seeds)
+    wide.eval()
+    predicted = _predictions(wide.forward_shared, data, device, batch_size=1024)
+    return [SeedRun(seed, *_scores(row, data.test_labels), train_seconds=share) for seed, row in zip(seeds, predicted)]
 
 
 def check_labels(labels: torch.Tensor, num_images: int, num_classes: int) -> None:
@@ -306,8 +394,7 @@ def evaluate(
     device = resolve_device(device)
     flops = architecture_flops(model_name, data.channels, data.num_classes, data.image_size)
     result = EvalResult(model=model_name, protocol=protocol.name, flops_per_image=flops)
-    for seed in seeds:
-        result.runs.append(
-            train_and_test(model_name, images, labels, data, protocol, seed, device, lr, dsa_strategy, progress)
-        )
+    result.runs = train_and_test_seeds(
+        model_name, images, labels, data, protocol, seeds, device, lr, dsa_strategy, progress
+    )
     return result

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ddcore.errors import DDError
-from ddcore.models import get_model, list_models, parameter_count
+from ddcore.models import get_model, list_models, parameter_count, reinitialize
 
 # Narrow ConvNets (ConvNetD{n}W{w}...) share the code path of their width-128 names: two stand in for all 42.
 ARCHITECTURES = [name for name in list_models() if "W" not in name] + ["ConvNetD3W32", "ConvNetD1W64BN"]
@@ -116,3 +116,24 @@ def test_deep_instance_norm_keeps_signal_on_tiny_images():
 def test_unknown_model_lists_names():
     with pytest.raises(DDError, match="unknown model 'Nope'; known models: .*ConvNetD3"):
         get_model("Nope", 1, 10, 28)
+
+
+@pytest.mark.parametrize("name", ["ConvNetD3", "ConvNetD3BN", "ConvNetD2W32NN", "LeNet", "MLP", "AlexNet", "VGG11BN"])
+def test_reinitialize_draws_what_a_newly_built_network_holds(name):
+    """In place, seeded alike: the same weights (and fresh batch-norm statistics) as a new network."""
+    torch.manual_seed(5)
+    built = get_model(name, 1, 10, 28)
+    used = get_model(name, 1, 10, 28)
+    used(torch.randn(4, 1, 28, 28))  # training-mode forward: batch-norm statistics move
+    torch.manual_seed(5)
+    reinitialize(used)
+    for (key, expected), actual in zip(built.state_dict().items(), used.state_dict().values()):
+        assert torch.equal(expected, actual), key
+
+
+def test_reinitialize_changes_every_parameter_of_a_residual_network():
+    net = get_model("ResNet18", 1, 10, 28)
+    before = [p.detach().clone() for p in net.parameters() if p.dim() > 1]
+    reinitialize(net)
+    after = [p for p in net.parameters() if p.dim() > 1]
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))

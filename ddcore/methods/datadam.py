@@ -34,7 +34,7 @@ from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.methods.base import DistillRun, Method, MethodConfig, register_method
-from ddcore.models import FeatureNet, get_model
+from ddcore.models import FeatureNet, get_model, reinitialize
 from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
 
@@ -282,10 +282,13 @@ class DataDAMRun(DistillRun):
         self.net: FeatureNet | None = None
 
     def _fresh_network(self, iteration: int) -> FeatureNet:
-        torch.manual_seed(self.config.seed * 1_000_003 + iteration)  # a fresh random network
-        data = self.data
-        net = get_model(self.config.model, data.channels, data.num_classes, data.image_size).to(self.device)
-        return net.train().requires_grad_(False)
+        """A fresh random network: built once, then drawn anew in place (no per-iteration construction)."""
+        torch.manual_seed(self.config.seed * 1_000_003 + iteration)
+        if self.net is None:
+            data = self.data
+            net = get_model(self.config.model, data.channels, data.num_classes, data.image_size).to(self.device)
+            return net.train().requires_grad_(False)
+        return reinitialize(self.net).train().requires_grad_(False)
 
     def step(self, iteration: int) -> dict[str, torch.Tensor]:
         config, data = self.config, self.data

@@ -7,6 +7,21 @@
 # Each network module registers its names on import (the registry itself imports none of them).
 from ddcore.models import alexnet, convnet, lenet, mlp, resnet, vgg  # noqa: E402, F401
 from ddcore.models.base import FeatureNet
-from ddcore.models.registry import architecture_fingerprint, get_model, list_models, parameter_count, register_model
+from ddcore.models.registry import (
+    architecture_fingerprint,
+    get_model,
+    list_models,
+    parameter_count,
+    register_model,
+    reinitialize,
+)
 
-__all__ = ["FeatureNet", "architecture_fingerprint", "get_model", "list_models", "parameter_count", "register_model"]
+__all__ = [
+    "FeatureNet",
+    "architecture_fingerprint",
+    "get_model",
+    "list_models",
+    "parameter_count",
+    "register_model",
+    "reinitialize",
+]

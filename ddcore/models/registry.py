@@ -38,6 +38,21 @@ def get_model(name: str, channels: int, num_classes: int, image_size: int) -> Fe
     return _REGISTRY[name](channels, num_classes, image_size)
 
 
+def reinitialize(model: nn.Module) -> nn.Module:
+    """Draw every parameter anew, in place, as a newly built network would: each layer's own
+    `reset_parameters` (batch norm's also resets its running statistics), in module order.
+
+    Seeded the same way, a ConvNet comes out bit-identical to a newly built one (its layers are built
+    in module order); any network comes out with the same distribution. On a GPU the draws stay on
+    the device, so a method that wants a fresh random network every iteration (DataDAM, DM) does no
+    host work that grows with the model.
+    """
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return model
+
+
 @functools.lru_cache(maxsize=128)
 def architecture_fingerprint(name: str, channels: int, num_classes: int, image_size: int) -> str:
     """A short hash of the network's layer list: cache keys change whenever the architecture does."""
