@@ -19,8 +19,8 @@ reaches the synthetic pixels. Follows the official `DiffAugment` / `ParamDiffAug
   `DSAParams(per_sample=True)` draws separate parameters per image, as the official code does
   when called without a seed (training evaluation networks on the synthetic set).
 
-Differences: random numbers come from a local CPU generator seeded per call (the official code
-reseeds the global RNG before every draw), then move to the images' device; `affine_grid` and
+Differences: random numbers come from a local generator on the images' device, seeded per call
+(the official code reseeds the global RNG before every draw); `affine_grid` and
 `grid_sample` use the official defaults written out (bilinear, zero padding, align_corners=False).
 """
 
@@ -58,22 +58,28 @@ class DSAParams:
 
 
 class _Draws:
-    """Random parameters from a seeded local generator, one per batch or one per image,
-    returned as (n,) tensors on the images' device."""
+    """Random parameters from a generator seeded per call on the images' device (on a GPU no host
+    random numbers and no copies), one per batch or one per image, as (n,) tensors."""
 
     def __init__(self, seed: int, x: torch.Tensor, per_sample: bool) -> None:
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.generator = torch.Generator(device=x.device).manual_seed(seed)
         self.n, self.device, self.dtype = x.shape[0], x.device, x.dtype
         self.count = self.n if per_sample else 1
 
     def uniform(self) -> torch.Tensor:
-        u = torch.rand(self.count, generator=self.generator)
-        return u.expand(self.n).to(device=self.device, dtype=self.dtype)
+        u = torch.rand(self.count, generator=self.generator, device=self.device)
+        return u.expand(self.n).to(self.dtype)
 
     def integers(self, low: int, high: int) -> torch.Tensor:
         """Uniform integers in [low, high)."""
-        k = torch.randint(low, high, (self.count,), generator=self.generator)
-        return k.expand(self.n).to(self.device)
+        k = torch.randint(low, high, (self.count,), generator=self.generator, device=self.device)
+        return k.expand(self.n)
+
+    def choice(self, options: int, seed: int) -> int:
+        """One of `options`, decided on the host (it picks the code to run): from the same stream on
+        the CPU, from a host generator with the same seed elsewhere (reading a GPU draw would sync)."""
+        host = self.generator if self.device.type == "cpu" else torch.Generator().manual_seed(seed)
+        return int(torch.randint(options, (1,), generator=host))
 
 
 def _as_map(values: torch.Tensor) -> torch.Tensor:
@@ -183,7 +189,7 @@ def dsa(images: torch.Tensor, strategy: str, seed: int, params: DSAParams = DSAP
         return images
     draws = _Draws(int(seed), images, params.per_sample)
     if params.mode == "single":
-        ops = [ops[int(torch.randint(len(ops), (1,), generator=draws.generator))]]
+        ops = [ops[draws.choice(len(ops), int(seed))]]
     for op in ops:
         for transform in OPERATIONS[op]:
             images = transform(images, draws, params)

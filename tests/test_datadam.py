@@ -6,7 +6,7 @@ import torch
 from ddcore.data.base import RealDataset
 from ddcore.methods import get_method
 from ddcore.methods.datadam import DataDAMConfig, class_mean_distance, datadam_loss, spatial_attention
-from ddcore.models import get_model
+from ddcore.models import get_model, reinitialize
 from ddcore.synthetic import SyntheticSet
 
 distill = get_method("datadam").distill
@@ -112,3 +112,17 @@ def test_synthetic_set_round_trips_with_weights_only(tmp_path):
     loaded = SyntheticSet.load(path)
     assert torch.equal(loaded.images, synthetic.images) and torch.equal(loaded.labels, synthetic.labels)
     assert loaded.config["ipc"] == 1 and loaded.mean == (0.0,)
+
+
+def test_the_loop_builds_its_network_once_and_redraws_it_in_place(monkeypatch):
+    """No module construction per iteration (host work that grows with the model on a GPU): one
+    build, then `reinitialize` with the iteration's seed, which draws what a new network would."""
+    import ddcore.methods.datadam as datadam
+
+    built = []
+    monkeypatch.setattr(datadam, "get_model", lambda *a: built.append(a) or get_model(*a))
+    nets = []
+    monkeypatch.setattr(datadam, "reinitialize", lambda net: nets.append(net) or reinitialize(net))
+    config = DataDAMConfig(ipc=1, batch_real=4, iterations=4, model="ConvNetD2", device="cpu")
+    distill(tiny_dataset(), config)
+    assert len(built) == 1 and len(nets) == 3 and all(net is nets[0] for net in nets)
