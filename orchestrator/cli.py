@@ -362,7 +362,7 @@ def sweep(
     from ddcore.data import resolve_data_root
     from orchestrator.cluster import connect
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
-    from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
+    from orchestrator.sweep import SweepSettings, check_resumable, record_in_parent, run_sweep, summarize
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
     preset = load_experiment(experiment)
@@ -383,6 +383,8 @@ def sweep(
         gpus_per_trial=preset.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
         storage_path=str(storage_path.resolve()),
     )
+    if resume:
+        check_resumable(settings)  # before starting Ray
     connect(address)
     context = {
         "tracking_uri": uri,
