@@ -178,8 +178,9 @@ def _child_runs(context: SweepContext, trial_id: str, key: str):
         [experiment.experiment_id],
         f"{tag_filter(Tag.TRIAL_ID, trial_id)} and {tag_filter(Tag.PARENT, context.parent_run_id)}",
     )
-    own = [r for r in runs if r.data.tags.get(Tag.TRIAL_KEY) == key]
-    stale = [r for r in runs if r.data.tags.get(Tag.TRIAL_KEY) != key and Tag.SUPERSEDED not in r.data.tags]
+    live = [r for r in runs if Tag.SUPERSEDED not in r.data.tags]
+    own = [r for r in live if r.data.tags.get(Tag.TRIAL_KEY) == key]
+    stale = [r for r in live if r.data.tags.get(Tag.TRIAL_KEY) != key]
     return (own[0] if own else None), stale
 
 

@@ -108,3 +108,5 @@ def test_a_trial_id_reused_with_other_settings_gets_its_own_run(tmp_path):
     assert again.info.status == Status.KILLED and again.data.tags[Tag.SUPERSEDED] == new.run_id
     existing, stale = _child_runs(context, "t1", "new")
     assert existing.info.run_id == new.run_id and stale == []
+    existing, stale = _child_runs(context, "t1", "old")  # re-sampled back: a superseded run is not revived
+    assert existing is None and [r.info.run_id for r in stale] == [new.run_id]
