@@ -92,24 +92,26 @@ def flatten(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def open_store(uri: str) -> None:
-    """Create a new SQLite store under a file lock (once per process).
+    """Create a new SQLite store under a lock (once per process).
 
     MLflow creates the tables of an empty database on first use without a lock: several
     processes starting together on a new store would each create them, and all but one fail
-    ("table ... already exists"). The lock lives in the temporary folder, keyed by the database.
+    ("table ... already exists"). The lock is on the database's folder: no extra file.
     """
     import fcntl
-    import hashlib
-    import tempfile
 
     from mlflow.tracking import MlflowClient
 
     if not uri.startswith("sqlite:///"):
         return
-    name = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"ddorch-store-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    lock = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         MlflowClient(uri).search_experiments(max_results=1)  # MLflow's store (cached per process) creates the tables
+    finally:
+        os.close(lock)  # releases the lock
 
 
 def _experiment_id(client, name: str) -> str:

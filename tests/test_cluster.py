@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import ray
@@ -13,6 +14,8 @@ from ray.cluster_utils import Cluster
 from orchestrator.cluster import connect
 from tests.test_sweep import sweep, tiny_preset
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def test_sweep_spreads_over_two_nodes(tmp_path):
     if ray.is_initialized():
@@ -20,7 +23,8 @@ def test_sweep_spreads_over_two_nodes(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
-        ray.init(address=cluster.address, log_to_driver=False)
+        # Its workers import this checkout, as cluster nodes import their installed copy.
+        ray.init(address=cluster.address, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
         client, parent, rows = sweep(
             tmp_path, tiny_preset(num_samples=2), '[lr_images]\ntype = "choice"\nvalues = [1.0]\n', "two-nodes"
         )
