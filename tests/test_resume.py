@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
+from ddcore.errors import DDError
 from orchestrator.run_schema import Status, Tag
-from orchestrator.sweep import SweepContext, _child_runs, _supersede
+from orchestrator.sweep import SweepContext, _child_runs, _resumed_parent, _supersede
 from orchestrator.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,3 +112,13 @@ def test_a_trial_id_reused_with_other_settings_gets_its_own_run(tmp_path):
     assert existing.info.run_id == new.run_id and stale == []
     existing, stale = _child_runs(context, "t1", "old")  # re-sampled back: a superseded run is not revived
     assert existing is None and [r.info.run_id for r in stale] == [new.run_id]
+
+
+def test_resuming_a_sweep_whose_parent_run_is_elsewhere_is_one_error(tmp_path):
+    """Another store or experiment than the sweep's: its finished trials' runs would be out of reach."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    Tracker.start(uri, run_name="not-a-sweep").finish()
+    with pytest.raises(DDError, match="sweep 'gone' has no parent run in MLflow experiment 'ddorch'"):
+        _resumed_parent("gone", uri, "ddorch")
+    with pytest.raises(DDError, match="has no parent run in MLflow experiment 'other'"):
+        _resumed_parent("gone", uri, "other")
