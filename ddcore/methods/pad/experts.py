@@ -133,8 +133,9 @@ class ExpertConfig:
 
         Batch and DSA default to the data set's (`DatasetSpec`), as in PAD's paper preset.
         """
-        spec = get_spec(dataset)
-        settings = {"dsa_strategy": spec.dsa_strategy, "batch_size": spec.full_data_batch, **settings}
+        if not {"dsa_strategy", "batch_size"} <= settings.keys():  # a set not in DATASETS gives both
+            spec = get_spec(dataset)
+            settings = {"dsa_strategy": spec.dsa_strategy, "batch_size": spec.full_data_batch, **settings}
         config = cls(
             dataset=dataset,
             image_size=image_size,
