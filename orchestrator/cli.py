@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from ddcore.data import DATASET_NAMES
+from ddcore.data import DATASET_NAMES, DATASETS
 from ddcore.errors import DDError
 from orchestrator import tables
 from orchestrator.tables import console
@@ -51,6 +51,7 @@ TrackingUriOption = typer.Option(
 )
 ExperimentOption = typer.Option("ddorch", "--experiment", help="MLflow experiment name.")
 OutputDirOption = typer.Option(Path("runs"), "--output-dir", help="Local copy of each run's artefacts.")
+EXPERT_BATCHES = ", ".join(f"{name} {spec.full_data_batch}" for name, spec in DATASETS.items())
 DatasetOption = typer.Option("digits", "--dataset", help=f"One of: {DATASET_NAMES} (`ddorch datasets`).")
 DownloadOption = typer.Option(
     False, "--download", help="Download MNIST / Fashion-MNIST with torchvision if missing (needs internet)."
@@ -362,7 +363,7 @@ def sweep(
     from ddcore.data import resolve_data_root
     from orchestrator.cluster import connect
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
-    from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
+    from orchestrator.sweep import SweepSettings, check_resumable, record_in_parent, run_sweep, summarize
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
     preset = load_experiment(experiment)
@@ -383,6 +384,8 @@ def sweep(
         gpus_per_trial=preset.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
         storage_path=str(storage_path.resolve()),
     )
+    if resume:
+        check_resumable(settings)  # before starting Ray
     connect(address)
     context = {
         "tracking_uri": uri,
@@ -481,18 +484,20 @@ def datasets(
 @friendly_errors
 def experts(
     dataset: str = DatasetOption,
-    model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
-    num_experts: int = typer.Option(10, "--num-experts", min=1, help="Experts wanted (cached ones are reused)."),
-    epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs each expert trains (its trajectory's length)."),
-    lr: float = typer.Option(0.01, "--lr", help="The experts' SGD learning rate (lr_teacher)."),
+    model: str | None = typer.Option(None, "--model", help="A name from `ddorch models`."),
+    num_experts: int | None = typer.Option(
+        None, "--num-experts", min=1, help="Experts wanted (cached ones are reused)."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs)."),
+    lr: float | None = typer.Option(None, "--lr", help="The experts' SGD learning rate (lr_teacher)."),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help="Default: the data set's full-data batch (256; 32 for digits and mhist)."
+        None, "--batch-size", min=1, help=f"Default: the data set's full-data batch ({EXPERT_BATCHES})."
     ),
-    schedule: bool = typer.Option(
-        True, "--schedule/--no-schedule", help="PAD's easy-to-hard data schedule, or all data (MTT)."
+    schedule: bool | None = typer.Option(
+        None, "--schedule/--no-schedule", help="PAD's easy-to-hard data schedule, or all data (MTT)."
     ),
-    score: str = typer.Option("el2n", "--score", help="Difficulty score ordering the samples: el2n or grand."),
-    seed: int = typer.Option(0, "--seed"),
+    score: str | None = typer.Option(None, "--score", help="Difficulty score ordering the samples: el2n or grand."),
+    seed: int | None = typer.Option(None, "--seed"),
     address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
     in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
     cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01),
@@ -504,18 +509,32 @@ def experts(
     image_size: int | None = ImageSizeOption,
     device: str = DeviceOption,
 ) -> None:
-    """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow."""
+    """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow.
+
+    A setting not given is the one PAD's paper preset has for the data set: the experts that
+    `ddorch run --method pad` (with the same settings) looks for in the cache.
+    """
     from ddcore.data import load_dataset, resolve_data_root
-    from ddcore.methods.pad.experts import ExpertConfig, log_experts, obtain_experts
+    from ddcore.methods import get_method
+    from ddcore.methods.pad.experts import log_experts, obtain_experts
     from orchestrator.cluster import TaskPool, connect
     from orchestrator.run_schema import Tag
     from orchestrator.tracking import Tracker
 
     data = load_dataset(dataset, data_root, image_size)
-    settings = {"batch_size": batch_size} if batch_size else {}
-    config = ExpertConfig.for_dataset(
-        dataset, data.image_size, model, schedule, epochs=epochs, lr=lr, score=score, seed=seed, **settings
+    pad = get_method("pad").config("paper", dataset)
+    pad = pad.with_overrides(
+        model=model,
+        num_experts=num_experts,
+        trajectory_epochs=epochs,
+        lr_teacher=lr,
+        expert_batch=batch_size,
+        data_schedule=schedule,
+        difficulty_score=score,
+        seed=seed,
     )
+    config = pad.expert_config(dataset, data.image_size)
+    config.validate()  # before anything is recorded
     pool = None
     if not in_process:
         connect(address)
@@ -523,14 +542,14 @@ def experts(
     tracker = Tracker.start(
         tracking_uri,
         experiment,
-        run_name=f"experts-{dataset}-{model}-{epochs}ep",
+        run_name=f"experts-{dataset}-{config.model}-{config.epochs}ep",
         tags={Tag.DATASET: dataset, Tag.STAGE: "experts"},
     )
     try:
         bank = obtain_experts(
             data,
             config,
-            num_experts,
+            pad.num_experts,
             pool.map_unordered if pool else None,
             str(resolve_data_root(data_root)),
             device=device,

@@ -8,6 +8,7 @@ Ray Tune sweeps (`orchestrator.sweep`) schedule their own trials but connect thr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine."""
+    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine.
+
+    A local instance listens on 127.0.0.1 only: anyone who reaches a Ray port can run code on it.
+    """
     import ray
 
     if ray.is_initialized():
@@ -37,16 +41,37 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}},
-            )
+            with _loopback_only():
+                ray.init(
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}},
+                    _node_ip_address="127.0.0.1",
+                )
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise DDError(
             f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}"
         ) from None
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Keep `_node_ip_address="127.0.0.1"`, the address Ray's servers bind to.
+
+    Ray 2.60 replaces a loopback node address with the machine's own (then its servers listen on
+    every interface) unless it runs as a non-cluster machine, its mode on macOS and Windows
+    (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`, read once at import): switched on for `ray.init` only,
+    so a later `--address` connection in this process still finds the machine's address.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def _driver_code_path() -> str:

@@ -45,7 +45,7 @@ from orchestrator.cluster import TaskFailed, TaskPool, check_resources, connect
 from orchestrator.ipc_search import Decision, IPCSearch, decide
 from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, resolve_tracking_uri
-from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial
+from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial, trial_key
 
 RANDOM = "random"  # the random-real-subset reference method (ddcore.methods.random_subset)
 
@@ -168,16 +168,6 @@ class Evaluation:
     @property
     def lossless(self) -> bool:
         return self.decision is not None and self.decision.lossless
-
-
-def trial_key(trial: TrialConfig) -> str:
-    """A hash of everything in the trial that changes its result (not the device, paths, log cadence)."""
-    values = trial.to_dict()
-    for name in ("data_root", "baseline"):
-        values.pop(name)
-    for name in ("device", "log_every"):
-        values["method_config"].pop(name)
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def build_request(config: LosslessConfig, method: str, ipc: int, threshold: float) -> TrialRequest:

@@ -36,7 +36,8 @@ class Tag:
     TRIAL_ID = "ddorch.trial_id"  # Ray Tune's trial id on a sweep's child run
     NODE_ID = "ddorch.node_id"
     LOSSLESS = "ddorch.lossless"  # a lossless search's parent run: its settings key
-    TRIAL_KEY = "ddorch.trial_key"  # a lossless trial: the hash of its settings
+    TRIAL_KEY = "ddorch.trial_key"  # a lossless or sweep trial: the hash of its settings (trial.trial_key)
+    SUPERSEDED = "ddorch.superseded"  # a sweep child whose trial id a resumed sweep gave other settings: the new run
     ANALYSIS = "ddorch.analysis"  # an analysis run: its kind
     SOURCE_RUN = "ddorch.source_run"  # an analysis run: the run it analyses
     COMMAND = "ddorch.command"  # the command that reproduces an analysis

@@ -4,8 +4,9 @@ Each trial is the same trial function as `ddorch run`, with an evaluation every 
 distillation iterations that it reports to Tune (metric `eval_accuracy`, time attribute
 `iteration`) together with a checkpoint of the synthetic set, so ASHA can stop weak trials and a
 restored trial continues where it stopped. Trials log to one child MLflow run each, nested under
-the sweep's parent run; the child's id travels in the checkpoint so a restored trial logs into
-the same run instead of starting a duplicate.
+the sweep's parent run and tagged with the trial's id and a hash of its settings: a restored
+trial logs into its own run (its checkpoint names it) instead of starting a duplicate, and a
+trial that a restored sweep re-sampled with other settings gets a new run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ddcore.baseline import cache_dir, caching_in
+from ddcore.errors import DDError
 from ddcore.methods import get_method
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_grids
@@ -25,7 +27,7 @@ from orchestrator.cluster import check_resources
 from orchestrator.experiments import ExperimentPreset, SearchSpace
 from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import Tracker
-from orchestrator.trial import Resume, TrialConfig, run_trial
+from orchestrator.trial import Resume, TrialConfig, run_trial, trial_key
 
 METRIC = schema.EVAL_ACCURACY
 TIME_ATTR = "iteration"
@@ -79,33 +81,19 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
     import ray
     from ray import tune
 
-    resume, child_run_id = _restore(tune.get_checkpoint())
+    resume, checkpoint_run_id = _restore(tune.get_checkpoint())
     trial = build_trial(preset, sampled, context)
     trial_id = tune.get_context().get_trial_id()
-    existing = _existing_child(context, child_run_id, trial_id)  # a retry, or a restored sweep
+    key = trial_key(trial)
+    existing, stale = _child_runs(context, trial_id, key)  # a retry, or a restored sweep
+    if existing is None or existing.info.run_id != checkpoint_run_id:
+        resume = None  # never continue a set distilled with other settings
     if existing is not None and existing.info.status == Status.FINISHED:
         # Finished before the driver died but after Ray's last snapshot: report, don't redo.
-        metrics = existing.data.metrics
-        tune.report(
-            {
-                METRIC: metrics[schema.acc_mean(trial.eval_models[0])],
-                TIME_ATTR: trial.method_config.iterations,
-                "child_run_id": existing.info.run_id,
-                "node_id": existing.data.tags.get(Tag.NODE_ID, ""),
-            }
-        )
+        _report_finished(existing, trial)
         return
-    if existing is not None:
-        tracker = Tracker(context.tracking_uri, existing.info.experiment_id, existing.info.run_id)
-        tracker.client.set_terminated(existing.info.run_id, Status.RUNNING)
-    else:
-        tracker = Tracker.start(
-            context.tracking_uri,
-            context.experiment,
-            run_name=tune.get_context().get_trial_name(),
-            tags={Tag.TRIAL_ID: trial_id},
-            parent_run_id=context.parent_run_id,
-        )
+    tracker = _child_tracker(context, existing, trial_id, key)
+    _supersede(tracker, stale, trial_id)
     node_id = ray.get_runtime_context().get_node_id()
     tracker.set_tags({Tag.NODE_ID: node_id})
 
@@ -146,20 +134,64 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
     )
 
 
-def _existing_child(context: SweepContext, run_id: str | None, trial_id: str):
-    """The trial's MLflow child run if one exists: by the id in its checkpoint, else by its trial-id tag."""
+def _report_finished(run, trial: TrialConfig) -> None:
+    from ray import tune
+
+    tune.report(
+        {
+            METRIC: run.data.metrics[schema.acc_mean(trial.eval_models[0])],
+            TIME_ATTR: trial.method_config.iterations,
+            "child_run_id": run.info.run_id,
+            "node_id": run.data.tags.get(Tag.NODE_ID, ""),
+        }
+    )
+
+
+def _child_tracker(context: SweepContext, existing, trial_id: str, key: str) -> Tracker:
+    """The trial's child run: its own again (running once more), else a new one tagged with its id and settings."""
+    from ray import tune
+
+    if existing is not None:
+        tracker = Tracker(context.tracking_uri, existing.info.experiment_id, existing.info.run_id)
+        tracker.client.set_terminated(existing.info.run_id, Status.RUNNING)
+        return tracker
+    return Tracker.start(
+        context.tracking_uri,
+        context.experiment,
+        run_name=tune.get_context().get_trial_name(),
+        tags={Tag.TRIAL_ID: trial_id, Tag.TRIAL_KEY: key},
+        parent_run_id=context.parent_run_id,
+    )
+
+
+def _child_runs(context: SweepContext, trial_id: str, key: str):
+    """The trial's own MLflow child run (its id and settings match) if any, and the stale ones.
+
+    A restored sweep re-samples the trials Ray created after its last snapshot under the same
+    trial ids: a run of that id with other settings (`trial_key`) is another trial's, never reused.
+    """
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(context.tracking_uri)
-    if run_id:
-        return client.get_run(run_id)
     experiment = client.get_experiment_by_name(context.experiment)
-    found = client.search_runs(
+    runs = client.search_runs(
         [experiment.experiment_id],
         f"{tag_filter(Tag.TRIAL_ID, trial_id)} and {tag_filter(Tag.PARENT, context.parent_run_id)}",
-        max_results=1,
     )
-    return found[0] if found else None
+    live = [r for r in runs if Tag.SUPERSEDED not in r.data.tags]
+    own = [r for r in live if r.data.tags.get(Tag.TRIAL_KEY) == key]
+    stale = [r for r in live if r.data.tags.get(Tag.TRIAL_KEY) != key]
+    return (own[0] if own else None), stale
+
+
+def _supersede(tracker: Tracker, stale: list, trial_id: str) -> None:
+    """Point stale runs of this trial id at the run that replaced them; end any left RUNNING."""
+    for run in stale:
+        tracker.client.set_tag(run.info.run_id, Tag.SUPERSEDED, tracker.run_id)
+        if run.info.status == Status.RUNNING:  # its worker died with the driver
+            Tracker(tracker.tracking_uri, tracker.experiment_id, run.info.run_id).finish(
+                stopped=f"superseded by run {tracker.run_id}: the resumed sweep gave trial {trial_id} other settings"
+            )
 
 
 def _restore(checkpoint) -> tuple[Resume | None, str | None]:
@@ -184,6 +216,21 @@ class SweepSettings:
     max_failures: int = 2
 
 
+def _sweep_path(settings: SweepSettings) -> Path:
+    return Path(settings.storage_path) / settings.name
+
+
+def check_resumable(settings: SweepSettings) -> None:
+    """`--resume` of a sweep Ray never snapshotted is a typo or the wrong folder: one line, nothing started."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(str(_sweep_path(settings))):
+        raise DDError(
+            f"no sweep {settings.name!r} to resume in {settings.storage_path} "
+            "(check --name and --storage-path, or start it again without --resume)"
+        )
+
+
 def run_sweep(
     preset: ExperimentPreset,
     space: SearchSpace,
@@ -200,15 +247,16 @@ def run_sweep(
     # Quiet terminals: our own table reports the sweep; Tune's snapshot-frequency hint is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if resume:
+        check_resumable(settings)
     check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
     parent = _parent_run(preset, space, settings, context_args, resume)
     context = SweepContext(parent_run_id=parent.run_id, cache_dir=str(cache_dir()), **context_args)
     iterations = build_trial(preset, {}, context).method_config.iterations
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     fn = tune.with_resources(tune.with_parameters(trainable, preset=preset, context=context), resources)
-    path = Path(settings.storage_path) / settings.name
-    if resume and tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=fn, resume_errored=True)
+    if resume:
+        tuner = tune.Tuner.restore(str(_sweep_path(settings)), trainable=fn, resume_errored=True)
     else:
         tuner = tune.Tuner(
             fn,
@@ -239,20 +287,8 @@ def run_sweep(
 
 def _parent_run(preset, space, settings, context_args, resume: bool) -> Tracker:
     """The sweep's parent MLflow run; on --resume the existing one (found by its sweep-name tag)."""
-    from mlflow.tracking import MlflowClient
-
     if resume:
-        client = MlflowClient(context_args["tracking_uri"])
-        experiment = client.get_experiment_by_name(context_args["experiment"])
-        if experiment:
-            found = client.search_runs(
-                [experiment.experiment_id],
-                tag_filter(Tag.SWEEP, settings.name),
-                max_results=1,
-            )
-            if found:
-                client.set_terminated(found[0].info.run_id, Status.RUNNING)
-                return Tracker(context_args["tracking_uri"], experiment.experiment_id, found[0].info.run_id)
+        return _resumed_parent(settings.name, context_args["tracking_uri"], context_args["experiment"])
     parent = Tracker.start(
         context_args["tracking_uri"],
         context_args["experiment"],
@@ -263,6 +299,22 @@ def _parent_run(preset, space, settings, context_args, resume: bool) -> Tracker:
         {"preset": asdict(preset), "space": {d.name: asdict(d) for d in space.distributions}, "sweep": asdict(settings)}
     )
     return parent
+
+
+def _resumed_parent(name: str, tracking_uri: str, experiment_name: str) -> Tracker:
+    """Running again; a one-line error without it (its finished trials' runs would be out of reach)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    found = experiment and client.search_runs([experiment.experiment_id], tag_filter(Tag.SWEEP, name), max_results=1)
+    if not found:
+        raise DDError(
+            f"sweep {name!r} has no parent run in MLflow experiment {experiment_name!r} at {tracking_uri}: "
+            "resume with the --tracking-uri and --experiment it started with"
+        )
+    client.set_terminated(found[0].info.run_id, Status.RUNNING)
+    return Tracker(tracking_uri, experiment.experiment_id, found[0].info.run_id)
 
 
 @dataclass

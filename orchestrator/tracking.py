@@ -8,6 +8,7 @@ variable that Ray's MLflow helpers read first).
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import urllib.request
@@ -89,6 +90,46 @@ def flatten(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+@functools.cache
+def open_store(uri: str) -> None:
+    """Create a new SQLite store under a lock (once per process).
+
+    MLflow creates the tables of an empty database on first use without a lock: several
+    processes starting together on a new store would each create them, and all but one fail
+    ("table ... already exists"). The lock is on the database's folder: no extra file.
+    """
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    if not uri.startswith("sqlite:///"):
+        return
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    lock = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(uri).search_experiments(max_results=1)  # MLflow's store (cached per process) creates the tables
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _experiment_id(client, name: str) -> str:
+    """The experiment's id, created if new (tagged so MLflow 3's UI opens its model-training view, not GenAI's)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, tags=EXPERIMENT_TAGS)
+    except MlflowException:  # another process created it in between
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
 @dataclass
 class Tracker:
     """One MLflow run: params, stepped metrics, artefacts, final status."""
@@ -110,10 +151,9 @@ class Tracker:
 
         uri = resolve_tracking_uri(tracking_uri)
         check_reachable(uri)
+        open_store(uri)
         client = MlflowClient(uri)
-        found = client.get_experiment_by_name(experiment)
-        # Tagged so that MLflow 3's UI opens it in its model-training view, not the GenAI one.
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment, tags=EXPERIMENT_TAGS)
+        experiment_id = _experiment_id(client, experiment)
         all_tags = {Tag.GIT_COMMIT: git_commit(), Tag.VERSIONS: package_versions(), **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id

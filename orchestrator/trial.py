@@ -15,6 +15,7 @@ comparable with the headline.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import tempfile
@@ -71,6 +72,16 @@ class TrialConfig:
         values["method_config"] = self.method_config.to_dict()
         values["protocol"] = asdict(self.protocol())
         return values
+
+
+def trial_key(trial: TrialConfig) -> str:
+    """A hash of everything in the trial that changes its result (not the device, paths, log cadence)."""
+    values = trial.to_dict()
+    for name in ("data_root", "baseline"):
+        values.pop(name)
+    for name in ("device", "log_every"):
+        values["method_config"].pop(name)
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def reporting_every(method_config: MethodConfig, every: int | None) -> MethodConfig:

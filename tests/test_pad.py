@@ -343,7 +343,7 @@ def test_experts_train_as_parallel_ray_tasks_like_in_process(workspace, monkeypa
         assert torch.allclose(serial.trajectory(index), ray_trajectories[index], atol=1e-5)
 
 
-def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow(workspace):
+def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow_and_pad_finds_them(workspace):
     from mlflow.tracking import MlflowClient
 
     from orchestrator.cli import app
@@ -366,6 +366,9 @@ def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow(workspace):
     first = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
     assert "1 trained now (in this process), 0 from the cache" in first.output
+    # Every other setting at its default on both sides: `ddorch run --method pad` finds these experts.
+    pad = get_method("pad").config("paper", "digits").with_overrides(model="MLP", num_experts=1, trajectory_epochs=1)
+    assert get_method("pad").prepare(load_dataset("digits"), pad).metrics["experts_trained_now"] == 0
     again = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "0 trained now (in this process), 1 from the cache" in again.output
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
@@ -375,5 +378,7 @@ def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow(workspace):
         "experts/manifest.json",
         "experts/expert_000.pt",
     }
+    help_text = runner.invoke(app, ["experts", "--help"], env={"COLUMNS": "200"}).output
+    assert "digits 32" in help_text and "mnist 256" in help_text  # the batches the code uses (DatasetSpec)
     bad = runner.invoke(app, [*args, "--score", "loudness"], env={"COLUMNS": "200"})
     assert bad.exit_code == 2 and "unknown difficulty score 'loudness'" in bad.output

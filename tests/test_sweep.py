@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
-from orchestrator.cluster import check_resources
+from orchestrator.cluster import check_resources, connect
 from orchestrator.experiments import AshaSettings, ExperimentPreset, load_space
 from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
 
@@ -15,7 +15,7 @@ from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summa
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    connect(None, num_cpus=2)  # as `ddorch sweep` does: the trials run this checkout's code
     yield
     ray.shutdown()
 

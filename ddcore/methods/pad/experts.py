@@ -129,9 +129,13 @@ class ExpertConfig:
     def for_dataset(
         cls, dataset: str, image_size: int, model: str = "ConvNetD3", schedule: bool = True, **settings: Any
     ) -> ExpertConfig:
-        """The official recipe on `dataset`; difficulty networks share the model, batch size and seed."""
-        if "dsa_strategy" not in settings:
-            settings["dsa_strategy"] = get_spec(dataset).dsa_strategy
+        """The official recipe on `dataset`; difficulty networks share the model, batch size and seed.
+
+        Batch and DSA default to the data set's (`DatasetSpec`), as in PAD's paper preset.
+        """
+        if not {"dsa_strategy", "batch_size"} <= settings.keys():  # a set not in DATASETS gives both
+            spec = get_spec(dataset)
+            settings = {"dsa_strategy": spec.dsa_strategy, "batch_size": spec.full_data_batch, **settings}
         config = cls(
             dataset=dataset,
             image_size=image_size,
