@@ -25,8 +25,17 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
         raise DDError(f"--cpus-per-trial {cpus_per_trial:g} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
 
 
-def connect(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine."""
+def quiet_ray() -> None:
+    """Silence what Ray prints on its own: our live view and tables report a sweep."""
+    import os
+
+    # Tune's newer console output prints its configuration box and a TensorBoard hint even at verbose=0.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+
+
+def connect(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> None:
+    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine;
+    `verbose` shows the workers' output here."""
     import ray
 
     if ray.is_initialized():
@@ -35,12 +44,12 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         _check_port(address)
     try:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=verbose)
         else:
             ray.init(
                 num_cpus=num_cpus,
                 include_dashboard=False,
-                log_to_driver=False,
+                log_to_driver=verbose,
                 runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}},
             )
     except (ConnectionError, RuntimeError, ValueError) as error:

@@ -28,8 +28,9 @@ from ddcore.errors import DDError
 from ddcore.tables import ResultTable, percent
 from ddcore.visualize import save_curves
 from orchestrator import run_schema as schema
-from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, get_run
+from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG
 from orchestrator.run_schema import Status, Tag, tag_filter
+from orchestrator.runs import find_run, get_run
 from orchestrator.tracking import check_reachable, package_versions, resolve_tracking_uri
 
 ANALYSIS_TITLES = {
@@ -117,11 +118,8 @@ class Collector:
         return list(found.values())
 
     def _resolve(self, identifier: str) -> list[Trial]:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            run = self.client.get_run(identifier)
-        except MlflowException:
+        run = find_run(self.client, identifier, self.uri)
+        if run is None:
             return self._sweep_by_name(identifier)
         if ANALYSIS_TAG in run.data.tags:
             return [Trial(get_run(self.client, run.data.tags[SOURCE_TAG], self.uri))]
