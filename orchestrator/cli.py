@@ -415,7 +415,7 @@ def sweep(
     from dataclasses import replace
 
     from ddcore.data import resolve_data_root
-    from orchestrator.cluster import connect, quiet_ray
+    from orchestrator.cluster import connect
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize, trial_length
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
@@ -441,7 +441,7 @@ def sweep(
     )
     console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
     if not verbose:
-        quiet_ray()
+        _quiet_libraries()
     connect(address, verbose=verbose)
     callbacks = () if verbose else (_live_view(settings, space, trial_length(preset)),)
     context = {
@@ -461,6 +461,16 @@ def sweep(
         f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
         f"Ray results in {Path(settings.storage_path) / settings.name}"
     )
+
+
+def _quiet_libraries() -> None:
+    """Only ddorch's own lines on the terminal (`--verbose` keeps Ray's and MLflow's)."""
+    import logging
+
+    from orchestrator.cluster import quiet_ray
+
+    quiet_ray()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def _live_view(settings, space, iterations: int):

@@ -35,21 +35,26 @@ def quiet_ray() -> None:
 
 def connect(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> None:
     """Join a running cluster (`--address`) or start a local Ray instance sized to this machine;
-    `verbose` shows the workers' output here."""
+    `verbose` shows the workers' output and Ray's own log lines here (else only its errors: the
+    token-auth notice, "Started a local Ray instance" and Tune's warnings are not ours to show)."""
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return
     if address and address != "auto" and not address.startswith("ray://"):
         _check_port(address)
+    level = logging.INFO if verbose else logging.ERROR
     try:
         if address:
-            ray.init(address=address, log_to_driver=verbose)
+            ray.init(address=address, log_to_driver=verbose, logging_level=level)
         else:
             ray.init(
                 num_cpus=num_cpus,
                 include_dashboard=False,
                 log_to_driver=verbose,
+                logging_level=level,
                 runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}},
             )
     except (ConnectionError, RuntimeError, ValueError) as error:

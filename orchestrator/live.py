@@ -123,8 +123,8 @@ class SweepProgress:
 
 
 class LiveView(Callback):
-    """Ray Tune callback drawing a `SweepProgress` with Rich (redrawn in place on a terminal; off a
-    terminal, Rich prints the final view once)."""
+    """Ray Tune callback drawing a `SweepProgress` with Rich: redrawn in place on a terminal; off a
+    terminal (a pipe, a log file) printed once, when the sweep ends."""
 
     REDRAW_SECONDS = 1.0  # between reports, only the clock changes
 
@@ -133,12 +133,18 @@ class LiveView(Callback):
         self.live = Live(progress.render(), console=console, auto_refresh=False)
         self.drawn = progress.clock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its run config into the experiment folder; a terminal cannot be pickled.
+        return {"progress": self.progress}
+
     def _draw(self) -> None:
-        self.live.update(self.progress.render(), refresh=True)
+        if self.live.is_started:
+            self.live.update(self.progress.render(), refresh=True)
         self.drawn = self.progress.clock()
 
     def setup(self, **info: Any) -> None:
-        self.live.start()
+        if self.live.console.is_terminal:
+            self.live.start()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.progress.start(trial.trial_id, trial.config)
@@ -161,5 +167,8 @@ class LiveView(Callback):
             self._draw()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._draw()
-        self.live.stop()
+        if self.live.is_started:
+            self._draw()
+            self.live.stop()
+        else:
+            self.live.console.print(self.progress.render())

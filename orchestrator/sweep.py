@@ -232,7 +232,9 @@ def run_sweep(
                 num_samples=settings.num_samples,
                 max_concurrent_trials=settings.max_concurrent,
                 reuse_actors=True,  # no new process (torch import, data load) per trial
-                search_alg=BasicVariantGenerator(random_state=settings.seed),
+                # The seed makes the sampled settings reproducible; this searcher is no `Searcher`,
+                # so it takes the concurrency limit itself (Tune would ignore max_concurrent_trials).
+                search_alg=BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent),
                 scheduler=ASHAScheduler(
                     time_attr=TIME_ATTR,
                     max_t=iterations,
