@@ -69,7 +69,7 @@ def test_report_has_every_part(report):
         "ddorch run --dataset digits --method datadam --ipc 2 --init real --model ConvNetD1 --preset paper --iterations 3"
         in markdown
     )
-    assert "--no-baseline" in markdown and f"ddorch nas-proxy {run_ids[1]} --pool MLP,ConvNetD1W32" in markdown
+    assert "--no-baseline" in markdown and f"ddorch nas-proxy {run_ids[1]} --eval-models MLP,ConvNetD1W32" in markdown
     assert "Spearman rank correlation" in markdown and "torch " in markdown
     page = written.html_path.read_text()
     assert page.count("<img ") == len(links) and 'src="data:image/png;base64,' in page
@@ -107,7 +107,7 @@ def test_cli_report_and_unknown_id(tiny_runs, tmp_path):
     uri, run_ids, _ = tiny_runs
     env = {"COLUMNS": "200"}
     result = CliRunner().invoke(
-        app, ["report", run_ids[0], "--out", str(tmp_path / "r"), "--tracking-uri", uri], env=env
+        app, ["report", run_ids[0], "--output-dir", str(tmp_path / "r"), "--tracking-uri", uri], env=env
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "report.md").is_file()
