@@ -467,6 +467,8 @@ def _quiet_libraries() -> None:
     """Only ddorch's own lines on the terminal (`--verbose` keeps Ray's and MLflow's)."""
     import logging
 
+    import mlflow  # noqa: F401  (it sets its loggers' levels on import: import it first)
+
     from orchestrator.cluster import quiet_ray
 
     quiet_ray()
@@ -907,16 +909,17 @@ def report(
     output_dir: Path = typer.Option(
         Path("report"), "--output-dir", help="Folder for report.html (self-contained), report.md and images/."
     ),
+    title: str | None = typer.Option(None, "--title", help="The report's title (default: the ids it covers)."),
     tracking_uri: str | None = TrackingUriOption,
     experiment: str = ExperimentOption,
 ) -> None:
     """Write an HTML and a Markdown report over runs and sweeps: tables, grids, curves, analyses, commands.
 
-    Example: ddorch report 1a2b3c4d digits_datadam --output-dir report
+    Example: ddorch report 1a2b3c4d digits_datadam --title "DataDAM on digits" --output-dir report
     """
     from orchestrator.report import build_report
 
-    written = build_report(ids, output_dir, tracking_uri, experiment)
+    written = build_report(ids, output_dir, tracking_uri, experiment, title)
     console.print(f"report: {written.html_path} and {written.markdown_path} ({len(written.sections)} sections)")
 
 

@@ -98,13 +98,18 @@ def _status(run) -> str:
     return run.info.status.lower()
 
 
+def first_eval_model(run) -> str | None:
+    """The network a run's headline accuracy is measured on (the first it was evaluated with)."""
+    try:
+        return ast.literal_eval(run.data.params.get("eval_models", "[]"))[0]
+    except (ValueError, SyntaxError, IndexError):
+        return None
+
+
 def _accuracy(run) -> float | None:
     """The first evaluation network's final mean; a sweep's parent: its best trial's."""
     metrics = run.data.metrics
-    try:
-        first = ast.literal_eval(run.data.params.get("eval_models", "[]"))[0]
-    except (ValueError, SyntaxError, IndexError):
-        first = None
+    first = first_eval_model(run)
     if first and schema.acc_mean(first) in metrics:
         return metrics[schema.acc_mean(first)]
     return metrics.get(f"best_{schema.EVAL_ACCURACY}")
