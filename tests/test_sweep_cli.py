@@ -49,6 +49,12 @@ def test_sweep_then_results(workspace):
     # The same search seed samples the same trial settings.
     assert invoke(["sweep", "digits_datadam", *TINY, "--name", "again", "--seed", "7"]).exit_code == 0
     assert sampled(client, "again") == sampled(client, "cli-sweep")
+    # The report over the sweep: its searched settings as columns, its plots, its seed to reproduce it.
+    assert invoke(["report", "cli-sweep", "--output-dir", str(workspace / "report")]).exit_code == 0
+    markdown = (workspace / "report" / "report.md").read_text()
+    assert "## Sweep cli-sweep" in markdown and "2 trials: 2 finished." in markdown
+    assert "| lr_images | mmd_weight |" in markdown and "_plots_accuracy_vs_lr_images.png" in markdown
+    assert "ddorch sweep digits_datadam --name cli-sweep --seed 7" in markdown
     again = invoke(["results", "cli-sweep"])
     assert again.exit_code == 0 and "eval accuracy" not in again.output and "accuracy" in again.output
     missing = invoke(["results", "no-such-sweep"])
