@@ -545,7 +545,8 @@ def runs(
         for r in recent_runs(MlflowClient(uri), experiment, limit)
     )
     columns = ("id", "name", "status", "data set", "method", "IPC", "accuracy %", "started")
-    tables.show(tables.table(f"Recent runs in {experiment} ({uri})", columns, rows, first_left=True))
+    names = ("id", "name", "status", "data set", "method")
+    tables.show(tables.table(f"Recent runs in {experiment} ({uri})", columns, rows, left=names))
 
 
 @app.command()

@@ -48,6 +48,8 @@ def find_run(client, identifier: str, uri: str):
 
 def get_run(client, identifier: str, uri: str):
     """Like `find_run`, but a missing run is an error."""
+    if re.fullmatch(r"[0-9a-f]{1,3}", identifier):
+        raise DDError(f"run id prefix '{identifier}' is too short: give at least 4 characters")
     run = find_run(client, identifier, uri)
     if run is None:
         raise DDError(f"no run '{identifier}' in {uri}; `ddorch runs` lists the recent ones")

@@ -16,11 +16,19 @@ from rich.table import Table
 console = Console()
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], first_left: bool = False) -> Table:
-    """A table of strings, numbers right-aligned (the first column left-aligned when it holds names)."""
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    first_left: bool = False,
+    left: Sequence[str] = (),
+) -> Table:
+    """A table of strings, numbers right-aligned; names left-aligned: the first column when `first_left`,
+    and the columns named in `left`."""
     built = Table(title=title)
     for i, column in enumerate(columns):
-        built.add_column(column, justify="left" if first_left and i == 0 else "right", overflow="fold")
+        names = (first_left and i == 0) or column in left
+        built.add_column(column, justify="left" if names else "right", overflow="fold")
     for row in rows:
         built.add_row(*row)
     return built

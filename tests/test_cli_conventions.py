@@ -61,6 +61,8 @@ def test_runs_lists_recent_runs_and_prefixes_work(tiny_runs, tmp_path):
     compared = invoke(["compare", run_ids[0][:5], run_ids[1][:5], "--output-dir", str(tmp_path), "--tracking-uri", uri])
     assert compared.exit_code == 0, compared.output
     assert (tmp_path / "compare.png").is_file()
+    short = invoke(["compare", run_ids[0][:3], run_ids[1], "--tracking-uri", uri])
+    assert short.exit_code == 2 and "is too short: give at least 4 characters" in short.output
     missing = invoke(["compare", "ffff0000", run_ids[0], "--tracking-uri", uri])
     assert missing.exit_code == 2 and "error: no run 'ffff0000'" in missing.output
     unknown = invoke(["runs", "--tracking-uri", uri, "--experiment", "nope"])
