@@ -230,10 +230,9 @@ def run_sweep(
                 metric=METRIC,
                 mode="max",
                 num_samples=settings.num_samples,
-                max_concurrent_trials=settings.max_concurrent,
                 reuse_actors=True,  # no new process (torch import, data load) per trial
                 # The seed makes the sampled settings reproducible; this searcher is no `Searcher`,
-                # so it takes the concurrency limit itself (Tune would ignore max_concurrent_trials).
+                # so it takes the concurrency limit itself (Tune ignores max_concurrent_trials with it).
                 search_alg=BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent),
                 scheduler=ASHAScheduler(
                     time_attr=TIME_ATTR,
