@@ -104,9 +104,9 @@ def save_scatter(
 def save_accuracy_vs_ipc(
     curves: dict[str, list[tuple[int, float, float, float]]],
     stopped: dict[str, list[tuple[int, float]]],
-    target: float,
-    threshold: float,
-    train_images_per_class: float,
+    target: float | None,
+    threshold: float | None,
+    train_images_per_class: float | None,
     path: str | Path,
 ) -> Path:
     """Accuracy (%) vs images per class (log x), one line per method with its confidence interval.
@@ -114,7 +114,8 @@ def save_accuracy_vs_ipc(
     `curves`: per method, (ipc, mean, interval low, interval high) points; `stopped`: per method,
     (ipc, accuracy when stopped early) points, drawn as crosses. The full-data `target` is a
     horizontal line (and the lossless `threshold` a dashed one when a tolerance lowers it); the
-    top axis is the compression ratio, full training set size / synthetic set size.
+    top axis is the compression ratio, full training set size / synthetic set size. Either is left
+    out when it is None (unknown).
     """
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for (method, points), colour in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
@@ -127,8 +128,9 @@ def save_accuracy_vs_ipc(
         crosses = stopped.get(method, [])
         if crosses:
             axis.scatter(*zip(*crosses), marker="x", color=colour, label=f"{method} (stopped early)")
-    axis.axhline(target, color="black", linewidth=1, label=f"full data {target:.2f} %")
-    if threshold < target:
+    if target is not None:
+        axis.axhline(target, color="black", linewidth=1, label=f"full data {target:.2f} %")
+    if target is not None and threshold is not None and threshold < target:
         axis.axhline(
             threshold, color="black", linestyle="--", linewidth=1, label=f"lossless threshold {threshold:.2f} %"
         )
@@ -137,10 +139,11 @@ def save_accuracy_vs_ipc(
     ticks = _one_two_five(min(evaluated), max(evaluated)) if evaluated else []
     axis.set_xticks(ticks, [str(t) for t in ticks])
     axis.minorticks_off()
-    ratio = axis.secondary_xaxis("top")
-    ratio.set_xticks(ticks, [f"{train_images_per_class / t:,.0f}x" for t in ticks], fontsize=8)
-    ratio.minorticks_off()
-    ratio.set_xlabel("compression ratio (full training set / synthetic set)")
+    if train_images_per_class:
+        ratio = axis.secondary_xaxis("top")
+        ratio.set_xticks(ticks, [f"{train_images_per_class / t:,.0f}x" for t in ticks], fontsize=8)
+        ratio.minorticks_off()
+        ratio.set_xlabel("compression ratio (full training set / synthetic set)")
     return _label_and_save(figure, axis, path, "images per class (IPC)", "test accuracy %")
 
 

@@ -30,7 +30,9 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.synthetic import SyntheticSet
 from ddcore.tables import ResultTable
+from orchestrator.flags import canonical
 from orchestrator.run_schema import Tag
+from orchestrator.runs import get_run
 from orchestrator.tracking import Tracker, check_reachable, resolve_tracking_uri
 
 ANALYSIS_TAG, SOURCE_TAG, COMMAND_TAG = Tag.ANALYSIS, Tag.SOURCE_RUN, Tag.COMMAND
@@ -59,15 +61,6 @@ class SourceRun:
     data: RealDataset
 
 
-def get_run(client, run_id: str, uri: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_run(run_id)
-    except MlflowException:
-        raise DDError(f"no run '{run_id}' in {uri}; `ddorch ui` lists the runs") from None
-
-
 def load_run_synthetic(client, run_id: str, folder: str | Path) -> SyntheticSet:
     """The run's `synthetic.pt` artefact (logged by orchestrator.trial), downloaded into `folder`."""
     import os
@@ -91,6 +84,7 @@ def open_source_run(run_id: str, tracking_uri: str | None, data_root: str | Path
     check_reachable(uri)
     client = MlflowClient(uri)
     run = get_run(client, run_id, uri)
+    run_id = run.info.run_id  # the full id of a prefix
     with tempfile.TemporaryDirectory() as folder:
         synthetic = load_run_synthetic(client, run_id, folder)
     data = load_dataset(synthetic.dataset, data_root, image_size=synthetic.images.shape[-1])
@@ -167,13 +161,14 @@ ANALYSES = {
 
 def command_line(kind: str, run_id: str, config: Any) -> str:
     """The `ddorch` command that reproduces an analysis: every config field as its flag (CLI flags
-    are the config's field names with dashes), so later default changes cannot alter it."""
+    are the config's field names with dashes, under their current names), so later default changes
+    cannot alter it."""
     parts = ["ddorch", kind.replace("_", "-"), run_id]
     for spec in fields(config):
         value = getattr(config, spec.name)
         if value is not None:
             parts += [
-                f"--{spec.name.replace('_', '-')}",
+                f"--{canonical(spec.name.replace('_', '-'))}",
                 ",".join(value) if isinstance(value, (tuple, list)) else str(value),
             ]
     return shlex.join(parts)
@@ -199,7 +194,7 @@ def analyse_run(
         source,
         kind,
         asdict(config),
-        command_line(kind, run_id, config),
+        command_line(kind, source.run_id, config),
         lambda: compute(source.synthetic, source.data, config, progress),
         output_dir.resolve(),
     )

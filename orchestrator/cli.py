@@ -15,12 +15,14 @@ import typer
 from ddcore.data import DATASET_NAMES, DATASETS
 from ddcore.errors import DDError
 from orchestrator import tables
+from orchestrator.flags import canonical
 from orchestrator.tables import console
 
 app = typer.Typer(
     help="ddorch: distil, evaluate, sweep and report dataset-distillation experiments.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"token_normalize_func": canonical},  # old flag spellings (orchestrator.flags)
 )
 
 
@@ -66,7 +68,9 @@ EvalProtocolOption = typer.Option(
     "--eval-protocol",
     help=f"How networks are trained on the set: {PROTOCOL_CHOICES}; default: the data set's (dc for all four).",
 )
-EvalBatchSizeOption = typer.Option(None, "--eval-batch-size", min=1, help="Override the protocol's batch size.")
+EvalBatchSizeOption = typer.Option(
+    None, "--eval-batch-size", min=1, help="Override the protocol's batch size (default: the protocol's)."
+)
 
 
 def friendly_errors(command: Callable) -> Callable:
@@ -88,7 +92,7 @@ def friendly_errors(command: Callable) -> Callable:
 def baseline(
     dataset: str = DatasetOption,
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
-    seeds: int = typer.Option(1, "--seeds", min=1, help="Number of training seeds (0..N-1)."),
+    eval_seeds: int = typer.Option(1, "--eval-seeds", min=1, help="Networks trained (seeds 0..N-1)."),
     protocol: str = typer.Option(
         "full", "--protocol", help=f"full (the default) or a synthetic-set protocol: {PROTOCOL_CHOICES}."
     ),
@@ -104,7 +108,10 @@ def baseline(
     device: str = DeviceOption,
     download: bool = DownloadOption,
 ) -> None:
-    """Train MODEL on the whole real training set and test it: the full-data upper bound."""
+    """Train MODEL on the whole real training set and test it: the full-data upper bound.
+
+    Example: ddorch baseline --dataset digits --model ConvNetD3 --eval-seeds 3
+    """
     from ddcore.baseline import baseline_protocol, cache_dir, full_data_baseline
     from ddcore.data import load_dataset
     from ddcore.evaluate import get_protocol
@@ -118,7 +125,7 @@ def baseline(
         f"{data.channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes"
     )
     result, from_cache = full_data_baseline(
-        data, model, tuple(range(seeds)), chosen_protocol, device, refresh=refresh, progress=True
+        data, model, tuple(range(eval_seeds)), chosen_protocol, device, refresh=refresh, progress=True
     )
     console.print(
         tables.baseline(
@@ -143,7 +150,9 @@ def run(
     dataset: str = DatasetOption,
     method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
     ipc: int | None = typer.Option(None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."),
-    init: str | None = typer.Option(None, "--init", help="real (random real images) or noise."),
+    init: str | None = typer.Option(
+        None, "--init", help="real (random real images) or noise (default: the preset's, real)."
+    ),
     model: str | None = typer.Option(
         None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."
     ),
@@ -157,13 +166,23 @@ def run(
             "Default: the method's first."
         ),
     ),
-    iterations: int | None = typer.Option(None, "--iterations", help="Distillation iterations."),
-    lr_images: float | None = typer.Option(None, "--lr-images", help="Learning rate of the synthetic images."),
-    batch_real: int | None = typer.Option(None, "--batch-real", help="Real images per class per iteration."),
-    mmd_weight: float | None = typer.Option(None, "--lambda", help="Weight of the last-layer (MMD) term."),
-    attention_power: float | None = typer.Option(None, "--attention-power", help="p in sum_c |f_c|^p."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help="Distillation iterations (default: the preset's)."
+    ),
+    lr_images: float | None = typer.Option(
+        None, "--lr-images", help="Learning rate of the synthetic images (default: the preset's)."
+    ),
+    batch_real: int | None = typer.Option(
+        None, "--batch-real", help="Real images per class per iteration (default: the preset's)."
+    ),
+    mmd_weight: float | None = typer.Option(
+        None, "--lambda", help="Weight of the last-layer (MMD) term (default: the preset's)."
+    ),
+    attention_power: float | None = typer.Option(
+        None, "--attention-power", help="p in sum_c |f_c|^p (default: the preset's)."
+    ),
     dsa_strategy: str | None = typer.Option(
-        None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none."
+        None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none (default: the preset's)."
     ),
     bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for the distillation forwards."),
     settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
@@ -175,14 +194,16 @@ def run(
     ),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
     eval_protocol: str = EvalProtocolOption,
-    eval_epochs: int | None = typer.Option(None, "--eval-epochs", help="Override the protocol's epochs."),
+    eval_epochs: int | None = typer.Option(
+        None, "--eval-epochs", help="Override the protocol's epochs (default: the protocol's)."
+    ),
     eval_batch_size: int | None = EvalBatchSizeOption,
     checkpoint_eval_every: int | None = typer.Option(
         None,
         "--checkpoint-eval-every",
         min=1,
         help="Also evaluate the first eval model (all seeds) every N iterations and log the best mean "
-        "(selected on the test set, as DataDAM's and PAD's scripts report; not comparable with the final mean).",
+        "(selected on the test set, as DataDAM's and PAD's scripts report; not comparable with the final mean). Default: off.",
     ),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
     tracking_uri: str | None = TrackingUriOption,
@@ -192,7 +213,10 @@ def run(
     image_size: int | None = ImageSizeOption,
     device: str = DeviceOption,
 ) -> None:
-    """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow."""
+    """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow.
+
+    Example: ddorch run --dataset digits --method datadam --ipc 10 --iterations 200
+    """
     import sys
 
     from ddcore.methods import get_method
@@ -243,7 +267,7 @@ def run(
         f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
         f"{method_config.model}, evaluated with the {protocol.name} protocol"
     )
-    console.print(tables.trial(result, title))
+    tables.show(tables.trial(result, title))
     if result.best_checkpoint:
         iteration, accuracy = result.best_checkpoint
         console.print(
@@ -262,16 +286,21 @@ def run(
 @app.command()
 @friendly_errors
 def compare(
-    run_ids: list[str] = typer.Argument(..., help="Two or more MLflow run ids (from `ddorch run`)."),
+    run_ids: list[str] = typer.Argument(..., help="Two or more MLflow run ids or unique prefixes (`ddorch runs`)."),
     tracking_uri: str | None = TrackingUriOption,
-    out: Path = typer.Option(Path("compare.png"), "--out", help="Where to write the combined grid image."),
+    output_dir: Path = typer.Option(
+        Path("."), "--output-dir", help="Folder for compare.png, the runs' grids side by side."
+    ),
 ) -> None:
-    """Show runs side by side: settings, accuracy per architecture, time, and one combined grid image."""
+    """Show runs side by side: settings, accuracy per architecture, time, and one combined grid image.
+
+    Example: ddorch compare 1a2b3c4d 5e6f7a8b --output-dir .
+    """
     from orchestrator.compare import compare_runs
 
-    table_rows, columns, image = compare_runs(run_ids, tracking_uri, out)
+    table_rows, columns, image = compare_runs(run_ids, tracking_uri, output_dir / "compare.png")
     rows = ([label, *values] for label, values in table_rows)
-    console.print(tables.table("Runs side by side", ("", *columns), rows, first_left=True))
+    tables.show(tables.table("Runs side by side", ("", *columns), rows, first_left=True))
     console.print(f"grids side by side: {image}")
 
 
@@ -281,7 +310,10 @@ def ui(
     tracking_uri: str | None = TrackingUriOption,
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port on 127.0.0.1."),
 ) -> None:
-    """Start the MLflow web UI on 127.0.0.1 against ddorch's tracking store."""
+    """Start the MLflow web UI on 127.0.0.1 against ddorch's tracking store.
+
+    Example: ddorch ui --port 5000
+    """
     import subprocess
     import sys
 
@@ -297,7 +329,10 @@ def ui(
 @app.command()
 @friendly_errors
 def experiments() -> None:
-    """List the named experiment presets (shipped in the package; `$DDORCH_PRESETS/experiments/` first)."""
+    """List the named experiment presets (shipped in the package; `$DDORCH_PRESETS/experiments/` first).
+
+    Example: ddorch experiments | cat
+    """
     from orchestrator.experiments import list_experiments, load_experiment
 
     presets = [load_experiment(name) for name in list_experiments()]
@@ -313,13 +348,16 @@ def experiments() -> None:
         for p in presets
     )
     columns = ("name", "data set", "method", "space", "trials", "per trial")
-    console.print(tables.table("Experiments (ddorch sweep <name>)", columns, rows, first_left=True))
+    tables.show(tables.table("Experiments (ddorch sweep <name>)", columns, rows, first_left=True))
 
 
 @app.command()
 @friendly_errors
 def show(experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`.")) -> None:
-    """Print an experiment's resolved configuration and search space."""
+    """Print an experiment's resolved configuration and search space.
+
+    Example: ddorch show digits_datadam
+    """
     import json
     from dataclasses import asdict
 
@@ -338,10 +376,18 @@ def sweep(
     experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`."),
     space_file: Path | None = typer.Option(None, "--space", help="Search space TOML (default: the preset's)."),
     overrides: list[str] = typer.Option([], "--set", help="Fix a method setting, e.g. --set ipc=10 (repeatable)."),
-    num_samples: int | None = typer.Option(None, "--num-samples", min=1),
-    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1),
-    cpus_per_trial: float | None = typer.Option(None, "--cpus-per-trial", min=0.01),
-    gpus_per_trial: float | None = typer.Option(None, "--gpus-per-trial", min=0),
+    num_samples: int | None = typer.Option(
+        None, "--num-samples", min=1, help="Trials sampled from the space (default: the preset's)."
+    ),
+    max_concurrent: int | None = typer.Option(
+        None, "--max-concurrent", min=1, help="Trials running at once (default: the preset's)."
+    ),
+    cpus_per_trial: float | None = typer.Option(
+        None, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial (default: the preset's)."
+    ),
+    gpus_per_trial: float | None = typer.Option(
+        None, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial (default: the preset's)."
+    ),
     address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
     storage_path: Path = typer.Option(
         Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."
@@ -351,19 +397,28 @@ def sweep(
         None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of the search: the same seed samples the same trial settings (default: random)."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Ray Tune's own progress output and worker logs instead of the live view."
+    ),
     tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
     output_dir: Path = OutputDirOption,
     data_root: Path | None = DataRootOption,
     device: str = DeviceOption,
 ) -> None:
-    """Search an experiment's space with Ray Tune and ASHA; every trial is an MLflow child run."""
+    """Search an experiment's space with Ray Tune and ASHA; every trial is an MLflow child run.
+
+    Example: ddorch sweep digits_datadam --num-samples 4 --seed 1
+    """
     from dataclasses import replace
 
     from ddcore.data import resolve_data_root
     from orchestrator.cluster import connect
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
-    from orchestrator.sweep import SweepSettings, check_resumable, record_in_parent, run_sweep, summarize
+    from orchestrator.sweep import SweepSettings, check_resumable, record_in_parent, run_sweep, summarize, trial_length
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
     preset = load_experiment(experiment)
@@ -383,10 +438,15 @@ def sweep(
         cpus_per_trial=cpus_per_trial or preset.cpus_per_trial,
         gpus_per_trial=preset.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
         storage_path=str(storage_path.resolve()),
+        seed=seed,
     )
     if resume:
         check_resumable(settings)  # before starting Ray
-    connect(address)
+    console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
+    if not verbose:
+        _quiet_libraries()
+    connect(address, verbose=verbose)
+    callbacks = () if verbose else (_live_view(settings, space, trial_length(preset)),)
     context = {
         "tracking_uri": uri,
         "experiment": mlflow_experiment,
@@ -394,14 +454,34 @@ def sweep(
         "data_root": str(resolve_data_root(data_root)),
         "device": device,
     }
-    results, parent, iterations = run_sweep(preset, space, settings, context, resume=resume)
+    results, parent, iterations = run_sweep(
+        preset, space, settings, context, resume=resume, callbacks=callbacks, verbose=verbose
+    )
     rows = summarize(results, iterations)
     folder = record_in_parent(parent, rows, space, output_dir.resolve())
-    console.print(tables.sweep_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names()))
+    tables.show(tables.sweep_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names()))
     console.print(
         f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
         f"Ray results in {Path(settings.storage_path) / settings.name}"
     )
+
+
+def _quiet_libraries() -> None:
+    """Only ddorch's own lines on the terminal (`--verbose` keeps Ray's and MLflow's)."""
+    import logging
+
+    import mlflow  # noqa: F401  (it sets its loggers' levels on import: import it first)
+
+    from orchestrator.cluster import quiet_ray
+
+    quiet_ray()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def _live_view(settings, space, iterations: int):
+    from orchestrator.live import LiveView, SweepProgress
+
+    return LiveView(SweepProgress(settings.name, space.trial_count(settings.num_samples), iterations), console)
 
 
 @app.command()
@@ -411,7 +491,10 @@ def results(
     tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
 ) -> None:
-    """Print a finished sweep's results table again, from MLflow."""
+    """Print a finished sweep's results table again, from MLflow.
+
+    Example: ddorch results digits_datadam
+    """
     import tempfile
 
     import pandas as pd
@@ -435,15 +518,56 @@ def results(
 
 @app.command()
 @friendly_errors
+def runs(
+    limit: int = typer.Option(20, "--limit", min=1, help="How many runs, newest first."),
+    tracking_uri: str | None = TrackingUriOption,
+    experiment: str = ExperimentOption,
+) -> None:
+    """List recent MLflow runs; any unique prefix of an id works wherever a command takes a run id.
+
+    Example: ddorch runs --limit 5 --experiment ddorch
+    """
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.runs import recent_runs
+    from orchestrator.tracking import check_reachable, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    rows = (
+        [
+            r.run_id[:8],
+            r.name,
+            r.status,
+            r.dataset,
+            r.method,
+            r.ipc,
+            "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}",
+            f"{r.started:%Y-%m-%d %H:%M}",
+        ]
+        for r in recent_runs(MlflowClient(uri), experiment, limit)
+    )
+    columns = ("id", "name", "status", "data set", "method", "IPC", "accuracy %", "started")
+    names = ("id", "name", "status", "data set", "method")
+    tables.show(tables.table(f"Recent runs in {experiment} ({uri})", columns, rows, left=names))
+
+
+@app.command()
+@friendly_errors
 def models(
     dataset: str | None = typer.Option(
-        None, "--dataset", help=f"Take the input shape from a data set: {DATASET_NAMES}."
+        None,
+        "--dataset",
+        help=f"Take the input shape from a data set: {DATASET_NAMES} (default: use the three options below).",
     ),
-    channels: int = typer.Option(1, "--channels", min=1),
-    image_size: int = typer.Option(28, "--image-size", min=8),
-    num_classes: int = typer.Option(10, "--num-classes", min=2),
+    channels: int = typer.Option(1, "--channels", min=1, help="Input channels."),
+    image_size: int = typer.Option(28, "--image-size", min=8, help="Input height and width."),
+    num_classes: int = typer.Option(10, "--num-classes", min=2, help="Output classes."),
 ) -> None:
-    """List the registered networks with their parameter counts and FLOPs for one input shape."""
+    """List the registered networks with their parameter counts and FLOPs for one input shape.
+
+    Example: ddorch models --dataset mnist
+    """
     from ddcore.data import get_spec
     from ddcore.evaluate import count_flops
     from ddcore.models import get_model, list_models, parameter_count
@@ -457,7 +581,7 @@ def models(
         net = get_model(name, channels, num_classes, image_size)
         rows.append([name, f"{parameter_count(net):,}", f"{count_flops(net, channels, image_size) / 1e6:.2f}"])
     title = f"Networks for {channels}x{image_size}x{image_size} inputs, {num_classes} classes"
-    console.print(tables.table(title, ("model", "parameters", "MFLOPs / image"), rows))
+    tables.show(tables.table(title, ("model", "parameters", "MFLOPs / image"), rows))
 
 
 @app.command()
@@ -465,7 +589,10 @@ def models(
 def datasets(
     data_root: Path | None = DataRootOption,
 ) -> None:
-    """List the data sets and whether each is found under the data root."""
+    """List the data sets and whether each is found under the data root.
+
+    Example: ddorch datasets --data-root ~/data
+    """
     from ddcore.data import DATASETS, load_dataset, resolve_data_root
 
     root = resolve_data_root(data_root)
@@ -477,7 +604,7 @@ def datasets(
         except DDError as error:
             status = f"not found: {error}"
         rows.append([name, status])
-    console.print(tables.table(f"Data sets (data root: {root})", ("name", "status"), rows, first_left=True))
+    tables.show(tables.table(f"Data sets (data root: {root})", ("name", "status"), rows, first_left=True))
 
 
 @app.command()
@@ -497,11 +624,13 @@ def experts(
         None, "--schedule/--no-schedule", help="PAD's easy-to-hard data schedule, or all data (MTT)."
     ),
     score: str | None = typer.Option(None, "--score", help="Difficulty score ordering the samples: el2n or grand."),
-    seed: int | None = typer.Option(None, "--seed"),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Base seed of the experts and the difficulty scores (each expert adds its index)."
+    ),
     address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
     in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
-    cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01),
-    gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0),
+    cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01, help="CPUs Ray reserves per expert."),
+    gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0, help="GPUs (or a fraction) per expert."),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if cached experts exist."),
     tracking_uri: str | None = TrackingUriOption,
     experiment: str = ExperimentOption,
@@ -513,6 +642,8 @@ def experts(
 
     A setting not given is the one PAD's paper preset has for the data set: the experts that
     `ddorch run --method pad` (with the same settings) looks for in the cache.
+
+    Example: ddorch experts --dataset mnist --num-experts 10 --epochs 50
     """
     from ddcore.data import load_dataset, resolve_data_root
     from ddcore.methods import get_method
@@ -600,7 +731,9 @@ def lossless(
         None, "--iterations", help="Distillation iterations (default: the preset's)."
     ),
     eval_protocol: str = EvalProtocolOption,
-    eval_epochs: int | None = typer.Option(None, "--eval-epochs", help="Override the protocol's epochs (quick runs)."),
+    eval_epochs: int | None = typer.Option(
+        None, "--eval-epochs", help="Override the protocol's epochs, for quick runs (default: the protocol's)."
+    ),
     target_accuracy: float | None = typer.Option(
         None,
         "--target-accuracy",
@@ -619,11 +752,13 @@ def lossless(
         help="Stop when the halfway accuracy is this many points under the threshold.",
     ),
     budget_hours: float | None = typer.Option(
-        None, "--budget-hours", help="Stop launching new IPCs after this many hours; report what is known."
+        None,
+        "--budget-hours",
+        help="Stop launching new IPCs after this many hours; report what is known (default: no limit).",
     ),
     max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Trials running at once."),
-    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial."),
     address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
     tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
@@ -631,7 +766,10 @@ def lossless(
     data_root: Path | None = DataRootOption,
     device: str = DeviceOption,
 ) -> None:
-    """Find the smallest IPC whose synthetic set matches the full-data accuracy (grid, then bisection, on Ray)."""
+    """Find the smallest IPC whose synthetic set matches the full-data accuracy (grid, then bisection, on Ray).
+
+    Example: ddorch lossless --dataset digits --method datadam,random --max-ipc 50
+    """
     from ddcore.data import resolve_data_root
     from orchestrator.lossless import LosslessConfig, search_lossless
 
@@ -670,7 +808,7 @@ def lossless(
         )
 
     report = search_lossless(config, on_evaluation=announce, progress=True)
-    console.print(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", confidence))
+    tables.show(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", confidence))
     for name, result in report.results.items():
         console.print(f"{name}: {result.summary()}")
     if report.budget_spent:
@@ -685,19 +823,23 @@ def _analyse(kind: str, run_id: str, config, tracking_uri, data_root, output_dir
     from orchestrator.analyses import analyse_run
 
     outcome = analyse_run(kind, run_id, config, tracking_uri, data_root, output_dir, progress=True)
-    console.print(tables.analysis(outcome.result.table()))
+    tables.show(tables.analysis(outcome.result.table()))
     console.print(f"MLflow run {outcome.run_id} (child of {run_id}); table, numbers and plots in {outcome.folder}")
 
 
 @app.command("cross-arch")
 @friendly_errors
 def cross_arch(
-    run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set (from `ddorch run` or a sweep trial)."),
-    models: str = typer.Option(
-        "MLP,ConvNetD3,LeNet,AlexNet,VGG11,ResNet18", "--models", help="Comma-separated networks to train."
+    run_id: str = typer.Argument(
+        ..., help="An MLflow run (id or unique prefix) with a synthetic set, from `ddorch run` or a sweep trial."
     ),
-    seeds: int = typer.Option(3, "--seeds", min=1, help="Networks trained per cell (seeds 0..N-1)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Override the protocol's epochs."),
+    eval_models: str = typer.Option(
+        "MLP,ConvNetD3,LeNet,AlexNet,VGG11,ResNet18", "--eval-models", help="Comma-separated networks to train."
+    ),
+    eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per cell (seeds 0..N-1)."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Override the protocol's epochs (default: the protocol's)."
+    ),
     device: str = DeviceOption,
     eval_protocol: str = EvalProtocolOption,
     eval_batch_size: int | None = EvalBatchSizeOption,
@@ -705,20 +847,25 @@ def cross_arch(
     data_root: Path | None = DataRootOption,
     output_dir: Path = OutputDirOption,
 ) -> None:
-    """Train each network on the run's synthetic set and on random real subsets of its size: the cross-architecture matrix."""
+    """Train each network on the run's synthetic set and on random real subsets of its size: the cross-architecture matrix.
+
+    Example: ddorch cross-arch 1a2b3c4d --eval-models MLP,ConvNetD3,ResNet18
+    """
     from ddcore.analyses.cross_arch import CrossArchConfig
 
-    config = CrossArchConfig(tuple(_split_names(models)), seeds, epochs, device, eval_protocol, eval_batch_size)
+    config = CrossArchConfig(
+        tuple(_split_names(eval_models)), eval_seeds, epochs, device, eval_protocol, eval_batch_size
+    )
     _analyse("cross_arch", run_id, config, tracking_uri, data_root, output_dir)
 
 
 @app.command()
 @friendly_errors
 def continual(
-    run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set."),
+    run_id: str = typer.Argument(..., help="An MLflow run (id or unique prefix) with a synthetic set."),
     classes_per_task: int = typer.Option(2, "--classes-per-task", help="Classes arriving per task."),
     model: str = typer.Option("ConvNetD3", "--model", help="Network trained on each memory (and for herding)."),
-    seeds: int = typer.Option(3, "--seeds", min=1),
+    eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per memory (seeds 0..N-1)."),
     epochs: int | None = typer.Option(
         None, "--epochs", help="Epochs per memory training (default: the DC protocol's 1000)."
     ),
@@ -731,11 +878,14 @@ def continual(
     data_root: Path | None = DataRootOption,
     output_dir: Path = OutputDirOption,
 ) -> None:
-    """Class-incremental learning: distilled memory vs random and herding exemplars, accuracy after each task."""
+    """Class-incremental learning: distilled memory vs random and herding exemplars, accuracy after each task.
+
+    Example: ddorch continual 1a2b3c4d --classes-per-task 2
+    """
     from ddcore.analyses.continual import ContinualConfig
 
     config = ContinualConfig(
-        classes_per_task, model, seeds, epochs, herding_epochs, tuple(_split_names(memories)), device
+        classes_per_task, model, eval_seeds, epochs, herding_epochs, tuple(_split_names(memories)), device
     )
     _analyse("continual", run_id, config, tracking_uri, data_root, output_dir)
 
@@ -743,11 +893,11 @@ def continual(
 @app.command("nas-proxy")
 @friendly_errors
 def nas_proxy(
-    run_id: str = typer.Argument(..., help="An MLflow run with a synthetic set."),
-    pool: str | None = typer.Option(
-        None, "--pool", help="Comma-separated candidate networks (default: 9 ConvNet variants)."
+    run_id: str = typer.Argument(..., help="An MLflow run (id or unique prefix) with a synthetic set."),
+    eval_models: str | None = typer.Option(
+        None, "--eval-models", help="Comma-separated candidate networks (default: 9 ConvNet variants)."
     ),
-    seeds: int = typer.Option(1, "--seeds", min=1),
+    eval_seeds: int = typer.Option(1, "--eval-seeds", min=1, help="Networks trained per candidate and side."),
     proxy_epochs: int | None = typer.Option(None, "--proxy-epochs", help="Epochs on the synthetic set (default 1000)."),
     full_epochs: int | None = typer.Option(
         None, "--full-epochs", help="Epochs on real data (default: the full-data protocol's 20)."
@@ -760,28 +910,35 @@ def nas_proxy(
     data_root: Path | None = DataRootOption,
     output_dir: Path = OutputDirOption,
 ) -> None:
-    """Rank a pool of networks by training on the synthetic set vs on real data: Spearman correlation, time saved."""
+    """Rank a pool of networks by training on the synthetic set vs on real data: Spearman correlation, time saved.
+
+    Example: ddorch nas-proxy 1a2b3c4d --eval-seeds 1
+    """
     from ddcore.analyses.nas_proxy import DEFAULT_POOL, NasProxyConfig
 
-    candidates = tuple(_split_names(pool)) if pool else DEFAULT_POOL
-    config = NasProxyConfig(candidates, seeds, proxy_epochs, full_epochs, full_per_class, device)
+    candidates = tuple(_split_names(eval_models)) if eval_models else DEFAULT_POOL
+    config = NasProxyConfig(candidates, eval_seeds, proxy_epochs, full_epochs, full_per_class, device)
     _analyse("nas_proxy", run_id, config, tracking_uri, data_root, output_dir)
 
 
 @app.command()
 @friendly_errors
 def report(
-    ids: list[str] = typer.Argument(..., help="Run ids, sweep parent run ids or sweep names."),
-    out: Path = typer.Option(
-        Path("report"), "--out", help="Folder for report.html (self-contained), report.md and images/."
+    ids: list[str] = typer.Argument(..., help="Run ids (or unique prefixes), sweep parent run ids or sweep names."),
+    output_dir: Path = typer.Option(
+        Path("report"), "--output-dir", help="Folder for report.html (self-contained), report.md and images/."
     ),
+    title: str | None = typer.Option(None, "--title", help="The report's title (default: the ids it covers)."),
     tracking_uri: str | None = TrackingUriOption,
     experiment: str = ExperimentOption,
 ) -> None:
-    """Write an HTML and a Markdown report over runs and sweeps: tables, grids, curves, analyses, commands."""
+    """Write an HTML and a Markdown report over runs and sweeps: tables, grids, curves, analyses, commands.
+
+    Example: ddorch report 1a2b3c4d digits_datadam --title "DataDAM on digits" --output-dir report
+    """
     from orchestrator.report import build_report
 
-    written = build_report(ids, out, tracking_uri, experiment)
+    written = build_report(ids, output_dir, tracking_uri, experiment, title)
     console.print(f"report: {written.html_path} and {written.markdown_path} ({len(written.sections)} sections)")
 
 

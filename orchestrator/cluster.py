@@ -26,26 +26,40 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
         raise DDError(f"--cpus-per-trial {cpus_per_trial:g} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
 
 
-def connect(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine.
+def quiet_ray() -> None:
+    """Silence what Ray prints on its own: our live view and tables report a sweep."""
+    import os
+
+    # Tune's newer console output prints its configuration box and a TensorBoard hint even at verbose=0.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+
+
+def connect(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> None:
+    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine;
+    `verbose` shows the workers' output and Ray's own log lines here (else only its errors: the
+    token-auth notice, "Started a local Ray instance" and Tune's warnings are not ours to show).
 
     A local instance listens on 127.0.0.1 only: anyone who reaches a Ray port can run code on it.
     """
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return
     if address and address != "auto" and not address.startswith("ray://"):
         _check_port(address)
+    level = logging.INFO if verbose else logging.ERROR
     try:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=verbose, logging_level=level)
         else:
             with _loopback_only():
                 ray.init(
                     num_cpus=num_cpus,
                     include_dashboard=False,
-                    log_to_driver=False,
+                    log_to_driver=verbose,
+                    logging_level=level,
                     runtime_env={"env_vars": {"PYTHONPATH": _driver_code_path()}},
                     _node_ip_address="127.0.0.1",
                 )

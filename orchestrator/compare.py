@@ -12,7 +12,8 @@ from pathlib import Path
 from ddcore.errors import DDError
 from ddcore.visualize import save_side_by_side
 from orchestrator import run_schema as schema
-from orchestrator.analyses import get_run, load_run_synthetic
+from orchestrator.analyses import load_run_synthetic
+from orchestrator.runs import get_run
 from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
 SETTINGS = (

@@ -12,6 +12,7 @@ config class before any trial starts.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -74,6 +75,10 @@ class SearchSpace:
 
     def names(self) -> list[str]:
         return [d.name for d in self.distributions]
+
+    def trial_count(self, num_samples: int) -> int:
+        """Trials Tune creates: every grid combination, `num_samples` times."""
+        return num_samples * math.prod(len(d.values) for d in self.distributions if d.kind == "grid")
 
 
 @dataclass(frozen=True)

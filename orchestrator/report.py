@@ -17,6 +17,7 @@ import ast
 import base64
 import html
 import json
+import re
 import shlex
 import tempfile
 import time
@@ -26,10 +27,11 @@ from pathlib import Path
 
 from ddcore.errors import DDError
 from ddcore.tables import ResultTable, percent
-from ddcore.visualize import save_curves
+from ddcore.visualize import save_accuracy_vs_ipc
 from orchestrator import run_schema as schema
-from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, get_run
+from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG
 from orchestrator.run_schema import Status, Tag, tag_filter
+from orchestrator.runs import find_run, first_eval_model, get_run
 from orchestrator.tracking import check_reachable, package_versions, resolve_tracking_uri
 
 ANALYSIS_TITLES = {
@@ -70,6 +72,7 @@ class Trial:
     run: object  # mlflow.entities.Run
     sweep: str | None = None
     analyses: list = field(default_factory=list)  # child analysis runs
+    stopped_at: tuple[int, float] | None = None  # (iteration, accuracy) where a scheduler stopped it
 
     @property
     def run_id(self) -> str:
@@ -114,14 +117,20 @@ class Collector:
                 f"tags.`{SOURCE_TAG}` = '{trial.run_id}'",
                 order_by=["attributes.start_time ASC"],
             )
+            trial.stopped_at = self._stopped_at(trial.run)
         return list(found.values())
 
-    def _resolve(self, identifier: str) -> list[Trial]:
-        from mlflow.exceptions import MlflowException
+    def _stopped_at(self, run) -> tuple[int, float] | None:
+        """A run stopped on purpose (KILLED with a reason): its last quick evaluation."""
+        if run.info.status != Status.KILLED or Tag.STOPPED not in run.data.tags:
+            return None
+        history = self.client.get_metric_history(run.info.run_id, schema.EVAL_ACCURACY)
+        last = max(history, key=lambda m: m.step, default=None)
+        return (last.step, last.value) if last else (0, float("nan"))
 
-        try:
-            run = self.client.get_run(identifier)
-        except MlflowException:
+    def _resolve(self, identifier: str) -> list[Trial]:
+        run = find_run(self.client, identifier, self.uri)
+        if run is None:
             return self._sweep_by_name(identifier)
         if ANALYSIS_TAG in run.data.tags:
             return [Trial(get_run(self.client, run.data.tags[SOURCE_TAG], self.uri))]
@@ -173,6 +182,18 @@ def _eval_models(trial: Trial) -> list[str]:
     return sorted({name[4:-5] for name in trial.run.data.metrics if name.startswith("acc_") and name.endswith("_mean")})
 
 
+def _short(value: str) -> str:
+    """A logged setting for a table cell: floats to 4 significant digits."""
+    try:
+        return f"{float(value):.4g}" if "." in value or "e" in value else value
+    except ValueError:
+        return value
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _accuracy(trial: Trial, model: str) -> str:
     metrics = trial.run.data.metrics
     mean = metrics.get(schema.acc_mean(model))
@@ -180,26 +201,76 @@ def _accuracy(trial: Trial, model: str) -> str:
 
 
 def setup_section(collector: Collector, trials: list[Trial]) -> Section:
+    versions = {t.run.data.tags.get(Tag.VERSIONS, "not recorded") for t in trials}
+    per_run = len(versions) > 1  # one line when every run recorded the same versions
     rows = [
         [
             t.run_id[:8],
             t.sweep or "-",
             t.run.data.tags.get(Tag.GIT_COMMIT, "-"),
-            t.run.data.tags.get(Tag.VERSIONS, "not recorded"),
+            *([t.run.data.tags.get(Tag.VERSIONS, "not recorded")] if per_run else []),
         ]
         for t in trials
     ]
-    return Section(
-        "Setup",
-        text=[
-            f"MLflow store: `{collector.uri}`; generated {time.strftime('%Y-%m-%d %H:%M:%S')} with {package_versions()}.",
-            "Accuracies are test accuracy in % (mean ± std over the evaluation seeds). FLOPs: fvcore's convention, "
-            "one multiply-add = one FLOP, per image, forward pass.",
-        ],
-        tables=[
-            ResultTable("Runs in this report", ["run", "sweep", "git commit", "versions recorded by the run"], rows)
-        ],
-    )
+    columns = ["run", "sweep", "git commit", *(["versions recorded by the run"] if per_run else [])]
+    now = package_versions()
+    if versions == {now}:
+        recorded = "every run recorded the same"
+    else:
+        recorded = "the runs recorded the versions in the table" if per_run else f"the runs recorded {min(versions)}"
+    text = [
+        f"MLflow store: `{collector.uri}`; generated {time.strftime('%Y-%m-%d %H:%M:%S')} with {now}; {recorded}.",
+        "Accuracies are test accuracy in % (mean ± std over the evaluation seeds). FLOPs: fvcore's convention, "
+        "one multiply-add = one FLOP, per image, forward pass.",
+    ]
+    return Section("Setup", text=text, tables=[ResultTable("Runs in this report", columns, rows)])
+
+
+def _headline(trial: Trial) -> tuple[str, float] | None:
+    """(network, final mean accuracy) of a trial's first evaluation network, when it finished."""
+    model = first_eval_model(trial.run)
+    mean = trial.run.data.metrics.get(schema.acc_mean(model)) if model else None
+    return None if mean is None else (model, mean)
+
+
+def _full_data(trials: list[Trial], dataset: str, model: str) -> float | None:
+    """The full-data accuracy of `model` on `dataset`, as any of the trials logged it."""
+    for trial in trials:
+        if trial.param("dataset") == dataset and schema.baseline_acc(model) in trial.run.data.metrics:
+            return trial.run.data.metrics[schema.baseline_acc(model)]
+    return None
+
+
+def _train_images_per_class(dataset: str) -> float | None:
+    """Real training images per class (the compression ratio's numerator); None without the data here."""
+    from ddcore.data import load_dataset
+
+    try:
+        data = load_dataset(dataset)
+    except DDError:
+        return None
+    return len(data.train_labels) / data.num_classes
+
+
+def summary_section(trials: list[Trial]) -> Section | None:
+    scored = [(trial, *headline) for trial in trials if (headline := _headline(trial))]
+    if not scored:
+        return None
+    trial, model, accuracy = max(scored, key=lambda s: s[2])
+    dataset, ipc = trial.param("dataset"), int(trial.param("method_config.ipc", "0"))
+    parts = [
+        f"Best: {100 * accuracy:.2f} % test accuracy on {model}, run {trial.run_id[:8]} "
+        f"({trial.param('method')} on {dataset}, IPC {ipc}, {trial.param('method_config.init')} init)"
+    ]
+    full = _full_data(trials, dataset, model)
+    if full:
+        parts.append(f"{100 * accuracy / full:.1f} % of the full-data {100 * full:.2f} %")
+    per_class = _train_images_per_class(dataset)
+    if per_class and ipc:
+        parts.append(
+            f"compression ratio {per_class / ipc:,.0f}x ({per_class:,.0f} real training images per class, {ipc} synthetic)"
+        )
+    return Section("Summary", text=["; ".join(parts) + "."])
 
 
 def baseline_section(trials: list[Trial]) -> Section | None:
@@ -230,13 +301,34 @@ def baseline_section(trials: list[Trial]) -> Section | None:
     return Section("Full-data baseline", tables=[table])
 
 
-def method_sections(trials: list[Trial]) -> list[Section]:
+def _status(trial: Trial) -> str:
+    """finished / failed / running, or where a scheduler stopped the trial (not a failure)."""
+    if trial.stopped_at is None:
+        return trial.run.info.status.lower()
+    iteration, accuracy = trial.stopped_at
+    reached = "" if accuracy != accuracy else f", {100 * accuracy:.2f} % then"  # NaN: no evaluation yet
+    return f"stopped early at {iteration}{reached}"
+
+
+def _searched(collector: Collector) -> list[str]:
+    """The settings the report's sweeps searched (their parents log `space.<name>.<field>`)."""
+    names = {
+        key.split(".")[1]
+        for parent in collector.sweeps.values()
+        for key in parent.data.params
+        if key.startswith("space.")
+    }
+    return sorted(names)
+
+
+def method_sections(trials: list[Trial], searched: list[str]) -> list[Section]:
     by_method: dict[str, list[Trial]] = defaultdict(list)
     for trial in trials:
         by_method[trial.param("method")].append(trial)
     sections = []
     for method, members in sorted(by_method.items()):
         models = sorted({m for t in members for m in _eval_models(t)})
+        settings = [name for name in searched if name not in ("ipc", "init", "iterations")]  # columns already
         rows = [
             [
                 t.run_id[:8],
@@ -246,9 +338,10 @@ def method_sections(trials: list[Trial]) -> list[Section]:
                 t.param("method_config.init"),
                 t.param("method_config.model"),
                 t.param("method_config.iterations"),
+                *[_short(t.param(f"method_config.{name}")) for name in settings],
                 *[_accuracy(t, m) for m in models],
-                f"{t.run.data.metrics.get('distill_seconds', float('nan')):.1f}",
-                t.run.info.status,
+                _seconds(t.run.data.metrics.get("distill_seconds")),
+                _status(t),
             ]
             for t in members
         ]
@@ -260,6 +353,7 @@ def method_sections(trials: list[Trial]) -> list[Section]:
             "init",
             "distilled with",
             "iterations",
+            *settings,
             *[f"{m} acc. %" for m in models],
             "distill s",
             "status",
@@ -296,23 +390,58 @@ def image_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
 
 
 def ipc_section(trials: list[Trial], images: Path) -> Section | None:
-    """Accuracy vs IPC per (data set, method, init, eval model), the best finished run at each IPC."""
-    series: dict[str, dict[int, float]] = defaultdict(dict)
+    """Accuracy (%) vs IPC, one plot per (data set, eval model) and one line per (method, init): the
+    best finished run at each IPC with its ± std over seeds, and the full-data accuracy as a line."""
+    plots: dict[tuple[str, str], dict[str, dict[int, tuple[float, float]]]] = defaultdict(lambda: defaultdict(dict))
     for trial in trials:
         for model in _eval_models(trial):
-            key = f"{trial.param('dataset')} {trial.param('method')} {trial.param('method_config.init')} init, {model}"
+            line = plots[(trial.param("dataset"), model)][
+                f"{trial.param('method')} {trial.param('method_config.init')} init"
+            ]
             ipc = int(trial.param("method_config.ipc", "0"))
-            accuracy = trial.run.data.metrics[schema.acc_mean(model)]
-            series[key][ipc] = max(accuracy, series[key].get(ipc, 0.0))
-    curves = {key: sorted(points.items()) for key, points in series.items() if len(points) >= 2}
-    if not curves:
+            metrics = trial.run.data.metrics
+            point = (100 * metrics[schema.acc_mean(model)], 100 * metrics.get(schema.acc_std(model), 0.0))
+            line[ipc] = max(point, line.get(ipc, point))
+    figures = []
+    for (dataset, model), lines in sorted(plots.items()):
+        curves = {name: [(ipc, m, m - s, m + s) for ipc, (m, s) in points.items()] for name, points in lines.items()}
+        if max(len(points) for points in curves.values()) < 2:
+            continue
+        full = _full_data(trials, dataset, model)
+        target = None if full is None else 100 * full
+        path = images / f"accuracy_vs_ipc_{dataset}_{model}.png"
+        save_accuracy_vs_ipc(curves, {}, target, target, _train_images_per_class(dataset), path)
+        figures.append(Figure(f"{dataset}, evaluated on {model}", path))
+    if not figures:
         return None
-    path = save_curves(curves, images / "accuracy_vs_ipc.png", "images per class (IPC)", "test accuracy")
     return Section(
         "Accuracy vs IPC",
-        text=["The best run at each IPC (mean over its evaluation seeds)."],
-        figures=[Figure("accuracy vs IPC", path)],
+        text=[
+            "The best run at each IPC: mean ± std over its evaluation seeds; the black line is the full-data accuracy."
+        ],
+        figures=figures,
     )
+
+
+def sweep_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
+    """Per sweep: its trials' outcome counts and the plots on its parent run (accuracy vs each searched
+    setting, the best trial's grid)."""
+    sections = []
+    for name, parent in collector.sweeps.items():
+        members = [t for t in trials if t.sweep == name]
+        counts = defaultdict(int)
+        for trial in members:
+            counts["stopped early" if trial.stopped_at else trial.run.info.status.lower()] += 1
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        section = Section(f"Sweep {name}", text=[f"{len(members)} trials: {summary}."])
+        for folder in ("plots", "best_trial"):
+            for path in collector.artefacts(parent.info.run_id, folder):
+                if path.endswith(".png"):
+                    section.figures.append(
+                        Figure(f"{name}: {Path(path).stem}", collector.image(parent.info.run_id, path))
+                    )
+        sections.append(section)
+    return sections
 
 
 def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
@@ -419,8 +548,11 @@ def reproduce_section(collector: Collector, trials: list[Trial]) -> Section:
     )
     for name, parent in collector.sweeps.items():
         experiment = parent.data.params.get("preset.name", name)
+        seed = parent.data.params.get("sweep.seed", "None")
+        seeded = "" if seed == "None" else f" --seed {seed}"
         section.code.append(
-            f"# sweep {name} (parent run {parent.info.run_id[:8]})\nddorch sweep {shlex.quote(experiment)} --name {shlex.quote(name)}"
+            f"# sweep {name} (parent run {parent.info.run_id[:8]})\n"
+            f"ddorch sweep {shlex.quote(experiment)} --name {shlex.quote(name)}{seeded}"
         )
     for trial in trials:
         command, caveats = run_command(trial)
@@ -463,12 +595,17 @@ vertical-align:top;max-width:48%}figure img{max-width:100%}figcaption{font-size:
 overflow-x:auto}ul.notes{font-size:0.85em;color:#444}"""
 
 
+def _inline(text: str) -> str:
+    """Escaped text with Markdown's `code` spans as <code> elements (no literal backticks on the page)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _html_table(table: ResultTable) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in table.rows)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
+    body = "".join("<tr>" + "".join(f"<td>{_inline(v)}</td>" for v in row) + "</tr>" for row in table.rows)
+    notes = "".join(f"<li>{_inline(n)}</li>" for n in table.notes)
     return (
-        f"<table><caption>{html.escape(table.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<table><caption>{_inline(table.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         + (f'<ul class="notes">{notes}</ul>' if notes else "")
     )
 
@@ -480,7 +617,7 @@ def to_html(report: Report) -> str:
     ]
     for section in report.sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        parts += [f"<p>{html.escape(paragraph)}</p>" for paragraph in section.text]
+        parts += [f"<p>{_inline(paragraph)}</p>" for paragraph in section.text]
         parts += [_html_table(table) for table in section.tables]
         for figure in section.figures:
             data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
@@ -493,8 +630,15 @@ def to_html(report: Report) -> str:
     return "\n".join(parts)
 
 
-def build_report(ids: list[str], out: Path, tracking_uri: str | None = None, experiment: str = "ddorch") -> Report:
-    """Collect the runs behind `ids` (run ids, sweep parent run ids or sweep names) and write report.md and report.html."""
+def build_report(
+    ids: list[str],
+    out: Path,
+    tracking_uri: str | None = None,
+    experiment: str = "ddorch",
+    title: str | None = None,
+) -> Report:
+    """Collect the runs behind `ids` (run ids, sweep parent run ids or sweep names) and write report.md
+    and report.html, titled `title` (default: the ids)."""
     if not ids:
         raise DDError("report needs at least one run id or sweep name")
     images = out / "images"
@@ -504,16 +648,18 @@ def build_report(ids: list[str], out: Path, tracking_uri: str | None = None, exp
     if not trials:
         raise DDError(f"no runs found for {', '.join(ids)}")
     sections = [
+        summary_section(trials),
         setup_section(collector, trials),
         baseline_section(trials),
-        *method_sections(trials),
+        *method_sections(trials, _searched(collector)),
+        *sweep_sections(collector, trials),
         *image_sections(collector, trials),
         ipc_section(trials, images),
         *analysis_sections(collector, trials),
         reproduce_section(collector, trials),
     ]
     report = Report(
-        f"ddorch report: {', '.join(ids)}",
+        title or f"ddorch report: {', '.join(ids)}",
         [s for s in sections if s is not None],
         out / "report.md",
         out / "report.html",

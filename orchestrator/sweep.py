@@ -67,6 +67,12 @@ def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: Swee
     )
 
 
+def trial_length(preset: ExperimentPreset) -> int:
+    """Iterations of a trial that runs to its end (ASHA's `max_t`); paths play no part in it."""
+    placeholder = SweepContext(tracking_uri="", experiment="", parent_run_id="", output_dir="", data_root=None)
+    return build_trial(preset, {}, placeholder).method_config.iterations
+
+
 def _log_every(preset: ExperimentPreset) -> int:
     return max(1, min(10, preset.report_every))
 
@@ -214,6 +220,7 @@ class SweepSettings:
     gpus_per_trial: float
     storage_path: str
     max_failures: int = 2
+    seed: int | None = None  # of the search: the same seed samples the same trial settings
 
 
 def _sweep_path(settings: SweepSettings) -> Path:
@@ -237,12 +244,18 @@ def run_sweep(
     settings: SweepSettings,
     context_args: dict[str, Any],
     resume: bool = False,
+    callbacks: tuple = (),
+    verbose: bool = False,
 ):
-    """Build (or restore) the Tuner, run it, and return Ray's ResultGrid and the parent run id."""
+    """Build (or restore) the Tuner, run it, and return Ray's ResultGrid and the parent run id.
+
+    `callbacks` are Ray Tune callbacks, e.g. the live view of `orchestrator.live`; `verbose` turns
+    on Tune's own progress output."""
     import os
 
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator
 
     # Quiet terminals: our own table reports the sweep; Tune's snapshot-frequency hint is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -252,7 +265,7 @@ def run_sweep(
     check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
     parent = _parent_run(preset, space, settings, context_args, resume)
     context = SweepContext(parent_run_id=parent.run_id, cache_dir=str(cache_dir()), **context_args)
-    iterations = build_trial(preset, {}, context).method_config.iterations
+    iterations = trial_length(preset)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     fn = tune.with_resources(tune.with_parameters(trainable, preset=preset, context=context), resources)
     if resume:
@@ -265,8 +278,10 @@ def run_sweep(
                 metric=METRIC,
                 mode="max",
                 num_samples=settings.num_samples,
-                max_concurrent_trials=settings.max_concurrent,
                 reuse_actors=True,  # no new process (torch import, data load) per trial
+                # The seed makes the sampled settings reproducible; this searcher is no `Searcher`,
+                # so it takes the concurrency limit itself (Tune ignores max_concurrent_trials with it).
+                search_alg=BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent),
                 scheduler=ASHAScheduler(
                     time_attr=TIME_ATTR,
                     max_t=iterations,
@@ -277,9 +292,10 @@ def run_sweep(
             run_config=tune.RunConfig(
                 name=settings.name,
                 storage_path=settings.storage_path,
-                verbose=0,
+                verbose=2 if verbose else 0,
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=list(callbacks),
             ),
         )
     return tuner.fit(), parent, iterations

@@ -1,7 +1,8 @@
 """What the commands print: the console and every table, built from library results.
 
 `orchestrator.cli` parses options, calls the library and prints what these functions build, so the
-look of the output is changed here, in one place.
+look of the output is changed here, in one place. Names are never cut: on a terminal cells fold onto
+more lines; off a terminal (a pipe, a file) tables are plain aligned text of any width.
 """
 
 from __future__ import annotations
@@ -15,14 +16,46 @@ from rich.table import Table
 console = Console()
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], first_left: bool = False) -> Table:
-    """A table of strings, numbers right-aligned (the first column left-aligned when it holds names)."""
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    first_left: bool = False,
+    left: Sequence[str] = (),
+) -> Table:
+    """A table of strings, numbers right-aligned; names left-aligned: the first column when `first_left`,
+    and the columns named in `left`."""
     built = Table(title=title)
     for i, column in enumerate(columns):
-        built.add_column(column, justify="left" if first_left and i == 0 else "right")
+        names = (first_left and i == 0) or column in left
+        built.add_column(column, justify="left" if names else "right", overflow="fold")
     for row in rows:
         built.add_row(*row)
     return built
+
+
+def show(built: Table) -> None:
+    """Print a table: boxed on a terminal; plain text off one, where Rich would cut it to 80 columns."""
+    if console.is_terminal:
+        console.print(built)
+    else:
+        console.print(plain(built), soft_wrap=True, markup=False, highlight=False)
+
+
+def plain(built: Table) -> str:
+    """The table as aligned text, two spaces between columns, title above and caption below."""
+    columns = [[str(column.header), *map(str, column.cells)] for column in built.columns]
+    widths = [max(len(cell) for cell in column) for column in columns]
+    lines = [str(built.title)] if built.title else []
+    for cells in zip(*columns):
+        padded = (
+            cell.ljust(width) if column.justify == "left" else cell.rjust(width)
+            for cell, width, column in zip(cells, widths, built.columns)
+        )
+        lines.append("  ".join(padded).rstrip())
+    if built.caption:
+        lines.append(str(built.caption))
+    return "\n".join(lines)
 
 
 def _percent(value: float) -> str:

@@ -92,9 +92,9 @@ def test_protocol_is_chosen_by_name(digits):
 
 def test_cli_records_a_child_run_and_errors_are_one_line(tiny_runs, tmp_path):
     uri, run_ids, _ = tiny_runs
-    args = [
+    args = [  # a run id prefix, and the flags' old spellings (--models, --seeds) still parse
         "cross-arch",
-        run_ids[0],
+        run_ids[0][:8],
         "--models",
         "MLP,ConvNetD1",
         "--seeds",
@@ -118,7 +118,7 @@ def test_cli_records_a_child_run_and_errors_are_one_line(tiny_runs, tmp_path):
     assert child.info.status == "FINISHED" and child.data.tags[ANALYSIS_TAG] == "cross_arch"
     assert child.data.tags["mlflow.parentRunId"] == run_ids[0]
     assert child.data.tags[COMMAND_TAG].startswith(
-        f"ddorch cross-arch {run_ids[0]} --models MLP,ConvNetD1 --seeds 2 --epochs 1"
+        f"ddorch cross-arch {run_ids[0]} --eval-models MLP,ConvNetD1 --eval-seeds 2 --epochs 1"
     )
     assert "xarch_random_ConvNetD1_std" in child.data.metrics
     assert {a.path for a in client.list_artifacts(child.info.run_id, "cross_arch")} == {

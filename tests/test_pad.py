@@ -318,8 +318,8 @@ def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
             "compare",
             by_method["pad"].info.run_id,
             by_method["datadam"].info.run_id,
-            "--out",
-            str(workspace / "both.png"),
+            "--output-dir",
+            str(workspace),
         ],
         env={"COLUMNS": "200"},
     )

@@ -4,6 +4,7 @@ headless Chromium with no broken image (counted from the page itself)."""
 import re
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from ddcore.analyses.nas_proxy import NasProxyConfig
 from orchestrator.analyses import analyse_run
 from orchestrator.cli import app
 from orchestrator.report import build_report
+from orchestrator.run_schema import Tag
 
 # After load: broken <img> of the report (naturalWidth 0) and of one planted broken control image.
 PROBE = """<img class="probe-control" src="no-such-image.png">
@@ -69,11 +71,40 @@ def test_report_has_every_part(report):
         "ddorch run --dataset digits --method datadam --ipc 2 --init real --model ConvNetD1 --preset paper --iterations 3"
         in markdown
     )
-    assert "--no-baseline" in markdown and f"ddorch nas-proxy {run_ids[1]} --pool MLP,ConvNetD1W32" in markdown
+    assert "--no-baseline" in markdown and f"ddorch nas-proxy {run_ids[1]} --eval-models MLP,ConvNetD1W32" in markdown
     assert "Spearman rank correlation" in markdown and "torch " in markdown
     page = written.html_path.read_text()
     assert page.count("<img ") == len(links) and 'src="data:image/png;base64,' in page
     assert re.findall(r'src="(?!data:)', page) == []  # self-contained: no file or URL references
+    # A summary first; versions once (every run recorded the same); code spans, not literal backticks.
+    assert titles[0] == "Summary" and re.search(r"Best: \d+\.\d\d % test accuracy on ConvNetD1, run ", markdown)
+    assert "compression ratio " in markdown and markdown.count("torch 2.") == 1
+    text = re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)
+    assert "`" not in text and "<code>sqlite:///" in text
+
+
+def trial(status, tags, params, metrics):
+    from orchestrator.report import Trial
+
+    info = SimpleNamespace(run_id="ab12cd34" + "0" * 24, status=status)
+    return Trial(SimpleNamespace(info=info, data=SimpleNamespace(tags=tags, params=params, metrics=metrics)))
+
+
+def test_stopped_trials_and_searched_settings_in_the_method_table():
+    from orchestrator.report import Collector, method_sections
+
+    params = {"method": "datadam", "dataset": "digits", "method_config.ipc": "5", "method_config.lr_images": "0.12345"}
+    stopped = trial("KILLED", {Tag.STOPPED: "stopped early by the scheduler"}, params, {})
+    history = {"eval_accuracy": [SimpleNamespace(step=50, value=0.7), SimpleNamespace(step=100, value=0.8961)]}
+    collector = SimpleNamespace(client=SimpleNamespace(get_metric_history=lambda run_id, key: history[key]))
+    stopped.stopped_at = Collector._stopped_at(collector, stopped.run)
+    finished = trial("FINISHED", {}, params, {"acc_ConvNetD3_mean": 0.93, "distill_seconds": 12.0})
+    table = method_sections([stopped, finished], ["ipc", "lr_images"])[0].tables[0]
+    assert table.columns[7] == "lr_images" and "ipc" not in table.columns[7:]
+    rows = [dict(zip(table.columns, row)) for row in table.rows]
+    assert rows[0]["status"] == "stopped early at 100, 89.61 % then" and rows[0]["distill s"] == "-"
+    assert rows[1]["status"] == "finished" and rows[1]["lr_images"] == "0.1235"
+    assert "nan" not in str(table.rows) and "KILLED" not in str(table.rows)
 
 
 def test_html_renders_in_headless_chromium_without_broken_images(report, tmp_path):
@@ -107,9 +138,12 @@ def test_cli_report_and_unknown_id(tiny_runs, tmp_path):
     uri, run_ids, _ = tiny_runs
     env = {"COLUMNS": "200"}
     result = CliRunner().invoke(
-        app, ["report", run_ids[0], "--out", str(tmp_path / "r"), "--tracking-uri", uri], env=env
+        app,
+        ["report", run_ids[0][:6], "--output-dir", str(tmp_path / "r"), "--tracking-uri", uri, "--title", "Tiny runs"],
+        env=env,
     )
     assert result.exit_code == 0, result.output
+    assert "<title>Tiny runs</title>" in (tmp_path / "r" / "report.html").read_text()
     assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "report.md").is_file()
     missing = CliRunner().invoke(app, ["report", "nope", "--tracking-uri", uri], env=env)
     assert missing.exit_code == 2 and "'nope' is neither a run id nor a sweep name" in missing.output

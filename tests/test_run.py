@@ -149,10 +149,10 @@ def test_compare_two_runs_side_by_side(workspace):
         assert invoke(["run", *QUICK, "--init", init, "--no-baseline"]).exit_code == 0
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
-    result = invoke(["compare", *(r.info.run_id for r in runs), "--out", str(workspace / "both.png")])
+    result = invoke(["compare", *(r.info.run_id[:6] for r in runs), "--output-dir", str(workspace)])
     assert result.exit_code == 0, result.output
     assert "ConvNetD3 accuracy %" in result.output and "noise" in result.output and "real" in result.output
-    assert (workspace / "both.png").stat().st_size > 0
+    assert (workspace / "compare.png").stat().st_size > 0
 
 
 def test_compare_unknown_run_is_one_line(workspace):

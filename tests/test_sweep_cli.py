@@ -26,13 +26,35 @@ def invoke(args):
     return runner.invoke(app, args, env={"COLUMNS": "200"})
 
 
+def sampled(client, sweep: str) -> list[dict]:
+    experiment = client.get_experiment_by_name("ddorch").experiment_id
+    parent = client.search_runs([experiment], f"tags.`ddorch.sweep` = '{sweep}'")[0]
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return sorted((r.data.params["method_config.lr_images"], r.data.params["method_config.ipc"]) for r in children)
+
+
 def test_sweep_then_results(workspace):
-    result = invoke(["sweep", "digits_datadam", *TINY, "--name", "cli-sweep"])
+    result = invoke(["sweep", "digits_datadam", *TINY, "--name", "cli-sweep", "--seed", "7"])
     assert result.exit_code == 0, result.output
     assert "Sweep cli-sweep: 2 trials" in result.output and "MLflow parent run" in result.output
+    # The live view's final state, the UI command first, and none of Ray's own chatter.
+    assert result.output.startswith(f"follow it in MLflow: ddorch ui --tracking-uri sqlite:///{workspace}")
+    assert "Sweep cli-sweep: 0 running, 2 finished, 0 stopped early, 0 failed, 0 waiting of 2 trials" in result.output
+    assert "best so far: " in result.output
+    for chatter in ("Token authentication", "Configuration for experiment", "tensorboard", "INFO"):
+        assert chatter not in result.output
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
     assert len(runs) == 3  # parent + 2 children
+    # The same search seed samples the same trial settings.
+    assert invoke(["sweep", "digits_datadam", *TINY, "--name", "again", "--seed", "7"]).exit_code == 0
+    assert sampled(client, "again") == sampled(client, "cli-sweep")
+    # The report over the sweep: its searched settings as columns, its plots, its seed to reproduce it.
+    assert invoke(["report", "cli-sweep", "--output-dir", str(workspace / "report")]).exit_code == 0
+    markdown = (workspace / "report" / "report.md").read_text()
+    assert "## Sweep cli-sweep" in markdown and "2 trials: 2 finished." in markdown
+    assert "| lr_images | mmd_weight |" in markdown and "_plots_accuracy_vs_lr_images.png" in markdown
+    assert "ddorch sweep digits_datadam --name cli-sweep --seed 7" in markdown
     again = invoke(["results", "cli-sweep"])
     assert again.exit_code == 0 and "eval accuracy" not in again.output and "accuracy" in again.output
     missing = invoke(["results", "no-such-sweep"])
