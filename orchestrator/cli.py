@@ -611,21 +611,33 @@ def datasets(
 @friendly_errors
 def experts(
     dataset: str = DatasetOption,
-    model: str | None = typer.Option(None, "--model", help="A name from `ddorch models`."),
-    num_experts: int | None = typer.Option(
-        None, "--num-experts", min=1, help="Experts wanted (cached ones are reused)."
+    model: str | None = typer.Option(
+        None, "--model", help="A name from `ddorch models`. Default: PAD's preset for the data set."
     ),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs)."),
-    lr: float | None = typer.Option(None, "--lr", help="The experts' SGD learning rate (lr_teacher)."),
+    num_experts: int | None = typer.Option(
+        None, "--num-experts", min=1, help="Experts wanted (cached ones are reused). Default: PAD's preset."
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs). Default: PAD's preset."
+    ),
+    lr: float | None = typer.Option(
+        None, "--lr", help="The experts' SGD learning rate (lr_teacher). Default: PAD's preset."
+    ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help=f"Default: the data set's full-data batch ({EXPERT_BATCHES})."
     ),
     schedule: bool | None = typer.Option(
-        None, "--schedule/--no-schedule", help="PAD's easy-to-hard data schedule, or all data (MTT)."
+        None,
+        "--schedule/--no-schedule",
+        help="PAD's easy-to-hard data schedule, or all data (MTT). Default: PAD's preset.",
     ),
-    score: str | None = typer.Option(None, "--score", help="Difficulty score ordering the samples: el2n or grand."),
+    score: str | None = typer.Option(
+        None, "--score", help="Difficulty score ordering the samples: el2n or grand. Default: PAD's preset."
+    ),
     seed: int | None = typer.Option(
-        None, "--seed", help="Base seed of the experts and the difficulty scores (each expert adds its index)."
+        None,
+        "--seed",
+        help="Base seed of the experts and the difficulty scores (each expert adds its index). Default: PAD's preset.",
     ),
     address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
     in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
