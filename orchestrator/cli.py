@@ -68,6 +68,13 @@ EvalProtocolOption = typer.Option(
 EvalBatchSizeOption = typer.Option(None, "--eval-batch-size", min=1, help="Override the protocol's batch size.")
 
 
+DryRunOption = typer.Option(
+    False,
+    "--dry-run",
+    help="Print the plan and a wall-time estimate from a short calibration here; start nothing, log nothing.",
+)
+
+
 def friendly_errors(command: Callable) -> Callable:
     """Turn a `DDError` into one `error: ...` line on stderr and exit status 2."""
 
@@ -350,6 +357,7 @@ def sweep(
         None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
+    dry_run: bool = DryRunOption,
     tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
     output_dir: Path = OutputDirOption,
@@ -360,7 +368,7 @@ def sweep(
     from dataclasses import replace
 
     from ddcore.data import resolve_data_root
-    from orchestrator.cluster import connect
+    from orchestrator.cluster import check_resources, cluster_resources, connect, preset_resources
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
@@ -373,17 +381,41 @@ def sweep(
     )
     check_protocol(preset)
     space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
-    uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
+    if not dry_run:
+        connect(address)  # a dry run joins a cluster (--address) only to read its resources
+    available = cluster_resources(address)
+    cpus, gpus, note = preset_resources(
+        preset.cpus_per_trial, preset.gpus_per_trial, cpus_per_trial, gpus_per_trial, available
+    )
+    if note:
+        console.print(note, soft_wrap=True)
+    check_resources(cpus, gpus, available)
     settings = SweepSettings(
         name=name or preset.name,
         num_samples=num_samples or preset.num_samples,
         max_concurrent=max_concurrent or preset.max_concurrent,
-        cpus_per_trial=cpus_per_trial or preset.cpus_per_trial,
-        gpus_per_trial=preset.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
+        cpus_per_trial=cpus,
+        gpus_per_trial=gpus,
         storage_path=str(storage_path.resolve()),
     )
-    connect(address)
+    if dry_run:
+        from orchestrator.plan import sweep_plan
+
+        plan = sweep_plan(
+            preset,
+            space,
+            settings.num_samples,
+            settings.max_concurrent,
+            cpus,
+            gpus,
+            available,
+            str(resolve_data_root(data_root)),
+            device,
+        )
+        console.print("\n".join(plan.lines), soft_wrap=True)
+        return
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
     context = {
         "tracking_uri": uri,
         "experiment": mlflow_experiment,
@@ -606,6 +638,7 @@ def lossless(
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0),
     address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    dry_run: bool = DryRunOption,
     tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
     output_dir: Path = OutputDirOption,
@@ -642,6 +675,15 @@ def lossless(
         output_dir=str(output_dir),
         device=device,
     )
+
+    if dry_run:
+        from orchestrator.cluster import check_resources, cluster_resources
+        from orchestrator.plan import lossless_plan
+
+        available = cluster_resources(address)
+        check_resources(cpus_per_trial, gpus_per_trial, available)
+        console.print("\n".join(lossless_plan(config, available).lines), soft_wrap=True)
+        return
 
     def announce(e) -> None:
         accuracy = "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f} %"

@@ -46,10 +46,14 @@ class SweepContext:
 
 def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: SweepContext) -> TrialConfig:
     """The typed trial config of one sampled point: preset defaults < fixed values < sampled values."""
+    return preset_trial(preset, sampled, context.data_root, context.device)
+
+
+def preset_trial(preset: ExperimentPreset, sampled: dict[str, Any], data_root: str | None, device: str) -> TrialConfig:
     values = {**preset.fixed, **sampled}
     method_preset = preset.preset or get_method(preset.method).default_preset
     method_config = get_method(preset.method).config(method_preset, preset.dataset, values.get("ipc"))
-    method_config = method_config.with_overrides(**values, device=context.device, log_every=_log_every(preset))
+    method_config = method_config.with_overrides(**values, device=device, log_every=_log_every(preset))
     return TrialConfig(
         dataset=preset.dataset,
         method=preset.method,
@@ -60,7 +64,7 @@ def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: Swee
         eval_protocol=preset.eval_protocol,
         eval_epochs=preset.eval_epochs,
         baseline=True,
-        data_root=context.data_root,
+        data_root=data_root,
         cross_arch_models=list(preset.cross_arch_models),
     )
 
