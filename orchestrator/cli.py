@@ -387,9 +387,9 @@ def sweep(
     cpus, gpus, note = preset_resources(
         preset.cpus_per_trial, preset.gpus_per_trial, cpus_per_trial, gpus_per_trial, available
     )
+    check_resources(cpus, gpus, available)
     if note:
         console.print(note, soft_wrap=True)
-    check_resources(cpus, gpus, available)
     settings = SweepSettings(
         name=name or preset.name,
         num_samples=num_samples or preset.num_samples,
