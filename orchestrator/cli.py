@@ -203,6 +203,7 @@ def run(
 
     from ddcore.methods import get_method
     from orchestrator.experiments import parse_overrides
+    from orchestrator.run_schema import run_name
     from orchestrator.tracking import Tracker
     from orchestrator.trial import TrialConfig, run_trial
 
@@ -221,7 +222,8 @@ def run(
         device=device,
     )
     preset = preset or chosen.default_preset
-    method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **parse_overrides(settings, method)})
+    overrides = parse_overrides(settings, method)
+    method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **overrides})
     trial = TrialConfig(
         dataset=dataset,
         method=method,
@@ -240,9 +242,8 @@ def run(
     # Bad settings fail before a run is recorded (the class sizes are checked once the data is loaded).
     method_config.validate([sys.maxsize])
     protocol = trial.protocol()
-    tracker = Tracker.start(
-        tracking_uri, experiment, run_name=f"{dataset}-{method}-ipc{method_config.ipc}-{method_config.init}"
-    )
+    name = run_name(dataset, method, method_config.ipc, {"init": method_config.init, **overrides})
+    tracker = Tracker.start(tracking_uri, experiment, run_name=name)
     result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
 
     title = (

@@ -24,7 +24,7 @@ from orchestrator import run_schema as schema
 from orchestrator.cluster import check_resources
 from orchestrator.experiments import ExperimentPreset, SearchSpace
 from orchestrator.run_schema import Status, Tag, tag_filter
-from orchestrator.tracking import Tracker
+from orchestrator.tracking import Tracker, command_line
 from orchestrator.trial import Resume, TrialConfig, run_trial
 
 METRIC = schema.EVAL_ACCURACY
@@ -42,6 +42,7 @@ class SweepContext:
     data_root: str | None
     device: str = "auto"
     cache_dir: str | None = None  # the driver's baseline cache (DDORCH_CACHE_DIR); trials fill and share it
+    source: str = ""  # the driver's command line (MLflow's source name on every trial run)
 
 
 def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: SweepContext) -> TrialConfig:
@@ -106,9 +107,10 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
         tracker = Tracker.start(
             context.tracking_uri,
             context.experiment,
-            run_name=tune.get_context().get_trial_name(),
+            run_name=schema.run_name(trial.dataset, trial.method, trial.method_config.ipc, sampled),
             tags={Tag.TRIAL_ID: trial_id},
             parent_run_id=context.parent_run_id,
+            source=context.source,
         )
     node_id = ray.get_runtime_context().get_node_id()
     tracker.set_tags({Tag.NODE_ID: node_id})
@@ -206,7 +208,9 @@ def run_sweep(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
     parent = _parent_run(preset, space, settings, context_args, resume)
-    context = SweepContext(parent_run_id=parent.run_id, cache_dir=str(cache_dir()), **context_args)
+    context = SweepContext(
+        parent_run_id=parent.run_id, cache_dir=str(cache_dir()), source=command_line(), **context_args
+    )
     iterations = build_trial(preset, {}, context).method_config.iterations
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     fn = tune.with_resources(tune.with_parameters(trainable, preset=preset, context=context), resources)
@@ -262,6 +266,11 @@ def _parent_run(preset, space, settings, context_args, resume: bool) -> Tracker:
         context_args["experiment"],
         run_name=settings.name,
         tags={Tag.SWEEP: settings.name, Tag.EXPERIMENT: preset.name},
+        description=(
+            f"Sweep of {preset.method} on {preset.dataset} (experiment {preset.name}): {settings.num_samples} "
+            f"samples of {', '.join(space.names())}, one child run per trial. Rerun it, or continue it with "
+            f"--resume:\n\n    {command_line()}\n"
+        ),
     )
     parent.log_params(
         {"preset": asdict(preset), "space": {d.name: asdict(d) for d in space.distributions}, "sweep": asdict(settings)}
@@ -346,7 +355,8 @@ def close_children(parent: Tracker, rows: list[TrialRow]) -> None:
 
     A trial's own handler ends its run, but not when its worker died first (a killed driver takes
     its workers along) or when Ray ended the trial without that handler getting to run; the
-    run then takes its status from Ray's outcome for the trial.
+    run then takes its status from Ray's outcome for the trial: FAILED, FINISHED as stopped early
+    (ASHA), or KILLED (interrupted).
     """
     outcome = {r.child_run_id: r for r in rows if r.child_run_id}
     running = parent.client.search_runs(
@@ -358,5 +368,7 @@ def close_children(parent: Tracker, rows: list[TrialRow]) -> None:
         row = outcome.get(run.info.run_id)
         if row is not None and row.status == "failed":
             child.finish(failure=row.error or "failed")
+        elif row is not None and row.status == "stopped early":
+            child.finish(stopped="stopped early by the scheduler", stopped_at=row.iteration)
         else:
             child.finish(stopped="ended by the sweep before the trial could close its run")
