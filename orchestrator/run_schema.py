@@ -36,6 +36,7 @@ class Tag:
     GIT_COMMIT = "mlflow.source.git.commit"
     SOURCE_NAME = "mlflow.source.name"  # the command line that recorded the run
     SOURCE_TYPE = "mlflow.source.type"
+    USER = "mlflow.user"
     NOTE = "mlflow.note.content"  # the run's description: what it is and how to reproduce it
     VERSIONS = "ddorch.versions"
     SWEEP = "ddorch.sweep"  # a sweep's parent run: the sweep's name

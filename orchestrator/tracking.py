@@ -72,6 +72,15 @@ def command_line() -> str:
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
+def user_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return "unknown"
+
+
 def package_versions() -> str:
     """`python 3.11.2, torch 2.14.1, ...`: recorded on every run so a report can say what produced it."""
     import platform
@@ -131,6 +140,7 @@ class Tracker:
             Tag.GIT_COMMIT: git_commit(short=False),
             Tag.SOURCE_NAME: source or command_line(),
             Tag.SOURCE_TYPE: "LOCAL",
+            Tag.USER: user_name(),
             Tag.VERSIONS: package_versions(),
             **(tags or {}),
         }
