@@ -51,7 +51,9 @@ def test_plain_run_has_mlflows_tags_a_description_stepped_accuracy_and_images(wo
     tags = run.data.tags
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", tags["mlflow.source.git.commit"])
     assert (
-        tags["mlflow.source.name"].startswith("ddorch run --dataset digits") and tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
+        tags["mlflow.source.name"].startswith("ddorch run --dataset digits")
+        and tags["mlflow.source.type"] == "LOCAL"
+        and tags["mlflow.user"]
     )
     note = tags["mlflow.note.content"]
     assert "datadam on digits, IPC 2" in note and "ddorch run --dataset digits" in note and "--iterations 4" in note
