@@ -413,7 +413,7 @@ def sweep(
             str(resolve_data_root(data_root)),
             device,
         )
-        console.print("\n".join(plan.lines), soft_wrap=True)
+        console.print("\n".join(plan.lines), soft_wrap=True, markup=False)
         return
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
@@ -683,7 +683,7 @@ def lossless(
 
         available = cluster_resources(address)
         check_resources(cpus_per_trial, gpus_per_trial, available)
-        console.print("\n".join(lossless_plan(config, available).lines), soft_wrap=True)
+        console.print("\n".join(lossless_plan(config, available).lines), soft_wrap=True, markup=False)
         return
 
     def announce(e) -> None:
