@@ -73,6 +73,13 @@ EvalBatchSizeOption = typer.Option(
 )
 
 
+DryRunOption = typer.Option(
+    False,
+    "--dry-run",
+    help="Print the plan and a wall-time estimate from a short calibration here; start nothing, log nothing.",
+)
+
+
 def friendly_errors(command: Callable) -> Callable:
     """Turn a `DDError` into one `error: ...` line on stderr and exit status 2."""
 
@@ -221,6 +228,7 @@ def run(
 
     from ddcore.methods import get_method
     from orchestrator.experiments import parse_overrides
+    from orchestrator.run_schema import run_name
     from orchestrator.tracking import Tracker
     from orchestrator.trial import TrialConfig, run_trial
 
@@ -239,7 +247,8 @@ def run(
         device=device,
     )
     preset = preset or chosen.default_preset
-    method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **parse_overrides(settings, method)})
+    overrides = parse_overrides(settings, method)
+    method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **overrides})
     trial = TrialConfig(
         dataset=dataset,
         method=method,
@@ -258,9 +267,8 @@ def run(
     # Bad settings fail before a run is recorded (the class sizes are checked once the data is loaded).
     method_config.validate([sys.maxsize])
     protocol = trial.protocol()
-    tracker = Tracker.start(
-        tracking_uri, experiment, run_name=f"{dataset}-{method}-ipc{method_config.ipc}-{method_config.init}"
-    )
+    name = run_name(dataset, method, method_config.ipc, {"init": method_config.init, **overrides})
+    tracker = Tracker.start(tracking_uri, experiment, run_name=name)
     result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
 
     title = (
@@ -403,6 +411,7 @@ def sweep(
     verbose: bool = typer.Option(
         False, "--verbose", help="Ray Tune's own progress output and worker logs instead of the live view."
     ),
+    dry_run: bool = DryRunOption,
     tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
     output_dir: Path = OutputDirOption,
@@ -416,7 +425,7 @@ def sweep(
     from dataclasses import replace
 
     from ddcore.data import resolve_data_root
-    from orchestrator.cluster import connect
+    from orchestrator.cluster import check_resources, cluster_resources, connect, preset_resources
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.sweep import SweepSettings, check_resumable, record_in_parent, run_sweep, summarize, trial_length
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
@@ -429,23 +438,48 @@ def sweep(
     )
     check_protocol(preset)
     space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
-    uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
+    sweep_name, storage = name or preset.name, str(storage_path.resolve())
+    if resume:
+        check_resumable(sweep_name, storage)  # before starting Ray
+    if not dry_run:
+        if not verbose:
+            _quiet_libraries()
+        connect(address, verbose=verbose)  # a dry run joins a cluster (--address) only to read its resources
+    available = cluster_resources(address)
+    cpus, gpus, note = preset_resources(
+        preset.cpus_per_trial, preset.gpus_per_trial, cpus_per_trial, gpus_per_trial, available
+    )
+    check_resources(cpus, gpus, available)
+    if note:
+        console.print(note, soft_wrap=True)
     settings = SweepSettings(
-        name=name or preset.name,
+        name=sweep_name,
         num_samples=num_samples or preset.num_samples,
         max_concurrent=max_concurrent or preset.max_concurrent,
-        cpus_per_trial=cpus_per_trial or preset.cpus_per_trial,
-        gpus_per_trial=preset.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
-        storage_path=str(storage_path.resolve()),
+        cpus_per_trial=cpus,
+        gpus_per_trial=gpus,
+        storage_path=storage,
         seed=seed,
     )
-    if resume:
-        check_resumable(settings)  # before starting Ray
+    if dry_run:
+        from orchestrator.plan import sweep_plan
+
+        plan = sweep_plan(
+            preset,
+            space,
+            settings.num_samples,
+            settings.max_concurrent,
+            cpus,
+            gpus,
+            available,
+            str(resolve_data_root(data_root)),
+            device,
+        )
+        console.print("\n".join(plan.lines), soft_wrap=True, markup=False)
+        return
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
     console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
-    if not verbose:
-        _quiet_libraries()
-    connect(address, verbose=verbose)
     callbacks = () if verbose else (_live_view(settings, space, trial_length(preset)),)
     context = {
         "tracking_uri": uri,
@@ -772,6 +806,7 @@ def lossless(
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial."),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial."),
     address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    dry_run: bool = DryRunOption,
     tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
     output_dir: Path = OutputDirOption,
@@ -811,6 +846,15 @@ def lossless(
         output_dir=str(output_dir),
         device=device,
     )
+
+    if dry_run:
+        from orchestrator.cluster import check_resources, cluster_resources
+        from orchestrator.plan import lossless_plan
+
+        available = cluster_resources(address)
+        check_resources(cpus_per_trial, gpus_per_trial, available)
+        console.print("\n".join(lossless_plan(config, available).lines), soft_wrap=True, markup=False)
+        return
 
     def announce(e) -> None:
         accuracy = "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f} %"

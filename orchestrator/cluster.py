@@ -15,11 +15,67 @@ from typing import Any
 from ddcore.errors import DDError
 
 
-def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """Before submitting: a GPU request on a cluster without GPUs would pend forever."""
+def cluster_resources(address: str | None = None) -> dict[str, float]:
+    """CPUs and GPUs trials can use: the Ray cluster's (joined at `address`, or already connected),
+    else this machine's, without starting Ray (a dry run)."""
+    import os
+
     import ray
 
-    available = ray.cluster_resources()
+    if address:
+        connect(address)
+    if ray.is_initialized():
+        return dict(ray.cluster_resources())
+    import torch
+
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def preset_resources(
+    preset_cpus: float,
+    preset_gpus: float,
+    flag_cpus: float | None,
+    flag_gpus: float | None,
+    available: dict[str, float],
+) -> tuple[float, float, str | None]:
+    """CPUs and GPUs per trial, and one line saying so when a preset's request was fitted to the cluster.
+
+    A preset's request applies where the cluster has it; on a CPU-only (or smaller) cluster its
+    trials run on CPU with the CPUs there, so the same command runs anywhere. A flag is kept as
+    given, and `check_resources` refuses it if the cluster cannot hold it: the user asked for it.
+    """
+    cpus, gpus, changed = preset_cpus, preset_gpus, []
+    has_gpus, has_cpus = available.get("GPU", 0), available.get("CPU", 0)
+    if flag_gpus is not None:
+        gpus = flag_gpus
+    elif preset_gpus > has_gpus:
+        gpus = 0.0
+        changed.append(f"{preset_gpus:g} GPU")
+    if flag_cpus is not None:
+        cpus = flag_cpus
+    elif preset_cpus > has_cpus > 0:
+        cpus = has_cpus
+        changed.append(f"{preset_cpus:g} CPUs")
+    if not changed:
+        return cpus, gpus, None
+    where = "on CPU" if gpus == 0 else "on GPU"
+    return (
+        cpus,
+        gpus,
+        (
+            f"the Ray cluster has {has_gpus:g} GPUs and {has_cpus:g} CPUs: trials run {where} with {cpus:g} CPUs each "
+            f"(the preset asks for {' and '.join(changed)} per trial; --gpus-per-trial / --cpus-per-trial insist)"
+        ),
+    )
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float, available: dict[str, float] | None = None) -> None:
+    """Before submitting: a GPU request on a cluster without GPUs would pend forever.
+    `available`: the resources to check against (default: the connected cluster's)."""
+    if available is None:
+        import ray
+
+        available = ray.cluster_resources()
     if gpus_per_trial > 0 and available.get("GPU", 0) < gpus_per_trial:
         raise DDError(f"--gpus-per-trial {gpus_per_trial:g} but the Ray cluster has {available.get('GPU', 0):g} GPUs")
     if available.get("CPU", 0) < cpus_per_trial:

@@ -44,7 +44,7 @@ from orchestrator import run_schema as schema
 from orchestrator.cluster import TaskFailed, TaskPool, check_resources, connect
 from orchestrator.ipc_search import Decision, IPCSearch, decide
 from orchestrator.run_schema import Status, Tag, tag_filter
-from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, resolve_tracking_uri
+from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
 from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial, trial_key
 
 RANDOM = "random"  # the random-real-subset reference method (ddcore.methods.random_subset)
@@ -282,8 +282,7 @@ class TrialStore:
                 )
             halfway = metrics.get(schema.EVAL_ACCURACY)
             if (
-                run.info.status == Status.KILLED
-                and Tag.STOPPED in run.data.tags
+                run.data.tags.get(Tag.STOPPED_EARLY) == "true"
                 and halfway is not None
                 and request.stop_below is not None
                 and halfway < request.stop_below
@@ -295,7 +294,7 @@ class TrialStore:
         return Tracker.start(
             self.parent.tracking_uri,
             self.experiment,
-            run_name=f"{request.method}-ipc{request.ipc}",
+            run_name=schema.run_name(request.trial.dataset, request.method, request.ipc),
             parent_run_id=self.parent.run_id,
             tags={Tag.TRIAL_KEY: request.key, Tag.METHOD: request.method, Tag.IPC: str(request.ipc)},
         )
@@ -318,7 +317,13 @@ def parent_run(config: LosslessConfig, tracking_uri: str) -> Tracker:
             client.set_terminated(found[0].info.run_id, Status.RUNNING)
             return Tracker(tracking_uri, experiment.experiment_id, found[0].info.run_id)
     name = f"lossless-{config.dataset}-{config.model}-{'-'.join(config.methods)}"
-    parent = Tracker.start(tracking_uri, config.experiment, run_name=name, tags={Tag.LOSSLESS: key})
+    description = (
+        f"Lossless-IPC search of {', '.join(config.methods)} on {config.dataset} with {config.model}: one child run "
+        f"per IPC tried. The same command continues it, reusing finished trials:\n\n    {command_line()}\n"
+    )
+    parent = Tracker.start(
+        tracking_uri, config.experiment, run_name=name, tags={Tag.LOSSLESS: key}, description=description
+    )
     parent.log_params(config.identity())
     return parent
 

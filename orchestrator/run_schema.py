@@ -10,7 +10,8 @@ from ddcore.errors import DDError
 
 
 class Status:
-    """MLflow run statuses ddorch sets or looks for (KILLED: stopped on purpose or interrupted)."""
+    """MLflow run statuses ddorch sets or looks for (KILLED: interrupted; a trial stopped early on purpose
+    is FINISHED, tagged `Tag.STOPPED_EARLY`)."""
 
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
@@ -28,8 +29,15 @@ class Tag:
     STAGE = "ddorch.stage"  # e.g. "experts"
     IPC = "ddorch.ipc"
     FAILURE = "ddorch.failure"  # why a run FAILED
-    STOPPED = "ddorch.stopped"  # why a run was stopped on purpose (KILLED)
-    GIT_COMMIT = "ddorch.git_commit"
+    STOPPED = "ddorch.stopped"  # why a run was stopped: early on purpose (FINISHED) or interrupted (KILLED)
+    STOPPED_EARLY = "ddorch.stopped_early"  # "true" on a FINISHED run a scheduler or search stopped early
+    STOPPED_AT = "ddorch.stopped_at_iteration"  # the distillation iteration it had reached
+    # MLflow's own tags, which its UI shows: where a run came from, and its description
+    GIT_COMMIT = "mlflow.source.git.commit"
+    SOURCE_NAME = "mlflow.source.name"  # the command line that recorded the run
+    SOURCE_TYPE = "mlflow.source.type"
+    USER = "mlflow.user"
+    NOTE = "mlflow.note.content"  # the run's description: what it is and how to reproduce it
     VERSIONS = "ddorch.versions"
     SWEEP = "ddorch.sweep"  # a sweep's parent run: the sweep's name
     EXPERIMENT = "ddorch.experiment"  # the experiment preset a sweep ran
@@ -44,7 +52,20 @@ class Tag:
     BENCHMARK = "ddorch.benchmark"  # a benchmark-suite row: its name (benchmarks/suite.py)
 
 
-EVAL_ACCURACY = "eval_accuracy"  # the stepped quick evaluation that ASHA and the lossless search read
+EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASHA and the lossless search
+# read, and at the last iteration the final set's mean over the eval seeds (what Tune's last report holds)
+GRID_IMAGE = "synthetic_set"  # stepped image: the all-classes grid at each evaluation and at the end
+
+
+def run_name(dataset: str, method: str, ipc: int, values: dict | None = None) -> str:
+    """What a run is, as MLflow's runs list shows it: `mnist-datadam-ipc10 lr_images=1.0`."""
+    shown = " ".join(f"{k}={_short(v)}" for k, v in (values or {}).items() if k != "ipc")
+    return f"{dataset}-{method}-ipc{ipc}" + (f" {shown}" if shown else "")
+
+
+def _short(value) -> str:
+    """Three significant digits for sampled floats (0.012345 -> 0.0123); anything else as it is."""
+    return str(float(f"{value:.3g}")) if isinstance(value, float) else str(value)
 
 
 def acc_mean(model: str) -> str:

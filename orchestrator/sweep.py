@@ -26,7 +26,7 @@ from orchestrator import run_schema as schema
 from orchestrator.cluster import check_resources
 from orchestrator.experiments import ExperimentPreset, SearchSpace
 from orchestrator.run_schema import Status, Tag, tag_filter
-from orchestrator.tracking import Tracker
+from orchestrator.tracking import Tracker, command_line
 from orchestrator.trial import Resume, TrialConfig, run_trial, trial_key
 
 METRIC = schema.EVAL_ACCURACY
@@ -44,14 +44,19 @@ class SweepContext:
     data_root: str | None
     device: str = "auto"
     cache_dir: str | None = None  # the driver's baseline cache (DDORCH_CACHE_DIR); trials fill and share it
+    source: str = ""  # the driver's command line (MLflow's source name on every trial run)
 
 
 def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: SweepContext) -> TrialConfig:
     """The typed trial config of one sampled point: preset defaults < fixed values < sampled values."""
+    return preset_trial(preset, sampled, context.data_root, context.device)
+
+
+def preset_trial(preset: ExperimentPreset, sampled: dict[str, Any], data_root: str | None, device: str) -> TrialConfig:
     values = {**preset.fixed, **sampled}
     method_preset = preset.preset or get_method(preset.method).default_preset
     method_config = get_method(preset.method).config(method_preset, preset.dataset, values.get("ipc"))
-    method_config = method_config.with_overrides(**values, device=context.device, log_every=_log_every(preset))
+    method_config = method_config.with_overrides(**values, device=device, log_every=_log_every(preset))
     return TrialConfig(
         dataset=preset.dataset,
         method=preset.method,
@@ -62,15 +67,14 @@ def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: Swee
         eval_protocol=preset.eval_protocol,
         eval_epochs=preset.eval_epochs,
         baseline=True,
-        data_root=context.data_root,
+        data_root=data_root,
         cross_arch_models=list(preset.cross_arch_models),
     )
 
 
 def trial_length(preset: ExperimentPreset) -> int:
     """Iterations of a trial that runs to its end (ASHA's `max_t`); paths play no part in it."""
-    placeholder = SweepContext(tracking_uri="", experiment="", parent_run_id="", output_dir="", data_root=None)
-    return build_trial(preset, {}, placeholder).method_config.iterations
+    return preset_trial(preset, {}, None, "auto").method_config.iterations
 
 
 def _log_every(preset: ExperimentPreset) -> int:
@@ -98,7 +102,7 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
         # Finished before the driver died but after Ray's last snapshot: report, don't redo.
         _report_finished(existing, trial)
         return
-    tracker = _child_tracker(context, existing, trial_id, key)
+    tracker = _child_tracker(context, existing, trial, sampled, trial_id, key)
     _supersede(tracker, stale, trial_id)
     node_id = ray.get_runtime_context().get_node_id()
     tracker.set_tags({Tag.NODE_ID: node_id})
@@ -153,10 +157,11 @@ def _report_finished(run, trial: TrialConfig) -> None:
     )
 
 
-def _child_tracker(context: SweepContext, existing, trial_id: str, key: str) -> Tracker:
-    """The trial's child run: its own again (running once more), else a new one tagged with its id and settings."""
-    from ray import tune
-
+def _child_tracker(
+    context: SweepContext, existing, trial: TrialConfig, sampled: dict[str, Any], trial_id: str, key: str
+) -> Tracker:
+    """The trial's child run: its own again (running once more), else a new one named by what it is,
+    tagged with its trial id and settings."""
     if existing is not None:
         tracker = Tracker(context.tracking_uri, existing.info.experiment_id, existing.info.run_id)
         tracker.client.set_terminated(existing.info.run_id, Status.RUNNING)
@@ -164,9 +169,10 @@ def _child_tracker(context: SweepContext, existing, trial_id: str, key: str) -> 
     return Tracker.start(
         context.tracking_uri,
         context.experiment,
-        run_name=tune.get_context().get_trial_name(),
+        run_name=schema.run_name(trial.dataset, trial.method, trial.method_config.ipc, sampled),
         tags={Tag.TRIAL_ID: trial_id, Tag.TRIAL_KEY: key},
         parent_run_id=context.parent_run_id,
+        source=context.source,
     )
 
 
@@ -227,13 +233,13 @@ def _sweep_path(settings: SweepSettings) -> Path:
     return Path(settings.storage_path) / settings.name
 
 
-def check_resumable(settings: SweepSettings) -> None:
+def check_resumable(name: str, storage_path: str) -> None:
     """`--resume` of a sweep Ray never snapshotted is a typo or the wrong folder: one line, nothing started."""
     from ray import tune
 
-    if not tune.Tuner.can_restore(str(_sweep_path(settings))):
+    if not tune.Tuner.can_restore(str(Path(storage_path) / name)):
         raise DDError(
-            f"no sweep {settings.name!r} to resume in {settings.storage_path} "
+            f"no sweep {name!r} to resume in {storage_path} "
             "(check --name and --storage-path, or start it again without --resume)"
         )
 
@@ -261,10 +267,12 @@ def run_sweep(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if resume:
-        check_resumable(settings)
+        check_resumable(settings.name, settings.storage_path)
     check_resources(settings.cpus_per_trial, settings.gpus_per_trial)
     parent = _parent_run(preset, space, settings, context_args, resume)
-    context = SweepContext(parent_run_id=parent.run_id, cache_dir=str(cache_dir()), **context_args)
+    context = SweepContext(
+        parent_run_id=parent.run_id, cache_dir=str(cache_dir()), source=command_line(), **context_args
+    )
     iterations = trial_length(preset)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     fn = tune.with_resources(tune.with_parameters(trainable, preset=preset, context=context), resources)
@@ -310,6 +318,11 @@ def _parent_run(preset, space, settings, context_args, resume: bool) -> Tracker:
         context_args["experiment"],
         run_name=settings.name,
         tags={Tag.SWEEP: settings.name, Tag.EXPERIMENT: preset.name},
+        description=(
+            f"Sweep of {preset.method} on {preset.dataset} (experiment {preset.name}): {settings.num_samples} "
+            f"samples of {', '.join(space.names())}, one child run per trial. Rerun it, or continue it with "
+            f"--resume:\n\n    {command_line()}\n"
+        ),
     )
     parent.log_params(
         {"preset": asdict(preset), "space": {d.name: asdict(d) for d in space.distributions}, "sweep": asdict(settings)}
@@ -410,7 +423,8 @@ def close_children(parent: Tracker, rows: list[TrialRow]) -> None:
 
     A trial's own handler ends its run, but not when its worker died first (a killed driver takes
     its workers along) or when Ray ended the trial without that handler getting to run; the
-    run then takes its status from Ray's outcome for the trial.
+    run then takes its status from Ray's outcome for the trial: FAILED, FINISHED as stopped early
+    (ASHA), or KILLED (interrupted).
     """
     outcome = {r.child_run_id: r for r in rows if r.child_run_id}
     running = parent.client.search_runs(
@@ -422,5 +436,7 @@ def close_children(parent: Tracker, rows: list[TrialRow]) -> None:
         row = outcome.get(run.info.run_id)
         if row is not None and row.status == "failed":
             child.finish(failure=row.error or "failed")
+        elif row is not None and row.status == "stopped early":
+            child.finish(stopped="stopped early by the scheduler", stopped_at=row.iteration)
         else:
             child.finish(stopped="ended by the sweep before the trial could close its run")

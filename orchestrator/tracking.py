@@ -45,11 +45,12 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
         ) from None
 
 
-def git_commit() -> str:
+def git_commit(short: bool = True) -> str:
+    """This checkout's commit (the full hash is what MLflow's `mlflow.source.git.commit` holds)."""
     try:
         return (
             subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
+                ["git", "rev-parse", *(["--short"] if short else []), "HEAD"],
                 capture_output=True,
                 text=True,
                 timeout=5,
@@ -62,6 +63,23 @@ def git_commit() -> str:
 
 
 VERSIONED_PACKAGES = ("torch", "torchvision", "numpy", "mlflow", "ray", "fvcore")
+
+
+def command_line() -> str:
+    """The command that is running, as MLflow's `mlflow.source.name` (`ddorch sweep mnist_datadam ...`)."""
+    import shlex
+    import sys
+
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def user_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return "unknown"
 
 
 def package_versions() -> str:
@@ -146,7 +164,11 @@ class Tracker:
         run_name: str | None = None,
         tags: dict[str, str] | None = None,
         parent_run_id: str | None = None,
+        source: str | None = None,
+        description: str | None = None,
     ) -> Tracker:
+        """A new run; `source`: the command that records it (default: this process's); `description`:
+        MLflow's run description (what the run is, how to reproduce it)."""
         from mlflow.tracking import MlflowClient
 
         uri = resolve_tracking_uri(tracking_uri)
@@ -154,9 +176,18 @@ class Tracker:
         open_store(uri)
         client = MlflowClient(uri)
         experiment_id = _experiment_id(client, experiment)
-        all_tags = {Tag.GIT_COMMIT: git_commit(), Tag.VERSIONS: package_versions(), **(tags or {})}
+        all_tags = {
+            Tag.GIT_COMMIT: git_commit(short=False),
+            Tag.SOURCE_NAME: source or command_line(),
+            Tag.SOURCE_TYPE: "LOCAL",
+            Tag.USER: user_name(),
+            Tag.VERSIONS: package_versions(),
+            **(tags or {}),
+        }
         if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
+            all_tags[Tag.PARENT] = parent_run_id
+        if description:
+            all_tags[Tag.NOTE] = description
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         return cls(uri, experiment_id, run.info.run_id)
 
@@ -185,15 +216,28 @@ class Tracker:
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
+    def log_image(self, path: str | Path, key: str, step: int) -> None:
+        """An image as a step of `key`: MLflow's UI shows the steps one after the other."""
+        from PIL import Image
+
+        with Image.open(path) as image:
+            self.client.log_image(self.run_id, image.convert("RGB"), key=key, step=step)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, value)
 
-    def finish(self, failure: str | None = None, stopped: str | None = None) -> None:
-        """FINISHED; FAILED with the reason; or KILLED when stopped on purpose (what was logged stays)."""
+    def finish(self, failure: str | None = None, stopped: str | None = None, stopped_at: int | None = None) -> None:
+        """FINISHED; FAILED with the reason; stopped early on purpose at iteration `stopped_at` (a result:
+        FINISHED, tagged so); or KILLED when stopped without one (interrupted). What was logged stays."""
+        tags = {}
         if failure:
-            self.client.set_tag(self.run_id, Tag.FAILURE, failure[:5000])
+            tags[Tag.FAILURE] = failure[:5000]
         if stopped:
-            self.client.set_tag(self.run_id, Tag.STOPPED, stopped)
-        status = Status.FAILED if failure else Status.KILLED if stopped else Status.FINISHED
+            tags[Tag.STOPPED] = stopped
+        if stopped_at is not None:
+            tags.update({Tag.STOPPED_EARLY: "true", Tag.STOPPED_AT: str(stopped_at)})
+        self.set_tags(tags)
+        interrupted = stopped and stopped_at is None
+        status = Status.FAILED if failure else Status.KILLED if interrupted else Status.FINISHED
         self.client.set_terminated(self.run_id, status=status)

@@ -84,6 +84,19 @@ def trial_key(trial: TrialConfig) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def describe(config: TrialConfig, tracker: Tracker) -> str:
+    """MLflow's run description: what the run is and the command that reproduces it (from its logged params)."""
+    from orchestrator.report import Trial, run_command
+
+    command, _ = run_command(Trial(tracker.client.get_run(tracker.run_id)))
+    method = config.method_config
+    return (
+        f"{config.method} on {config.dataset}, IPC {method.ipc} ({config.preset} preset), {method.iterations} "
+        f"iterations with {method.model}; evaluated on {', '.join(config.eval_models)} with the "
+        f"{config.protocol().name} protocol, {config.eval_seeds} seed(s).\n\nReproduce it with:\n\n    {command}\n"
+    )
+
+
 def reporting_every(method_config: MethodConfig, every: int | None) -> MethodConfig:
     """The loop calls back every `log_every` iterations: make every `every`-th iteration one of them."""
     if not every or every % method_config.log_every == 0:
@@ -111,7 +124,8 @@ CheckpointHook = Callable[[int, SyntheticSet, float], None]
 class TrialStopped(Exception):
     """Raised by a `CheckpointHook` to end its trial on purpose (e.g. it cannot reach a target).
 
-    The MLflow run is then KILLED with the reason in `ddorch.stopped`, like a trial ASHA stops.
+    The MLflow run then ends FINISHED with the reason in `ddorch.stopped` and the iteration it reached,
+    like a trial ASHA stops.
     """
 
 
@@ -154,36 +168,32 @@ def run_trial(
     seed) and logged as `eval_accuracy`; `on_checkpoint` then receives it (Ray Tune reports and
     checkpoints there). `resume` continues a checkpointed distillation.
     """
+    trial = None
     try:
-        return _run(config, tracker, progress, output_dir, report_every, on_checkpoint, resume)
+        trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume)
+        return _run(trial, output_dir)
     except DDError as error:
         tracker.finish(failure=str(error))
         raise
     except TrialStopped as stop:
-        tracker.finish(stopped=str(stop))
+        tracker.finish(stopped=str(stop), stopped_at=trial.reached)
         raise
     except SystemExit as error:
-        # A clean exit asked for from outside: Ray Tune's schedulers (ASHA) end trials this way.
-        if error.code in (0, None):
-            tracker.finish(stopped="stopped early by the scheduler")
-        else:
+        # A clean exit asked for from outside: Ray Tune's schedulers (ASHA) end trials this way, in a report.
+        if error.code not in (0, None):
             tracker.finish(failure=f"SystemExit: {error.code}")
+        elif trial is not None and trial.reached:
+            tracker.finish(stopped="stopped early by the scheduler", stopped_at=trial.reached)
+        else:
+            tracker.finish(stopped="ended from outside before its first evaluation")
         raise
     except BaseException as error:  # KeyboardInterrupt, a killed worker, a bug: never leave RUNNING
         tracker.finish(failure=f"{type(error).__name__}: {error}")
         raise
 
 
-def _run(
-    config: TrialConfig,
-    tracker: Tracker,
-    progress: bool,
-    output_dir: Path | None,
-    report_every: int | None,
-    on_checkpoint: CheckpointHook | None,
-    resume: Resume | None,
-) -> TrialResult:
-    trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume)
+def _run(trial: _Trial, output_dir: Path | None) -> TrialResult:
+    config, tracker = trial.config, trial.tracker
     prepare_seconds = trial.prepare()
     synthetic, distill_seconds, peak_mib = trial.distil()
     artefacts = trial.save(synthetic, Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / tracker.run_id)
@@ -224,7 +234,9 @@ class _Trial:
         self.protocol = config.protocol()
         if resume is None:
             tracker.log_params(config.to_dict())
+            tracker.set_tags({Tag.NOTE: describe(config, tracker)})
         tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
+        self.reached = 0  # the last iteration evaluated on the way (where a trial stopped early stopped)
         self.seeds = tuple(range(config.eval_seeds))
         self.first_model = config.eval_models[0]
         self.curves: dict[str, list[tuple[int, float]]] = {}
@@ -263,6 +275,8 @@ class _Trial:
         snapshot = report.snapshot()
         # One evaluation serves both: each seed trains alone, so seed 0 of all seeds is the quick check.
         result = self.evaluate_set(self.first_model, snapshot, self.seeds if checkpoint else (0,))
+        self.reached = report.iteration
+        self.log_grid(snapshot, report.iteration)
         if checkpoint:
             self.record_checkpoint(report.iteration, result)
         if quick:
@@ -270,6 +284,11 @@ class _Trial:
             self.tracker.log_metrics({schema.EVAL_ACCURACY: accuracy}, step=report.iteration)
             if self.on_checkpoint is not None:
                 self.on_checkpoint(report.iteration, snapshot, accuracy)
+
+    def log_grid(self, synthetic: SyntheticSet, iteration: int) -> None:
+        """The all-classes grid as a step of one image key: the UI shows the set over iterations."""
+        with tempfile.TemporaryDirectory() as folder:
+            self.tracker.log_image(save_grids(synthetic, folder)[0], schema.GRID_IMAGE, iteration)
 
     def prepare(self) -> float:
         """The method's work before distilling (PAD: its experts, cached or trained); its seconds."""
@@ -310,8 +329,10 @@ class _Trial:
     def save(self, synthetic: SyntheticSet, artefacts: Path) -> Path:
         """The set, its grids and the loss curve, on disk under `artefacts` and in MLflow."""
         synthetic.save(artefacts / "synthetic.pt")
-        for path in save_grids(synthetic, artefacts / "grids"):
+        grids = save_grids(synthetic, artefacts / "grids")
+        for path in grids:
             self.tracker.log_artifact(path, "grids")
+        self.tracker.log_image(grids[0], schema.GRID_IMAGE, self.method_config.iterations)
         self.tracker.log_artifact(artefacts / "synthetic.pt")
         if self.curves:
             curve = save_curves(self.curves, artefacts / "loss_curve.png", "iteration", "loss", log_y=True)
@@ -334,6 +355,9 @@ class _Trial:
                     schema.flops(name): result.flops_per_image,
                 }
             )
+            if name == self.first_model:  # the eval-accuracy curve's last point: the final set
+                steps = self.method_config.iterations
+                self.tracker.log_metrics({schema.EVAL_ACCURACY: result.accuracy_mean}, step=steps)
             if self.config.baseline:
                 device = self.method_config.device
                 baseline = baselines[name] = full_data_baseline(self.data, name, device=device, progress=self.progress)[

@@ -1,5 +1,6 @@
 """Ray Tune sweeps on a local Ray instance: parent/child MLflow runs, ASHA, failures, resources."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,19 @@ def test_tiny_sweep_logs_parent_and_one_child_per_trial(ray_session, tmp_path):
     assert len(rows) == 3 and all(r.status in ("finished", "stopped early") for r in rows)
     runs = children(client, parent)
     assert len(runs) == 3 and {r.info.run_id for r in runs} == {r.child_run_id for r in rows}
-    assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    # ASHA's stops are results: FINISHED, tagged with the iteration reached (as the results table says)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    by_run = {r.child_run_id: r for r in rows}
     for run in runs:  # stopped trials too keep their latest synthetic set and grids
         assert {"synthetic.pt", "grids"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert re.fullmatch(r"digits-datadam-ipc2 lr_images=(0\.5|1\.0|2\.0)", run.info.run_name)
+        row = by_run[run.info.run_id]
+        if row.status == "stopped early":
+            assert run.data.tags["ddorch.stopped_early"] == "true"
+            assert run.data.tags["ddorch.stopped_at_iteration"] == str(row.iteration)
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy")]
+        assert steps == list(range(5, row.iteration + 1, 5))  # every report, and the final set's at 10
+        assert run.data.tags["mlflow.note.content"].count("ddorch run --dataset digits") == 1
     parent_run = client.get_run(parent.run_id)
     assert parent_run.info.status == "FINISHED" and "best_eval_accuracy" in parent_run.data.metrics
     names = {a.path for a in client.list_artifacts(parent.run_id)}
@@ -122,5 +133,6 @@ def test_children_left_running_take_rays_outcome(tmp_path):
     client = MlflowClient(uri)
     assert client.get_run(failed.run_id).info.status == "FAILED"
     assert client.get_run(failed.run_id).data.tags["ddorch.failure"] == "ValueError: boom"
-    assert client.get_run(stopped.run_id).info.status == "KILLED"
+    assert client.get_run(stopped.run_id).info.status == "FINISHED"  # ASHA stopped it: a result
+    assert client.get_run(stopped.run_id).data.tags["ddorch.stopped_at_iteration"] == "5"
     assert client.get_run(finished.run_id).info.status == "FINISHED"
