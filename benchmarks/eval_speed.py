@@ -44,7 +44,7 @@ def sequential(images, labels, data, protocol, seeds, strategy) -> list:
 
 
 def batched(images, labels, data, protocol, seeds, strategy) -> list:
-    return train_and_test_seeds(MODEL, images, labels, data, protocol, seeds, CPU, None, strategy)
+    return train_and_test_seeds(MODEL, images, labels, data, protocol, seeds, CPU, None, strategy, batch_seeds=True)
 
 
 def timed(label: str, fn, setting: tuple) -> tuple[float, list]:

@@ -346,11 +346,18 @@ def train_and_test_seeds(
     lr: float | None = None,
     dsa_strategy: str = "",
     progress: bool = False,
+    batch_seeds: bool | None = None,
 ) -> list[SeedRun]:
-    """`train_and_test` for every seed, all seeds trained at once as one wide network (`models.wide`)
-    where the architecture allows, else one after another. Each seed's network, batches and
-    augmentations are those of its lone run; its `train_seconds` is its share of the joint time."""
-    wide = widen([_fresh_model(model_name, data, seed, device) for seed in seeds]) if len(seeds) > 1 else None
+    """`train_and_test` for every seed: all seeds at once as one wide network (`models.wide`) when
+    `batch_seeds` and the architecture allows, else one after another. Each seed's network, batches
+    and augmentations are those of its lone run; its `train_seconds` is its share of the joint time.
+
+    `batch_seeds=None` batches on GPUs only. On the 2-core CPU the grouped convolutions are slower
+    than K plain ones (benchmarks/eval_speed.py: 0.93x at IPC 1, 0.75x at IPC 10 for 3 seeds); the
+    CPU is compute-bound there, so batching cannot win what a GPU's per-kernel overhead loses.
+    """
+    batch = device.type == "cuda" if batch_seeds is None else batch_seeds
+    wide = widen([_fresh_model(model_name, data, seed, device) for seed in seeds]) if batch and len(seeds) > 1 else None
     if wide is None:
         return [
             train_and_test(model_name, images, labels, data, protocol, seed, device, lr, dsa_strategy, progress)

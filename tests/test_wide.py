@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ddcore.evaluate import EvalProtocol, evaluate, train_and_test, train_network, train_wide
+from ddcore.evaluate import EvalProtocol, train_and_test, train_and_test_seeds, train_network, train_wide
 from ddcore.models import get_model
 from ddcore.models.wide import widen
 from tests.test_evaluate import toy_dataset
@@ -61,14 +61,16 @@ def test_wide_training_equals_sequential_training(name, soft):
         torch.testing.assert_close(wide.forward_shared(probe), expected, atol=1e-10, rtol=1e-9)
 
 
-def test_evaluate_reports_each_seed_as_its_lone_run():
+def test_batched_seeds_report_each_seed_as_its_lone_run():
     data = toy_dataset()
     images, labels = data.train_images, data.train_labels
-    result = evaluate("ConvNetD2", images, labels, data, PROTOCOL, seeds=(0, 1), device="cpu", dsa_strategy="crop")
     cpu = torch.device("cpu")
+    runs = train_and_test_seeds(
+        "ConvNetD2", images, labels, data, PROTOCOL, (0, 1), cpu, None, "crop", batch_seeds=True
+    )
     alone = [train_and_test("ConvNetD2", images, labels, data, PROTOCOL, s, cpu, None, "crop") for s in (0, 1)]
-    assert [r.seed for r in result.runs] == [0, 1]
-    for batched, lone in zip(result.runs, alone):
+    assert [r.seed for r in runs] == [0, 1]
+    for batched, lone in zip(runs, alone):
         assert batched.accuracy == pytest.approx(lone.accuracy, abs=0.01)
         assert batched.balanced_accuracy == pytest.approx(lone.balanced_accuracy, abs=0.01)
         assert batched.train_seconds > 0
