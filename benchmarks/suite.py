@@ -194,6 +194,20 @@ def check_load(
     return load
 
 
+def settle(
+    max_load: float,
+    loadavg: Callable[[], tuple[float, float, float]],
+    sleep: Callable[[float], None] = time.sleep,
+    patience_seconds: float = 300,
+) -> None:
+    """Wait (at most `patience_seconds`) for the load a finished row leaves to decay under `max_load`:
+    the 1-minute average counts the row's own threads for a minute or two after it ends."""
+    waited = 0.0
+    while loadavg()[0] > max_load and waited < patience_seconds:
+        sleep(15)
+        waited += 15
+
+
 @contextmanager
 def exclusive(lock: Path = LOCK) -> Iterator[None]:
     """One suite run at a time on this machine (a second one fails at once instead of sharing the cores)."""
@@ -368,6 +382,7 @@ def run_suite(
     results_path: Path = RESULTS,
     loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg,
     runner: Callable[[Row, str | None, str], dict] = run_row,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[dict]:
     """Run the pending rows one after the other within the budget; the lines appended."""
     results = load_results(results_path)
@@ -382,6 +397,8 @@ def run_suite(
             if left is not None and estimate > left:
                 print(f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left", flush=True)
                 continue
+            if appended and not args.ignore_load:
+                settle(args.max_load, loadavg, sleep)
             load_start = check_load(args.max_load, args.ignore_load, loadavg)
             print(f"run {row.name} (estimate {estimate:.0f} min, load {load_start:.2f})", flush=True)
             started = time.perf_counter()

@@ -109,3 +109,20 @@ def test_every_row_has_a_unique_name_and_valid_settings():
     for row in suite.ROWS:
         if row.kind == "trial":
             get_method(row.method).config(row.preset, row.dataset, row.ipc).with_overrides(**row.settings)
+
+
+def test_a_second_row_waits_for_the_load_the_first_one_left(tmp_path):
+    """The 1-minute load counts the finished row's own threads: the next row waits for it to decay."""
+    second = suite.Row("tiny_second", "digits", ipc=2, eval_seeds=1, eval_epochs=1)
+    loads = iter([0.1, 1.9, 1.9, 1.2, 0.4, 0.4, 0.4])  # row 1 start/end, waiting, row 2 start/end
+    slept = []
+    lines = suite.run_suite(
+        [TINY, second],
+        args(),
+        tmp_path / "r.jsonl",
+        loadavg=lambda: (next(loads), 0, 0),
+        runner=fake_runner,
+        sleep=slept.append,
+    )
+    assert [line["name"] for line in lines] == [TINY.name, "tiny_second"]
+    assert slept == [15, 15] and lines[1]["load_start"] == 0.4
