@@ -7,6 +7,7 @@ command prints as `error: ...` before exiting with status 2.
 from __future__ import annotations
 
 import functools
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +45,28 @@ def _options(
 DataRootOption = typer.Option(
     None, "--data-root", help="Folder holding the data sets (default: $DDORCH_DATA_ROOT, then ~/.cache/ddorch/data)."
 )
-DeviceOption = typer.Option("auto", "--device", help="auto (GPU when visible), cpu or cuda.")
+
+
+def _device_name(value: str) -> str:
+    """The device's name checked here (a GPU may live on the cluster's workers, not on this driver)."""
+    from ddcore.runtime import DEVICE_CHOICES
+
+    if value.split(":")[0] not in DEVICE_CHOICES:
+        raise typer.BadParameter(f"unknown device '{value}'; use one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+    return value
+
+
+def _writable_folder(path: Path) -> Path:
+    """A folder that exists or can be made, and takes files: probed with a temporary folder, left as it was."""
+    existing = next(p for p in (path.resolve(), *path.resolve().parents) if p.exists())
+    try:
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as error:
+        raise typer.BadParameter(f"cannot write under {existing} ({error.strerror})") from None
+    return path
+
+
+DeviceOption = typer.Option("auto", "--device", callback=_device_name, help="auto (GPU when visible), cpu or cuda.")
 ImageSizeOption = typer.Option(
     None, "--image-size", help="Resize images to this square size (default: the data set's own)."
 )
@@ -52,7 +74,9 @@ TrackingUriOption = typer.Option(
     None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db here)."
 )
 ExperimentOption = typer.Option("ddorch", "--experiment", help="MLflow experiment name.")
-OutputDirOption = typer.Option(Path("runs"), "--output-dir", help="Local copy of each run's artefacts.")
+OutputDirOption = typer.Option(
+    Path("runs"), "--output-dir", callback=_writable_folder, help="Local copy of each run's artefacts."
+)
 EXPERT_BATCHES = ", ".join(f"{name} {spec.full_data_batch}" for name, spec in DATASETS.items())
 DatasetOption = typer.Option("digits", "--dataset", help=f"One of: {DATASET_NAMES} (`ddorch datasets`).")
 DownloadOption = typer.Option(
@@ -297,7 +321,10 @@ def compare(
     run_ids: list[str] = typer.Argument(..., help="Two or more MLflow run ids or unique prefixes (`ddorch runs`)."),
     tracking_uri: str | None = TrackingUriOption,
     output_dir: Path = typer.Option(
-        Path("."), "--output-dir", help="Folder for compare.png, the runs' grids side by side."
+        Path("."),
+        "--output-dir",
+        callback=_writable_folder,
+        help="Folder for compare.png, the runs' grids side by side.",
     ),
 ) -> None:
     """Show runs side by side: settings, accuracy per architecture, time, and one combined grid image.
@@ -982,7 +1009,10 @@ def nas_proxy(
 def report(
     ids: list[str] = typer.Argument(..., help="Run ids (or unique prefixes), sweep parent run ids or sweep names."),
     output_dir: Path = typer.Option(
-        Path("report"), "--output-dir", help="Folder for report.html (self-contained), report.md and images/."
+        Path("report"),
+        "--output-dir",
+        callback=_writable_folder,
+        help="Folder for report.html (self-contained), report.md and images/.",
     ),
     title: str | None = typer.Option(None, "--title", help="The report's title (default: the ids it covers)."),
     tracking_uri: str | None = TrackingUriOption,

@@ -90,6 +90,12 @@ def quiet_ray() -> None:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
 
+def check_address(address: str | None) -> None:
+    """A `host:port` address that nobody answers on is one line, before anything is started or logged."""
+    if address and address != "auto" and not address.startswith("ray://"):
+        _check_port(address)
+
+
 def connect(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> None:
     """Join a running cluster (`--address`) or start a local Ray instance sized to this machine;
     `verbose` shows the workers' output and Ray's own log lines here (else only its errors: the
@@ -103,8 +109,7 @@ def connect(address: str | None, num_cpus: int | None = None, verbose: bool = Fa
 
     if ray.is_initialized():
         return
-    if address and address != "auto" and not address.startswith("ray://"):
-        _check_port(address)
+    check_address(address)
     level = logging.INFO if verbose else logging.ERROR
     try:
         if address:

@@ -41,7 +41,7 @@ from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol
 from ddcore.methods import get_method
 from orchestrator import run_schema as schema
-from orchestrator.cluster import TaskFailed, TaskPool, check_resources, connect
+from orchestrator.cluster import TaskFailed, TaskPool, check_address, check_resources, connect
 from orchestrator.ipc_search import Decision, IPCSearch, decide
 from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
@@ -436,6 +436,8 @@ def search_lossless(
         )
     uri = resolve_tracking_uri(config.tracking_uri)
     check_reachable(uri)
+    if executor is None:
+        check_address(config.address)  # Ray starts lazily, after the parent run exists
     output_dir = str(Path(config.output_dir).resolve())
     target = resolve_target(config, data, progress)
     threshold = target.accuracy - config.tolerance / 100

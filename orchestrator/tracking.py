@@ -23,11 +23,18 @@ DEFAULT_EXPERIMENT = "ddorch"
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
+# Stores MLflow opens (sqlite/SQL databases, its server, Databricks); `postgresql+psycopg2` counts as postgresql.
+STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """Flag > `MLFLOW_TRACKING_URI` > `sqlite:///<cwd>/mlflow.db` (absolute: Ray trials run elsewhere)."""
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    scheme = uri.split("://")[0].split("+")[0] if "://" in uri else ""
+    if scheme not in STORE_SCHEMES:
+        raise DDError(f"tracking URI {uri!r} is not a store MLflow opens; use one of {', '.join(STORE_SCHEMES)}://...")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
     return uri

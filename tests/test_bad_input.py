@@ -23,6 +23,11 @@ RUN = ["run", "--dataset", "digits", "--iterations", "2", "--eval-epochs", "1", 
         (["results", "x", "--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
         (["baseline", "--batch-size", "0"], "Invalid value for '--batch-size'"),
         (["ui", "--port", "-1"], "Invalid value for '--port'"),
+        ([*RUN, "--tracking-uri", "bogus://x"], "error: tracking URI 'bogus://x' is not a store MLflow opens"),
+        ([*RUN, "--output-dir", "/proc/x"], "Invalid value for '--output-dir'"),
+        (["report", "0123abcd", "--output-dir", "/proc/x"], "Invalid value for '--output-dir'"),
+        (["sweep", "digits_datadam", "--device", "tpu"], "Invalid value for '--device'"),
+        (["lossless", "--dataset", "digits", "--address", "127.0.0.1:9"], "error: cannot reach the Ray cluster"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_recorded(tmp_path, monkeypatch, args, message):
