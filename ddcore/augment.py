@@ -62,6 +62,7 @@ class _Draws:
     random numbers and no copies), one per batch or one per image, as (n,) tensors."""
 
     def __init__(self, seed: int, x: torch.Tensor, per_sample: bool) -> None:
+        self.seed = seed
         self.generator = torch.Generator(device=x.device).manual_seed(seed)
         self.n, self.device, self.dtype = x.shape[0], x.device, x.dtype
         self.count = self.n if per_sample else 1
@@ -75,10 +76,10 @@ class _Draws:
         k = torch.randint(low, high, (self.count,), generator=self.generator, device=self.device)
         return k.expand(self.n)
 
-    def choice(self, options: int, seed: int) -> int:
+    def choice(self, options: int) -> int:
         """One of `options`, decided on the host (it picks the code to run): from the same stream on
         the CPU, from a host generator with the same seed elsewhere (reading a GPU draw would sync)."""
-        host = self.generator if self.device.type == "cpu" else torch.Generator().manual_seed(seed)
+        host = self.generator if self.device.type == "cpu" else torch.Generator().manual_seed(self.seed)
         return int(torch.randint(options, (1,), generator=host))
 
 
@@ -189,7 +190,7 @@ def dsa(images: torch.Tensor, strategy: str, seed: int, params: DSAParams = DSAP
         return images
     draws = _Draws(int(seed), images, params.per_sample)
     if params.mode == "single":
-        ops = [ops[draws.choice(len(ops), int(seed))]]
+        ops = [ops[draws.choice(len(ops))]]
     for op in ops:
         for transform in OPERATIONS[op]:
             images = transform(images, draws, params)
