@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ddcore.data.base import RealDataset
+from ddcore.data.sampler import ClassBatchSampler
 from ddcore.methods import get_method
 from ddcore.methods.datadam import DataDAMConfig, class_mean_distance, datadam_loss, spatial_attention
 from ddcore.models import get_model, reinitialize
@@ -126,3 +127,45 @@ def test_the_loop_builds_its_network_once_and_redraws_it_in_place(monkeypatch):
     config = DataDAMConfig(ipc=1, batch_real=4, iterations=4, model="ConvNetD2", device="cpu")
     distill(tiny_dataset(), config)
     assert len(built) == 1 and len(nets) == 3 and all(net is nets[0] for net in nets)
+
+
+def test_device_sampler_draws_distinct_class_members_reproducibly():
+    data = RealDataset(
+        "uneven",
+        torch.zeros(13, 1, 2, 2),
+        torch.tensor([0] * 8 + [1] * 2 + [2] * 3),  # class 1 holds fewer than n: with replacement
+        torch.zeros(1, 1, 2, 2),
+        torch.zeros(1, dtype=torch.long),
+        ["0", "1", "2"],
+        (0.0,),
+        (1.0,),
+    )
+    draws = [ClassBatchSampler(data.class_indices, 3, torch.device("cpu"), seed=5) for _ in range(2)]
+    first = [draws[0].sample() for _ in range(20)]
+    assert all(torch.equal(a, draws[1].sample()) for a in first)  # same seed, same batches
+    assert not all(torch.equal(first[0], later) for later in first[1:])
+    seen = set()
+    for index in first:
+        rows = index.view(3, 3)
+        assert all((data.train_labels[rows[c]] == c).all() for c in range(3))
+        assert len(set(rows[0].tolist())) == 3 and len(set(rows[2].tolist())) == 3  # distinct where possible
+        seen |= set(rows[0].tolist())
+    assert seen == set(range(8))  # padding never drawn, every member reachable
+
+
+def test_the_loop_draws_real_batches_on_the_device_without_host_permutations(monkeypatch):
+    """After set-up, no host `randperm` per class per iteration: the sampler lives on the run's device."""
+    import ddcore.methods.datadam as datadam
+
+    data = tiny_dataset()
+    config = DataDAMConfig(ipc=1, batch_real=4, iterations=3, model="ConvNetD2", device="cpu", log_every=1)
+    run, again = (datadam.DataDAMRun(data, config, None, 0, False) for _ in range(2))
+    assert run.real_batches.table.device == run.real_images.device
+    assert run.real_batches.generator.device == run.real_images.device
+
+    def no_randperm(*args, **kwargs):
+        raise AssertionError("host randperm inside the loop")
+
+    monkeypatch.setattr(torch, "randperm", no_randperm)
+    losses = [run.step(i)["loss"].item() for i in range(3)]
+    assert [again.step(i)["loss"].item() for i in range(3)] == losses  # deterministic

@@ -32,6 +32,7 @@ import torch
 from ddcore.augment import dsa
 from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
+from ddcore.data.sampler import ClassBatchSampler
 from ddcore.errors import DDError
 from ddcore.methods.base import DistillRun, Method, MethodConfig, register_method
 from ddcore.models import FeatureNet, get_model, reinitialize
@@ -278,6 +279,9 @@ class DataDAMRun(DistillRun):
         self.labels = torch.arange(data.num_classes).repeat_interleave(config.ipc).to(self.device)
         initial = resume.images if resume is not None else initial_images(data, config, self.generator)
         self.synthetic = initial.to(self.device).requires_grad_(True)
+        # Real batches are drawn on the device (its own seeded stream): no per-class host draw or copy.
+        sampler_seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+        self.real_batches = ClassBatchSampler(data.class_indices, config.batch_real, self.device, sampler_seed)
         self.optimizer = torch.optim.SGD([self.synthetic], lr=config.lr_images, momentum=config.momentum_images)
         self.net: FeatureNet | None = None
 
@@ -295,9 +299,8 @@ class DataDAMRun(DistillRun):
         per_network = max(1, config.updates_per_network)
         if iteration % per_network == 0 or self.net is None:
             self.net = self._fresh_network(iteration)
-        index = data.sample_per_class(config.batch_real, self.generator).flatten().to(self.device)
         seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
-        real = dsa(self.real_images[index], config.dsa_strategy, seed)
+        real = dsa(self.real_images[self.real_batches.sample()], config.dsa_strategy, seed)
         losses = datadam_loss(self.net, real, dsa(self.synthetic, config.dsa_strategy, seed), data.num_classes, config)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
