@@ -38,6 +38,8 @@ class EvalProtocol:
     schedule "step": `lr` divided by 10 after half the epochs (DC/DM's `evaluate_synset`).
     `augment`: DSA augmentation of every training batch (the DD field trains on S with it).
     `use_learned_lr`: a set's learned learning rate (PAD/DATM) replaces `lr`.
+    `precision` "bf16": the networks' forwards (training and test) under bf16 autocast; the loss,
+    weights and optimizer state stay fp32. Opt-in: the published protocols train in fp32.
     Soft labels (N, K) are always trained with cross-entropy against the probabilities: the same
     loss as DATM/PAD's `SoftCrossEntropy(logits, Y)`, which takes softmax(Y) of its label logits.
     """
@@ -52,6 +54,7 @@ class EvalProtocol:
     augment: bool = False
     use_learned_lr: bool = True
     source: str = ""  # where the values come from
+    precision: str = "fp32"  # or "bf16" (PRECISIONS)
 
     def training_lr(self, learned_lr: float | None) -> float:
         """The learning rate a network starts from: the set's learned one where the protocol takes it."""
@@ -113,12 +116,15 @@ DATM = EvalProtocol(
     source="NUS-HPC-AI-Lab/DATM and /PAD distill/*.py, utils/utils_baseline.py evaluate_synset, configs",
 )
 PROTOCOLS = {p.name: p for p in (FULL_DATA, DC, DATADAM, DATM)}
+PRECISIONS = ("fp32", "bf16")
 # Training networks on S augments each image independently (DC's evaluate_synset calls DSA unseeded).
 PER_IMAGE = DSAParams(per_sample=True)
 
 
-def get_protocol(name: str, batch_size: int | None = None, epochs: int | None = None) -> EvalProtocol:
-    """A named protocol; another batch size or epoch count gives a distinct name (caches never mix them)."""
+def get_protocol(
+    name: str, batch_size: int | None = None, epochs: int | None = None, precision: str | None = None
+) -> EvalProtocol:
+    """A named protocol; another batch size, epoch count or precision gives a distinct name (caches never mix them)."""
     if name not in PROTOCOLS:
         raise DDError(f"unknown evaluation protocol '{name}'; known: {', '.join(PROTOCOLS)}")
     protocol = PROTOCOLS[name]
@@ -130,7 +136,16 @@ def get_protocol(name: str, batch_size: int | None = None, epochs: int | None = 
         if epochs < 1:
             raise DDError(f"eval epochs must be positive, got {epochs}")
         protocol = replace(protocol, name=f"{protocol.name}-{epochs}ep", epochs=epochs)
+    if precision is not None and precision != protocol.precision:
+        if precision not in PRECISIONS:
+            raise DDError(f"unknown eval precision '{precision}'; known: {', '.join(PRECISIONS)}")
+        protocol = replace(protocol, name=f"{protocol.name}-{precision}", precision=precision)
     return protocol
+
+
+def autocast(protocol: EvalProtocol, device: torch.device) -> torch.autocast:
+    """The protocol's forward precision on `device` (a no-op for fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=protocol.precision == "bf16")
 
 
 @dataclass
@@ -262,9 +277,10 @@ def _train(
                     ys.append(labels[batch])
                 for group in optimizer.param_groups:
                     group["lr"] = _lr_at(protocol, lr, step, total_steps, epoch)
-                logits = forward(torch.stack(xs))
+                with autocast(protocol, images.device):
+                    logits = forward(torch.stack(xs))
                 # Equal batch sizes: the mean over all K*B images times K is the sum of the K means.
-                loss = F.cross_entropy(logits.flatten(0, 1), torch.cat(ys)) * len(seeds)
+                loss = F.cross_entropy(logits.float().flatten(0, 1), torch.cat(ys)) * len(seeds)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -331,7 +347,8 @@ def train_and_test(
     train_network(model, images, labels, protocol, seed, lr=lr, dsa_strategy=dsa_strategy, progress=progress)
     synchronize(device)
     seconds = time.perf_counter() - started
-    accuracy, balanced = measure_accuracy(model, data, device)
+    with autocast(protocol, device):
+        accuracy, balanced = measure_accuracy(model, data, device)
     return SeedRun(seed=seed, accuracy=accuracy, balanced_accuracy=balanced, train_seconds=seconds)
 
 
@@ -370,7 +387,8 @@ def train_and_test_seeds(
     synchronize(device)
     share = (time.perf_counter() - started) / len(seeds)
     wide.eval()
-    predicted = _predictions(wide.forward_shared, data, device, batch_size=1024)
+    with autocast(protocol, device):
+        predicted = _predictions(wide.forward_shared, data, device, batch_size=1024)
     return [SeedRun(seed, *_scores(row, data.test_labels), train_seconds=share) for seed, row in zip(seeds, predicted)]
 
 

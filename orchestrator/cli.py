@@ -6,6 +6,7 @@ command prints as `error: ...` before exiting with status 2.
 
 from __future__ import annotations
 
+import enum
 import functools
 import tempfile
 from collections.abc import Callable
@@ -94,6 +95,21 @@ EvalProtocolOption = typer.Option(
 )
 EvalBatchSizeOption = typer.Option(
     None, "--eval-batch-size", min=1, help="Override the protocol's batch size (default: the protocol's)."
+)
+
+
+class EvalPrecision(str, enum.Enum):
+    """ddcore.evaluate.PRECISIONS, spelled out here so that `--help` does not import torch."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+EvalPrecisionOption = typer.Option(
+    EvalPrecision.fp32,
+    "--eval-precision",
+    help="Evaluation networks' forwards: fp32 (the papers') or bf16 autocast (faster where bf16 is; "
+    "the protocol is then named e.g. dc-bf16, so results never mix).",
 )
 
 
@@ -229,6 +245,7 @@ def run(
         None, "--eval-epochs", help="Override the protocol's epochs (default: the protocol's)."
     ),
     eval_batch_size: int | None = EvalBatchSizeOption,
+    eval_precision: EvalPrecision = EvalPrecisionOption,
     checkpoint_eval_every: int | None = typer.Option(
         None,
         "--checkpoint-eval-every",
@@ -283,6 +300,7 @@ def run(
         eval_protocol=eval_protocol,
         eval_epochs=eval_epochs,
         eval_batch_size=eval_batch_size,
+        eval_precision=eval_precision.value,
         checkpoint_eval_every=checkpoint_eval_every,
         baseline=baseline,
         data_root=str(data_root) if data_root else None,
@@ -431,6 +449,9 @@ def sweep(
     eval_protocol: str | None = typer.Option(
         None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."
     ),
+    eval_precision: EvalPrecision | None = typer.Option(
+        None, "--eval-precision", help="fp32 or bf16 evaluation forwards (default: the preset's, fp32)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
     seed: int | None = typer.Option(
         None, "--seed", help="Seed of the search: the same seed samples the same trial settings (default: random)."
@@ -462,6 +483,7 @@ def sweep(
         preset,
         fixed={**preset.fixed, **parse_overrides(overrides, preset.method)},
         eval_protocol=eval_protocol or preset.eval_protocol,
+        eval_precision=eval_precision.value if eval_precision else preset.eval_precision,
     )
     check_protocol(preset)
     space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
@@ -807,6 +829,7 @@ def lossless(
     eval_epochs: int | None = typer.Option(
         None, "--eval-epochs", help="Override the protocol's epochs, for quick runs (default: the protocol's)."
     ),
+    eval_precision: EvalPrecision = EvalPrecisionOption,
     target_accuracy: float | None = typer.Option(
         None,
         "--target-accuracy",
@@ -859,6 +882,7 @@ def lossless(
         iterations=iterations,
         eval_protocol=eval_protocol,
         eval_epochs=eval_epochs,
+        eval_precision=eval_precision.value,
         target_accuracy=target_accuracy,
         baseline_seeds=baseline_seeds,
         early_stop_margin=early_stop_margin if early_stop else None,
@@ -926,6 +950,7 @@ def cross_arch(
     device: str = DeviceOption,
     eval_protocol: str = EvalProtocolOption,
     eval_batch_size: int | None = EvalBatchSizeOption,
+    eval_precision: EvalPrecision = EvalPrecisionOption,
     tracking_uri: str | None = TrackingUriOption,
     data_root: Path | None = DataRootOption,
     output_dir: Path = OutputDirOption,
@@ -937,7 +962,13 @@ def cross_arch(
     from ddcore.analyses.cross_arch import CrossArchConfig
 
     config = CrossArchConfig(
-        tuple(_split_names(eval_models)), eval_seeds, epochs, device, eval_protocol, eval_batch_size
+        tuple(_split_names(eval_models)),
+        eval_seeds,
+        epochs,
+        device,
+        eval_protocol,
+        eval_batch_size,
+        eval_precision.value,
     )
     _analyse("cross_arch", run_id, config, tracking_uri, data_root, output_dir)
 

@@ -102,6 +102,7 @@ class ExperimentPreset:
     eval_seeds: int = 3
     eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
     eval_epochs: int | None = None
+    eval_precision: str = "fp32"  # or "bf16": the evaluation forwards (ddcore.evaluate.PRECISIONS)
     report_every: int = 100
     cross_arch_models: tuple[str, ...] = ()  # finished trials also train these on their set (ddorch cross-arch)
     fixed: dict[str, Any] = field(default_factory=dict)
@@ -158,7 +159,11 @@ def load_experiment(name: str) -> ExperimentPreset:
 
 def check_protocol(preset: ExperimentPreset) -> None:
     """A one-line error for an unknown protocol or bad epochs, before any trial starts."""
-    get_protocol(preset.eval_protocol or get_spec(preset.dataset).eval_protocol, epochs=preset.eval_epochs)
+    get_protocol(
+        preset.eval_protocol or get_spec(preset.dataset).eval_protocol,
+        epochs=preset.eval_epochs,
+        precision=preset.eval_precision,
+    )
 
 
 def _check_method_fields(method: str, values: dict[str, Any], where: str) -> None:

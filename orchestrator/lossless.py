@@ -65,6 +65,7 @@ class LosslessConfig:
     iterations: int | None = None  # override the preset's distillation iterations (not for `random`)
     eval_protocol: str | None = None  # how each set is evaluated (ddcore.evaluate.PROTOCOLS); None: the data set's
     eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
+    eval_precision: str = "fp32"  # or "bf16": the evaluation forwards (ddcore.evaluate.PRECISIONS)
     target_accuracy: float | None = None  # full-data accuracy measured elsewhere; None: the cached baseline
     baseline_seeds: int = 3  # seeds of the full-data baseline when it is the target
     early_stop_margin: float | None = 5.0  # None: never stop a trial early
@@ -95,14 +96,21 @@ class LosslessConfig:
 
     def identity(self) -> dict:
         """The settings that define the search's results (a rerun with the same ones resumes it)."""
-        return {k: v for k, v in asdict(self).items() if k not in self.EXECUTION}
+        identity = {k: v for k, v in asdict(self).items() if k not in self.EXECUTION}
+        if identity["eval_precision"] == "fp32":  # the default: searches from before the setting still resume
+            identity.pop("eval_precision")
+        return identity
 
     def validate(self) -> None:
         if not self.methods:
             raise DDError("give at least one method")
         for method in self.methods:
             get_method(method)  # one-line error for unknown names
-        get_protocol(self.eval_protocol or get_spec(self.dataset).eval_protocol, epochs=self.eval_epochs)
+        get_protocol(
+            self.eval_protocol or get_spec(self.dataset).eval_protocol,
+            epochs=self.eval_epochs,
+            precision=self.eval_precision,
+        )
         checks = [
             (self.max_ipc >= 1, f"max IPC must be at least 1, got {self.max_ipc}"),
             (self.eval_seeds >= 1, f"eval seeds must be at least 1, got {self.eval_seeds}"),
@@ -187,6 +195,7 @@ def build_request(config: LosslessConfig, method: str, ipc: int, threshold: floa
         eval_seeds=config.eval_seeds,
         eval_protocol=config.eval_protocol,
         eval_epochs=config.eval_epochs,
+        eval_precision=config.eval_precision,
         baseline=config.target_accuracy is None,  # the cached baseline; never retrain it in every trial
         data_root=config.data_root,
     )

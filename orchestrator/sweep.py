@@ -66,6 +66,7 @@ def preset_trial(preset: ExperimentPreset, sampled: dict[str, Any], data_root: s
         eval_seeds=preset.eval_seeds,
         eval_protocol=preset.eval_protocol,
         eval_epochs=preset.eval_epochs,
+        eval_precision=preset.eval_precision,
         baseline=True,
         data_root=data_root,
         cross_arch_models=list(preset.cross_arch_models),

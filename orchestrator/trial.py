@@ -53,6 +53,7 @@ class TrialConfig:
     eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
     eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
     eval_batch_size: int | None = None  # override the protocol's batch size
+    eval_precision: str = "fp32"  # or "bf16": the evaluation forwards (ddcore.evaluate.PRECISIONS)
     # Also evaluate the first eval model with all seeds every N iterations (best-of-checkpoints; a
     # resumed trial only knows the checkpoints since it resumed).
     checkpoint_eval_every: int | None = None
@@ -64,7 +65,7 @@ class TrialConfig:
     def protocol(self) -> EvalProtocol:
         """The resolved evaluation protocol (a one-line error for unknown names)."""
         name = self.eval_protocol or get_spec(self.dataset).eval_protocol
-        return get_protocol(name, self.eval_batch_size, self.eval_epochs)
+        return get_protocol(name, self.eval_batch_size, self.eval_epochs, self.eval_precision)
 
     def to_dict(self) -> dict:
         """Every setting, and the protocol's resolved values under `protocol` (logged as `protocol.*`)."""
@@ -81,6 +82,9 @@ def trial_key(trial: TrialConfig) -> str:
         values.pop(name)
     for name in ("device", "log_every"):
         values["method_config"].pop(name)
+    if values["eval_precision"] == "fp32":  # the default: keys of trials from before the setting stay valid
+        values.pop("eval_precision")
+        values["protocol"].pop("precision")
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -394,6 +398,7 @@ class _Trial:
             self.method_config.device,
             eval_protocol=config.eval_protocol,
             eval_batch_size=config.eval_batch_size,
+            eval_precision=config.eval_precision,
         )
         record_analysis(
             self.tracker, "cross_arch", cross_architecture(synthetic, self.data, settings, self.progress), folder

@@ -2,6 +2,7 @@
 
 import math
 import statistics
+from dataclasses import replace
 
 import pytest
 import torch
@@ -88,6 +89,8 @@ def test_soft_labels_and_learned_lr_reach_training(digits, monkeypatch):
 def test_protocol_is_chosen_by_name(digits):
     config = CrossArchConfig(("MLP",), seeds=1, epochs=1, device="cpu", eval_protocol="datadam", eval_batch_size=16)
     assert cross_architecture(real_images_as_synthetic(digits), digits, config).protocol == "datadam-bs16-1ep"
+    bf16 = replace(config, eval_precision="bf16")
+    assert cross_architecture(real_images_as_synthetic(digits), digits, bf16).protocol == "datadam-bs16-1ep-bf16"
 
 
 def test_cli_records_a_child_run_and_errors_are_one_line(tiny_runs, tmp_path):

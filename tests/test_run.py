@@ -7,6 +7,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.run_schema import Tag
 
 runner = CliRunner()
 QUICK = [
@@ -105,16 +106,19 @@ def test_unknown_protocol_is_one_error_line_and_records_nothing(workspace):
 
 
 def test_eval_protocol_reaches_the_trial_and_is_logged(workspace):
-    result = invoke(["run", *QUICK, "--eval-protocol", "datadam", "--eval-batch-size", "32", "--no-baseline"])
+    flags = ["--eval-protocol", "datadam", "--eval-batch-size", "32", "--eval-precision", "bf16", "--no-baseline"]
+    result = invoke(["run", *QUICK, *flags])
     assert result.exit_code == 0, result.output
     _, run = only_run(workspace)
     params = run.data.params
     assert params["eval_protocol"] == "datadam" and params["eval_batch_size"] == "32"
-    assert params["protocol.name"] == "datadam-bs32-3ep" and params["protocol.batch_size"] == "32"
+    assert params["eval_precision"] == "bf16" and params["protocol.precision"] == "bf16"
+    assert params["protocol.name"] == "datadam-bs32-3ep-bf16" and params["protocol.batch_size"] == "32"
     assert params["protocol.epochs"] == "3" and params["protocol.use_learned_lr"] == "False"
     assert run.data.metrics["eval_lr"] == pytest.approx(0.01)
-    assert summary(workspace, run.info.run_id)["eval_protocol"]["name"] == "datadam-bs32-3ep"
-    assert summary(workspace, run.info.run_id)["evaluations"]["ConvNetD3"]["protocol"] == "datadam-bs32-3ep"
+    assert "--eval-precision bf16" in run.data.tags[Tag.NOTE]  # the reproduce command keeps it
+    assert summary(workspace, run.info.run_id)["eval_protocol"]["name"] == "datadam-bs32-3ep-bf16"
+    assert summary(workspace, run.info.run_id)["evaluations"]["ConvNetD3"]["protocol"] == "datadam-bs32-3ep-bf16"
 
 
 def test_best_checkpoint_is_logged_apart_from_the_final_mean(workspace):

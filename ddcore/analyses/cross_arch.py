@@ -133,9 +133,11 @@ class CrossArchConfig:
     device: str = "auto"
     eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
     eval_batch_size: int | None = None  # override the protocol's batch size
+    eval_precision: str = "fp32"  # or "bf16" (ddcore.evaluate.PRECISIONS)
 
     def protocol(self, dataset: str) -> EvalProtocol:
-        return get_protocol(self.eval_protocol or get_spec(dataset).eval_protocol, self.eval_batch_size, self.epochs)
+        name = self.eval_protocol or get_spec(dataset).eval_protocol
+        return get_protocol(name, self.eval_batch_size, self.epochs, self.eval_precision)
 
 
 def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossArchConfig) -> None:
