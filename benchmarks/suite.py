@@ -58,6 +58,7 @@ class Row:
     eval_protocol: str = "dc"
     eval_seeds: int = 3
     eval_epochs: int | None = None  # None: the protocol's (dc: 1000)
+    eval_precision: str = "fp32"  # or "bf16": the evaluation forwards (ddcore.evaluate.PRECISIONS)
     kind: str = "trial"
     settings: dict[str, object] = field(default_factory=dict)  # further method settings (`--set`)
     group: str = ""  # the RESULTS.md table it belongs to
@@ -65,6 +66,8 @@ class Row:
     def key(self) -> str:
         """The row's settings without its name, hashed: the same measurement whatever the commit."""
         values = {k: v for k, v in asdict(self).items() if k not in ("name", "group")}
+        if values["eval_precision"] == "fp32":  # the default: rows measured before the field keep their key
+            values.pop("eval_precision")
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def command(self) -> str:
@@ -267,6 +270,7 @@ def _run_trial(row: Row, tracking_uri: str | None, device: str) -> dict:
         eval_seeds=row.eval_seeds,
         eval_protocol=row.eval_protocol,
         eval_epochs=row.eval_epochs,
+        eval_precision=row.eval_precision,
         baseline=False,
     )
     tracker = Tracker.start(tracking_uri, EXPERIMENT, run_name=row.name, tags={Tag.BENCHMARK: row.name})

@@ -2,6 +2,7 @@
 time, the generated tables, and one real (tiny) row through run_trial into MLflow."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -126,3 +127,16 @@ def test_a_second_row_waits_for_the_load_the_first_one_left(tmp_path):
     )
     assert [line["name"] for line in lines] == [TINY.name, "tiny_second"]
     assert slept == [15, 15] and lines[1]["load_start"] == 0.4
+
+
+def test_fp32_rows_keep_the_keys_recorded_before_eval_precision_existed():
+    """The rows measured in results.jsonl (fp32, before the field) still find their lines: they are
+    not rerun. A line's settings columns hold measured values (the preset run, its iterations), so the
+    row is taken from ROWS by name; a bf16 row of the same settings is another measurement."""
+    recorded = {line["name"]: line["key"] for line in suite.load_results() if "eval_precision" not in line}
+    measured = [row for row in suite.ROWS if row.name in recorded]
+    assert "mnist_random_ipc10" in {row.name for row in measured}
+    assert next(r for r in measured if r.name == "mnist_random_ipc10").key() == "92ef718ab75f3533"
+    for row in measured:
+        assert row.key() == recorded[row.name], row.name
+        assert replace(row, eval_precision="bf16").key() != recorded[row.name]
