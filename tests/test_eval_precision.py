@@ -76,3 +76,27 @@ def test_lossless_and_sweep_trials_carry_the_precision():
     assert request.trial.protocol().name == "dc-2ep-bf16"
     assert preset_trial(tiny_preset(eval_precision="bf16"), {}, None, "cpu").protocol().name == "dc-2ep-bf16"
     assert preset_trial(tiny_preset(), {}, None, "cpu").protocol().name == "dc-2ep"
+
+
+def test_seeds_batched_as_one_wide_network_train_and_test_in_bf16_too(monkeypatch):
+    """The GPU path (`batch_seeds`): the same autocast around the wide network's train and test forwards."""
+    from ddcore.evaluate import train_and_test_seeds
+    from ddcore.models.wide import WideNet
+
+    dtypes = set()
+
+    def recording(original):
+        def forward(self, x):
+            out = original(self, x)
+            dtypes.add(out.dtype)
+            return out
+
+        return forward
+
+    for name in ("forward", "forward_shared"):
+        monkeypatch.setattr(WideNet, name, recording(getattr(WideNet, name)))
+    data = toy_dataset(n_per_class=10)
+    protocol = replace(QUICK, name="quick-bf16", epochs=1, precision="bf16")
+    args = ("ConvNetD1", data.train_images, data.train_labels, data, protocol, (0, 1), torch.device("cpu"))
+    runs = train_and_test_seeds(*args, batch_seeds=True)
+    assert [r.seed for r in runs] == [0, 1] and dtypes == {torch.bfloat16}
