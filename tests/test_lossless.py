@@ -127,6 +127,36 @@ def planted(method: str, ipc: int) -> float:
     return 0.985 if ipc >= (13 if method == "datadam" else 40) else 0.90
 
 
+def test_at_most_left_bounds_the_evaluations_still_to_come():
+    for max_ipc in (1, 7, 50, 100):
+        for lossless_from in range(1, max_ipc + 2):
+            search = IPCSearch(max_ipc)
+            bound = search.at_most_left()
+            evaluated = run_oracle(search, lossless_from)
+            assert len(evaluated) <= bound and search.at_most_left() == 0
+            replay = IPCSearch(max_ipc)
+            for done, ipc in enumerate(evaluated, 1):
+                replay.record(ipc, ipc >= lossless_from)
+                assert len(evaluated) - done <= replay.at_most_left()
+
+
+def test_a_watched_search_shows_every_launch_and_evaluation(workspace, shared_store):
+    from rich.console import Console
+
+    from orchestrator.live import IPCState, LosslessProgress, LosslessView
+
+    config = oracle_config(shared_store, "watched", methods=("datadam",), max_ipc=20)
+    out = workspace / "view.txt"
+    with out.open("w") as file:
+        view = LosslessView(LosslessProgress("digits", config.methods, 20, 1), Console(file=file, width=120))
+        report = search_lossless(config, executor=lambda: OracleExecutor(planted), watch=view)
+    assert view.progress.smallest_lossless("datadam") == report.results["datadam"].smallest_lossless == 13
+    assert view.progress.count("datadam", IPCState.RUNNING) == 0 and view.progress.trials_left("datadam") == 0
+    assert view.progress.count("datadam", IPCState.LOSSLESS, IPCState.LOSSY) == report.launched
+    text = out.read_text()
+    assert text.count("datadam IPC") == report.launched and "smallest lossless IPC so far: 13" in text
+
+
 def test_rerun_reuses_finished_trials_and_one_parent_holds_them(workspace, shared_store):
     first = OracleExecutor(planted)
     report = search_lossless(oracle_config(shared_store, "rerun"), executor=lambda: first)
