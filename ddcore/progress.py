@@ -31,8 +31,9 @@ class Bar:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Bar]:
-    """A rich progress bar, or a no-op handle when disabled (inside Ray trials, in tests)."""
+def progress_bar(description: str, total: int, enabled: bool = True, done: int = 0) -> Iterator[Bar]:
+    """A rich progress bar, or a no-op handle when disabled (inside Ray trials, in tests); `done` of
+    `total` are done already (e.g. found in a cache)."""
     if not enabled:
         yield Bar(None, None)
         return
@@ -46,5 +47,5 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         TextColumn("{task.fields[status]}"),
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task_id = progress.add_task(description, total=total, status="")
+        task_id = progress.add_task(description, total=total, completed=done, status="")
         yield Bar(progress, task_id)

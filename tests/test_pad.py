@@ -173,6 +173,21 @@ def test_experts_are_found_in_the_cache_instead_of_retrained(workspace):
     assert obtain_experts(data, expert_config(epochs=3), 1, device="cpu").trained_now == [0]  # another key
 
 
+def test_expert_progress_shows_done_of_total_with_the_cached_ones(workspace, capsys):
+    from ddcore.methods.pad.experts import train_expert
+
+    data = separable_dataset()
+    obtain_experts(data, expert_config(), 1, device="cpu", progress=True)
+    assert "expert 0 (1 of 1 to train, 0 cached)" in capsys.readouterr().err
+
+    def here(_function, tasks):  # what a Ray task does, with this in-memory data set
+        return (train_expert(data, config, index, scores) for _, _, config, index, scores in tasks)
+
+    obtain_experts(data, expert_config(), 3, here, device="cpu", progress=True)
+    drawn = capsys.readouterr().err
+    assert "experts, 2 epochs each (2 as parallel tasks)" in drawn and "3/3" in drawn and "<" in drawn
+
+
 def test_missing_or_corrupt_expert_file_is_named(workspace):
     data = separable_dataset()
     bank = obtain_experts(data, expert_config(), 2, device="cpu")
