@@ -46,6 +46,7 @@ def progress_bar(description: str, total: int, enabled: bool = True, done: int =
         TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+    # Twice a second: runs last up to hours on shared cores; Rich's default redraws ten times.
+    with Progress(*columns, console=Console(stderr=True), transient=False, refresh_per_second=2) as progress:
         task_id = progress.add_task(description, total=total, completed=done, status="")
         yield Bar(progress, task_id)
