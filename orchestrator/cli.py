@@ -433,7 +433,11 @@ def sweep(
     eval_protocol: str | None = typer.Option(
         None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted sweep of the same name, as it was started: its live view, or Tune's output if started with --verbose.",
+    ),
     seed: int | None = typer.Option(
         None, "--seed", help="Seed of the search: the same seed samples the same trial settings (default: random)."
     ),

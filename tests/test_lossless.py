@@ -246,6 +246,10 @@ def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace, shared
     assert result.exit_code == 0, result.output
     assert "datadam: not reached up to max IPC 2" in result.output  # 2 epochs cannot match the full data
     assert "random: not reached up to max IPC 2" in result.output
+    # the live view, printed once at the end off a terminal, after one line per evaluation
+    assert result.output.count("Lossless search digits with ConvNetD1 (lossless at 98.89 %)") == 1
+    assert "datadam: 0 running, " in result.output and "smallest lossless IPC so far: none" in result.output
+    assert result.output.index("datadam IPC 1:") < result.output.index("Lossless search digits")
     client = MlflowClient(shared_store)
     runs = client.search_runs([client.get_experiment_by_name("end-to-end").experiment_id])
     parents = [r for r in runs if "ddorch.lossless" in r.data.tags]
