@@ -164,3 +164,22 @@ def test_no_time_left_before_a_trial_ends():
     progress.launched("datadam", 1)
     assert progress.seconds_left() is None and "estimating time left" in progress.headline()
     assert "target: resolving" in progress.headline()
+
+
+def test_on_a_terminal_the_view_is_redrawn_in_place_while_the_clock_runs():
+    import io
+
+    buffer = io.StringIO()
+    clock = Clock()
+    view = LosslessView(
+        LosslessProgress("x", ("datadam",), 10, 1, clock=clock), Console(file=buffer, force_terminal=True)
+    )
+    view.begin(0.9)
+    assert view.display.live.is_started
+    view.launched("datadam", 1)
+    clock.now += 61
+    view.display.changed()
+    view.end()
+    text = buffer.getvalue()
+    assert not view.display.live.is_started and "\x1b[2K" in text  # lines erased and drawn again
+    assert "elapsed 0:00" in text and "elapsed 1:01" in text
