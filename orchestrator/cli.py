@@ -763,7 +763,7 @@ def experts(
             data,
             config,
             pad.num_experts,
-            pool.map_unordered if pool else None,
+            pool.map_unordered if pool is not None else None,  # an idle pool is empty, so falsy
             str(resolve_data_root(data_root)),
             device=device,
             refresh=refresh,

@@ -362,7 +362,7 @@ def obtain_experts(
         if parallel_map is not None:
             tasks = [(config.dataset, data_root, config, index, scores) for index in missing]
             # done / total counts the cached experts too; the time left comes from the trained ones' rate
-            description = f"experts, {config.epochs} epochs each ({len(missing)} as parallel tasks)"
+            description = f"experts ({len(missing)} tasks, {config.epochs} epochs)"
             with progress_bar(description, num_experts, enabled=progress, done=cached) as bar:
                 for run in parallel_map(_train_expert_task, tasks):
                     _save_expert(folder, manifest, run)
