@@ -392,10 +392,11 @@ def run_suite(
     results = load_results(results_path)
     here = machine()
     todo = pending(rows, results, args.rerun)
-    deadline = time.monotonic() + 60 * args.budget_minutes if args.budget_minutes else None
+    suite_started = time.monotonic()
+    deadline = suite_started + 60 * args.budget_minutes if args.budget_minutes else None
     appended = []
     with exclusive(results_path.with_name(LOCK.name)):
-        for row in todo:
+        for position, row in enumerate(todo, 1):
             estimate = estimate_minutes(row, results, here)
             left = None if deadline is None else (deadline - time.monotonic()) / 60
             if left is not None and estimate > left:
@@ -404,7 +405,8 @@ def run_suite(
             if appended and not args.ignore_load:
                 settle(args.max_load, loadavg, sleep)
             load_start = check_load(args.max_load, args.ignore_load, loadavg)
-            print(f"run {row.name} (estimate {estimate:.0f} min, load {load_start:.2f})", flush=True)
+            elapsed = (time.monotonic() - suite_started) / 60
+            print(status_line(position, len(todo), row, estimate, elapsed, left, load_start), flush=True)
             started = time.perf_counter()
             measured = runner(row, args.tracking_uri, args.device)
             line = record(row, measured, load_start, loadavg()[0], args.ignore_load, time.perf_counter() - started)
@@ -416,6 +418,17 @@ def run_suite(
                 flush=True,
             )
     return appended
+
+
+def status_line(
+    position: int, count: int, row: Row, estimate: float, elapsed: float, left: float | None, load: float
+) -> str:
+    """One line as a row starts (minutes); the trial's own progress bars follow while it runs."""
+    budget = "no budget" if left is None else f"{left:.0f} min of the budget left"
+    return (
+        f"row {position} of {count}: {row.name} (estimate {estimate:.0f} min, load {load:.2f}); "
+        f"suite elapsed {elapsed:.0f} min, {budget}"
+    )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

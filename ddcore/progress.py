@@ -31,8 +31,9 @@ class Bar:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Bar]:
-    """A rich progress bar, or a no-op handle when disabled (inside Ray trials, in tests)."""
+def progress_bar(description: str, total: int, enabled: bool = True, done: int = 0) -> Iterator[Bar]:
+    """A rich progress bar, or a no-op handle when disabled (inside Ray trials, in tests); `done` of
+    `total` are done already (e.g. found in a cache)."""
     if not enabled:
         yield Bar(None, None)
         return
@@ -45,6 +46,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task_id = progress.add_task(description, total=total, status="")
+    # Twice a second: runs last up to hours on shared cores; Rich's default redraws ten times.
+    with Progress(*columns, console=Console(stderr=True), transient=False, refresh_per_second=2) as progress:
+        task_id = progress.add_task(description, total=total, completed=done, status="")
         yield Bar(progress, task_id)

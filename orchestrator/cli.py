@@ -97,6 +97,8 @@ EvalBatchSizeOption = typer.Option(
     None, "--eval-batch-size", min=1, help="Override the protocol's batch size (default: the protocol's)."
 )
 
+VerboseOption = typer.Option(False, "--verbose", help="Ray's and MLflow's own log lines and the workers' output.")
+
 
 class EvalPrecision(str, enum.Enum):
     """ddcore.evaluate.PRECISIONS, spelled out here so that `--help` does not import torch."""
@@ -452,7 +454,11 @@ def sweep(
     eval_precision: EvalPrecision | None = typer.Option(
         None, "--eval-precision", help="fp32 or bf16 evaluation forwards (default: the preset's, fp32)."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep of the same name."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted sweep of the same name, as it was started: its live view, or Tune's output if started with --verbose.",
+    ),
     seed: int | None = typer.Option(
         None, "--seed", help="Seed of the search: the same seed samples the same trial settings (default: random)."
     ),
@@ -727,6 +733,7 @@ def experts(
     cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01, help="CPUs Ray reserves per expert."),
     gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0, help="GPUs (or a fraction) per expert."),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if cached experts exist."),
+    verbose: bool = VerboseOption,
     tracking_uri: str | None = TrackingUriOption,
     experiment: str = ExperimentOption,
     data_root: Path | None = DataRootOption,
@@ -762,8 +769,10 @@ def experts(
     config = pad.expert_config(dataset, data.image_size)
     config.validate()  # before anything is recorded
     pool = None
+    if not verbose:
+        _quiet_libraries()
     if not in_process:
-        connect(address)
+        connect(address, verbose=verbose)
         pool = TaskPool(cpus_per_expert, gpus_per_expert)
     tracker = Tracker.start(
         tracking_uri,
@@ -776,7 +785,7 @@ def experts(
             data,
             config,
             pad.num_experts,
-            pool.map_unordered if pool else None,
+            pool.map_unordered if pool is not None else None,  # an idle pool is empty, so falsy
             str(resolve_data_root(data_root)),
             device=device,
             refresh=refresh,
@@ -856,6 +865,7 @@ def lossless(
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial."),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial."),
     address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    verbose: bool = VerboseOption,
     dry_run: bool = DryRunOption,
     tracking_uri: str | None = TrackingUriOption,
     mlflow_experiment: str = ExperimentOption,
@@ -896,6 +906,7 @@ def lossless(
         experiment=mlflow_experiment,
         output_dir=str(output_dir),
         device=device,
+        verbose=verbose,
     )
 
     if dry_run:
@@ -907,14 +918,9 @@ def lossless(
         console.print("\n".join(lossless_plan(config, available).lines), soft_wrap=True, markup=False)
         return
 
-    def announce(e) -> None:
-        accuracy = "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f} %"
-        reused = ", reused from MLflow" if e.reused else ""
-        console.print(
-            f"{e.method} IPC {e.ipc}: {accuracy}, {'lossless' if e.lossless else 'lossy'} ({e.status}{reused})"
-        )
-
-    report = search_lossless(config, on_evaluation=announce, progress=True)
+    if not verbose:
+        _quiet_libraries()
+    report = search_lossless(config, watch=_lossless_view(config), progress=True)
     tables.show(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", confidence))
     for name, result in report.results.items():
         console.print(f"{name}: {result.summary()}")
@@ -924,6 +930,13 @@ def lossless(
         f"{report.launched} trial(s) run, the rest reused from MLflow; parent run {report.parent_run_id} "
         f"in {report.tracking_uri}; plot {report.plot}; table {report.table}"
     )
+
+
+def _lossless_view(config):
+    from orchestrator.live import LosslessProgress, LosslessView
+
+    name = f"{config.dataset} with {config.model}"
+    return LosslessView(LosslessProgress(name, config.methods, config.max_ipc, config.max_concurrent), console)
 
 
 def _analyse(kind: str, run_id: str, config, tracking_uri, data_root, output_dir) -> None:

@@ -99,6 +99,18 @@ class IPCSearch:
             return all(ipc in self.lossless for ipc in self.grid)
         return hi - lo <= 1
 
+    def at_most_left(self) -> int:
+        """Evaluations still needed in the worst case: the untried grid points (all lossy but the
+        last), then bisecting the gap below the lossless one."""
+        if self.done:
+            return 0
+        lo, hi = self.bounds()
+        if hi is not None:
+            return math.ceil(math.log2(hi - lo))
+        untried = [ipc for ipc in self.grid if ipc not in self.lossless]
+        below = max((ipc for ipc in self.grid if ipc < untried[-1]), default=0)
+        return len(untried) + math.ceil(math.log2(untried[-1] - below))
+
     def next_ipc(self, running: Collection[int] = ()) -> int | None:
         """The next IPC to launch; None when done or when only the running ones can tell more."""
         if self.done:

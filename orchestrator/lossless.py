@@ -80,6 +80,7 @@ class LosslessConfig:
     experiment: str = DEFAULT_EXPERIMENT
     output_dir: str = "runs"
     device: str = "auto"
+    verbose: bool = False  # Ray's own log lines and the workers' output
 
     EXECUTION: ClassVar[tuple[str, ...]] = (
         "budget_hours",
@@ -92,6 +93,7 @@ class LosslessConfig:
         "experiment",
         "output_dir",
         "device",
+        "verbose",
     )
 
     def identity(self) -> dict:
@@ -423,17 +425,45 @@ class LosslessReport:
 Clock = Callable[[], float]
 
 
+class SearchWatch(Protocol):
+    """Told what the search does, as it does it (e.g. `orchestrator.live.LosslessView`)."""
+
+    def begin(self, threshold: float) -> None: ...
+
+    def launched(self, method: str, ipc: int) -> None: ...
+
+    def evaluated(self, evaluation: Evaluation) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class Unwatched:
+    def begin(self, threshold: float) -> None:
+        pass
+
+    def launched(self, method: str, ipc: int) -> None:
+        pass
+
+    def evaluated(self, evaluation: Evaluation) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
 def search_lossless(
     config: LosslessConfig,
     executor: Callable[[], Executor] | None = None,
-    on_evaluation: Callable[[Evaluation], None] | None = None,
+    watch: SearchWatch | None = None,
     progress: bool = False,
     clock: Clock = time.monotonic,
 ) -> LosslessReport:
     """Search each method's smallest lossless IPC.
 
     `executor` makes the executor, called only when a trial must run (a rerun that reuses every
-    trial starts no Ray); the default runs Ray tasks on `config.address` or a local Ray.
+    trial starts no Ray); the default runs Ray tasks on `config.address` or a local Ray. `watch`
+    is told of every launch and evaluation once the target is known (`progress` draws the target's
+    own training, before it).
     """
     started = clock()
     config.validate()
@@ -452,11 +482,13 @@ def search_lossless(
     threshold = target.accuracy - config.tolerance / 100
 
     def ray_executor() -> Executor:
-        connect(config.address)
+        connect(config.address, verbose=config.verbose)
         check_resources(config.cpus_per_trial, config.gpus_per_trial)
         return RayExecutor(config.cpus_per_trial, config.gpus_per_trial, output_dir)
 
+    watch = watch or Unwatched()
     parent = parent_run(config, uri)
+    watch.begin(threshold)
     try:
         parent.log_metrics({"target_accuracy": target.accuracy, "lossless_threshold": threshold})
         deadline = started + 3600 * config.budget_hours if config.budget_hours else math.inf
@@ -469,11 +501,13 @@ def search_lossless(
             threshold,
             deadline,
             clock,
-            on_evaluation or (lambda e: None),
+            watch,
         )
     except BaseException as error:
         parent.finish(failure=f"{type(error).__name__}: {error}")
         raise
+    finally:
+        watch.end()
     results = {
         m: MethodResult(m, sorted((e for e in evaluations if e.method == m), key=lambda e: e.ipc), searches[m])
         for m in config.methods
@@ -505,7 +539,7 @@ def _drive(
     threshold: float,
     deadline: float,
     clock: Clock,
-    on_evaluation: Callable[[Evaluation], None],
+    watch: SearchWatch,
 ) -> tuple[list[Evaluation], int, bool]:
     """Keep up to `max_concurrent` trials running; reused trials cost nothing and need no slot.
 
@@ -521,7 +555,7 @@ def _drive(
     def accept(evaluation: Evaluation) -> None:
         evaluations.append(evaluation)
         searches[evaluation.method].record(evaluation.ipc, evaluation.lossless)
-        on_evaluation(evaluation)
+        watch.evaluated(evaluation)
 
     try:
         while True:
@@ -540,6 +574,7 @@ def _drive(
                 request.tracker = store.start_child(request)
                 executor = executor or make_executor()
                 executor.submit(request)
+                watch.launched(request.method, request.ipc)
                 running[request.method][request.ipc] = request
                 launched += 1
             if not any(running.values()):

@@ -257,7 +257,8 @@ def run_sweep(
     """Build (or restore) the Tuner, run it, and return Ray's ResultGrid and the parent run id.
 
     `callbacks` are Ray Tune callbacks, e.g. the live view of `orchestrator.live`; `verbose` turns
-    on Tune's own progress output."""
+    on Tune's own progress output. A resumed sweep keeps the ones it started with (Tune restores its
+    run config; `Tuner.restore` takes neither)."""
     import os
 
     from ray import tune

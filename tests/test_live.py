@@ -1,10 +1,10 @@
-"""The sweep's live view: its state and what it draws, fed by fake Ray Tune trials."""
+"""The live views: the sweep's fed by fake Ray Tune trials, the lossless search's by fake evaluations."""
 
 from types import SimpleNamespace
 
 from rich.console import Console
 
-from orchestrator.live import LiveView, SweepProgress, TrialState
+from orchestrator.live import IPCState, LiveView, LosslessProgress, LosslessView, SweepProgress, TrialState
 
 
 class Clock:
@@ -77,3 +77,109 @@ def test_the_callback_pickles_without_its_terminal():
 
     view = LiveView(SweepProgress("demo", 1, 10), Console())
     assert pickle.loads(pickle.dumps(view)).progress.name == "demo"
+
+
+def test_a_restored_callback_draws_here_and_continues_from_its_checkpointed_state():
+    """What `Tuner.restore` does with it: unpickle the one saved with the run config, then `set_state`."""
+    import pickle
+
+    clock = Clock()
+    progress = SweepProgress("demo", total=5, iterations=100, clock=clock)
+    view = LiveView(progress, Console(file=open("/dev/null", "w")))  # noqa: SIM115
+    saved_with_run_config = pickle.dumps(view)
+    drive(view, clock)
+    checkpoint = pickle.loads(pickle.dumps(view.get_state()))
+    clock.now += 1000  # the sweep was down; that time is not the sweep's
+    restored = pickle.loads(saved_with_run_config)
+    restored.set_state(checkpoint)
+    assert restored.display.console is not None and restored.progress.stopwatch.elapsed() == 60.0
+    assert [restored.progress.count(s) for s in TrialState] == [1, 1, 1, 1]
+    assert restored.progress.best().accuracy == 0.91
+
+
+# --- the lossless search's view -------------------------------------------------------------------
+
+
+def evaluation(method, ipc, status, accuracy, lossless=False, reused=False):
+    return SimpleNamespace(
+        method=method, ipc=ipc, status=status, accuracy_mean=accuracy, lossless=lossless, reused=reused
+    )
+
+
+def lossless_search(clock: Clock, console: Console) -> LosslessView:
+    """datadam on max IPC 10, two at a time: IPC 1 stopped early, 2 lossy, 5 lossless, 10 reused."""
+    view = LosslessView(
+        LosslessProgress("digits with ConvNetD3", ("datadam",), 10, concurrency=2, clock=clock), console
+    )
+    view.begin(threshold=0.95)
+    view.evaluated(evaluation("datadam", 10, "finished", 0.97, lossless=True, reused=True))
+    view.launched("datadam", 1)
+    view.launched("datadam", 2)
+    clock.now += 30
+    view.evaluated(evaluation("datadam", 1, "stopped early", 0.40))
+    view.launched("datadam", 5)
+    clock.now += 30
+    view.evaluated(evaluation("datadam", 2, "finished", 0.90))
+    clock.now += 30
+    view.evaluated(evaluation("datadam", 5, "finished", 0.96, lossless=True))
+    view.launched("datadam", 3)
+    return view
+
+
+def test_lossless_counts_smallest_lossless_and_time_left():
+    clock = Clock()
+    view = lossless_search(clock, Console(file=open("/dev/null", "w")))  # noqa: SIM115
+    progress = view.progress
+    assert progress.count("datadam", IPCState.RUNNING) == 1 and progress.smallest_lossless("datadam") == 5
+    # lossy at 2, lossless at 5: bisection needs at most ceil(log2 3) = 2 more (3 is running)
+    assert progress.trials_left("datadam") == 2
+    # trials took 30, 60 and 60 s (the reused one took nothing here): mean 50 s; 2 left, 2 at a
+    # time, the running one just started
+    assert progress.seconds_left() == 50.0
+    assert progress.headline() == (
+        "Lossless search digits with ConvNetD3 (lossless at 95.00 %); elapsed 1:30, about 0:50 left"
+    )
+    assert progress.method_line("datadam") == (
+        "datadam: 1 running, 3 evaluated (2 lossless), 1 stopped early, 0 failed; "
+        "smallest lossless IPC so far: 5; at most 2 IPCs to go"
+    )
+
+
+def test_lossless_view_off_a_terminal_prints_each_evaluation_then_the_view_once(tmp_path):
+    out = tmp_path / "view.txt"
+    with out.open("w") as file:
+        view = lossless_search(Clock(), Console(file=file, width=100))
+        view.end()
+    text = out.read_text()
+    assert "datadam IPC 2: 90.00 %, lossy (finished)" in text
+    assert "datadam IPC 10: 97.00 %, lossless (finished, reused from MLflow)" in text
+    assert text.count("Lossless search digits") == 1
+    table = text[text.index("Lossless search") :]
+    for cell in ("stopped early", "-5.00", "+1.00", "reused", "1:00", "running"):
+        assert cell in table
+
+
+def test_no_time_left_before_a_trial_ends():
+    progress = LosslessProgress("x", ("datadam", "random"), 50, concurrency=1)
+    progress.launched("datadam", 1)
+    assert progress.seconds_left() is None and "estimating time left" in progress.headline()
+    assert "target: resolving" in progress.headline()
+
+
+def test_on_a_terminal_the_view_is_redrawn_in_place_while_the_clock_runs():
+    import io
+
+    buffer = io.StringIO()
+    clock = Clock()
+    view = LosslessView(
+        LosslessProgress("x", ("datadam",), 10, 1, clock=clock), Console(file=buffer, force_terminal=True)
+    )
+    view.begin(0.9)
+    assert view.display.live.is_started
+    view.launched("datadam", 1)
+    clock.now += 61
+    view.display.changed()
+    view.end()
+    text = buffer.getvalue()
+    assert not view.display.live.is_started and "\x1b[2K" in text  # lines erased and drawn again
+    assert "elapsed 0:00" in text and "elapsed 1:01" in text

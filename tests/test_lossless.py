@@ -127,6 +127,36 @@ def planted(method: str, ipc: int) -> float:
     return 0.985 if ipc >= (13 if method == "datadam" else 40) else 0.90
 
 
+def test_at_most_left_bounds_the_evaluations_still_to_come():
+    for max_ipc in (1, 7, 50, 100):
+        for lossless_from in range(1, max_ipc + 2):
+            search = IPCSearch(max_ipc)
+            bound = search.at_most_left()
+            evaluated = run_oracle(search, lossless_from)
+            assert len(evaluated) <= bound and search.at_most_left() == 0
+            replay = IPCSearch(max_ipc)
+            for done, ipc in enumerate(evaluated, 1):
+                replay.record(ipc, ipc >= lossless_from)
+                assert len(evaluated) - done <= replay.at_most_left()
+
+
+def test_a_watched_search_shows_every_launch_and_evaluation(workspace, shared_store):
+    from rich.console import Console
+
+    from orchestrator.live import IPCState, LosslessProgress, LosslessView
+
+    config = oracle_config(shared_store, "watched", methods=("datadam",), max_ipc=20)
+    out = workspace / "view.txt"
+    with out.open("w") as file:
+        view = LosslessView(LosslessProgress("digits", config.methods, 20, 1), Console(file=file, width=120))
+        report = search_lossless(config, executor=lambda: OracleExecutor(planted), watch=view)
+    assert view.progress.smallest_lossless("datadam") == report.results["datadam"].smallest_lossless == 13
+    assert view.progress.count("datadam", IPCState.RUNNING) == 0 and view.progress.trials_left("datadam") == 0
+    assert view.progress.count("datadam", IPCState.LOSSLESS, IPCState.LOSSY) == report.launched
+    text = out.read_text()
+    assert text.count("datadam IPC") == report.launched and "smallest lossless IPC so far: 13" in text
+
+
 def test_rerun_reuses_finished_trials_and_one_parent_holds_them(workspace, shared_store):
     first = OracleExecutor(planted)
     report = search_lossless(oracle_config(shared_store, "rerun"), executor=lambda: first)
@@ -216,6 +246,10 @@ def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace, shared
     assert result.exit_code == 0, result.output
     assert "datadam: not reached up to max IPC 2" in result.output  # 2 epochs cannot match the full data
     assert "random: not reached up to max IPC 2" in result.output
+    # the live view, printed once at the end off a terminal, after one line per evaluation
+    assert result.output.count("Lossless search digits with ConvNetD1 (lossless at 98.89 %)") == 1
+    assert "datadam: 0 running, " in result.output and "smallest lossless IPC so far: none" in result.output
+    assert result.output.index("datadam IPC 1:") < result.output.index("Lossless search digits")
     client = MlflowClient(shared_store)
     runs = client.search_runs([client.get_experiment_by_name("end-to-end").experiment_id])
     parents = [r for r in runs if "ddorch.lossless" in r.data.tags]

@@ -173,6 +173,21 @@ def test_experts_are_found_in_the_cache_instead_of_retrained(workspace):
     assert obtain_experts(data, expert_config(epochs=3), 1, device="cpu").trained_now == [0]  # another key
 
 
+def test_expert_progress_shows_done_of_total_with_the_cached_ones(workspace, capsys):
+    from ddcore.methods.pad.experts import train_expert
+
+    data = separable_dataset()
+    obtain_experts(data, expert_config(), 1, device="cpu", progress=True)
+    assert "expert 0 (1 of 1 to train, 0 cached)" in capsys.readouterr().err
+
+    def here(_function, tasks):  # what a Ray task does, with this in-memory data set
+        return (train_expert(data, config, index, scores) for _, _, config, index, scores in tasks)
+
+    obtain_experts(data, expert_config(), 3, here, device="cpu", progress=True)
+    drawn = capsys.readouterr().err
+    assert "experts (2 tasks, 2 epochs)" in drawn and "3/3" in drawn and "<" in drawn
+
+
 def test_missing_or_corrupt_expert_file_is_named(workspace):
     data = separable_dataset()
     bank = obtain_experts(data, expert_config(), 2, device="cpu")
@@ -371,9 +386,12 @@ def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow_and_pad_find
     assert get_method("pad").prepare(load_dataset("digits"), pad).metrics["experts_trained_now"] == 0
     again = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "0 trained now (in this process), 1 from the cache" in again.output
+    on_ray = runner.invoke(app, [a for a in args if a != "--in-process"] + ["--refresh"], env={"COLUMNS": "200"})
+    assert on_ray.exit_code == 0 and "1 trained now (as Ray tasks)" in on_ray.output
+    assert "experts (1 tasks, 1 epochs)" in on_ray.output and "1/1" in on_ray.output  # not trained here
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
-    assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
+    assert len(runs) == 3 and all(run.info.status == "FINISHED" for run in runs)
     assert {a.path for a in client.list_artifacts(runs[0].info.run_id, "experts")} == {
         "experts/manifest.json",
         "experts/expert_000.pt",

@@ -123,3 +123,39 @@ def test_resuming_a_sweep_whose_parent_run_is_elsewhere_is_one_error(tmp_path):
         _resumed_parent("gone", uri, "ddorch")
     with pytest.raises(DDError, match="has no parent run in MLflow experiment 'other'"):
         _resumed_parent("gone", uri, "other")
+
+
+def crashes_once(config: dict, flag: str) -> None:
+    """A trainable for the restore test: trial x=2 fails the first time it runs."""
+    from ray import tune
+
+    if config["x"] == 2 and not Path(flag).exists():
+        Path(flag).touch()
+        raise RuntimeError("crash")
+    tune.report({"eval_accuracy": config["x"] / 10, "iteration": 10})
+
+
+def test_tuner_restore_brings_back_the_live_view_with_the_trials_seen_before(workspace, capsys):
+    """`Tuner.restore` takes no callbacks: the live view comes back from the run config Tune pickled
+    and its checkpointed state (`ddorch sweep --resume` relies on both; a Ray upgrade may not)."""
+    from ray import tune
+    from rich.console import Console
+
+    from orchestrator.cluster import connect
+    from orchestrator.live import LiveView, SweepProgress
+
+    connect(None, num_cpus=1)
+    fn = tune.with_parameters(crashes_once, flag=str(workspace / "crashed"))
+    view = LiveView(SweepProgress("restore", total=2, iterations=10), Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    tune.Tuner(
+        fn,
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(metric="eval_accuracy", mode="max"),
+        run_config=tune.RunConfig(name="restore", storage_path=str(workspace), verbose=0, callbacks=[view]),
+    ).fit()
+    assert [t.state.value for t in view.progress.trials.values()] == ["finished", "failed"]
+    capsys.readouterr()
+    tune.Tuner.restore(str(workspace / "restore"), trainable=fn, resume_errored=True).fit()
+    drawn = " ".join(capsys.readouterr().out.split())  # off a terminal: printed at the end, on the CLI's console
+    assert "Sweep restore: 0 running, 2 finished, 0 stopped early, 0 failed, 0 waiting of 2 trials" in drawn
+    assert "best so far: 20.00 %" in drawn

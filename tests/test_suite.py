@@ -90,11 +90,35 @@ def test_tables_are_generated_from_the_results_file(tmp_path):
     assert "python benchmarks/suite.py --rows NAME --rerun" in text
 
 
-def test_a_tiny_row_runs_through_run_trial_into_mlflow(tmp_path, monkeypatch):
+def test_each_row_starts_with_a_status_line(tmp_path, capsys):
+    second = Row("tiny_digits_ipc2", "digits", preset="paper", ipc=2, iterations=2, eval_seeds=2, eval_epochs=2)
+    suite.run_suite(
+        [TINY, second],
+        args(budget_minutes=600),
+        tmp_path / "r.jsonl",
+        loadavg=lambda: (0.1, 0, 0),
+        runner=fake_runner,
+        sleep=lambda seconds: None,
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("row ")]
+    assert len(lines) == 2
+    assert lines[0].startswith("row 1 of 2: tiny_digits (estimate ") and lines[1].startswith(
+        "row 2 of 2: tiny_digits_ipc2"
+    )
+    assert lines[0].endswith("suite elapsed 0 min, 600 min of the budget left")
+    assert suite.status_line(3, 4, second, 61.2, 95.4, None, 0.05) == (
+        "row 3 of 4: tiny_digits_ipc2 (estimate 61 min, load 0.05); suite elapsed 95 min, no budget"
+    )
+
+
+def test_a_tiny_row_runs_through_run_trial_into_mlflow(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (line,) = suite.run_suite([TINY], args(tracking_uri=uri), tmp_path / "r.jsonl", loadavg=lambda: (0.0, 0, 0))
+    shown = capsys.readouterr()
+    assert "row 1 of 1: tiny_digits" in shown.out
+    assert "distil datadam" in shown.err and "train dc" in shown.err  # the trial's own progress, as it runs
     assert line["seeds"] == 2 and len(line["per_seed"]) == 2 and 0 <= line["mean"] <= 1
     assert line["protocol"] == "dc-2ep" and line["network"] == "ConvNetD3" and line["iterations"] == 2
     client = MlflowClient(uri)

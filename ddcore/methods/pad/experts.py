@@ -188,8 +188,10 @@ def train_expert(
     scores: torch.Tensor | None,
     device: str | torch.device = "auto",
     progress: bool = False,
+    label: str | None = None,
 ) -> ExpertRun:
-    """Train expert `index` (its own seed) and record its parameters after every epoch."""
+    """Train expert `index` (its own seed) and record its parameters after every epoch; `label`
+    names its progress bar (default: "expert <index>")."""
     device = resolve_device(device)
     seed = config.seed * 1_000_003 + index
     seed_everything(seed)
@@ -206,7 +208,7 @@ def train_expert(
     started = time.perf_counter()
     step = 0
     net.train()
-    with progress_bar(f"expert {index}", config.epochs, enabled=progress) as bar:
+    with progress_bar(label or f"expert {index}", config.epochs, enabled=progress) as bar:
         for epoch in range(config.epochs):
             subset = schedule.subset(order, epoch) if schedule else torch.arange(len(labels))
             shuffled = subset[torch.randperm(len(subset), generator=shuffler)].to(device)
@@ -356,15 +358,19 @@ def obtain_experts(
         scores = None
         if config.schedule is not None:
             scores = difficulty_scores(data, config.difficulty, device, progress=progress).get(config.score)
+        cached = num_experts - len(missing)
         if parallel_map is not None:
             tasks = [(config.dataset, data_root, config, index, scores) for index in missing]
-            with progress_bar(f"experts ({len(missing)} parallel tasks)", len(missing), enabled=progress) as bar:
+            # done / total counts the cached experts too; the time left comes from the trained ones' rate
+            description = f"experts ({len(missing)} tasks, {config.epochs} epochs)"
+            with progress_bar(description, num_experts, enabled=progress, done=cached) as bar:
                 for run in parallel_map(_train_expert_task, tasks):
                     _save_expert(folder, manifest, run)
                     bar.advance(status=f"expert {run.index}: {100 * run.test_accuracy:.2f} %")
         else:
-            for index in missing:
-                _save_expert(folder, manifest, train_expert(data, config, index, scores, device, progress))
+            for n, index in enumerate(missing, 1):
+                label = f"expert {index} ({n} of {len(missing)} to train, {cached} cached)"
+                _save_expert(folder, manifest, train_expert(data, config, index, scores, device, progress, label))
     files = [folder / manifest["experts"][str(i)]["file"] for i in range(num_experts)]
     bank = ExpertBank(config, files, num_parameters, trained_now=missing)
     for index in range(num_experts):
