@@ -141,8 +141,9 @@ def save_accuracy_vs_ipc(
     out when it is None (unknown).
     """
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for (method, points), colour in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        points = sorted(points)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for method, colour in zip(dict.fromkeys([*curves, *stopped]), colours):  # a line with only stopped trials too
+        points = sorted(curves.get(method, []))
         if points:
             ipcs, means, lows, highs = zip(*points)
             below = [m - lo for m, lo in zip(means, lows)]
