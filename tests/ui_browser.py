@@ -147,23 +147,12 @@ class Browser:
         """Click every element `selector` matches; how many there were."""
         return self.evaluate(f"[...document.querySelectorAll({json.dumps(selector)})].map(e => e.click()).length")
 
-    def screenshot(self, path: Path) -> Path:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
-        return path
-
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
         for fd in (self._send, self._replies[0]):
             os.close(fd)
         self._profile.cleanup()
-
-    def type_into(self, selector: str, text: str) -> None:
-        """Replace the text of the input `selector` as a user would type it, then press Enter."""
-        self.evaluate(f"(e => (e.focus(), e.select()))(document.querySelector({json.dumps(selector)}))")
-        self.call("Input.insertText", text=text)
-        for kind in ("keyDown", "keyUp"):
-            self.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13)
 
     def click_at(self, selector: str, fraction: float) -> None:
         """A real mouse click `fraction` of the way across the element `selector` (sliders), at mid-height."""
@@ -180,3 +169,15 @@ class Browser:
         while not (value := self.evaluate(expression)) and time.time() < deadline:
             time.sleep(0.3)
         return value
+
+    def screenshot(self, path: Path, selector: str | None = None, scale: float = 1) -> Path:
+        """The viewport, or only the element `selector` (magnified by `scale`), as a PNG."""
+        clip = {}
+        if selector:
+            box = self.evaluate(
+                f"(r => ({{x: r.left, y: r.top, width: r.width, height: r.height}}))"
+                f"(document.querySelector({json.dumps(selector)}).getBoundingClientRect())"
+            )
+            clip = {"clip": {**box, "scale": scale}}
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png", **clip)["data"]))
+        return path
