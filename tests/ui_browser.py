@@ -29,30 +29,31 @@ def chromium() -> str | None:
 
 
 def log_tiny_sweep(uri: str, folder: Path) -> dict[str, str]:
-    """A sweep parent and three trials on digits (two finished, one stopped early at iteration 20), with
-    `eval_accuracy` and the class-labelled grid at each evaluation, as a sweep's trials log them.
-    Returns the run ids by role: parent, finished, stopped."""
+    """A sweep parent and three trials on digits (two finished, one stopped early at iteration 20), tagged
+    and named as a sweep's trials are, with `eval_accuracy` and the class-labelled grid at each evaluation
+    (real digits, noisier at earlier steps: no training). Returns the run ids by role: parent, finished, stopped."""
+    from ddcore.data import load_dataset
     from ddcore.synthetic import SyntheticSet
     from ddcore.visualize import class_grid
     from orchestrator import run_schema as schema
     from orchestrator.run_schema import Tag
     from orchestrator.tracking import Tracker
 
+    data = load_dataset("digits")
+    labels = torch.as_tensor(data.train_labels)
+    chosen = torch.cat([torch.nonzero(labels == c)[:2, 0] for c in range(data.num_classes)])
+    images, generator = torch.as_tensor(data.train_images)[chosen], torch.Generator().manual_seed(0)
     parent = Tracker.start(uri, run_name="digits-datadam-sweep", tags={Tag.SWEEP: "digits-datadam-sweep"})
     ids = {"parent": parent.run_id}
-    generator = torch.Generator().manual_seed(0)
-    for lr, stop_at in ((1.0, None), (0.5, None), (0.05, 20)):
+    for number, (lr, stop_at) in enumerate(((1.0, None), (0.5, None), (0.05, 20))):
         name = schema.run_name("digits", "datadam", 2, {"lr_images": lr})
-        trial = Tracker.start(uri, run_name=name, parent_run_id=parent.run_id, tags={Tag.SWEEP: "digits-datadam-sweep"})
+        trial = Tracker.start(uri, run_name=name, parent_run_id=parent.run_id, tags={Tag.TRIAL_ID: f"t{number}"})
         trial.log_params({"dataset": "digits", "method": "datadam", "method_config": {"ipc": 2, "lr_images": lr}})
         for step in (10, 20, 30) if stop_at is None else (10, 20):
             trial.log_metrics({schema.EVAL_ACCURACY: 0.5 + lr * step / 100}, step=step)
-            images = torch.rand(20, 1, 8, 8, generator=generator)
-            grid = SyntheticSet(
-                images, torch.arange(10).repeat(2), "digits", "datadam", [str(c) for c in range(10)], (0.0,), (1.0,)
-            )
+            noisy = images + torch.randn(images.shape, generator=generator) * 3 / step
             path = folder / f"grid_{trial.run_id}_{step}.png"
-            class_grid(grid).save(path)
+            class_grid(SyntheticSet.of(data, noisy, labels[chosen], "datadam", {})).save(path)
             trial.log_image(path, schema.GRID_IMAGE, step)
         stopped = "stopped early by the scheduler" if stop_at else None
         trial.finish(stopped=stopped, stopped_at=stop_at)
