@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import torch
 
 from tests.test_server import free_port, healthy
 
+REPLY_TIMEOUT_S = 60
 EXPANDER = 'button[data-component-id$="runnamecellrenderer.tsx_46"]'  # a parent run's "show child runs"
 
 
@@ -117,6 +119,8 @@ class Browser:
         os.write(self._send, json.dumps(message).encode() + b"\0")
         while True:
             while b"\0" not in self._buffer:
+                if not select.select([self._replies[0]], [], [], REPLY_TIMEOUT_S)[0]:  # a hung browser fails the test
+                    raise TimeoutError(f"chromium did not answer {method} within {REPLY_TIMEOUT_S} s")
                 chunk = os.read(self._replies[0], 1 << 16)
                 if not chunk:
                     raise RuntimeError("chromium closed the DevTools pipe")
