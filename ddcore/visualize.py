@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and Ray workers
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
 
 from ddcore.synthetic import SyntheticSet  # noqa: E402
@@ -20,15 +21,39 @@ def _upscale_small(images: torch.Tensor, min_size: int = 32) -> torch.Tensor:
     return images.repeat_interleave(factor, dim=-1).repeat_interleave(factor, dim=-2) if factor > 1 else images
 
 
+GRID_PADDING = 2
+LABEL_FONT_SIZE = 12
+
+
+def class_grid(synthetic: SyntheticSet) -> Image.Image:
+    """The all-classes grid, a row per class, each row named on its left by the class of its first image
+    (MLflow's image steps and the report show this one picture)."""
+    pixels = _upscale_small(synthetic.denormalised())
+    labels, order = torch.sort(synthetic.hard_labels(), stable=True)
+    per_row = max(1, synthetic.ipc)
+    grid = make_grid(pixels[order], nrow=per_row, padding=GRID_PADDING, pad_value=1.0)
+    picture = Image.fromarray((grid.permute(1, 2, 0) * 255).round().byte().numpy())
+    font = ImageFont.load_default(size=LABEL_FONT_SIZE)
+    names = [synthetic.class_names[int(label)] for label in labels[::per_row]]
+    margin = 2 * GRID_PADDING + max(int(font.getlength(name)) for name in names)
+    labelled = Image.new("RGB", (picture.width + margin, picture.height), "white")
+    labelled.paste(picture, (margin, 0))
+    draw = ImageDraw.Draw(labelled)
+    row_height = pixels.shape[-2] + GRID_PADDING
+    for row, name in enumerate(names):
+        middle = GRID_PADDING + row * row_height + row_height // 2
+        draw.text((GRID_PADDING, middle), name, fill="black", font=font, anchor="lm")
+    return labelled
+
+
 def save_grids(synthetic: SyntheticSet, folder: str | Path) -> list[Path]:
-    """One grid per class and one all-classes grid (a row per class), de-normalised to pixels."""
+    """One grid per class and one all-classes grid (a row per class, labelled), de-normalised to pixels."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pixels = _upscale_small(synthetic.denormalised())
     labels = synthetic.hard_labels()
-    order = torch.argsort(labels, stable=True)
     paths = [folder / "grid_all_classes.png"]
-    save_image(pixels[order], paths[0], nrow=max(1, synthetic.ipc), padding=2, pad_value=1.0)
+    class_grid(synthetic).save(paths[0])
     for c, name in enumerate(synthetic.class_names):
         members = pixels[labels == c]
         if len(members) == 0:
@@ -43,9 +68,7 @@ def save_side_by_side(sets: list[SyntheticSet], titles: list[str], path: str | P
     """Several synthetic sets' all-class grids next to each other (e.g. real vs noise init)."""
     figure, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 5), squeeze=False)
     for axis, synthetic, title in zip(axes[0], sets, titles):
-        pixels = _upscale_small(synthetic.denormalised())[torch.argsort(synthetic.hard_labels(), stable=True)]
-        grid = make_grid(pixels, nrow=max(1, synthetic.ipc), padding=2, pad_value=1.0)
-        axis.imshow(grid.permute(1, 2, 0).numpy())
+        axis.imshow(class_grid(synthetic))
         axis.set_title(title)
         axis.axis("off")
     figure.tight_layout()
@@ -118,8 +141,9 @@ def save_accuracy_vs_ipc(
     out when it is None (unknown).
     """
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for (method, points), colour in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        points = sorted(points)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for method, colour in zip(dict.fromkeys([*curves, *stopped]), colours):  # a line with only stopped trials too
+        points = sorted(curves.get(method, []))
         if points:
             ipcs, means, lows, highs = zip(*points)
             below = [m - lo for m, lo in zip(means, lows)]

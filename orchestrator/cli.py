@@ -372,10 +372,10 @@ def ui(
     import subprocess
     import sys
 
-    from orchestrator.tracking import resolve_tracking_uri
+    from orchestrator.tracking import resolve_tracking_uri, ui_address
 
     uri = resolve_tracking_uri(tracking_uri)
-    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)")
+    console.print(f"MLflow UI for {uri} at {ui_address(uri, f'http://127.0.0.1:{port}')} (Ctrl-C stops it)")
     subprocess.run(
         [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
     )

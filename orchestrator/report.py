@@ -121,8 +121,10 @@ class Collector:
         return list(found.values())
 
     def _stopped_at(self, run) -> tuple[int, float] | None:
-        """A run stopped on purpose (KILLED with a reason): its last quick evaluation."""
-        if run.info.status != Status.KILLED or Tag.STOPPED not in run.data.tags:
+        """A run stopped early on purpose: its last quick evaluation. Such runs are FINISHED and tagged
+        `Tag.STOPPED_EARLY`; stores written before that hold them as KILLED with a stop reason."""
+        legacy = run.info.status == Status.KILLED and Tag.STOPPED in run.data.tags
+        if run.data.tags.get(Tag.STOPPED_EARLY) != "true" and not legacy:
             return None
         history = self.client.get_metric_history(run.info.run_id, schema.EVAL_ACCURACY)
         last = max(history, key=lambda m: m.step, default=None)
@@ -385,39 +387,68 @@ def image_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
         curve = collector.image(trial.run_id, "loss_curve.png")
         if curve:
             curves.figures.append(Figure(trial.label, curve))
-    grids.text.append("One row per class; images de-normalised to pixels.")
+    grids.text.append("One row per class, named on its left; images de-normalised to pixels.")
     return [s for s in (grids, curves) if s.figures]
 
 
-def ipc_section(trials: list[Trial], images: Path) -> Section | None:
-    """Accuracy (%) vs IPC, one plot per (data set, eval model) and one line per (method, init): the
-    best finished run at each IPC with its ± std over seeds, and the full-data accuracy as a line."""
-    plots: dict[tuple[str, str], dict[str, dict[int, tuple[float, float]]]] = defaultdict(lambda: defaultdict(dict))
+@dataclass
+class IpcPlot:
+    """One accuracy-vs-IPC plot's points (%), per line (method and init): the best finished run's mean and
+    std at each IPC, and the last quick evaluation of each trial a scheduler stopped early."""
+
+    best: dict[str, dict[int, tuple[float, float]]] = field(default_factory=lambda: defaultdict(dict))
+    stopped: dict[str, list[tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
+
+    def curves(self) -> dict[str, list[tuple[int, float, float, float]]]:
+        """Per line, (ipc, mean, mean - std, mean + std) in IPC order."""
+        return {
+            line: sorted((i, m, m - s, m + s) for i, (m, s) in points.items()) for line, points in self.best.items()
+        }
+
+    def ipcs(self) -> set[int]:
+        return {i for points in self.best.values() for i in points} | {i for p in self.stopped.values() for i, _ in p}
+
+
+def ipc_plots(trials: list[Trial]) -> dict[tuple[str, str], IpcPlot]:
+    """The points of every accuracy-vs-IPC plot, by (data set, eval model). A stopped trial has no final
+    evaluation: it is placed at its quick evaluation on its first eval model, apart from the finished runs."""
+    plots: dict[tuple[str, str], IpcPlot] = defaultdict(IpcPlot)
     for trial in trials:
+        line = f"{trial.param('method')} {trial.param('method_config.init')} init"
+        ipc = int(trial.param("method_config.ipc", "0"))
+        if trial.stopped_at is not None:
+            model, accuracy = first_eval_model(trial.run), trial.stopped_at[1]
+            if model and accuracy == accuracy:  # NaN: stopped before its first evaluation, nothing to place
+                plots[(trial.param("dataset"), model)].stopped[line].append((ipc, 100 * accuracy))
+            continue
         for model in _eval_models(trial):
-            line = plots[(trial.param("dataset"), model)][
-                f"{trial.param('method')} {trial.param('method_config.init')} init"
-            ]
-            ipc = int(trial.param("method_config.ipc", "0"))
+            best = plots[(trial.param("dataset"), model)].best[line]
             metrics = trial.run.data.metrics
             point = (100 * metrics[schema.acc_mean(model)], 100 * metrics.get(schema.acc_std(model), 0.0))
-            line[ipc] = max(point, line.get(ipc, point))
+            best[ipc] = max(point, best.get(ipc, point))
+    return plots
+
+
+def ipc_section(trials: list[Trial], images: Path) -> Section | None:
+    """Accuracy (%) vs IPC, one plot per (data set, eval model) with two IPCs or more (`ipc_plots`), and
+    the full-data accuracy as a line."""
     figures = []
-    for (dataset, model), lines in sorted(plots.items()):
-        curves = {name: [(ipc, m, m - s, m + s) for ipc, (m, s) in points.items()] for name, points in lines.items()}
-        if max(len(points) for points in curves.values()) < 2:
+    for (dataset, model), plot in sorted(ipc_plots(trials).items()):
+        if len(plot.ipcs()) < 2:
             continue
         full = _full_data(trials, dataset, model)
         target = None if full is None else 100 * full
         path = images / f"accuracy_vs_ipc_{dataset}_{model}.png"
-        save_accuracy_vs_ipc(curves, {}, target, target, _train_images_per_class(dataset), path)
+        save_accuracy_vs_ipc(plot.curves(), plot.stopped, target, target, _train_images_per_class(dataset), path)
         figures.append(Figure(f"{dataset}, evaluated on {model}", path))
     if not figures:
         return None
     return Section(
         "Accuracy vs IPC",
         text=[
-            "The best run at each IPC: mean ± std over its evaluation seeds; the black line is the full-data accuracy."
+            "The best finished run at each IPC: mean ± std over its evaluation seeds; crosses are trials stopped "
+            "early by the scheduler, at their last quick evaluation (one seed); the black line is the full-data "
+            "accuracy."
         ],
         figures=figures,
     )

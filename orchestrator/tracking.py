@@ -21,6 +21,7 @@ from orchestrator.run_schema import Status, Tag
 
 DEFAULT_EXPERIMENT = "ddorch"
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+TRAINING_VIEW = "workflowType=machine_learning"  # MLflow UI's model-training view, asked for in the address
 
 
 # Stores MLflow opens (sqlite/SQL databases, its server, Databricks); `postgresql+psycopg2` counts as postgresql.
@@ -137,6 +138,17 @@ def open_store(uri: str) -> None:
         MlflowClient(uri).search_experiments(max_results=1)  # MLflow's store (cached per process) creates the tables
     finally:
         os.close(lock)  # releases the lock
+
+
+def ui_address(uri: str, server: str, experiment: str = DEFAULT_EXPERIMENT) -> str:
+    """The page of MLflow's UI at `server` to open first: the experiment's runs in the model-training view.
+    MLflow 3.17's UI shows every experiment in its GenAI view unless the address asks for this one (the
+    experiment's `mlflow.experimentKind` tag does not decide it); links inside the UI keep the choice."""
+    from mlflow.tracking import MlflowClient
+
+    found = MlflowClient(uri).get_experiment_by_name(experiment)
+    page = f"experiments/{found.experiment_id}" if found else "experiments"
+    return f"{server}/#/{page}?{TRAINING_VIEW}"
 
 
 def _experiment_id(client, name: str) -> str:

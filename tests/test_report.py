@@ -147,3 +147,50 @@ def test_cli_report_and_unknown_id(tiny_runs, tmp_path):
     assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "report.md").is_file()
     missing = CliRunner().invoke(app, ["report", "nope", "--tracking-uri", uri], env=env)
     assert missing.exit_code == 2 and "'nope' is neither a run id nor a sweep name" in missing.output
+
+
+def test_trials_stopped_early_are_placed_apart_on_the_ipc_plot(monkeypatch, tmp_path):
+    """A stopped trial (FINISHED, tagged stopped early) is drawn as its own marked series at its last
+    quick evaluation, not omitted and not mixed into the finished runs' line; read from the plotted data."""
+    import ddcore.visualize as visualize
+    from orchestrator.report import Collector, ipc_plots, ipc_section
+
+    def digits(ipc, status="FINISHED", tags=None, metrics=None):
+        params = {"method": "datadam", "dataset": "digits", "method_config.ipc": str(ipc), "method_config.init": "real"}
+        return trial(status, tags or {}, {**params, "eval_models": "['ConvNetD1']"}, metrics or {})
+
+    finished = [
+        digits(ipc, metrics={"acc_ConvNetD1_mean": acc, "acc_ConvNetD1_std": 0.01})
+        for ipc, acc in ((1, 0.5), (10, 0.8))
+    ]
+    stopped = digits(10, tags={Tag.STOPPED: "stopped early by the scheduler", Tag.STOPPED_EARLY: "true"})
+    history = {"eval_accuracy": [SimpleNamespace(step=4, value=0.31)]}
+    collector = SimpleNamespace(client=SimpleNamespace(get_metric_history=lambda run_id, key: history[key]))
+    stopped.stopped_at = Collector._stopped_at(collector, stopped.run)
+    assert stopped.stopped_at == (4, 0.31)
+
+    (plot,) = ipc_plots([*finished, stopped]).values()
+    assert plot.curves() == {"datadam real init": [(1, 50.0, 49.0, 51.0), (10, 80.0, 79.0, 81.0)]}
+    assert plot.stopped == {"datadam real init": [(10, 31.0)]}
+
+    drawn = {}
+    monkeypatch.setattr(
+        visualize, "_label_and_save", lambda figure, axis, path, *labels: drawn.setdefault("axis", axis)
+    )
+    assert ipc_section([*finished, stopped], tmp_path) is not None
+    series = {c.get_label(): c for c in drawn["axis"].collections if not c.get_label().startswith("_")}
+    assert series["datadam real init (stopped early)"].get_offsets().tolist() == [[10.0, 31.0]]
+    (bars,) = [c for c in drawn["axis"].containers if c.get_label() == "datadam real init"]
+    assert bars.lines[0].get_xydata().tolist() == [[1.0, 50.0], [10.0, 80.0]]  # the finished runs only
+
+
+def test_a_line_of_stopped_trials_only_is_still_drawn(monkeypatch, tmp_path):
+    import ddcore.visualize as visualize
+
+    drawn = {}
+    monkeypatch.setattr(
+        visualize, "_label_and_save", lambda figure, axis, path, *labels: drawn.setdefault("axis", axis)
+    )
+    visualize.save_accuracy_vs_ipc({}, {"dm": [(1, 20.0), (5, 40.0)]}, None, None, None, tmp_path / "plot.png")
+    (series,) = [c for c in drawn["axis"].collections if c.get_label() == "dm (stopped early)"]
+    assert series.get_offsets().tolist() == [[1.0, 20.0], [5.0, 40.0]]
