@@ -123,8 +123,7 @@ class Collector:
     def _stopped_at(self, run) -> tuple[int, float] | None:
         """A run stopped early on purpose: its last quick evaluation. Such runs are FINISHED and tagged
         `Tag.STOPPED_EARLY`; stores written before that hold them as KILLED with a stop reason."""
-        legacy = run.info.status == Status.KILLED and Tag.STOPPED in run.data.tags
-        if run.data.tags.get(Tag.STOPPED_EARLY) != "true" and not legacy:
+        if not schema.stopped_early(run.info.status, run.data.tags):
             return None
         history = self.client.get_metric_history(run.info.run_id, schema.EVAL_ACCURACY)
         last = max(history, key=lambda m: m.step, default=None)

@@ -57,6 +57,12 @@ EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASH
 GRID_IMAGE = "synthetic_set"  # stepped image: the all-classes grid at each evaluation and at the end
 
 
+def stopped_early(status: str, tags: dict[str, str]) -> bool:
+    """Whether a run was stopped early on purpose: FINISHED and tagged so, or (stores written before
+    that tag) KILLED with a stop reason."""
+    return tags.get(Tag.STOPPED_EARLY) == "true" or (status == Status.KILLED and Tag.STOPPED in tags)
+
+
 def run_name(dataset: str, method: str, ipc: int, values: dict | None = None) -> str:
     """What a run is, as MLflow's runs list shows it: `mnist-datadam-ipc10 lr_images=1.0`."""
     shown = " ".join(f"{k}={_short(v)}" for k, v in (values or {}).items() if k != "ipc")

@@ -94,8 +94,7 @@ def _row(run) -> RunRow:
 
 
 def _status(run) -> str:
-    # A KILLED run with a stop reason was stopped on purpose (e.g. by ASHA), not a failure.
-    if run.info.status == schema.Status.KILLED and Tag.STOPPED in run.data.tags:
+    if schema.stopped_early(run.info.status, run.data.tags):
         return "stopped early"
     return run.info.status.lower()
 

@@ -80,3 +80,19 @@ def test_an_ambiguous_prefix_names_its_matches():
     with pytest.raises(DDError, match=r"run id prefix 'abcd' is ambiguous in db: abcd0+ \(one\), abcd1+ \(two\)"):
         find_run(client, "abcd", "db")
     assert find_run(client, "not-an-id", "db") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "tags", "shown"),
+    [
+        ("FINISHED", {"ddorch.stopped_early": "true", "ddorch.stopped_at_iteration": "100"}, "stopped early"),
+        ("KILLED", {"ddorch.stopped": "below the rung"}, "stopped early"),  # stores from before the tag
+        ("KILLED", {}, "killed"),
+        ("FINISHED", {}, "finished"),
+    ],
+)
+def test_runs_shows_trials_stopped_on_purpose_as_stopped_early(status, tags, shown):
+    from orchestrator.runs import _status
+
+    run = SimpleNamespace(info=SimpleNamespace(status=status), data=SimpleNamespace(tags=tags))
+    assert _status(run) == shown
