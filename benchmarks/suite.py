@@ -115,6 +115,29 @@ ROWS: list[Row] = [
         for ipc in (1, 10, 50)
     ],
     Row("fashion_mnist_random_ipc10", "fashion_mnist", method="random", group="random real subsets"),
+    # Random IPC 1 depends mostly on which image is drawn: further subset draws (seed 0 is the row above).
+    *[
+        Row(
+            f"mnist_random_ipc1_subset{seed}",
+            "mnist",
+            method="random",
+            ipc=1,
+            settings={"seed": seed} if seed else {},
+            group="random IPC 1 over subset draws",
+        )
+        for seed in range(5)
+    ],
+    # bf16 evaluation against fp32 on the same set and network seeds (the fp32 row is mnist_random_ipc10).
+    *[
+        Row(
+            f"mnist_random_ipc10_{precision}",
+            "mnist",
+            method="random",
+            eval_precision=precision,
+            group="evaluation precision",
+        )
+        for precision in ("fp32", "bf16")
+    ],
     *[
         Row(f"mnist_datadam_ipc10_{it}it", "mnist", preset="paper", iterations=it, group="MNIST IPC 10 vs iterations")
         for it in (250, 500, 1000)
@@ -321,13 +344,20 @@ def append(line: dict, path: Path = RESULTS) -> None:
         handle.write(json.dumps(line) + "\n")
 
 
-def render_tables(results: list[dict]) -> str:
-    """Markdown tables, one per group, from results.jsonl: the latest result of each row."""
-    latest: dict[str, dict] = {}
-    for line in results:
-        latest[line["name"]] = line
+def render_tables(results: list[dict], rows: list[Row] | None = None) -> str:
+    """Markdown tables, one per group, from results.jsonl.
+
+    Each listed row shows the latest result with its settings (its key), so one measurement can
+    fill two rows (the paper preset at 500 iterations is also a point of the iterations curve);
+    results of rows no longer listed show under the group they were recorded in.
+    """
+    rows = ROWS if rows is None else rows
+    by_key = {line["key"]: line for line in results}
+    shown = [{**by_key[row.key()], "row": row.name, "group": row.group} for row in rows if row.key() in by_key]
+    listed = {row.key() for row in rows}
+    retired = {line["name"]: {**line, "row": line["name"]} for line in results if line["key"] not in listed}
     groups: dict[str, list[dict]] = {}
-    for line in latest.values():
+    for line in [*shown, *retired.values()]:
         groups.setdefault(line.get("group") or "other", []).append(line)
     out = []
     for group, lines in groups.items():
@@ -342,8 +372,9 @@ def render_tables(results: list[dict]) -> str:
             method = "full data" if r["kind"] == "baseline" else f"{r['method']} ({r.get('preset') or '-'})"
             seeds = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
             flag = " (load ignored)" if r.get("ignored_load") else ""
+            measured_as = f" (measured as `{r['name']}`)" if r["name"] != r["row"] else ""
             out.append(
-                f"| `{r['name']}` | {r['dataset']} | {method} | {'-' if r['kind'] == 'baseline' else r['ipc']} | "
+                f"| `{r['row']}`{measured_as} | {r['dataset']} | {method} | {'-' if r['kind'] == 'baseline' else r['ipc']} | "
                 f"{'-' if r['kind'] == 'baseline' else r['init']} | {r.get('iterations') or '-'} | "
                 f"{r.get('network', r['eval_model'])} / {r['eval_model']} | {r['protocol']} | "
                 f"**{100 * r['mean']:.2f} ± {100 * r['std']:.2f}** | {seeds} | "

@@ -90,6 +90,18 @@ def test_tables_are_generated_from_the_results_file(tmp_path):
     assert "python benchmarks/suite.py --rows NAME --rerun" in text
 
 
+def test_one_measurement_fills_every_row_with_its_settings(tmp_path):
+    results = tmp_path / "results.jsonl"
+    suite.run_suite([TINY], args(), results, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)
+    twin = replace(TINY, name="tiny_twin", group="twins")  # same settings, another table
+    other = replace(TINY, name="tiny_other", ipc=2, group="twins")  # not measured
+    text = suite.render_tables(suite.load_results(results), rows=[TINY, twin, other])
+    assert "### tiny" in text and "### twins" in text
+    assert "| `tiny_twin` (measured as `tiny_digits`) |" in text and "tiny_other" not in text
+    retired = suite.render_tables(suite.load_results(results), rows=[other])  # a row no longer listed
+    assert "### tiny" in retired and "| `tiny_digits` |" in retired
+
+
 def test_each_row_starts_with_a_status_line(tmp_path, capsys):
     second = Row("tiny_digits_ipc2", "digits", preset="paper", ipc=2, iterations=2, eval_seeds=2, eval_epochs=2)
     suite.run_suite(
