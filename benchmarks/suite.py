@@ -127,14 +127,12 @@ ROWS: list[Row] = [
         )
         for seed in range(5)
     ],
-    # bf16 evaluation against fp32 on the same set and network seeds (the fp32 row is mnist_random_ipc10).
+    # bf16 evaluation against fp32 on the same sets and network seeds (each fp32 row repeats a row above).
     *[
-        Row(
-            f"mnist_random_ipc10_{precision}",
-            "mnist",
-            method="random",
-            eval_precision=precision,
-            group="evaluation precision",
+        Row(f"mnist_{kind}_{precision}", "mnist", eval_precision=precision, group="evaluation precision", **settings)
+        for kind, settings in (
+            ("random_ipc10", {"method": "random"}),
+            ("datadam_ipc10_500it", {"preset": "paper", "iterations": 500}),
         )
         for precision in ("fp32", "bf16")
     ],
