@@ -26,9 +26,15 @@ import sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 from orchestrator.cluster import connect
+from orchestrator.experiments import AshaSettings
 from tests.test_sweep import sweep, tiny_preset
 connect(None, num_cpus=1)  # as `ddorch sweep` does: the workers run this checkout's code
-preset = tiny_preset(num_samples={samples}, max_concurrent=1, fixed={{"iterations": 20, "ipc": 2, "batch_real": 8, "model": "ConvNetD2"}})
+# Trials long enough (seconds) and never stopped by ASHA: a trial that ended within one poll would
+# let the sweep pass the point `kill_when` waits for (it did on a fast CI machine).
+preset = tiny_preset(
+    num_samples={samples}, max_concurrent=1, report_every=20, asha=AshaSettings(grace_period=60),
+    fixed={{"iterations": 60, "ipc": 2, "batch_real": 8, "model": "ConvNetD2"}},
+)
 sweep(Path({tmp!r}), preset, '{space}', "resumable", resume={resume})
 """
 
@@ -55,7 +61,7 @@ def kill_when(tmp_path: Path, driver: subprocess.Popen, done: int) -> None:
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     deadline = time.time() + 240
     while time.time() < deadline and driver.poll() is None:
-        time.sleep(0.5)
+        time.sleep(0.1)
         if not (tmp_path / "mlflow.db").exists():
             continue
         statuses = [r.info.status for r in current_children(client)]
