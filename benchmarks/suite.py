@@ -12,7 +12,9 @@ the commit, the load average at start and end, per-seed accuracies and the time 
 A row already in results.jsonl with the same settings (commit-independent) is skipped unless
 `--rerun`. A row starts only when the 1-minute load average is under `--max-load` (0.5; override
 with `--ignore-load`, recorded in the row) and no other suite run holds the lock: timed rows never
-share the cores. `--budget-minutes` starts no row whose estimate does not fit what is left.
+share the cores. `--budget-minutes` starts no row whose estimate does not fit what is left, except
+a full-data baseline, which runs the seeds that fit (each cached as it ends) and is recorded once
+all its seeds are done, over as many suite runs as that takes.
 `DDORCH_DATA_ROOT` as usual.
 """
 
@@ -29,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -189,11 +191,11 @@ def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[R
 
 def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
     """The last wall time of the same settings on this machine, else a formula from SECONDS_PER."""
+    if row.kind == "baseline":
+        return seed_minutes(row, results, here) * (row.eval_seeds - len(_cached_seeds(row)))
     earlier = [r for r in results if r["key"] == row.key() and r["machine"] == here]
     if earlier:
         return earlier[-1]["wall_seconds"] / 60
-    if row.kind == "baseline":
-        return 20 * row.eval_seeds * SECONDS_PER["full_data_epoch"] / 60
     classes = 10
     epochs = row.eval_epochs or 1000
     evaluation = row.eval_seeds * epochs * classes * row.ipc * SECONDS_PER["eval_epoch_image"]
@@ -203,6 +205,32 @@ def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
         "random": 0.0,
     }[row.method]
     return (evaluation + (row.iterations or CPU_ITERATIONS) * per_iteration) / 60
+
+
+def seed_minutes(row: Row, results: list[dict], here: str) -> float:
+    """One seed of a full-data baseline row: its last run on this machine, else the formula."""
+    earlier = [r for r in results if r["key"] == row.key() and r["machine"] == here]
+    if earlier:
+        return statistics.fmean(earlier[-1]["train_seconds_per_seed"]) / 60
+    return 20 * SECONDS_PER["full_data_epoch"] / 60
+
+
+def _cached_seeds(row: Row) -> list[int]:
+    from ddcore.baseline import cached_seeds
+
+    return cached_seeds(row.dataset, row.eval_model, tuple(range(row.eval_seeds)))
+
+
+def partial_row(row: Row, results: list[dict], here: str, left: float) -> Row | None:
+    """A full-data baseline longer than the budget left makes progress seed by seed: the same row
+    with as many more seeds as fit (each is cached as it ends, and the next suite run starts after
+    them); None for other rows, or when not one seed fits."""
+    if row.kind != "baseline":
+        return None
+    more = int(left // seed_minutes(row, results, here))
+    if more < 1:
+        return None
+    return replace(row, eval_seeds=min(row.eval_seeds, len(_cached_seeds(row)) + more))
 
 
 def check_load(
@@ -423,21 +451,40 @@ def run_suite(
     todo = pending(rows, results, args.rerun)
     suite_started = time.monotonic()
     deadline = suite_started + 60 * args.budget_minutes if args.budget_minutes else None
-    appended = []
+    appended, ran = [], False
     with exclusive(results_path.with_name(LOCK.name)):
         for position, row in enumerate(todo, 1):
             estimate = estimate_minutes(row, results, here)
             left = None if deadline is None else (deadline - time.monotonic()) / 60
+            part = row
             if left is not None and estimate > left:
-                print(f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left", flush=True)
-                continue
-            if appended and not args.ignore_load:
+                part = partial_row(row, results, here, left)
+                if part is None:
+                    print(
+                        f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left", flush=True
+                    )
+                    continue
+                print(
+                    f"{row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left: seeds 0-"
+                    f"{part.eval_seeds - 1} of {row.eval_seeds} now, each cached as it ends",
+                    flush=True,
+                )
+            if ran and not args.ignore_load:
                 settle(args.max_load, loadavg, sleep)
             load_start = check_load(args.max_load, args.ignore_load, loadavg)
             elapsed = (time.monotonic() - suite_started) / 60
             print(status_line(position, len(todo), row, estimate, elapsed, left, load_start), flush=True)
             started = time.perf_counter()
-            measured = runner(row, args.tracking_uri, args.device)
+            measured = runner(part, args.tracking_uri, args.device)
+            ran = True
+            if part != row:  # recorded only whole: a line's mean is over all the row's seeds
+                seeds = ", ".join(f"{100 * a:.2f}" for a in measured["per_seed"])
+                print(
+                    f"partial {row.name}: {part.eval_seeds} of {row.eval_seeds} seeds cached ({seeds} %); "
+                    f"the same command goes on from there",
+                    flush=True,
+                )
+                continue
             line = record(row, measured, load_start, loadavg()[0], args.ignore_load, time.perf_counter() - started)
             append(line, results_path)
             appended.append(line)

@@ -56,11 +56,23 @@ def caching_in(folder: str | Path | None) -> Iterator[None]:
         _CACHE_OVERRIDE.pop()
 
 
-def _cache_file(data: RealDataset, model_name: str, protocol: EvalProtocol, seed: int) -> Path:
+def _cache_file(
+    dataset: str, channels: int, num_classes: int, image_size: int, model_name: str, protocol: EvalProtocol, seed: int
+) -> Path:
     # The architecture's fingerprint: a changed network (e.g. DC's MNIST padding) never reads old entries.
-    arch = architecture_fingerprint(model_name, data.channels, data.num_classes, data.image_size)
-    key = f"{data.name}-{data.image_size}px_{model_name}-{arch}_{protocol.name}_seed{seed}.json"
+    arch = architecture_fingerprint(model_name, channels, num_classes, image_size)
+    key = f"{dataset}-{image_size}px_{model_name}-{arch}_{protocol.name}_seed{seed}.json"
     return cache_dir() / "baselines" / key
+
+
+def cached_seeds(dataset: str, model_name: str, seeds: tuple[int, ...]) -> list[int]:
+    """The `seeds` of `dataset`'s full-data baseline (native size, its protocol) already cached.
+
+    Reads no images: a planner (the benchmark suite) asks before deciding what fits its budget."""
+    spec = get_spec(dataset)
+    protocol = baseline_protocol(dataset)
+    shape = (dataset, spec.channels, spec.num_classes, spec.image_size)
+    return [seed for seed in seeds if _read_cache(_cache_file(*shape, model_name, protocol, seed)) is not None]
 
 
 def full_data_baseline(
@@ -85,7 +97,7 @@ def full_data_baseline(
     # One seed at a time, not as one wide network (`evaluate`): a full-data seed takes an hour on a
     # laptop CPU, and a run stopped midway keeps every seed it finished.
     for seed in seeds:
-        path = _cache_file(data, model_name, protocol, seed)
+        path = _cache_file(data.name, data.channels, data.num_classes, data.image_size, model_name, protocol, seed)
         cached = None if refresh else _read_cache(path)
         if cached is not None:
             result.runs.append(cached)

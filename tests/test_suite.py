@@ -176,3 +176,32 @@ def test_fp32_rows_keep_the_keys_recorded_before_eval_precision_existed():
     for row in measured:
         assert row.key() == recorded[row.name], row.name
         assert replace(row, eval_precision="bf16").key() != recorded[row.name]
+
+
+def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, monkeypatch, capsys):
+    """Each suite run trains the seeds that fit and caches them; the row is recorded once, whole."""
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    row = Row("digits_full", "digits", kind="baseline", eval_model="ConvNetD1", eval_seeds=3)
+    ran = []
+
+    def runner(part, tracking_uri, device):  # trains seeds 0..part.eval_seeds-1, caching new ones
+        from ddcore.baseline import _cache_file, baseline_protocol, cached_seeds
+
+        for seed in set(range(part.eval_seeds)) - set(cached_seeds("digits", "ConvNetD1", (0, 1, 2))):
+            ran.append(seed)
+            run = {"seed": seed, "accuracy": 0.9, "balanced_accuracy": 0.9, "train_seconds": 60.0 * 70}
+            path = _cache_file("digits", 1, 10, 8, "ConvNetD1", baseline_protocol("digits"), seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"run": run}))
+        return {**fake_runner(part, tracking_uri, device), "per_seed": [0.9] * part.eval_seeds}
+
+    results = tmp_path / "r.jsonl"
+    assert suite.estimate_minutes(row, [], "here") == pytest.approx(3 * 70)
+    calls = dict(loadavg=lambda: (0.1, 0, 0), runner=runner, sleep=lambda s: None)
+    assert suite.run_suite([row], args(budget_minutes=150), results, **calls) == []
+    assert ran == [0, 1] and "partial digits_full: 2 of 3 seeds cached" in capsys.readouterr().out
+    assert suite.estimate_minutes(row, [], "here") == pytest.approx(70)
+    assert suite.run_suite([row], args(budget_minutes=60), results, **calls) == []  # not one seed fits
+    assert "skip digits_full" in capsys.readouterr().out
+    (line,) = suite.run_suite([row], args(budget_minutes=80), results, **calls)
+    assert ran == [0, 1, 2] and line["seeds"] == 3 and suite.load_results(results) == [line]
