@@ -192,7 +192,7 @@ def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[R
 def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
     """The last wall time of the same settings on this machine, else a formula from SECONDS_PER."""
     if row.kind == "baseline":
-        return seed_minutes(row, results, here) * (row.eval_seeds - len(_cached_seeds(row)))
+        return seed_minutes(row, results, here) * (row.eval_seeds - len(_cached_runs(row)))
     earlier = [r for r in results if r["key"] == row.key() and r["machine"] == here]
     if earlier:
         return earlier[-1]["wall_seconds"] / 60
@@ -208,17 +208,21 @@ def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
 
 
 def seed_minutes(row: Row, results: list[dict], here: str) -> float:
-    """One seed of a full-data baseline row: its last run on this machine, else the formula."""
+    """One seed of a full-data baseline row: the seeds already cached (this machine's speed today,
+    which varies 1.5x between sessions), else its last whole run here, else the formula."""
+    cached = _cached_runs(row)
+    if cached:
+        return statistics.fmean(run.train_seconds for run in cached.values()) / 60
     earlier = [r for r in results if r["key"] == row.key() and r["machine"] == here]
     if earlier:
         return statistics.fmean(earlier[-1]["train_seconds_per_seed"]) / 60
     return 20 * SECONDS_PER["full_data_epoch"] / 60
 
 
-def _cached_seeds(row: Row) -> list[int]:
-    from ddcore.baseline import cached_seeds
+def _cached_runs(row: Row) -> dict:
+    from ddcore.baseline import cached_runs
 
-    return cached_seeds(row.dataset, row.eval_model, tuple(range(row.eval_seeds)))
+    return cached_runs(row.dataset, row.eval_model, tuple(range(row.eval_seeds)))
 
 
 def partial_row(row: Row, results: list[dict], here: str, left: float) -> Row | None:
@@ -230,7 +234,7 @@ def partial_row(row: Row, results: list[dict], here: str, left: float) -> Row | 
     more = int(left // seed_minutes(row, results, here))
     if more < 1:
         return None
-    return replace(row, eval_seeds=min(row.eval_seeds, len(_cached_seeds(row)) + more))
+    return replace(row, eval_seeds=min(row.eval_seeds, len(_cached_runs(row)) + more))
 
 
 def check_load(

@@ -65,14 +65,15 @@ def _cache_file(
     return cache_dir() / "baselines" / key
 
 
-def cached_seeds(dataset: str, model_name: str, seeds: tuple[int, ...]) -> list[int]:
+def cached_runs(dataset: str, model_name: str, seeds: tuple[int, ...]) -> dict[int, SeedRun]:
     """The `seeds` of `dataset`'s full-data baseline (native size, its protocol) already cached.
 
     Reads no images: a planner (the benchmark suite) asks before deciding what fits its budget."""
     spec = get_spec(dataset)
     protocol = baseline_protocol(dataset)
     shape = (dataset, spec.channels, spec.num_classes, spec.image_size)
-    return [seed for seed in seeds if _read_cache(_cache_file(*shape, model_name, protocol, seed)) is not None]
+    runs = {seed: _read_cache(_cache_file(*shape, model_name, protocol, seed)) for seed in seeds}
+    return {seed: run for seed, run in runs.items() if run is not None}
 
 
 def full_data_baseline(

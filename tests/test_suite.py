@@ -185,11 +185,11 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, monkey
     ran = []
 
     def runner(part, tracking_uri, device):  # trains seeds 0..part.eval_seeds-1, caching new ones
-        from ddcore.baseline import _cache_file, baseline_protocol, cached_seeds
+        from ddcore.baseline import _cache_file, baseline_protocol, cached_runs
 
-        for seed in set(range(part.eval_seeds)) - set(cached_seeds("digits", "ConvNetD1", (0, 1, 2))):
+        for seed in set(range(part.eval_seeds)) - set(cached_runs("digits", "ConvNetD1", (0, 1, 2))):
             ran.append(seed)
-            run = {"seed": seed, "accuracy": 0.9, "balanced_accuracy": 0.9, "train_seconds": 60.0 * 70}
+            run = {"seed": seed, "accuracy": 0.9, "balanced_accuracy": 0.9, "train_seconds": 60.0 * 75}
             path = _cache_file("digits", 1, 10, 8, "ConvNetD1", baseline_protocol("digits"), seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"run": run}))
@@ -200,8 +200,8 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, monkey
     calls = dict(loadavg=lambda: (0.1, 0, 0), runner=runner, sleep=lambda s: None)
     assert suite.run_suite([row], args(budget_minutes=150), results, **calls) == []
     assert ran == [0, 1] and "partial digits_full: 2 of 3 seeds cached" in capsys.readouterr().out
-    assert suite.estimate_minutes(row, [], "here") == pytest.approx(70)
-    assert suite.run_suite([row], args(budget_minutes=60), results, **calls) == []  # not one seed fits
+    assert suite.estimate_minutes(row, [], "here") == pytest.approx(75)  # as fast as the cached seeds
+    assert suite.run_suite([row], args(budget_minutes=70), results, **calls) == []  # not one seed fits
     assert "skip digits_full" in capsys.readouterr().out
     (line,) = suite.run_suite([row], args(budget_minutes=80), results, **calls)
     assert ran == [0, 1, 2] and line["seeds"] == 3 and suite.load_results(results) == [line]
