@@ -190,7 +190,8 @@ def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[R
 
 
 def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
-    """The last wall time of the same settings on this machine, else a formula from SECONDS_PER."""
+    """The last wall time of the same settings on this machine, else a formula from SECONDS_PER;
+    for a full-data baseline, its seeds not yet cached times `seed_minutes`."""
     if row.kind == "baseline":
         return seed_minutes(row, results, here) * (row.eval_seeds - len(_cached_runs(row)))
     earlier = [r for r in results if r["key"] == row.key() and r["machine"] == here]
