@@ -193,10 +193,11 @@ def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
     """The last wall time of the same settings on this machine, else a formula from SECONDS_PER;
     for a full-data baseline, its seeds not yet cached times `seed_minutes`."""
     if row.kind == "baseline":
-        return seed_minutes(row, results, here) * (row.eval_seeds - len(_cached_runs(row)))
-    earlier = [r for r in results if r["key"] == row.key() and r["machine"] == here]
+        cached = _cached_runs(row)
+        return seed_minutes(row, cached, results, here) * (row.eval_seeds - len(cached))
+    earlier = _earlier(row, results, here)
     if earlier:
-        return earlier[-1]["wall_seconds"] / 60
+        return earlier["wall_seconds"] / 60
     classes = 10
     epochs = row.eval_epochs or 1000
     evaluation = row.eval_seeds * epochs * classes * row.ipc * SECONDS_PER["eval_epoch_image"]
@@ -208,15 +209,19 @@ def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
     return (evaluation + (row.iterations or CPU_ITERATIONS) * per_iteration) / 60
 
 
-def seed_minutes(row: Row, results: list[dict], here: str) -> float:
-    """One seed of a full-data baseline row: the seeds already cached (this machine's speed today,
-    which varies 1.5x between sessions), else its last whole run here, else the formula."""
-    cached = _cached_runs(row)
+def _earlier(row: Row, results: list[dict], here: str) -> dict | None:
+    """The last result of the row's settings on this machine."""
+    return next((r for r in reversed(results) if r["key"] == row.key() and r["machine"] == here), None)
+
+
+def seed_minutes(row: Row, cached: dict, results: list[dict], here: str) -> float:
+    """One seed of a full-data baseline row: its `cached` seeds (this machine's speed today, which
+    varies 1.5x between sessions), else its last whole run here, else the formula."""
     if cached:
         return statistics.fmean(run.train_seconds for run in cached.values()) / 60
-    earlier = [r for r in results if r["key"] == row.key() and r["machine"] == here]
+    earlier = _earlier(row, results, here)
     if earlier:
-        return statistics.fmean(earlier[-1]["train_seconds_per_seed"]) / 60
+        return statistics.fmean(earlier["train_seconds_per_seed"]) / 60
     return 20 * SECONDS_PER["full_data_epoch"] / 60
 
 
@@ -232,10 +237,11 @@ def partial_row(row: Row, results: list[dict], here: str, left: float) -> Row | 
     them); None for other rows, or when not one seed fits."""
     if row.kind != "baseline":
         return None
-    more = int(left // seed_minutes(row, results, here))
+    cached = _cached_runs(row)
+    more = int(left // seed_minutes(row, cached, results, here))
     if more < 1:
         return None
-    return replace(row, eval_seeds=min(row.eval_seeds, len(_cached_runs(row)) + more))
+    return replace(row, eval_seeds=min(row.eval_seeds, len(cached) + more))
 
 
 def check_load(
