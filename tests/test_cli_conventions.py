@@ -96,3 +96,29 @@ def test_runs_shows_trials_stopped_on_purpose_as_stopped_early(status, tags, sho
 
     run = SimpleNamespace(info=SimpleNamespace(status=status), data=SimpleNamespace(tags=tags))
     assert _status(run) == shown
+
+
+def test_what_the_readme_commands_write_stays_out_of_git_status(monkeypatch):
+    """The default MLflow store, artefact folder and Ray storage are ignored by the repository's .gitignore."""
+    import subprocess
+    from pathlib import Path
+
+    from orchestrator.tracking import resolve_tracking_uri
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(root)
+    store = Path(resolve_tracking_uri(None).removeprefix("sqlite:///")).relative_to(root)
+
+    def default(command, flag):
+        return next(p.default for p in COMMANDS[command].params if flag in p.opts)
+
+    written = [
+        str(store),
+        f"{default('run', '--output-dir')}/a/summary.json",
+        f"{default('sweep', '--storage-path')}/a/b",
+    ]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=root, capture_output=True, text=True)
+    assert ignored.stdout.split() == written

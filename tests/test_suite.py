@@ -90,6 +90,16 @@ def test_tables_are_generated_from_the_results_file(tmp_path):
     assert "python benchmarks/suite.py --rows NAME --rerun" in text
 
 
+def test_a_table_names_the_settings_beyond_the_preset_and_the_wall_time(tmp_path):
+    results = tmp_path / "results.jsonl"
+    bf16 = replace(TINY, name="tiny_bf16", settings={"bf16": True})
+    suite.run_suite([bf16], args(), results, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)
+    (line,) = suite.load_results(results)
+    text = suite.render_tables([line], rows=[bf16])
+    wall = f"{line['wall_seconds'] / 60:.1f}"
+    assert "| datadam (paper) bf16=True | 1 |" in text and f"| 0.0 / 0.0 / {wall} |" in text
+
+
 def test_one_measurement_fills_every_row_with_its_settings(tmp_path):
     results = tmp_path / "results.jsonl"
     suite.run_suite([TINY], args(), results, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)
