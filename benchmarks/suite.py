@@ -499,7 +499,7 @@ def run_suite(
                     continue
                 print(
                     f"{row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left: seeds 0-"
-                    f"{part.eval_seeds - 1} of {row.eval_seeds} now, each cached as it ends",
+                    f"{part.eval_seeds - 1} of {row.eval_seeds} now (cached ones read, new ones cached as they end)",
                     flush=True,
                 )
             if ran and not args.ignore_load:
