@@ -1,6 +1,8 @@
 """Conventions every command follows: full names in tables, run-id prefixes, help with defaults and
 an example, one flag name per concept, `ddorch runs`."""
 
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 from ddcore.errors import DDError
 from orchestrator.cli import app
 from orchestrator.runs import find_run
+from orchestrator.tracking import resolve_tracking_uri
 
 runner = CliRunner()
 COMMANDS = typer.main.get_command(app).commands
@@ -100,11 +103,6 @@ def test_runs_shows_trials_stopped_on_purpose_as_stopped_early(status, tags, sho
 
 def test_what_the_readme_commands_write_stays_out_of_git_status(monkeypatch):
     """The default MLflow store, artefact folder and Ray storage are ignored by the repository's .gitignore."""
-    import subprocess
-    from pathlib import Path
-
-    from orchestrator.tracking import resolve_tracking_uri
-
     root = Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")
