@@ -424,17 +424,18 @@ def render_tables(results: list[dict], rows: list[Row] | None = None) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in lines:
-            method = "full data" if r["kind"] == "baseline" else f"{r['method']} ({r.get('preset') or '-'})"
+            baseline = r["kind"] == "baseline"
+            method = "full data" if baseline else f"{r['method']} ({r.get('preset') or '-'})"
             if r.get("settings"):  # settings beyond the preset's, as given to `--set`
                 method += " " + ", ".join(f"{k}={v}" for k, v in sorted(r["settings"].items()))
             seeds = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
             flag = " (load ignored)" if r.get("ignored_load") else ""
             measured_as = f" (measured as `{r['name']}`)" if r["name"] != r["row"] else ""
             # a baseline's seeds may come from several suite runs: its wall time is only the last one's
-            wall = "-" if r["kind"] == "baseline" else f"{r['wall_seconds'] / 60:.1f}"
+            wall = "-" if baseline else f"{r['wall_seconds'] / 60:.1f}"
             out.append(
-                f"| `{r['row']}`{measured_as} | {r['dataset']} | {method} | {'-' if r['kind'] == 'baseline' else r['ipc']} | "
-                f"{'-' if r['kind'] == 'baseline' else r['init']} | {r.get('iterations') or '-'} | "
+                f"| `{r['row']}`{measured_as} | {r['dataset']} | {method} | {'-' if baseline else r['ipc']} | "
+                f"{'-' if baseline else r['init']} | {r.get('iterations') or '-'} | "
                 f"{r.get('network', r['eval_model'])} / {r['eval_model']} | {r['protocol']} | "
                 f"**{100 * r['mean']:.2f} ± {100 * r['std']:.2f}** | {seeds} | "
                 f"{r['distill_seconds'] / 60:.1f} / {r['eval_seconds'] / 60:.1f} / {wall} | {r['machine']} | "

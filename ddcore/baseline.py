@@ -66,7 +66,8 @@ def _cache_file(
 
 
 def cached_runs(dataset: str, model_name: str, seeds: tuple[int, ...]) -> dict[int, SeedRun]:
-    """The `seeds` of `dataset`'s full-data baseline (native size, its protocol) already cached.
+    """The runs of `dataset`'s full-data baseline (native size, its protocol) already cached, by seed,
+    among `seeds`.
 
     Reads no images: a planner (the benchmark suite) asks before deciding what fits its budget."""
     spec = get_spec(dataset)
