@@ -67,9 +67,9 @@ class Row:
 
     def key(self) -> str:
         """The row's settings without its name, hashed: the same measurement whatever the commit."""
-        values = {k: v for k, v in asdict(self).items() if k not in ("name", "group")}
-        if values["eval_precision"] == "fp32":  # the default: rows measured before the field keep their key
-            values.pop("eval_precision")
+        from ddcore.evaluate import without_default_precision  # torch: imported when needed, as below
+
+        values = without_default_precision({k: v for k, v in asdict(self).items() if k not in ("name", "group")})
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def command(self) -> str:

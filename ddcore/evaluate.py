@@ -117,6 +117,22 @@ DATM = EvalProtocol(
 )
 PROTOCOLS = {p.name: p for p in (FULL_DATA, DC, DATADAM, DATM)}
 PRECISIONS = ("fp32", "bf16")
+
+
+def without_default_precision(settings: dict) -> dict:
+    """`settings` less `eval_precision` (and its protocol's `precision`) when that is the default, fp32.
+
+    Trial keys, lossless-search identities and suite row keys hash settings: leaving the default out
+    keeps the keys of everything measured before the setting existed.
+    """
+    if settings.get("eval_precision") != PRECISIONS[0]:
+        return settings
+    kept = {k: v for k, v in settings.items() if k != "eval_precision"}
+    if "protocol" in kept:
+        kept["protocol"] = {k: v for k, v in kept["protocol"].items() if k != "precision"}
+    return kept
+
+
 # Training networks on S augments each image independently (DC's evaluate_synset calls DSA unseeded).
 PER_IMAGE = DSAParams(per_sample=True)
 

@@ -28,7 +28,7 @@ from ddcore.analyses.cross_arch import CrossArchConfig, cross_architecture
 from ddcore.baseline import full_data_baseline
 from ddcore.data import get_spec, load_dataset
 from ddcore.errors import DDError
-from ddcore.evaluate import EvalProtocol, EvalResult, evaluate, get_protocol
+from ddcore.evaluate import EvalProtocol, EvalResult, evaluate, get_protocol, without_default_precision
 from ddcore.methods import MethodConfig, StepReport, get_method
 from ddcore.models import get_model
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
@@ -82,9 +82,7 @@ def trial_key(trial: TrialConfig) -> str:
         values.pop(name)
     for name in ("device", "log_every"):
         values["method_config"].pop(name)
-    if values["eval_precision"] == "fp32":  # the default: keys of trials from before the setting stay valid
-        values.pop("eval_precision")
-        values["protocol"].pop("precision")
+    values = without_default_precision(values)
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

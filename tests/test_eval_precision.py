@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddcore.errors import DDError
-from ddcore.evaluate import DC, PRECISIONS, architecture_flops, evaluate, get_protocol
+from ddcore.evaluate import DC, PRECISIONS, architecture_flops, evaluate, get_protocol, without_default_precision
 from ddcore.methods import get_method
 from orchestrator.cli import EvalPrecision
 from orchestrator.lossless import LosslessConfig, search_key
@@ -65,6 +65,14 @@ def test_fp32_keys_of_trials_and_searches_are_unchanged():
     bf16 = TrialConfig(dataset="digits", method="datadam", method_config=config, eval_epochs=3, eval_precision="bf16")
     assert trial_key(bf16) != trial_key(trial)
     assert search_key(LosslessConfig(dataset="digits", eval_precision="bf16")) != "902ebdb208538d345455"
+
+
+def test_only_the_default_precision_is_left_out_of_hashed_settings_and_the_input_is_kept():
+    fp32 = {"eval_precision": "fp32", "ipc": 10, "protocol": {"precision": "fp32", "epochs": 1000}}
+    assert without_default_precision(fp32) == {"ipc": 10, "protocol": {"epochs": 1000}}
+    assert fp32["eval_precision"] == "fp32" and fp32["protocol"]["precision"] == "fp32"
+    bf16 = {"eval_precision": "bf16", "ipc": 10}
+    assert without_default_precision(bf16) == bf16
 
 
 def test_lossless_and_sweep_trials_carry_the_precision():
