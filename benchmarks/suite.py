@@ -67,7 +67,7 @@ class Row:
 
     def key(self) -> str:
         """The row's settings without its name, hashed: the same measurement whatever the commit."""
-        from ddcore.evaluate import without_default_precision  # torch: imported when needed, as below
+        from ddcore.evaluate import without_default_precision  # imports torch: only where used
 
         values = without_default_precision({k: v for k, v in asdict(self).items() if k not in ("name", "group")})
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
