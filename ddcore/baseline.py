@@ -7,12 +7,9 @@ retraining.
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -73,7 +70,7 @@ def cached_runs(dataset: str, model_name: str, seeds: tuple[int, ...]) -> dict[i
     spec = get_spec(dataset)
     protocol = baseline_protocol(dataset)
     shape = (dataset, spec.channels, spec.num_classes, spec.image_size)
-    runs = {seed: _read_cache(_cache_file(*shape, model_name, protocol, seed)) for seed in seeds}
+    runs = {seed: SeedRun.load(_cache_file(*shape, model_name, protocol, seed), "baseline") for seed in seeds}
     return {seed: run for seed, run in runs.items() if run is not None}
 
 
@@ -100,7 +97,7 @@ def full_data_baseline(
     # laptop CPU, and a run stopped midway keeps every seed it finished.
     for seed in seeds:
         path = _cache_file(data.name, data.channels, data.num_classes, data.image_size, model_name, protocol, seed)
-        cached = None if refresh else _read_cache(path)
+        cached = None if refresh else SeedRun.load(path, "baseline")
         if cached is not None:
             result.runs.append(cached)
             from_cache.append(True)
@@ -108,32 +105,7 @@ def full_data_baseline(
         run = train_and_test(
             model_name, data.train_images, data.train_labels, data, protocol, seed, device, progress=progress
         )
-        _write_atomically(path, {"run": asdict(run), "device": str(device), "torch": torch.__version__})
+        run.save(path, device=str(device), torch=torch.__version__)
         result.runs.append(run)
         from_cache.append(False)
     return result, from_cache
-
-
-def _read_cache(path: Path) -> SeedRun | None:
-    """A cached seed, or None when there is none or it is unreadable or out of range (then retrained)."""
-    if not path.exists():
-        return None
-    try:
-        run = SeedRun(**json.loads(path.read_text())["run"])
-        valid = 0 <= run.accuracy <= 1 and 0 <= run.balanced_accuracy <= 1 and run.train_seconds >= 0
-    except (ValueError, KeyError, TypeError) as error:
-        valid, reason = False, f"{type(error).__name__}: {error}"
-    else:
-        reason = "values out of range"
-    if not valid:
-        warnings.warn(f"ignoring the cached baseline {path} ({reason}); training it again", stacklevel=3)
-        return None
-    return run
-
-
-def _write_atomically(path: Path, payload: dict) -> None:
-    """Write to a temporary name then rename, so a killed run never leaves a half-written cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)

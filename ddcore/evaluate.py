@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,7 @@ from ddcore.errors import DDError
 from ddcore.models import get_model
 from ddcore.models.wide import WideNet, widen
 from ddcore.progress import progress_bar
-from ddcore.runtime import resolve_device, seed_everything, synchronize
+from ddcore.runtime import resolve_device, seed_everything, synchronize, write_atomically
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,29 @@ class SeedRun:
     accuracy: float
     balanced_accuracy: float
     train_seconds: float
+
+    def save(self, path: Path, **provenance: object) -> Path:
+        """The run as JSON (under "run", beside `provenance`), written atomically."""
+        payload = json.dumps({"run": asdict(self), **provenance}, indent=2)
+        return write_atomically(path, lambda tmp: tmp.write_text(payload))
+
+    @classmethod
+    def load(cls, path: Path, what: str) -> SeedRun | None:
+        """A saved run, or None when there is none, or it is unreadable or out of range: then a
+        warning names it (`what`: e.g. "baseline") and the caller trains it again."""
+        if not path.exists():
+            return None
+        try:
+            run = cls(**json.loads(path.read_text())["run"])
+            valid = 0 <= run.accuracy <= 1 and 0 <= run.balanced_accuracy <= 1 and run.train_seconds >= 0
+        except (ValueError, KeyError, TypeError) as error:
+            valid, reason = False, f"{type(error).__name__}: {error}"
+        else:
+            reason = "values out of range"
+        if not valid:
+            warnings.warn(f"ignoring the cached {what} {path} ({reason}); training it again", stacklevel=3)
+            return None
+        return run
 
 
 @dataclass

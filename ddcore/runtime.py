@@ -1,10 +1,12 @@
-"""Device choice, seeding and memory readings, in one place."""
+"""Device choice, seeding, memory readings and atomic file writes, in one place."""
 
 from __future__ import annotations
 
 import random
 import resource
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,3 +55,12 @@ def peak_memory_mib(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """`write(temporary)` then a rename onto `path`: a run killed midway never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    write(tmp)
+    tmp.replace(path)
+    return path

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ddcore.errors import DDError
+from ddcore.runtime import write_atomically
 
 if TYPE_CHECKING:
     from ddcore.data.base import RealDataset
@@ -85,9 +86,7 @@ class SyntheticSet:
         return (self.images.detach().cpu().float() * std + mean).clamp(0, 1)
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temporary name, then rename): a killed run never leaves a half file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically (`write_atomically`): a killed run never leaves a half file."""
         payload = {
             "images": self.images.detach().cpu(),
             "labels": self.labels.detach().cpu(),
@@ -99,10 +98,7 @@ class SyntheticSet:
             "config": self.config,
             "learned_lr": self.learned_lr,
         }
-        tmp = path.with_name(path.name + ".partial")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
+        return write_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> SyntheticSet:

@@ -49,7 +49,7 @@ from ddcore.evaluate import PER_IMAGE, measure_accuracy
 from ddcore.methods.pad.difficulty import SCORES, DifficultyConfig, difficulty_scores, easiest_first_by_class
 from ddcore.models import architecture_fingerprint, get_model
 from ddcore.progress import progress_bar
-from ddcore.runtime import resolve_device, seed_everything
+from ddcore.runtime import resolve_device, seed_everything, write_atomically
 
 MANIFEST = "manifest.json"
 
@@ -304,22 +304,16 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
         raise DDError(f"expert manifest {path} is corrupt ({error}); delete {folder} to retrain") from None
 
 
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    write(tmp)
-    tmp.replace(path)
-
-
 def _save_expert(folder: Path, manifest: dict[str, Any], run: ExpertRun) -> None:
     name = f"expert_{run.index:03d}.pt"
-    _write_atomically(folder / name, lambda tmp: torch.save({"trajectory": run.trajectory}, tmp))
+    write_atomically(folder / name, lambda tmp: torch.save({"trajectory": run.trajectory}, tmp))
     manifest["experts"][str(run.index)] = {
         "file": name,
         "test_accuracy": run.test_accuracy,
         "train_seconds": run.train_seconds,
         "device": run.device,
     }
-    _write_atomically(folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+    write_atomically(folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
 
 def obtain_experts(
