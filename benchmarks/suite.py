@@ -13,8 +13,11 @@ A row already in results.jsonl with the same settings (commit-independent) is sk
 `--rerun`. A row starts only when the 1-minute load average is under `--max-load` (0.5; override
 with `--ignore-load`, recorded in the row) and no other suite run holds the lock: timed rows never
 share the cores. `--budget-minutes` starts no row whose estimate does not fit what is left, except
-a full-data baseline, which runs the seeds that fit (each cached as it ends) and is recorded once
-all its seeds are done, over as many suite runs as that takes.
+a row that can go on in parts: then it runs the work that fits (a trial's distillation, then
+evaluation seeds; a full-data baseline's seeds), each part kept on disk as it ends, and is
+recorded once all its seeds are done, over as many suite runs as that takes. A trial's parts live
+in its `orchestrator.trial_cache.TrialCache` (`~/.cache/ddorch/suite/`), deleted once the row is
+recorded; a baseline's seeds in the baseline cache.
 `DDORCH_DATA_ROOT` as usual.
 """
 
@@ -22,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -67,10 +70,11 @@ class Row:
 
     def key(self) -> str:
         """The row's settings without its name, hashed: the same measurement whatever the commit."""
-        from ddcore.evaluate import without_default_precision  # imports torch: only where used
+        from ddcore.evaluate import without_default_precision  # both import torch: only where used
+        from orchestrator.trial import settings_key
 
         values = without_default_precision({k: v for k, v in asdict(self).items() if k not in ("name", "group")})
-        return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return settings_key(values)[:16]
 
     def command(self) -> str:
         return f"python benchmarks/suite.py --rows {self.name}"
@@ -78,7 +82,10 @@ class Row:
 
 # The CPU budget (2 cores): 2,000 iterations per DataDAM row (the papers run 8,000-20,000; the
 # accuracy-vs-iterations rows show what more would buy), the full 1000-epoch `dc` evaluation, 3 seeds.
+# IPC 50 gets 1,000: at 4.9-5.1 s per iteration here (benchmarks/suite_speeds.py) 2,000 would distil
+# for 163-171 min, longer than a session can give one part; its seeds (about 40 min each) follow in parts.
 CPU_ITERATIONS = 2000
+CPU_ITERATIONS_IPC50 = 1000
 ROWS: list[Row] = [
     Row("mnist_full_data", "mnist", kind="baseline", group="full data"),
     Row("fashion_mnist_full_data", "fashion_mnist", kind="baseline", group="full data"),
@@ -88,7 +95,7 @@ ROWS: list[Row] = [
             "mnist",
             preset="paper",
             ipc=ipc,
-            iterations=CPU_ITERATIONS,
+            iterations=CPU_ITERATIONS_IPC50 if ipc == 50 else CPU_ITERATIONS,
             group="MNIST DataDAM",
         )
         for ipc in (1, 10, 50)
@@ -172,8 +179,9 @@ ROWS: list[Row] = [
 
 # Seconds per unit on the 2-core development CPU, for estimates when a row has no earlier run on
 # this machine (benchmarks/RESULTS.md, "Comparable numbers"): one DataDAM iteration at IPC 10 with
-# real batch 64 (1.95 s), one evaluation epoch per synthetic image (1000 epochs x 100 images in
-# 7.4 min), one full-data epoch of ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s).
+# real batch 64 (1.95 s; at IPC 50 2.3-2.6x that, benchmarks/suite_speeds.py: IPC^0.6 errs long), one
+# evaluation epoch per synthetic image (1000 epochs x 100 images in 7.4 min), one full-data epoch of
+# ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s).
 SECONDS_PER = {"datadam_iteration": 1.95, "eval_epoch_image": 0.0045, "full_data_epoch": 210.0, "pad_iteration": 10.0}
 
 
@@ -207,40 +215,60 @@ def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[R
     return [row for row in rows if rerun or row.key() not in done]
 
 
+@dataclass(frozen=True)
+class WorkLeft:
+    """A row's work left, in minutes: what comes before its seeds (a trial's distillation, unless
+    done) and one seed still to run; `seeds_done`: its seeds already kept on disk."""
+
+    upfront: float
+    per_seed: float
+    seeds_done: int
+
+    def minutes(self, seeds: int) -> float:
+        return self.upfront + self.per_seed * (seeds - self.seeds_done)
+
+
 def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
-    """The last wall time of the same settings on this machine, else a formula from SECONDS_PER;
-    for a full-data baseline, its seeds not yet cached times `seed_minutes`."""
+    """The minutes the row still needs here (`work_left`)."""
+    return work_left(row, results, here).minutes(row.eval_seeds)
+
+
+def work_left(row: Row, results: list[dict], here: str) -> WorkLeft:
+    """What the row has done and how long the rest takes: a seed as long as the seeds it kept (this
+    machine's speed today, which varies 1.5x between sessions), else as in its last whole run here,
+    else as `SECONDS_PER` says."""
+    earlier = _earlier(row, results, here)
     if row.kind == "baseline":
         cached = _cached_runs(row)
-        return seed_minutes(row, cached, results, here) * (row.eval_seeds - len(cached))
-    earlier = _earlier(row, results, here)
-    if earlier:
-        return earlier["wall_seconds"] / 60
-    classes = 10
-    epochs = row.eval_epochs or 1000
-    evaluation = row.eval_seeds * epochs * classes * row.ipc * SECONDS_PER["eval_epoch_image"]
-    per_iteration = {
-        "datadam": SECONDS_PER["datadam_iteration"] * max(1.0, row.ipc / 10) ** 0.5,
-        "pad": SECONDS_PER["pad_iteration"],
-        "random": 0.0,
-    }[row.method]
-    return (evaluation + (row.iterations or CPU_ITERATIONS) * per_iteration) / 60
+        last = statistics.fmean(earlier["train_seconds_per_seed"]) if earlier else None
+        return WorkLeft(0.0, _seed_seconds(cached, last, 20 * SECONDS_PER["full_data_epoch"]) / 60, len(cached))
+    cache, trial = _trial_cache(row)
+    cached = _cached_trial_runs(row, cache, trial)
+    if cache.has_distilled():
+        upfront = 0.0
+    elif earlier:
+        upfront = earlier["distill_seconds"] + earlier.get("prepare_seconds", 0.0)
+    else:
+        per_iteration = {
+            "datadam": SECONDS_PER["datadam_iteration"] * max(1.0, row.ipc / 10) ** 0.6,
+            "pad": SECONDS_PER["pad_iteration"],
+            "random": 0.0,
+        }[row.method]
+        upfront = (row.iterations or CPU_ITERATIONS) * per_iteration
+    last = earlier["eval_seconds"] / earlier["seeds"] if earlier else None
+    formula = (row.eval_epochs or 1000) * 10 * row.ipc * SECONDS_PER["eval_epoch_image"]  # 10 classes
+    return WorkLeft(upfront / 60, _seed_seconds(cached, last, formula) / 60, len(cached))
+
+
+def _seed_seconds(kept: dict, last: float | None, formula: float) -> float:
+    if kept:
+        return statistics.fmean(run.train_seconds for run in kept.values())
+    return formula if last is None else last
 
 
 def _earlier(row: Row, results: list[dict], here: str) -> dict | None:
     """The last result of the row's settings on this machine."""
     return next((r for r in reversed(results) if r["key"] == row.key() and r["machine"] == here), None)
-
-
-def seed_minutes(row: Row, cached: dict, results: list[dict], here: str) -> float:
-    """One seed of a full-data baseline row: its `cached` seeds (this machine's speed today, which
-    varies 1.5x between sessions), else its last whole run here, else the formula."""
-    if cached:
-        return statistics.fmean(run.train_seconds for run in cached.values()) / 60
-    earlier = _earlier(row, results, here)
-    if earlier:
-        return statistics.fmean(earlier["train_seconds_per_seed"]) / 60
-    return 20 * SECONDS_PER["full_data_epoch"] / 60
 
 
 def _cached_runs(row: Row) -> dict:
@@ -249,17 +277,63 @@ def _cached_runs(row: Row) -> dict:
     return cached_runs(row.dataset, row.eval_model, tuple(range(row.eval_seeds)))
 
 
+def _trial_config(row: Row, device: str = "auto"):
+    """The `orchestrator.trial.TrialConfig` of a trial row."""
+    from ddcore.methods import get_method
+    from orchestrator.trial import TrialConfig
+
+    method = get_method(row.method)
+    preset = row.preset or method.default_preset
+    overrides = {"init": row.init, "iterations": row.iterations, "device": device, **row.settings}
+    if row.method == "random":
+        overrides.pop("iterations")
+    return TrialConfig(
+        dataset=row.dataset,
+        method=row.method,
+        method_config=method.config(preset, row.dataset, row.ipc).with_overrides(**overrides),
+        preset=preset,
+        eval_models=[row.eval_model],
+        eval_seeds=row.eval_seeds,
+        eval_protocol=row.eval_protocol,
+        eval_epochs=row.eval_epochs,
+        eval_precision=row.eval_precision,
+        baseline=False,
+    )
+
+
+def _trial_cache(row: Row, device: str = "auto"):
+    """A trial row's cache (by its name and distillation) and its TrialConfig; a part of a row (fewer
+    seeds) has the same cache as the whole row."""
+    from ddcore.baseline import cache_dir
+    from orchestrator.trial import distillation_key
+    from orchestrator.trial_cache import TrialCache
+
+    trial = _trial_config(row, device)
+    key = distillation_key(trial)
+    return TrialCache(cache_dir() / "suite" / f"{row.name}-{key}", key), trial
+
+
+def _cached_trial_runs(row: Row, cache, trial) -> dict:
+    """The final evaluation seeds of the row kept in its cache, by seed."""
+    from ddcore.data import get_spec
+    from ddcore.models import architecture_fingerprint
+
+    spec = get_spec(row.dataset)
+    fingerprint = architecture_fingerprint(row.eval_model, spec.channels, spec.num_classes, spec.image_size)
+    return cache.seed_runs(row.eval_model, fingerprint, trial.protocol(), tuple(range(row.eval_seeds)))
+
+
 def partial_row(row: Row, results: list[dict], here: str, left: float) -> Row | None:
-    """A full-data baseline longer than the budget left makes progress seed by seed: the same row
-    with as many more seeds as fit (each is cached as it ends, and the next suite run starts after
-    them); None for other rows, or when not one seed fits."""
-    if row.kind != "baseline":
+    """A row longer than the budget left makes progress in parts: the same row with as many more
+    seeds as fit after its upfront work, or a trial's distillation alone (each part is kept on disk
+    as it ends, and the next suite run starts after it); None when nothing fits."""
+    work = work_left(row, results, here)
+    if work.upfront > left:
         return None
-    cached = _cached_runs(row)
-    more = int(left // seed_minutes(row, cached, results, here))
-    if more < 1:
+    more = int((left - work.upfront) // work.per_seed) if work.per_seed > 0 else 0
+    if more < 1 and work.upfront == 0:
         return None
-    return replace(row, eval_seeds=min(row.eval_seeds, len(cached) + more))
+    return replace(row, eval_seeds=min(row.eval_seeds, work.seeds_done + more))
 
 
 def check_load(
@@ -328,43 +402,28 @@ def _run_baseline(row: Row, device: str) -> dict:
 
 
 def _run_trial(row: Row, tracking_uri: str | None, device: str) -> dict:
-    from ddcore.methods import get_method
     from orchestrator.run_schema import Tag
     from orchestrator.tracking import Tracker
-    from orchestrator.trial import TrialConfig, run_trial
+    from orchestrator.trial import run_trial
 
-    method = get_method(row.method)
-    preset = row.preset or method.default_preset
-    overrides = {"init": row.init, "iterations": row.iterations, "device": device, **row.settings}
-    if row.method == "random":
-        overrides.pop("iterations")
-    config = method.config(preset, row.dataset, row.ipc).with_overrides(**overrides)
-    trial = TrialConfig(
-        dataset=row.dataset,
-        method=row.method,
-        method_config=config,
-        preset=preset,
-        eval_models=[row.eval_model],
-        eval_seeds=row.eval_seeds,
-        eval_protocol=row.eval_protocol,
-        eval_epochs=row.eval_epochs,
-        eval_precision=row.eval_precision,
-        baseline=False,
-    )
+    cache, trial = _trial_cache(row, device)
     tracker = Tracker.start(tracking_uri, EXPERIMENT, run_name=row.name, tags={Tag.BENCHMARK: row.name})
     started = time.perf_counter()
-    result = run_trial(trial, tracker, progress=True)
+    result = run_trial(trial, tracker, progress=True, cache=cache)
     wall = time.perf_counter() - started
-    evaluation = result.evaluations[row.eval_model]
+    runs = result.evaluations[row.eval_model].runs if row.eval_seeds else []  # 0: a distillation-only part
+    overhead = wall - result.distill_seconds - result.prepare_seconds  # evaluation, artefacts, logging
     return {
         "protocol": trial.protocol().name,
-        "preset": preset,
-        "network": config.model,
-        "iterations": config.iterations,
-        "per_seed": [run.accuracy for run in evaluation.runs],
+        "preset": trial.preset,
+        "network": trial.method_config.model,
+        "iterations": trial.method_config.iterations,
+        "per_seed": [run.accuracy for run in runs],
         "distill_seconds": result.distill_seconds,
         "prepare_seconds": result.prepare_seconds,
-        "eval_seconds": wall - result.distill_seconds - result.prepare_seconds,
+        # parts of a row run in several suite runs: then only the seeds' own training time is known
+        "eval_seconds": sum(run.train_seconds for run in runs) if result.from_cache else overhead,
+        "from_cache": result.from_cache,
         "mlflow_run": result.run_id,
     }
 
@@ -431,8 +490,8 @@ def render_tables(results: list[dict], rows: list[Row] | None = None) -> str:
             seeds = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
             flag = " (load ignored)" if r.get("ignored_load") else ""
             measured_as = f" (measured as `{r['name']}`)" if r["name"] != r["row"] else ""
-            # a baseline's seeds may come from several suite runs: its wall time is only the last one's
-            wall = "-" if baseline else f"{r['wall_seconds'] / 60:.1f}"
+            # a row done in parts over several suite runs: its wall time would be only the last one's
+            wall = "-" if baseline or r.get("from_cache") else f"{r['wall_seconds'] / 60:.1f}"
             out.append(
                 f"| `{r['row']}`{measured_as} | {r['dataset']} | {method} | {'-' if baseline else r['ipc']} | "
                 f"{'-' if baseline else r['init']} | {r.get('iterations') or '-'} | "
@@ -498,9 +557,10 @@ def run_suite(
                         f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left", flush=True
                     )
                     continue
+                now = f"seeds 0-{part.eval_seeds - 1} of {row.eval_seeds}" if part.eval_seeds else "the distillation"
                 print(
-                    f"{row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left: seeds 0-"
-                    f"{part.eval_seeds - 1} of {row.eval_seeds} now (cached ones read, new ones cached as they end)",
+                    f"{row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left: {now} now "
+                    "(cached parts read, new ones cached as they end)",
                     flush=True,
                 )
             if ran and not args.ignore_load:
@@ -513,18 +573,25 @@ def run_suite(
             ran = True
             if part != row:  # recorded only whole: a line's mean is over all the row's seeds
                 seeds = ", ".join(f"{100 * a:.2f}" for a in measured["per_seed"])
+                kept = (
+                    "the distilled set and " if row.kind == "trial" else ""
+                ) + f"{part.eval_seeds} of {row.eval_seeds}"
                 print(
-                    f"partial {row.name}: {part.eval_seeds} of {row.eval_seeds} seeds cached ({seeds} %); "
-                    f"the same command goes on from there",
+                    f"partial {row.name}: {kept} seeds cached"
+                    + (f" ({seeds} %)" if seeds else "")
+                    + "; the same command goes on from there",
                     flush=True,
                 )
                 continue
             line = record(row, measured, load_start, loadavg()[0], args.ignore_load, time.perf_counter() - started)
             append(line, results_path)
             appended.append(line)
+            if row.kind == "trial":  # its parts kept for later runs are not needed any more
+                shutil.rmtree(_trial_cache(row)[0].folder, ignore_errors=True)
+            took = f"{line['wall_seconds'] / 60:.1f} min" + (" (its last part)" if line.get("from_cache") else "")
             print(
                 f"done {row.name}: {100 * line['mean']:.2f} ± {100 * line['std']:.2f} % "
-                f"in {line['wall_seconds'] / 60:.1f} min; rerun: {row.command()} --rerun",
+                f"in {took}; rerun: {row.command()} --rerun",
                 flush=True,
             )
     return appended

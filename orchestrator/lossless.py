@@ -25,8 +25,6 @@ itself would compare IPCs with each other, and small IPCs always look worse, so 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -45,7 +43,7 @@ from orchestrator.cluster import TaskFailed, TaskPool, check_address, check_reso
 from orchestrator.ipc_search import Decision, IPCSearch, decide
 from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
-from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial, trial_key
+from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial, settings_key, trial_key
 
 RANDOM = "random"  # the random-real-subset reference method (ddcore.methods.random_subset)
 
@@ -309,7 +307,7 @@ class TrialStore:
 
 
 def search_key(config: LosslessConfig) -> str:
-    return hashlib.sha256(json.dumps(config.identity(), sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return settings_key(config.identity())
 
 
 def parent_run(config: LosslessConfig, tracking_uri: str) -> Tracker:

@@ -50,6 +50,7 @@ class Tag:
     SOURCE_RUN = "ddorch.source_run"  # an analysis run: the run it analyses
     COMMAND = "ddorch.command"  # the command that reproduces an analysis
     BENCHMARK = "ddorch.benchmark"  # a benchmark-suite row: its name (benchmarks/suite.py)
+    FROM_CACHE = "ddorch.from_cache"  # a trial that read finished work (set, eval seeds) from this TrialCache folder
 
 
 EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASHA and the lossless search

@@ -28,9 +28,16 @@ from ddcore.analyses.cross_arch import CrossArchConfig, cross_architecture
 from ddcore.baseline import full_data_baseline
 from ddcore.data import get_spec, load_dataset
 from ddcore.errors import DDError
-from ddcore.evaluate import EvalProtocol, EvalResult, evaluate, get_protocol, without_default_precision
+from ddcore.evaluate import (
+    EvalProtocol,
+    EvalResult,
+    architecture_flops,
+    evaluate,
+    get_protocol,
+    without_default_precision,
+)
 from ddcore.methods import MethodConfig, StepReport, get_method
-from ddcore.models import get_model
+from ddcore.models import architecture_fingerprint, get_model
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_curves, save_grids
@@ -38,6 +45,7 @@ from orchestrator import run_schema as schema
 from orchestrator.analyses import record_analysis
 from orchestrator.run_schema import Tag
 from orchestrator.tracking import Tracker
+from orchestrator.trial_cache import Distilled, TrialCache
 
 
 @dataclass
@@ -49,7 +57,7 @@ class TrialConfig:
     method_config: MethodConfig
     preset: str = "paper"
     eval_models: list[str] = field(default_factory=lambda: ["ConvNetD3"])
-    eval_seeds: int = 3
+    eval_seeds: int = 3  # 0: distil and save only (a part of a longer trial that a `TrialCache` keeps)
     eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
     eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
     eval_batch_size: int | None = None  # override the protocol's batch size
@@ -82,7 +90,24 @@ def trial_key(trial: TrialConfig) -> str:
         values.pop(name)
     for name in ("device", "log_every"):
         values["method_config"].pop(name)
-    values = without_default_precision(values)
+    return settings_key(without_default_precision(values))
+
+
+def distillation_key(config: TrialConfig) -> str:
+    """A hash of what the distilled set depends on: data set, image size, method settings (not the
+    device or log cadence), and the distilling network's architecture (its fingerprint)."""
+    method = config.method_config.to_dict()
+    for name in ("device", "log_every"):
+        method.pop(name)
+    spec = get_spec(config.dataset)
+    size = config.image_size or spec.image_size
+    network = architecture_fingerprint(method["model"], spec.channels, spec.num_classes, size)
+    values = {"dataset": config.dataset, "image_size": size, "method": config.method, "method_config": method}
+    return settings_key({**values, "network": network})
+
+
+def settings_key(values: dict) -> str:
+    """20 hex digits of the settings' hash (JSON with sorted keys): the same settings, the same key."""
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -142,6 +167,7 @@ class TrialResult:
     prepare_seconds: float = 0.0  # the method's work before distilling (PAD: experts)
     peak_memory_mib: float = 0.0  # GPU: peak allocated during distillation; CPU: process peak RSS
     best_checkpoint: tuple[int, float] | None = None  # (iteration, mean) with `checkpoint_eval_every`
+    from_cache: bool = False  # the set or some evaluation seeds were read from a `TrialCache`
 
 
 @functools.lru_cache(maxsize=2)
@@ -163,16 +189,18 @@ def run_trial(
     report_every: int | None = None,
     on_checkpoint: CheckpointHook | None = None,
     resume: Resume | None = None,
+    cache: TrialCache | None = None,
 ) -> TrialResult:
     """Distil, save and log artefacts, evaluate on each architecture, compare with baselines.
 
     With `report_every`, the set is evaluated every so many iterations (first eval model, one
     seed) and logged as `eval_accuracy`; `on_checkpoint` then receives it (Ray Tune reports and
-    checkpoints there). `resume` continues a checkpointed distillation.
+    checkpoints there). `resume` continues a checkpointed distillation. `cache` keeps the finished
+    set and final evaluation seeds on disk, and reads what an earlier run of the trial left there.
     """
     trial = None
     try:
-        trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume)
+        trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume, cache)
         return _run(trial, output_dir)
     except DDError as error:
         tracker.finish(failure=str(error))
@@ -196,17 +224,26 @@ def run_trial(
 
 def _run(trial: _Trial, output_dir: Path | None) -> TrialResult:
     config, tracker = trial.config, trial.tracker
-    prepare_seconds = trial.prepare()
-    synthetic, distill_seconds, peak_mib = trial.distil()
+    done = trial.distilled()
+    synthetic = done.synthetic
     artefacts = trial.save(synthetic, Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / tracker.run_id)
     evaluations, baselines = trial.evaluate(synthetic)
     best = trial.best_checkpoint(evaluations)
     if config.cross_arch_models:  # on this run itself (see orchestrator.analyses), same seeds and protocol
         trial.cross_arch(synthetic, artefacts.parent)
-    trial.write_summary(artefacts, synthetic, prepare_seconds, distill_seconds, peak_mib, evaluations, baselines, best)
+    trial.write_summary(artefacts, done, evaluations, baselines, best)
     tracker.finish()
     return TrialResult(
-        tracker.run_id, synthetic, evaluations, baselines, distill_seconds, artefacts, prepare_seconds, peak_mib, best
+        tracker.run_id,
+        synthetic,
+        evaluations,
+        baselines,
+        done.distill_seconds,
+        artefacts,
+        done.prepare_seconds,
+        done.peak_memory_mib,
+        best,
+        trial.from_cache,
     )
 
 
@@ -222,11 +259,13 @@ class _Trial:
         report_every: int | None,
         on_checkpoint: CheckpointHook | None,
         resume: Resume | None,
+        cache: TrialCache | None,
     ) -> None:
         if config.checkpoint_eval_every is not None and config.checkpoint_eval_every < 1:
             raise DDError(f"checkpoint_eval_every must be positive, got {config.checkpoint_eval_every}")
         self.config, self.tracker, self.progress = config, tracker, progress
         self.report_every, self.on_checkpoint, self.resume = report_every, on_checkpoint, resume
+        self.cache, self.from_cache = cache, False
         self.method = get_method(config.method)
         self.data = _load_cached(config.dataset, config.data_root, config.image_size)
         self.method_config = reporting_every(config.method_config, config.checkpoint_eval_every)
@@ -234,6 +273,8 @@ class _Trial:
         models = [self.method_config.model, *config.eval_models, *config.cross_arch_models]
         _check_models(models, self.data.channels, self.data.num_classes, self.data.image_size)
         self.protocol = config.protocol()
+        if cache is not None:
+            cache.claim()
         if resume is None:
             tracker.log_params(config.to_dict())
             tracker.set_tags({Tag.NOTE: describe(config, tracker)})
@@ -292,6 +333,31 @@ class _Trial:
         with tempfile.TemporaryDirectory() as folder:
             self.tracker.log_image(save_grids(synthetic, folder)[0], schema.GRID_IMAGE, iteration)
 
+    def distilled(self) -> Distilled:
+        """The set and its timings: the cache's if it holds them, else prepared and distilled here (then cached)."""
+        done = self.cache.distilled() if self.cache else None
+        if done is not None:
+            self.read_from_cache()
+            self.tracker.log_metrics(
+                {
+                    "prepare_seconds": done.prepare_seconds,
+                    "distill_seconds": done.distill_seconds,
+                    "peak_memory_mib": done.peak_memory_mib,
+                }
+            )
+            return done
+        prepare_seconds = self.prepare()
+        synthetic, seconds, peak_mib = self.distil()
+        done = Distilled(synthetic, prepare_seconds, seconds, peak_mib)
+        if self.cache:
+            self.cache.save_distilled(done)
+        return done
+
+    def read_from_cache(self) -> None:
+        if not self.from_cache:
+            self.tracker.set_tags({Tag.FROM_CACHE: str(self.cache.folder)})
+        self.from_cache = True
+
     def prepare(self) -> float:
         """The method's work before distilling (PAD: its experts, cached or trained); its seconds."""
         started = time.perf_counter()
@@ -345,9 +411,11 @@ class _Trial:
         """Every eval model trained on the final set (all seeds), and its cached full-data baseline."""
         evaluations: dict[str, EvalResult] = {}
         baselines: dict[str, EvalResult] = {}
+        if not self.seeds:
+            return evaluations, baselines
         self.tracker.log_metrics({"eval_lr": self.protocol.training_lr(synthetic.learned_lr)})
         for name in self.config.eval_models:
-            result = evaluations[name] = self.evaluate_set(name, synthetic, self.seeds, self.progress)
+            result = evaluations[name] = self.evaluate_final(name, synthetic)
             self.tracker.log_metrics(
                 {
                     schema.acc_mean(name): result.accuracy_mean,
@@ -373,9 +441,24 @@ class _Trial:
                 )
         return evaluations, baselines
 
+    def evaluate_final(self, name: str, synthetic: SyntheticSet) -> EvalResult:
+        """All seeds on the final set; with a cache, one seed at a time: cached ones read, new ones cached."""
+        if self.cache is None:
+            return self.evaluate_set(name, synthetic, self.seeds, self.progress)
+        data = self.data
+        fingerprint = architecture_fingerprint(name, data.channels, data.num_classes, data.image_size)
+        cached = self.cache.seed_runs(name, fingerprint, self.protocol, self.seeds)
+        if cached:
+            self.read_from_cache()
+        for seed in sorted(set(self.seeds) - set(cached)):
+            run = cached[seed] = self.evaluate_set(name, synthetic, (seed,), self.progress).runs[0]
+            self.cache.save_seed_run(name, fingerprint, self.protocol, run)
+        flops = architecture_flops(name, data.channels, data.num_classes, data.image_size)
+        return EvalResult(name, self.protocol.name, flops, [cached[seed] for seed in self.seeds])
+
     def best_checkpoint(self, evaluations: dict[str, EvalResult]) -> tuple[int, float] | None:
         """With `checkpoint_eval_every`: the best of the checkpoints, the final set being the last one."""
-        if not self.config.checkpoint_eval_every:
+        if not (self.config.checkpoint_eval_every and evaluations):
             return None
         self.record_checkpoint(self.method_config.iterations, evaluations[self.first_model])
         best = best_checkpoint(self.checkpoints)
@@ -405,10 +488,7 @@ class _Trial:
     def write_summary(
         self,
         artefacts: Path,
-        synthetic: SyntheticSet,
-        prepare_seconds: float,
-        distill_seconds: float,
-        peak_mib: float,
+        done: Distilled,
         evaluations: dict[str, EvalResult],
         baselines: dict[str, EvalResult],
         best: tuple[int, float] | None,
@@ -427,11 +507,12 @@ class _Trial:
             "run_id": self.tracker.run_id,
             "config": self.config.to_dict(),
             "eval_protocol": asdict(self.protocol),
-            "eval_lr": self.protocol.training_lr(synthetic.learned_lr),
+            "eval_lr": self.protocol.training_lr(done.synthetic.learned_lr),
             "checkpoints": checkpoints,
-            "prepare_seconds": prepare_seconds,
-            "distill_seconds": distill_seconds,
-            "peak_memory_mib": peak_mib,
+            "prepare_seconds": done.prepare_seconds,
+            "distill_seconds": done.distill_seconds,
+            "peak_memory_mib": done.peak_memory_mib,
+            "from_cache": self.from_cache,
             "evaluations": {name: asdict(result) for name, result in evaluations.items()},
             "baselines": {name: asdict(result) for name, result in baselines.items()},
         }

@@ -215,3 +215,34 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, monkey
     assert "skip digits_full" in capsys.readouterr().out
     (line,) = suite.run_suite([row], args(budget_minutes=80), results, **calls)
     assert ran == [0, 1, 2] and line["seeds"] == 3 and suite.load_results(results) == [line]
+
+
+def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, monkeypatch, capsys):
+    """Each suite run does the part that fits and keeps it in the row's cache: the distillation alone, then
+    one seed; the last run reads them, runs the rest and records the whole row (its wall time unknown:
+    "-"), then drops the cache."""
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    # The formula then says: distillation 2 x 1500 s = 50 min, one seed 2 epochs x 10 images x 120 s = 40 min.
+    monkeypatch.setitem(suite.SECONDS_PER, "datadam_iteration", 1500.0)
+    monkeypatch.setitem(suite.SECONDS_PER, "eval_epoch_image", 120.0)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    calls = dict(loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
+    results = tmp_path / "r.jsonl"
+    assert suite.estimate_minutes(TINY, [], "here") == pytest.approx(50 + 2 * 40)
+    assert suite.run_suite([TINY], args(budget_minutes=45), results, **calls) == []  # not even the distillation
+    assert "skip tiny_digits" in capsys.readouterr().out
+    assert suite.run_suite([TINY], args(budget_minutes=80, tracking_uri=uri), results, **calls) == []
+    assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in capsys.readouterr().out
+    cache = suite._trial_cache(TINY)[0]
+    assert cache.has_distilled() and suite.estimate_minutes(TINY, [], "here") == pytest.approx(2 * 40)
+    assert suite.run_suite([TINY], args(budget_minutes=50, tracking_uri=uri), results, **calls) == []
+    assert "tiny_digits: the distilled set and 1 of 2 seeds cached (" in capsys.readouterr().out
+    assert suite.work_left(TINY, [], "here").seeds_done == 1
+    assert suite.estimate_minutes(TINY, [], "here") < 1  # as fast as the cached seed, no distillation left
+    (line,) = suite.run_suite([TINY], args(budget_minutes=100, tracking_uri=uri), results, **calls)
+    assert line["from_cache"] and line["seeds"] == 2 and not cache.folder.exists()
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
+    first, *_, last = sorted(runs, key=lambda run: run.info.start_time)
+    assert last.data.metrics["distill_seconds"] == first.data.metrics["distill_seconds"] == line["distill_seconds"]
+    assert f"/ {line['eval_seconds'] / 60:.1f} / - |" in suite.render_tables([line], rows=[TINY])
