@@ -315,11 +315,9 @@ def _trial_cache(row: Row, device: str = "auto"):
 
 def _cached_trial_runs(row: Row, cache, trial) -> dict:
     """The final evaluation seeds of the row kept in its cache, by seed."""
-    from ddcore.data import get_spec
-    from ddcore.models import architecture_fingerprint
+    from orchestrator.trial import network_fingerprint
 
-    spec = get_spec(row.dataset)
-    fingerprint = architecture_fingerprint(row.eval_model, spec.channels, spec.num_classes, spec.image_size)
+    fingerprint = network_fingerprint(trial, row.eval_model)
     return cache.seed_runs(row.eval_model, fingerprint, trial.protocol(), tuple(range(row.eval_seeds)))
 
 

@@ -99,11 +99,15 @@ def distillation_key(config: TrialConfig) -> str:
     method = config.method_config.to_dict()
     for name in ("device", "log_every"):
         method.pop(name)
-    spec = get_spec(config.dataset)
-    size = config.image_size or spec.image_size
-    network = architecture_fingerprint(method["model"], spec.channels, spec.num_classes, size)
+    size = config.image_size or get_spec(config.dataset).image_size
     values = {"dataset": config.dataset, "image_size": size, "method": config.method, "method_config": method}
-    return settings_key({**values, "network": network})
+    return settings_key({**values, "network": network_fingerprint(config, method["model"])})
+
+
+def network_fingerprint(config: TrialConfig, model: str) -> str:
+    """`model`'s architecture fingerprint on the trial's data (its channels, classes and image size)."""
+    spec = get_spec(config.dataset)
+    return architecture_fingerprint(model, spec.channels, spec.num_classes, config.image_size or spec.image_size)
 
 
 def settings_key(values: dict) -> str:
@@ -446,7 +450,7 @@ class _Trial:
         if self.cache is None:
             return self.evaluate_set(name, synthetic, self.seeds, self.progress)
         data = self.data
-        fingerprint = architecture_fingerprint(name, data.channels, data.num_classes, data.image_size)
+        fingerprint = network_fingerprint(self.config, name)
         cached = self.cache.seed_runs(name, fingerprint, self.protocol, self.seeds)
         if cached:
             self.read_from_cache()
