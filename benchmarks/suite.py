@@ -218,14 +218,23 @@ def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[R
 @dataclass(frozen=True)
 class WorkLeft:
     """A row's work left, in minutes: what comes before its seeds (a trial's distillation, unless
-    done) and one seed still to run; `seeds_done`: its seeds already kept on disk."""
+    done) and one seed still to run; `seeds_done`: its seeds already kept on disk; `set_kept`: a
+    trial's distilled set is kept on disk."""
 
     upfront: float
     per_seed: float
     seeds_done: int
+    set_kept: bool = False
 
     def minutes(self, seeds: int) -> float:
         return self.upfront + self.per_seed * (seeds - self.seeds_done)
+
+    def kept(self, seeds: int) -> str:
+        """What earlier parts left on disk, for `--list` ("" when nothing)."""
+        parts = ["set"] if self.set_kept else []
+        if self.seeds_done:
+            parts.append(f"{self.seeds_done} of {seeds} seeds")
+        return " + ".join(parts) + " kept" if parts else ""
 
 
 def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
@@ -257,7 +266,7 @@ def work_left(row: Row, results: list[dict], here: str) -> WorkLeft:
         upfront = (row.iterations or CPU_ITERATIONS) * per_iteration
     last = earlier["eval_seconds"] / earlier["seeds"] if earlier else None
     formula = (row.eval_epochs or 1000) * 10 * row.ipc * SECONDS_PER["eval_epoch_image"]  # 10 classes
-    return WorkLeft(upfront / 60, _seed_seconds(cached, last, formula) / 60, len(cached))
+    return WorkLeft(upfront / 60, _seed_seconds(cached, last, formula) / 60, len(cached), cache.has_distilled())
 
 
 def _seed_seconds(kept: dict, last: float | None, formula: float) -> float:
@@ -285,8 +294,6 @@ def _trial_config(row: Row, device: str = "auto"):
     method = get_method(row.method)
     preset = row.preset or method.default_preset
     overrides = {"init": row.init, "iterations": row.iterations, "device": device, **row.settings}
-    if row.method == "random":
-        overrides.pop("iterations")
     return TrialConfig(
         dataset=row.dataset,
         method=row.method,
@@ -627,8 +634,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         here, done = machine(), {r["key"] for r in results}
         for row in rows:
+            work = work_left(row, results, here)
             state = "done" if row.key() in done else "pending"
-            print(f"{row.name:36} {state:8} ~{estimate_minutes(row, results, here):5.0f} min  {row.group}")
+            kept = work.kept(row.eval_seeds) if state == "pending" else ""
+            print(
+                f"{row.name:36} {state:8} ~{work.minutes(row.eval_seeds):5.0f} min  {row.group}"
+                + (f" ({kept})" if kept else "")
+            )
         return
     if args.table:
         update_results_md(results)

@@ -481,7 +481,15 @@ def sweep(
     from ddcore.data import resolve_data_root
     from orchestrator.cluster import check_resources, cluster_resources, connect, preset_resources
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
-    from orchestrator.sweep import SweepSettings, check_resumable, record_in_parent, run_sweep, summarize, trial_length
+    from orchestrator.sweep import (
+        SweepSettings,
+        check_resumable,
+        failures,
+        record_in_parent,
+        run_sweep,
+        summarize,
+        trial_length,
+    )
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
 
     preset = load_experiment(experiment)
@@ -553,6 +561,10 @@ def sweep(
         f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
         f"Ray results in {Path(settings.storage_path) / settings.name}"
     )
+    failed = failures(rows)
+    if failed:  # exit 1 (2 is bad input): scripts learn that the sweep is incomplete
+        typer.echo(f"error: {failed}; the other trials' results are recorded", err=True)
+        raise typer.Exit(code=1)
 
 
 def _quiet_libraries() -> None:
@@ -930,6 +942,9 @@ def lossless(
         f"{report.launched} trial(s) run, the rest reused from MLflow; parent run {report.parent_run_id} "
         f"in {report.tracking_uri}; plot {report.plot}; table {report.table}"
     )
+    if any(result.failed() for result in report.results.values()):  # as `sweep`: 1 = incomplete
+        typer.echo("error: some trials failed (see above); the same command runs them again", err=True)
+        raise typer.Exit(code=1)
 
 
 def _lossless_view(config):

@@ -46,9 +46,9 @@ def compare_runs(
     for name in accuracy_names:
         model = name.removeprefix("acc_").removesuffix("_mean")
         rows.append((f"{model} accuracy %", [_accuracy(run, model) for run in runs]))
-    rows.append(("distill time s", [_number(run, "distill_seconds", ".1f") for run in runs]))
-    rows.append(("prepare time s (PAD experts)", [_number(run, "prepare_seconds", ".1f") for run in runs]))
-    rows.append(("peak memory MiB", [_number(run, "peak_memory_mib", ".0f") for run in runs]))
+    rows.append(("distill time s", [_number(run, schema.DISTILL_SECONDS, ".1f") for run in runs]))
+    rows.append(("prepare time s (PAD experts)", [_number(run, schema.PREPARE_SECONDS, ".1f") for run in runs]))
+    rows.append(("peak memory MiB", [_number(run, schema.PEAK_MEMORY_MIB, ".0f") for run in runs]))
     rows.append(("status", [run.info.status for run in runs]))
 
     sets, titles = [], []

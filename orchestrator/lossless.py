@@ -45,8 +45,6 @@ from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
 from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial, settings_key, trial_key
 
-RANDOM = "random"  # the random-real-subset reference method (ddcore.methods.random_subset)
-
 
 @dataclass
 class LosslessConfig:
@@ -177,9 +175,7 @@ class Evaluation:
 
 def build_request(config: LosslessConfig, method: str, ipc: int, threshold: float) -> TrialRequest:
     """The method's preset at this IPC (its per-IPC defaults), distilled and evaluated on `config.model`."""
-    overrides = {"model": config.model, "device": config.device}
-    if method != RANDOM:  # picking real images is one step whatever `--iterations` says
-        overrides["iterations"] = config.iterations
+    overrides = {"model": config.model, "device": config.device, "iterations": config.iterations}
     preset = config.preset or get_method(method).default_preset
     method_config = get_method(method).config(preset, config.dataset, ipc).with_overrides(**overrides)
     report_every = method_config.iterations // 2 if config.early_stop_margin is not None else 0
@@ -381,7 +377,16 @@ class MethodResult:
         scored = [e for e in self.evaluations if e.accuracy_mean is not None]
         return max(scored, key=lambda e: (e.decision is not None, e.accuracy_mean, -e.ipc), default=None)
 
+    def failed(self) -> list[int]:
+        """The IPCs whose trial failed (counted lossy; a rerun of the search runs them again)."""
+        return sorted(e.ipc for e in self.evaluations if e.status == "failed")
+
     def summary(self) -> str:
+        failed = self.failed()
+        caveat = f"; trial failed at IPC {', '.join(map(str, failed))}, counted lossy" if failed else ""
+        return self._answer() + caveat
+
+    def _answer(self) -> str:
         best = self.best()
         best_text = "no evaluation" if best is None else f"best: {100 * best.accuracy_mean:.2f} % at IPC {best.ipc}"
         if best is not None and best.decision is None:

@@ -341,7 +341,7 @@ def method_sections(trials: list[Trial], searched: list[str]) -> list[Section]:
                 t.param("method_config.iterations"),
                 *[_short(t.param(f"method_config.{name}")) for name in settings],
                 *[_accuracy(t, m) for m in models],
-                _seconds(t.run.data.metrics.get("distill_seconds")),
+                _seconds(t.run.data.metrics.get(schema.DISTILL_SECONDS)),
                 _status(t),
             ]
             for t in members

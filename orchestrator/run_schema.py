@@ -56,6 +56,10 @@ class Tag:
 EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASHA and the lossless search
 # read, and at the last iteration the final set's mean over the eval seeds (what Tune's last report holds)
 GRID_IMAGE = "synthetic_set"  # stepped image: the all-classes grid at each evaluation and at the end
+PREPARE_SECONDS = "prepare_seconds"  # a method's work before distilling (PAD's expert trajectories)
+DISTILL_SECONDS = "distill_seconds"
+PEAK_MEMORY_MIB = "peak_memory_mib"  # the device's peak while distilling (0 on the CPU)
+ITERATIONS_PER_SECOND = "iterations_per_second"
 
 
 def stopped_early(status: str, tags: dict[str, str]) -> bool:

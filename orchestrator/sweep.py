@@ -415,9 +415,16 @@ def record_in_parent(parent: Tracker, rows: list[TrialRow], space: SearchSpace, 
             grid = parent.client.download_artifacts(best.child_run_id, "grids/grid_all_classes.png", str(folder))
             parent.log_artifact(grid, "best_trial")
     close_children(parent, rows)
-    failed = [r for r in rows if r.status == "failed"]
-    parent.finish(failure=f"{len(failed)} of {len(rows)} trials failed" if failed and not finished else None)
+    parent.finish(failure=None if finished else failures(rows))
     return folder
+
+
+def failures(rows: list[TrialRow]) -> str | None:
+    """One line on the failed trials (`N of M trials failed (first: ...)`); None when none failed."""
+    failed = [r for r in rows if r.status == "failed"]
+    if not failed:
+        return None
+    return f"{len(failed)} of {len(rows)} trials failed (first: {failed[0].error or 'no error recorded'})"
 
 
 def close_children(parent: Tracker, rows: list[TrialRow]) -> None:

@@ -344,9 +344,9 @@ class _Trial:
             self.read_from_cache()
             self.tracker.log_metrics(
                 {
-                    "prepare_seconds": done.prepare_seconds,
-                    "distill_seconds": done.distill_seconds,
-                    "peak_memory_mib": done.peak_memory_mib,
+                    schema.PREPARE_SECONDS: done.prepare_seconds,
+                    schema.DISTILL_SECONDS: done.distill_seconds,
+                    schema.PEAK_MEMORY_MIB: done.peak_memory_mib,
                 }
             )
             return done
@@ -368,7 +368,7 @@ class _Trial:
         prepared = self.method.prepare(self.data, self.method_config, self.progress)
         seconds = time.perf_counter() - started
         if prepared.artefacts or prepared.metrics:
-            self.tracker.log_metrics({"prepare_seconds": seconds, **prepared.metrics})
+            self.tracker.log_metrics({schema.PREPARE_SECONDS: seconds, **prepared.metrics})
             for path in prepared.artefacts:
                 self.tracker.log_artifact(path, "prepared")
         return seconds
@@ -391,9 +391,9 @@ class _Trial:
         peak_mib = peak_memory_mib(device)
         self.tracker.log_metrics(
             {
-                "distill_seconds": seconds,
-                "peak_memory_mib": peak_mib,
-                "iterations_per_second": (self.method_config.iterations - start_iteration) / seconds,
+                schema.DISTILL_SECONDS: seconds,
+                schema.PEAK_MEMORY_MIB: peak_mib,
+                schema.ITERATIONS_PER_SECOND: (self.method_config.iterations - start_iteration) / seconds,
             }
         )
         return synthetic, seconds, peak_mib

@@ -93,6 +93,9 @@ class OracleExecutor:
     def wait_one(self):
         request = self.queue.pop(0)
         mean = self.accuracy_at(request.method, request.ipc)
+        if mean is None:  # the trial fails, as `execute` reports a failure
+            request.tracker.finish(failure="ValueError: boom")
+            return request, TrialOutcome("failed", note="ValueError: boom")
         model = request.trial.eval_models[0]
         request.tracker.log_metrics({f"acc_{model}_mean": mean, f"acc_{model}_std": self.std})
         request.tracker.finish()
@@ -191,6 +194,19 @@ def test_not_reached_is_reported_with_the_best_accuracy(workspace, shared_store)
     assert report.plot.is_file() and report.table.is_file()
 
 
+def test_a_failed_trial_counts_lossy_is_named_and_runs_again_on_rerun(workspace, shared_store):
+    config = oracle_config(shared_store, "failed", methods=("datadam",), max_ipc=20)
+    report = search_lossless(
+        config, executor=lambda: OracleExecutor(lambda m, ipc: None if ipc == 12 else planted(m, ipc))
+    )
+    result = report.results["datadam"]
+    assert result.failed() == [12] and result.smallest_lossless == 13
+    assert result.summary() == "smallest lossless IPC 13 (98.50 %); trial failed at IPC 12, counted lossy"
+    again = OracleExecutor(planted)
+    rerun = search_lossless(config, executor=lambda: again)
+    assert again.submitted == [("datadam", 12)] and rerun.results["datadam"].failed() == []
+
+
 def test_budget_stops_launching_and_reports_what_is_known(workspace, shared_store):
     ticks = iter(range(0, 100_000, 1000))  # each look at the clock: 1000 s later; budget 1 h
     report = search_lossless(
@@ -205,7 +221,8 @@ def test_budget_stops_launching_and_reports_what_is_known(workspace, shared_stor
 def test_random_subset_is_seeded_real_images_the_same_as_datadams_real_start():
     data = load_dataset("digits")
     method = get_method("random")
-    config = method.config("paper", "digits", 3).with_overrides(seed=4)
+    config = method.config("paper", "digits", 3).with_overrides(seed=4, iterations=500)
+    assert config.iterations == 1  # picking is one step in every budget: one trial, one key
     reports = []
     picked = method.distill(data, config, callback=reports.append)
     again = method.distill(data, config)

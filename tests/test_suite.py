@@ -235,9 +235,10 @@ def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, monkeypatch, 
     assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in capsys.readouterr().out
     cache = suite._trial_cache(TINY)[0]
     assert cache.has_distilled() and suite.estimate_minutes(TINY, [], "here") == pytest.approx(2 * 40)
+    assert suite.work_left(TINY, [], "here").kept(2) == "set kept"
     assert suite.run_suite([TINY], args(budget_minutes=50, tracking_uri=uri), results, **calls) == []
     assert "tiny_digits: the distilled set and 1 of 2 seeds cached (" in capsys.readouterr().out
-    assert suite.work_left(TINY, [], "here").seeds_done == 1
+    assert suite.work_left(TINY, [], "here").kept(2) == "set + 1 of 2 seeds kept"
     assert suite.estimate_minutes(TINY, [], "here") < 1  # as fast as the cached seed, no distillation left
     (line,) = suite.run_suite([TINY], args(budget_minutes=100, tracking_uri=uri), results, **calls)
     assert line["from_cache"] and line["seeds"] == 2 and not cache.folder.exists()

@@ -117,7 +117,7 @@ def test_gpu_request_without_gpu_is_refused_before_submitting(ray_session):
 
 
 def test_children_left_running_take_rays_outcome(tmp_path):
-    from orchestrator.sweep import TrialRow, close_children
+    from orchestrator.sweep import TrialRow, close_children, failures
     from orchestrator.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -136,3 +136,5 @@ def test_children_left_running_take_rays_outcome(tmp_path):
     assert client.get_run(stopped.run_id).info.status == "FINISHED"  # ASHA stopped it: a result
     assert client.get_run(stopped.run_id).data.tags["ddorch.stopped_at_iteration"] == "5"
     assert client.get_run(finished.run_id).info.status == "FINISHED"
+    assert failures(rows) == "1 of 3 trials failed (first: ValueError: boom)"
+    assert failures(rows[1:]) is None

@@ -11,6 +11,7 @@ generator seed and the same per-class draw), so its accuracy is DataDAM's at ite
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -28,6 +29,12 @@ class RandomSubsetConfig(MethodConfig):
     """
 
     iterations: int = 1
+
+    def with_overrides(self, **overrides: Any) -> RandomSubsetConfig:
+        """As every config's, but `iterations` stays 1 whatever a preset or `--iterations` says, so a
+        random trial is the same trial (and has the same key) in every budget of a sweep or suite."""
+        overrides.pop("iterations", None)
+        return super().with_overrides(**overrides)
 
 
 def default_preset(dataset: str, ipc: int | None = None) -> RandomSubsetConfig:
