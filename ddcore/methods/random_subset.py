@@ -31,8 +31,8 @@ class RandomSubsetConfig(MethodConfig):
     iterations: int = 1
 
     def with_overrides(self, **overrides: Any) -> RandomSubsetConfig:
-        """As every config's, but `iterations` stays 1 whatever a preset or `--iterations` says, so a
-        random trial is the same trial (and has the same key) in every budget of a sweep or suite."""
+        """As every config's, but `iterations` stays 1 whatever `--iterations` (or a lossless search's,
+        a suite row's budget) says: picking is one step, and the trial keeps one key in every budget."""
         overrides.pop("iterations", None)
         return super().with_overrides(**overrides)
 
