@@ -252,8 +252,8 @@ def work_left(row: Row, results: list[dict], here: str) -> WorkLeft:
         last = statistics.fmean(earlier["train_seconds_per_seed"]) if earlier else None
         return WorkLeft(0.0, _seed_seconds(cached, last, 20 * SECONDS_PER["full_data_epoch"]) / 60, len(cached))
     cache, trial = _trial_cache(row)
-    cached = _cached_trial_runs(row, cache, trial)
-    if cache.has_distilled():
+    cached, set_kept = _cached_trial_runs(row, cache, trial), cache.has_distilled()
+    if set_kept:
         upfront = 0.0
     elif earlier:
         upfront = earlier["distill_seconds"] + earlier.get("prepare_seconds", 0.0)
@@ -266,7 +266,7 @@ def work_left(row: Row, results: list[dict], here: str) -> WorkLeft:
         upfront = (row.iterations or CPU_ITERATIONS) * per_iteration
     last = earlier["eval_seconds"] / earlier["seeds"] if earlier else None
     formula = (row.eval_epochs or 1000) * 10 * row.ipc * SECONDS_PER["eval_epoch_image"]  # 10 classes
-    return WorkLeft(upfront / 60, _seed_seconds(cached, last, formula) / 60, len(cached), cache.has_distilled())
+    return WorkLeft(upfront / 60, _seed_seconds(cached, last, formula) / 60, len(cached), set_kept)
 
 
 def _seed_seconds(kept: dict, last: float | None, formula: float) -> float:
