@@ -289,9 +289,8 @@ def run(
         seed=seed,
         device=device,
     )
-    preset = preset or chosen.default_preset
     overrides = parse_overrides(settings, method)
-    method_config = chosen.config(preset, dataset, ipc).with_overrides(**{**flags, **overrides})
+    preset, method_config = chosen.configure(preset, dataset, ipc, {**flags, **overrides})
     trial = TrialConfig(
         dataset=dataset,
         method=method,

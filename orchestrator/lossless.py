@@ -176,8 +176,7 @@ class Evaluation:
 def build_request(config: LosslessConfig, method: str, ipc: int, threshold: float) -> TrialRequest:
     """The method's preset at this IPC (its per-IPC defaults), distilled and evaluated on `config.model`."""
     overrides = {"model": config.model, "device": config.device, "iterations": config.iterations}
-    preset = config.preset or get_method(method).default_preset
-    method_config = get_method(method).config(preset, config.dataset, ipc).with_overrides(**overrides)
+    preset, method_config = get_method(method).configure(config.preset, config.dataset, ipc, overrides)
     report_every = method_config.iterations // 2 if config.early_stop_margin is not None else 0
     trial = TrialConfig(
         dataset=config.dataset,

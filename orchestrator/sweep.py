@@ -54,9 +54,10 @@ def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: Swee
 
 def preset_trial(preset: ExperimentPreset, sampled: dict[str, Any], data_root: str | None, device: str) -> TrialConfig:
     values = {**preset.fixed, **sampled}
-    method_preset = preset.preset or get_method(preset.method).default_preset
-    method_config = get_method(preset.method).config(method_preset, preset.dataset, values.get("ipc"))
-    method_config = method_config.with_overrides(**values, device=device, log_every=_log_every(preset))
+    overrides = {**values, "device": device, "log_every": _log_every(preset)}
+    method_preset, method_config = get_method(preset.method).configure(
+        preset.preset, preset.dataset, values.get("ipc"), overrides
+    )
     return TrialConfig(
         dataset=preset.dataset,
         method=preset.method,

@@ -97,3 +97,17 @@ def test_cli_lists_and_shows_experiments():
     assert unknown.exit_code == 2 and "unknown experiment 'nope'" in unknown.output
     bad_protocol = runner.invoke(app, ["sweep", "digits_datadam", "--eval-protocol", "weekly"], env={"COLUMNS": "200"})
     assert bad_protocol.exit_code == 2 and "error: unknown evaluation protocol 'weekly'" in bad_protocol.output
+
+
+def test_a_sampled_ipc_and_the_methods_default_preset_reach_the_trial():
+    """`Method.configure`: no preset means the method's first; sampled values (ipc too) override it."""
+    from dataclasses import replace
+
+    from orchestrator.sweep import SweepContext, build_trial
+
+    preset = replace(load_experiment("digits_datadam"), preset=None)
+    context = SweepContext("sqlite:///x.db", "ddorch", "parent", "/tmp", None, device="cpu")
+    trial = build_trial(preset, {"ipc": 3, "lr_images": 0.5}, context)
+    config = trial.method_config
+    assert trial.preset == "paper" and (config.ipc, config.lr_images, config.iterations) == (3, 0.5, 300)
+    assert config.device == "cpu"

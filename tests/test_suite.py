@@ -23,6 +23,12 @@ TINY = Row(
 )
 
 
+@pytest.fixture(autouse=True)
+def parts_in_tmp(tmp_path, monkeypatch):
+    """A trial row's parts go to the repository's benchmarks/parts/; a test's to its own folder."""
+    monkeypatch.setattr(suite, "PARTS", tmp_path / "parts")
+
+
 def args(**overrides):
     values = {
         "rerun": False,
@@ -234,6 +240,7 @@ def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, monkeypatch, 
     assert suite.run_suite([TINY], args(budget_minutes=80, tracking_uri=uri), results, **calls) == []
     assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in capsys.readouterr().out
     cache = suite._trial_cache(TINY)[0]
+    assert cache.folder.parent == suite.PARTS  # the repository's benchmarks/parts/ outside tests
     assert cache.has_distilled() and suite.estimate_minutes(TINY, [], "here") == pytest.approx(2 * 40)
     assert suite.work_left(TINY, [], "here").kept(2) == "set kept"
     assert suite.run_suite([TINY], args(budget_minutes=50, tracking_uri=uri), results, **calls) == []

@@ -173,6 +173,13 @@ class Method:
             raise DDError(f"unknown preset '{preset}' for {self.name}; known: {', '.join(self.presets)}")
         return self.presets[preset](dataset, ipc)
 
+    def configure(
+        self, preset: str | None, dataset: str, ipc: int | None, overrides: dict[str, Any]
+    ) -> tuple[str, MethodConfig]:
+        """The preset's name (None: the default) and its config with `overrides`: what a trial records."""
+        preset = preset or self.default_preset
+        return preset, self.config(preset, dataset, ipc).with_overrides(**overrides)
+
     def prepare(self, data: RealDataset, config: MethodConfig, progress: bool = False) -> Preparation:
         """The method's work before distilling (PAD trains or finds its experts); nothing for most."""
         return Preparation()
