@@ -85,7 +85,8 @@ DownloadOption = typer.Option(
 )
 # ddcore.evaluate.PROTOCOLS, spelled out here so that `--help` does not import torch.
 PROTOCOL_CHOICES = (
-    "dc (DC/DM: 1000 epochs, batch 256, lr 0.01, DSA), datadam (DataDAM's script: 1800 epochs, batch 64), "
+    "dc (DC/DM: 1000 epochs, batch 256, lr 0.01, DSA), dc-aug (as dc, with DC's own crop/scale/rotate in place "
+    "of DSA), datadam (DataDAM's script: 1800 epochs, batch 64), "
     "datm (DATM/PAD: 1000 epochs, batch 128, the set's learned lr) or full (20 epochs, cosine, no DSA)"
 )
 EvalProtocolOption = typer.Option(

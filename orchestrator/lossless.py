@@ -36,7 +36,7 @@ from ddcore.baseline import cache_dir, caching_in, full_data_baseline
 from ddcore.data import get_spec, load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
-from ddcore.evaluate import get_protocol, without_default_precision
+from ddcore.evaluate import get_protocol, without_later_defaults
 from ddcore.methods import get_method
 from orchestrator import run_schema as schema
 from orchestrator.cluster import TaskFailed, TaskPool, check_address, check_resources, connect
@@ -94,7 +94,7 @@ class LosslessConfig:
 
     def identity(self) -> dict:
         """The settings that define the search's results (a rerun with the same ones resumes it)."""
-        return without_default_precision({k: v for k, v in asdict(self).items() if k not in self.EXECUTION})
+        return without_later_defaults({k: v for k, v in asdict(self).items() if k not in self.EXECUTION})
 
     def validate(self) -> None:
         if not self.methods:

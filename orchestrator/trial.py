@@ -34,7 +34,7 @@ from ddcore.evaluate import (
     architecture_flops,
     evaluate,
     get_protocol,
-    without_default_precision,
+    without_later_defaults,
 )
 from ddcore.methods import MethodConfig, StepReport, get_method
 from ddcore.models import architecture_fingerprint, get_model
@@ -90,7 +90,7 @@ def trial_key(trial: TrialConfig) -> str:
         values.pop(name)
     for name in ("device", "log_every"):
         values["method_config"].pop(name)
-    return settings_key(without_default_precision(values))
+    return settings_key(without_later_defaults(values))
 
 
 def distillation_key(config: TrialConfig) -> str:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddcore.errors import DDError
-from ddcore.evaluate import DC, PRECISIONS, architecture_flops, evaluate, get_protocol, without_default_precision
+from ddcore.evaluate import DC, PRECISIONS, architecture_flops, evaluate, get_protocol, without_later_defaults
 from ddcore.methods import get_method
 from orchestrator.cli import EvalPrecision
 from orchestrator.lossless import LosslessConfig, search_key
@@ -67,12 +67,15 @@ def test_fp32_keys_of_trials_and_searches_are_unchanged():
     assert search_key(LosslessConfig(dataset="digits", eval_precision="bf16")) != "902ebdb208538d345455"
 
 
-def test_only_the_default_precision_is_left_out_of_hashed_settings_and_the_input_is_kept():
-    fp32 = {"eval_precision": "fp32", "ipc": 10, "protocol": {"precision": "fp32", "epochs": 1000}}
-    assert without_default_precision(fp32) == {"ipc": 10, "protocol": {"epochs": 1000}}
-    assert fp32["eval_precision"] == "fp32" and fp32["protocol"]["precision"] == "fp32"
+def test_only_later_settings_at_their_defaults_are_left_out_of_hashed_settings_and_the_input_is_kept():
+    protocol = {"precision": "fp32", "augmentation": "dsa", "epochs": 1000}
+    fp32 = {"eval_precision": "fp32", "ipc": 10, "protocol": protocol}
+    assert without_later_defaults(fp32) == {"ipc": 10, "protocol": {"epochs": 1000}}
+    assert fp32["eval_precision"] == "fp32" and fp32["protocol"] == protocol
     bf16 = {"eval_precision": "bf16", "ipc": 10}
-    assert without_default_precision(bf16) == bf16
+    assert without_later_defaults(bf16) == bf16
+    dc_augmentation = {"eval_precision": "bf16", "protocol": {"precision": "bf16", "augmentation": "dc"}}
+    assert without_later_defaults(dc_augmentation) == dc_augmentation
 
 
 def test_lossless_and_sweep_trials_carry_the_precision():

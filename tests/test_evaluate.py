@@ -103,13 +103,13 @@ def test_protocol_batch_size_override_gets_its_own_name():
     assert get_protocol("full").batch_size == 256
     custom = get_protocol("full", batch_size=32)
     assert custom.batch_size == 32 and custom.name == "full-bs32" and custom.epochs == 20
-    with pytest.raises(DDError, match="unknown evaluation protocol 'weekly'; known: full, dc, datadam, datm"):
+    with pytest.raises(DDError, match="unknown evaluation protocol 'weekly'; known: full, dc, dc-aug, datadam, datm"):
         get_protocol("weekly")
 
 
 @pytest.mark.parametrize(
     "name, epochs, batch_size, takes_learned_lr",
-    [("dc", 1000, 256, True), ("datadam", 1800, 64, False), ("datm", 1000, 128, True)],
+    [("dc", 1000, 256, True), ("dc-aug", 1000, 256, True), ("datadam", 1800, 64, False), ("datm", 1000, 128, True)],
 )
 def test_named_protocols_follow_their_official_scripts(name, epochs, batch_size, takes_learned_lr):
     from ddcore.evaluate import get_protocol
@@ -120,6 +120,19 @@ def test_named_protocols_follow_their_official_scripts(name, epochs, batch_size,
     assert protocol.schedule == "step" and protocol.augment and protocol.source
     assert protocol.training_lr(None) == 0.01
     assert protocol.training_lr(0.003) == (0.003 if takes_learned_lr else 0.01)
+
+
+def test_each_protocol_augments_with_its_own_augmentation(monkeypatch):
+    import ddcore.evaluate as evaluate_module
+
+    seen = []
+    monkeypatch.setattr(evaluate_module, "dc_augment", lambda x, seed: seen.append("dc") or x)
+    monkeypatch.setattr(evaluate_module, "dsa", lambda x, strategy, seed, params: seen.append(strategy) or x)
+    data = toy_dataset(n_per_class=4)  # 12 images: one batch an epoch
+    for name in ("dc", "dc-aug", "full"):
+        protocol = evaluate_module.get_protocol(name, epochs=2)
+        evaluate("MLP", data.train_images, data.train_labels, data, protocol, device="cpu", dsa_strategy="crop")
+    assert seen == ["crop", "crop", "dc", "dc"]  # dc-aug: DC's augmentation whatever the set's DSA strategy
 
 
 def test_learned_lr_reaches_training_only_where_the_protocol_takes_it(monkeypatch):
