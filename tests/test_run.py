@@ -87,7 +87,7 @@ def test_run_on_digits_logs_everything(workspace):
         (["--iterations", "0"], "iterations must be positive"),
         (["--init", "zeros"], "init must be 'real' or 'noise'"),
         (["--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
-        (["--eval-protocol", "weekly"], "unknown evaluation protocol 'weekly'; known: full, dc, datadam, datm"),
+        (["--eval-protocol", "weekly"], "unknown evaluation protocol 'weekly'; known: full, dc, dc-aug, datadam, datm"),
     ],
 )
 def test_bad_input_is_one_line(workspace, args, message):
@@ -100,7 +100,7 @@ def test_unknown_protocol_is_one_error_line_and_records_nothing(workspace):
     result = invoke(["run", *QUICK, "--eval-protocol", "weekly"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: unknown evaluation protocol 'weekly'; known: full, dc, datadam, datm"
+        "error: unknown evaluation protocol 'weekly'; known: full, dc, dc-aug, datadam, datm"
     ]
     assert not (workspace / "mlflow.db").exists()  # checked before a run is recorded
 
