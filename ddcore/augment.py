@@ -101,7 +101,7 @@ def _contrast(x: torch.Tensor, draws: _Draws, p: DSAParams) -> torch.Tensor:
     return (x - mean) * (_as_map(draws.uniform()) + p.contrast) + mean
 
 
-def _resample(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+def resample(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """Sample x on the grid of the linear map [[a, b], [c, d]] (normalised coordinates, no shift)."""
     zero = torch.zeros_like(a)
     theta = torch.stack([torch.stack([a, b, zero], 1), torch.stack([c, d, zero], 1)], 1)
@@ -114,13 +114,13 @@ def _scale(x: torch.Tensor, draws: _Draws, p: DSAParams) -> torch.Tensor:
     sx = draws.uniform() * (p.scale - low) + low
     sy = draws.uniform() * (p.scale - low) + low
     zero = torch.zeros_like(sx)
-    return _resample(x, sx, zero, zero, sy)
+    return resample(x, sx, zero, zero, sy)
 
 
 def _rotate(x: torch.Tensor, draws: _Draws, p: DSAParams) -> torch.Tensor:
     angle = (draws.uniform() - 0.5) * 2 * math.radians(p.rotate_degrees)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    return _resample(x, cos, -sin, sin, cos)
+    return resample(x, cos, -sin, sin, cos)
 
 
 def _flip(x: torch.Tensor, draws: _Draws, p: DSAParams) -> torch.Tensor:

@@ -11,7 +11,7 @@ Each image gets ONE operation drawn from the strategy (MNIST's: "crop_scale_rota
 - noise: add `noise` times a standard normal (only in their BatchNorm strategy "crop_noise").
 
 Crop and scale are exact: the same pixels as theirs for the same draws. Differences: rotation is
-bilinear (`grid_sample`) where theirs is scipy's cubic spline with the array grown to hold the
+bilinear (DSA's `resample`) where theirs is scipy's cubic spline with the array grown to hold the
 corners and centre-cropped (the centre may differ by half a pixel); draws come from a generator
 seeded per call on the images' device, and every operation is computed for the whole batch and
 each image keeps its own (no per-image loop, no host work: theirs loops over images on the host).
@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from ddcore.augment import resample
 from ddcore.errors import DDError
 
 
@@ -87,10 +87,8 @@ def _scale(x: torch.Tensor, g: torch.Generator, p: DCAugParams) -> torch.Tensor:
 def rotate(x: torch.Tensor, degrees: torch.Tensor, fill: torch.Tensor | float) -> torch.Tensor:
     """Each (square) image turned by its angle in degrees about its centre; `fill` outside."""
     angle = torch.deg2rad(degrees.to(x.dtype))
-    cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+    cos, sin = angle.cos(), angle.sin()
+    return resample(x - fill, cos, -sin, sin, cos) + fill  # DSA's bilinear grid, zero outside: fill - fill
 
 
 def _rotate(x: torch.Tensor, g: torch.Generator, p: DCAugParams) -> torch.Tensor:

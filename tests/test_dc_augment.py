@@ -32,23 +32,29 @@ def _their_scale(image, h, w):
     return canvas[:, top : top + SIZE, left : left + SIZE]
 
 
+def _some_crop(image, augmented, fill):
+    """Whether `augmented` is DC's crop of `image` for one of the 8 x 8 windows."""
+    return any(torch.equal(augmented, _their_crop(image, fill, r, c)) for r in range(8) for c in range(8))
+
+
+def _some_scale(image, augmented):
+    """Whether `augmented` is DC's scale of `image` for one of the sizes int(u * 28), u in [0.8, 1.2):
+    22..33 per axis, both drawn from the height as theirs."""
+    return any(torch.equal(augmented, _their_scale(image, h, w)) for h in range(22, 34) for w in range(22, 34))
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_crop_is_their_crop_for_some_window(channels):
     x = _images(channels=channels)
     fill = x.mean(dim=(0, 2, 3))
     out = dc_augment(x, seed=3, params=DCAugParams(strategy="crop"))
-    windows = [(r, c) for r in range(8) for c in range(8)]
-    for image, augmented in zip(x, out):
-        assert any(torch.equal(augmented, _their_crop(image, fill, r, c)) for r, c in windows)
+    assert all(_some_crop(image, augmented, fill) for image, augmented in zip(x, out))
 
 
 def test_scale_is_their_scale_for_some_size():
-    # Sizes int(u * 28) for u in [0.8, 1.2): 22..33 per axis, both drawn from the height as theirs.
     x = _images(n=16)
     out = dc_augment(x, seed=5, params=DCAugParams(strategy="scale"))
-    sizes = [(h, w) for h in range(22, 34) for w in range(22, 34)]
-    for image, augmented in zip(x, out):
-        assert any(torch.equal(augmented, _their_scale(image, h, w)) for h, w in sizes)
+    assert all(_some_scale(image, augmented) for image, augmented in zip(x, out))
 
 
 def test_rotation_turns_about_the_centre():
@@ -67,12 +73,8 @@ def test_each_image_gets_one_of_the_three_operations_and_seeds_repeat():
     out = dc_augment(x, seed=7)
     assert torch.equal(out, dc_augment(x, seed=7)) and not torch.equal(out, dc_augment(x, seed=8))
     fill = x.mean(dim=(0, 2, 3))
-    cropped = [
-        any(torch.equal(a, _their_crop(i, fill, r, c)) for r in range(8) for c in range(8)) for i, a in zip(x, out)
-    ]
-    scaled = [
-        any(torch.equal(a, _their_scale(i, h, w)) for h in range(22, 34) for w in range(22, 34)) for i, a in zip(x, out)
-    ]
+    cropped = [_some_crop(image, augmented, fill) for image, augmented in zip(x, out)]
+    scaled = [_some_scale(image, augmented) for image, augmented in zip(x, out)]
     rotated = [not (c or s) for c, s in zip(cropped, scaled)]
     assert sum(cropped) and sum(scaled) and sum(rotated)  # each about a third of 32 images
     state = torch.get_rng_state()
