@@ -18,7 +18,9 @@ evaluation seeds; a full-data baseline's seeds), each part kept on disk as it en
 recorded once all its seeds are done, over as many suite runs as that takes. A trial's parts live
 in its `orchestrator.trial_cache.TrialCache` in `benchmarks/parts/` (commit them: the next session
 may be a new checkout on a new machine), deleted once the row is recorded; a baseline's seeds in
-the baseline cache.
+the baseline cache. A PAD row's estimate includes its experts while the cache lacks them; when
+they do not fit beside the distillation, the skip line gives the `ddorch experts` command that
+trains them alone (into the same cache).
 `DDORCH_DATA_ROOT` as usual.
 """
 
@@ -184,13 +186,18 @@ ROWS: list[Row] = [
             ("bf16_throughout", "bf16", {"bf16": True}),
         )
     ],
+    # PAD at the largest budget a session gives its distillation and evaluation here (about 2 h):
+    # 300 iterations of 20 student steps (~94 min) and 3 seeds (~21 min), matched to 4 experts
+    # trained only as far as the student reads them: the preset's start epochs for 20-epoch experts
+    # (0..4) plus 2 expert epochs, so 6 epochs. The experts (~115 min with the difficulty scores)
+    # are PAD's stage 1, cached and trained once: in the same run, or alone before (`ddorch experts`).
     Row(
         "mnist_pad_ipc10",
         "mnist",
         method="pad",
         iterations=300,
         group="PAD",
-        settings={"num_experts": 4, "trajectory_epochs": 8, "syn_steps": 20},
+        settings={"num_experts": 4, "trajectory_epochs": 6, "syn_steps": 20},
     ),
 ]
 
@@ -198,8 +205,17 @@ ROWS: list[Row] = [
 # this machine (benchmarks/RESULTS.md, "Comparable numbers"): one DataDAM iteration at IPC 10 with
 # real batch 64 (1.95 s; at IPC 50 2.3-2.6x that, benchmarks/suite_speeds.py: IPC^0.6 errs long), one
 # evaluation epoch per synthetic image (1000 epochs x 100 images in 7.4 min), one full-data epoch of
-# ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s).
-SECONDS_PER = {"datadam_iteration": 1.95, "eval_epoch_image": 0.0045, "full_data_epoch": 210.0, "pad_iteration": 10.0}
+# ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s; PAD's difficulty networks train such
+# epochs). PAD ("PAD on MNIST"): one student step of an iteration at IPC 10 (150 iterations x 10
+# steps in 1,407 s), one epoch of an expert with DSA in one process (2 experts x 1 epoch in 512.7 s);
+# MNIST-sized, as the suite's PAD row is.
+SECONDS_PER = {
+    "datadam_iteration": 1.95,
+    "eval_epoch_image": 0.0045,
+    "full_data_epoch": 210.0,
+    "pad_student_step": 0.94,
+    "expert_epoch": 256.0,
+}
 
 
 def machine() -> str:
@@ -242,6 +258,7 @@ class WorkLeft:
     per_seed: float
     seeds_done: int
     set_kept: bool = False
+    prepare: float = 0.0  # of `upfront`: PAD's experts (and difficulty scores) not in the cache yet
 
     def minutes(self, seeds: int) -> float:
         return self.upfront + self.per_seed * (seeds - self.seeds_done)
@@ -270,20 +287,57 @@ def work_left(row: Row, results: list[dict], here: str) -> WorkLeft:
         return WorkLeft(0.0, _seed_seconds(cached, last, 20 * SECONDS_PER["full_data_epoch"]) / 60, len(cached))
     cache, trial = _trial_cache(row)
     cached, set_kept = _cached_trial_runs(row, cache, trial), cache.has_distilled()
+    prepare = 0.0 if set_kept else _preparation_seconds(row, trial.method_config)
     if set_kept:
-        upfront = 0.0
+        distill = 0.0
     elif earlier:
-        upfront = earlier["distill_seconds"] + earlier.get("prepare_seconds", 0.0)
+        distill = earlier["distill_seconds"]
     else:
-        per_iteration = {
-            "datadam": SECONDS_PER["datadam_iteration"] * max(1.0, row.ipc / 10) ** 0.6,
-            "pad": SECONDS_PER["pad_iteration"],
-            "random": 0.0,
-        }[row.method]
-        upfront = (row.iterations or CPU_ITERATIONS) * per_iteration
+        distill = (row.iterations or CPU_ITERATIONS) * _iteration_seconds(row, trial.method_config)
     last = earlier["eval_seconds"] / earlier["seeds"] if earlier else None
     formula = (row.eval_epochs or 1000) * 10 * row.ipc * SECONDS_PER["eval_epoch_image"]  # 10 classes
-    return WorkLeft(upfront / 60, _seed_seconds(cached, last, formula) / 60, len(cached), set_kept)
+    per_seed = _seed_seconds(cached, last, formula) / 60
+    return WorkLeft((prepare + distill) / 60, per_seed, len(cached), set_kept, prepare / 60)
+
+
+def _iteration_seconds(row: Row, config) -> float:
+    if row.method == "datadam":
+        return SECONDS_PER["datadam_iteration"] * max(1.0, row.ipc / 10) ** 0.6
+    if row.method == "pad":
+        return SECONDS_PER["pad_student_step"] * config.syn_steps
+    return 0.0  # random: no distillation
+
+
+def _preparation_seconds(row: Row, config) -> float:
+    """PAD's stage 1 still to train, by the cache (not by an earlier run: that one may have found
+    the experts cached, and a new machine starts with an empty cache); nothing for other methods."""
+    if row.method != "pad":
+        return 0.0
+    from ddcore.methods.pad import preparation_left
+
+    experts, difficulty_epochs = preparation_left(config, row.dataset)
+    expert_epochs = experts * config.trajectory_epochs
+    return expert_epochs * SECONDS_PER["expert_epoch"] + difficulty_epochs * SECONDS_PER["full_data_epoch"]
+
+
+# The `ddorch experts` flags of PAD settings a row may set (the command's defaults are the preset's).
+EXPERT_FLAGS = {
+    "model": "--model",
+    "num_experts": "--num-experts",
+    "trajectory_epochs": "--epochs",
+    "lr_teacher": "--lr",
+    "expert_batch": "--batch-size",
+    "difficulty_score": "--score",
+    "seed": "--seed",
+}
+
+
+def experts_command(row: Row, device: str = "cpu") -> str:
+    """The command that trains a PAD row's experts alone, into the cache the row reads."""
+    flags = [f"{EXPERT_FLAGS[name]} {value}" for name, value in row.settings.items() if name in EXPERT_FLAGS]
+    if row.settings.get("data_schedule") is False:
+        flags.append("--no-schedule")
+    return " ".join(["ddorch experts --dataset", row.dataset, *flags, "--in-process --device", device])
 
 
 def _seed_seconds(kept: dict, last: float | None, formula: float) -> float:
@@ -567,14 +621,17 @@ def run_suite(
     appended, ran = [], False
     with exclusive(results_path.with_name(LOCK.name)):
         for position, row in enumerate(todo, 1):
-            estimate = estimate_minutes(row, results, here)
+            work = work_left(row, results, here)
+            estimate = work.minutes(row.eval_seeds)
             left = None if deadline is None else (deadline - time.monotonic()) / 60
             part = row
             if left is not None and estimate > left:
                 part = partial_row(row, results, here, left)
                 if part is None:
                     print(
-                        f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left", flush=True
+                        f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left"
+                        + preparation_note(row, work, args.device),
+                        flush=True,
                     )
                     continue
                 now = f"seeds 0-{part.eval_seeds - 1} of {row.eval_seeds}" if part.eval_seeds else "the distillation"
@@ -618,6 +675,13 @@ def run_suite(
     return appended
 
 
+def preparation_note(row: Row, work: WorkLeft, device: str) -> str:
+    """For a row whose estimate includes PAD's experts: how long they take and how to train them alone."""
+    if not work.prepare:
+        return ""
+    return f"; {work.prepare:.0f} min of it trains the experts, alone: {experts_command(row, device)}"
+
+
 def status_line(
     position: int, count: int, row: Row, estimate: float, elapsed: float, left: float | None, load: float
 ) -> str:
@@ -656,6 +720,7 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{row.name:36} {state:8} ~{work.minutes(row.eval_seeds):5.0f} min  {row.group}"
                 + (f" ({kept})" if kept else "")
+                + (preparation_note(row, work, args.device) if state == "pending" else "")
             )
         return
     if args.table:

@@ -161,7 +161,8 @@ def test_every_row_has_a_unique_name_and_valid_settings():
     assert len({row.name for row in suite.ROWS}) == len(suite.ROWS)
     for row in suite.ROWS:
         if row.kind == "trial":
-            get_method(row.method).config(row.preset, row.dataset, row.ipc).with_overrides(**row.settings)
+            config = get_method(row.method).config(row.preset, row.dataset, row.ipc).with_overrides(**row.settings)
+            config.validate([5000] * 10)  # e.g. PAD's start-epoch window within its experts' epochs
 
 
 def test_a_second_row_waits_for_the_load_the_first_one_left(tmp_path):
@@ -254,3 +255,30 @@ def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, monkeypatch, 
     first, *_, last = sorted(runs, key=lambda run: run.info.start_time)
     assert last.data.metrics["distill_seconds"] == first.data.metrics["distill_seconds"] == line["distill_seconds"]
     assert f"/ {line['eval_seconds'] / 60:.1f} / - |" in suite.render_tables([line], rows=[TINY])
+
+
+def test_a_pad_row_counts_its_experts_until_the_command_it_names_has_trained_them(tmp_path, monkeypatch, capsys):
+    """Stage 1 is in the estimate while the cache lacks it; a budget it does not fit gets the
+    `ddorch experts` command that trains it alone, and once that has run only the distillation is left."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    settings = {"model": "MLP", "num_experts": 2, "trajectory_epochs": 3, "syn_steps": 2}
+    row = Row("tiny_pad", "digits", method="pad", ipc=1, iterations=2, eval_model="ConvNetD1", settings=settings)
+    work = suite.work_left(row, [], "here")
+    # 2 experts x 3 epochs, and the difficulty scores' 2 networks x 2 epochs that order their data
+    seconds = 6 * suite.SECONDS_PER["expert_epoch"] + 4 * suite.SECONDS_PER["full_data_epoch"]
+    assert work.prepare == pytest.approx(seconds / 60)
+    assert work.upfront == pytest.approx(work.prepare + 2 * 2 * suite.SECONDS_PER["pad_student_step"] / 60)
+    results = tmp_path / "r.jsonl"
+    assert suite.run_suite([row], args(budget_minutes=work.upfront - 1), results, runner=fake_runner) == []
+    command = suite.experts_command(row)
+    assert f"{work.prepare:.0f} min of it trains the experts, alone: {command}" in capsys.readouterr().out
+    assert command == "ddorch experts --dataset digits --model MLP --num-experts 2 --epochs 3 --in-process --device cpu"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trained = CliRunner().invoke(app, [*command.split()[1:], "--tracking-uri", uri])
+    assert trained.exit_code == 0, trained.output
+    work = suite.work_left(row, [], "here")
+    assert work.prepare == 0 and work.upfront == pytest.approx(2 * 2 * suite.SECONDS_PER["pad_student_step"] / 60)

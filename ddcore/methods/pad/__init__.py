@@ -62,7 +62,8 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import PER_IMAGE
 from ddcore.methods.base import DistillRun, Method, MethodConfig, Preparation, register_method
-from ddcore.methods.pad.experts import DataSchedule, ExpertBank, ExpertConfig, obtain_experts
+from ddcore.methods.pad.difficulty import scores_cached
+from ddcore.methods.pad.experts import DataSchedule, ExpertBank, ExpertConfig, cached_experts, obtain_experts
 from ddcore.models import get_model
 from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
@@ -416,6 +417,19 @@ def experts(data: RealDataset, config: PADConfig, progress: bool = False) -> Exp
         device=config.device,
         progress=progress,
     )
+
+
+def preparation_left(config: PADConfig, dataset: str) -> tuple[int, int]:
+    """What stage 1 still has to train for `config` at the data set's own size, by the cache:
+    (experts, epochs of difficulty networks); (0, 0) when the distillation can start at once."""
+    spec = get_spec(dataset)
+    experts = config.expert_config(dataset, spec.image_size)
+    missing = config.num_experts - cached_experts(experts, config.num_experts, spec.channels, spec.num_classes)
+    difficulty = experts.difficulty
+    scores_needed = missing and experts.schedule is not None
+    if scores_needed and not scores_cached(dataset, spec.channels, spec.num_classes, spec.image_size, difficulty):
+        return missing, difficulty.networks * difficulty.epochs
+    return missing, 0
 
 
 class PADRun(DistillRun):

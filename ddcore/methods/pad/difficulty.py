@@ -108,13 +108,18 @@ def score_network(
     return torch.cat(el2n).cpu(), torch.cat(grand).cpu()
 
 
-def _cache_file(data: RealDataset, config: DifficultyConfig) -> Path:
-    arch = architecture_fingerprint(config.model, data.channels, data.num_classes, data.image_size)
+def _cache_file(dataset: str, channels: int, num_classes: int, image_size: int, config: DifficultyConfig) -> Path:
+    arch = architecture_fingerprint(config.model, channels, num_classes, image_size)
     key = (
-        f"{data.name}-{data.image_size}px_{config.model}-{arch}_{config.networks}nets_{config.epochs}ep_"
+        f"{dataset}-{image_size}px_{config.model}-{arch}_{config.networks}nets_{config.epochs}ep_"
         f"lr{config.lr:g}_bs{config.batch_size}_seed{config.seed}.pt"
     )
     return cache_dir() / "difficulty" / key
+
+
+def scores_cached(dataset: str, channels: int, num_classes: int, image_size: int, config: DifficultyConfig) -> bool:
+    """Whether the cache holds the scores of `config` (without loading the data set)."""
+    return _cache_file(dataset, channels, num_classes, image_size, config).exists()
 
 
 def difficulty_scores(
@@ -126,7 +131,7 @@ def difficulty_scores(
 ) -> DifficultyScores:
     """EL2N and GraNd of every training sample, from the cache when it holds this configuration."""
     config.validate()
-    path = _cache_file(data, config)
+    path = _cache_file(data.name, data.channels, data.num_classes, data.image_size, config)
     if path.exists() and not refresh:
         try:
             cached = torch.load(path, weights_only=True)

@@ -316,6 +316,18 @@ def _save_expert(folder: Path, manifest: dict[str, Any], run: ExpertRun) -> None
     write_atomically(folder / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
 
+def with_architecture(config: ExpertConfig, channels: int, num_classes: int) -> ExpertConfig:
+    """`config` with its network's fingerprint, which the cache folder's name includes."""
+    fingerprint = architecture_fingerprint(config.model, channels, num_classes, config.image_size)
+    return replace(config, architecture=fingerprint)
+
+
+def cached_experts(config: ExpertConfig, num_experts: int, channels: int, num_classes: int) -> int:
+    """How many of the first `num_experts` experts the cache holds: `obtain_experts` trains only the others."""
+    manifest = _read_manifest(with_architecture(config, channels, num_classes).folder())
+    return 0 if manifest is None else sum(str(i) in manifest["experts"] for i in range(num_experts))
+
+
 def obtain_experts(
     data: RealDataset,
     config: ExpertConfig,
@@ -336,9 +348,7 @@ def obtain_experts(
         raise DDError(f"need at least one expert, got {num_experts}")
     config.validate()
     started = time.perf_counter()
-    config = replace(
-        config, architecture=architecture_fingerprint(config.model, data.channels, data.num_classes, data.image_size)
-    )
+    config = with_architecture(config, data.channels, data.num_classes)
     folder = config.folder()
     folder.mkdir(parents=True, exist_ok=True)
     manifest = None if refresh else _read_manifest(folder)
