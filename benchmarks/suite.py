@@ -271,11 +271,6 @@ class WorkLeft:
         return " + ".join(parts) + " kept" if parts else ""
 
 
-def estimate_minutes(row: Row, results: list[dict], here: str) -> float:
-    """The minutes the row still needs here (`work_left`)."""
-    return work_left(row, results, here).minutes(row.eval_seeds)
-
-
 def work_left(row: Row, results: list[dict], here: str) -> WorkLeft:
     """What the row has done and how long the rest takes: a seed as long as the seeds it kept (this
     machine's speed today, which varies 1.5x between sessions), else as in its last whole run here,
@@ -397,11 +392,10 @@ def _cached_trial_runs(row: Row, cache, trial) -> dict:
     return cache.seed_runs(row.eval_model, fingerprint, trial.protocol(), tuple(range(row.eval_seeds)))
 
 
-def partial_row(row: Row, results: list[dict], here: str, left: float) -> Row | None:
+def partial_row(row: Row, work: WorkLeft, left: float) -> Row | None:
     """A row longer than the budget left makes progress in parts: the same row with as many more
     seeds as fit after its upfront work, or a trial's distillation alone (each part is kept on disk
     as it ends, and the next suite run starts after it); None when nothing fits."""
-    work = work_left(row, results, here)
     if work.upfront > left:
         return None
     more = int((left - work.upfront) // work.per_seed) if work.per_seed > 0 else 0
@@ -626,7 +620,7 @@ def run_suite(
             left = None if deadline is None else (deadline - time.monotonic()) / 60
             part = row
             if left is not None and estimate > left:
-                part = partial_row(row, results, here, left)
+                part = partial_row(row, work, left)
                 if part is None:
                     print(
                         f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left"

@@ -42,6 +42,11 @@ def args(**overrides):
     return suite.argparse.Namespace(**values)
 
 
+def minutes_left(row):
+    """The row's estimate on a machine with no results yet."""
+    return suite.work_left(row, [], "here").minutes(row.eval_seeds)
+
+
 def fake_runner(row, tracking_uri, device):
     return {"protocol": "dc", "per_seed": [0.5, 0.7], "distill_seconds": 1.0, "eval_seconds": 2.0}
 
@@ -71,7 +76,7 @@ def test_load_guard_refuses_busy_cores_and_records_an_override(tmp_path):
 
 def test_budget_skips_rows_that_would_not_finish(tmp_path, capsys):
     big = Row("big", "mnist", preset="paper", iterations=20000)
-    assert suite.estimate_minutes(big, [], "here") > 60
+    assert minutes_left(big) > 60
     assert suite.run_suite([big], args(budget_minutes=5), tmp_path / "r.jsonl", runner=fake_runner) == []
     assert "skip big: estimate" in capsys.readouterr().out
 
@@ -213,11 +218,11 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, monkey
         return {**fake_runner(part, tracking_uri, device), "per_seed": [0.9] * part.eval_seeds}
 
     results = tmp_path / "r.jsonl"
-    assert suite.estimate_minutes(row, [], "here") == pytest.approx(3 * 70)
+    assert minutes_left(row) == pytest.approx(3 * 70)
     calls = dict(loadavg=lambda: (0.1, 0, 0), runner=runner, sleep=lambda s: None)
     assert suite.run_suite([row], args(budget_minutes=150), results, **calls) == []
     assert ran == [0, 1] and "partial digits_full: 2 of 3 seeds cached" in capsys.readouterr().out
-    assert suite.estimate_minutes(row, [], "here") == pytest.approx(75)  # as fast as the cached seeds
+    assert minutes_left(row) == pytest.approx(75)  # as fast as the cached seeds
     assert suite.run_suite([row], args(budget_minutes=70), results, **calls) == []  # not one seed fits
     assert "skip digits_full" in capsys.readouterr().out
     (line,) = suite.run_suite([row], args(budget_minutes=80), results, **calls)
@@ -235,19 +240,19 @@ def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, monkeypatch, 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     calls = dict(loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
     results = tmp_path / "r.jsonl"
-    assert suite.estimate_minutes(TINY, [], "here") == pytest.approx(50 + 2 * 40)
+    assert minutes_left(TINY) == pytest.approx(50 + 2 * 40)
     assert suite.run_suite([TINY], args(budget_minutes=45), results, **calls) == []  # not even the distillation
     assert "skip tiny_digits" in capsys.readouterr().out
     assert suite.run_suite([TINY], args(budget_minutes=80, tracking_uri=uri), results, **calls) == []
     assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in capsys.readouterr().out
     cache = suite._trial_cache(TINY)[0]
     assert cache.folder.parent == suite.PARTS  # the repository's benchmarks/parts/ outside tests
-    assert cache.has_distilled() and suite.estimate_minutes(TINY, [], "here") == pytest.approx(2 * 40)
+    assert cache.has_distilled() and minutes_left(TINY) == pytest.approx(2 * 40)
     assert suite.work_left(TINY, [], "here").kept(2) == "set kept"
     assert suite.run_suite([TINY], args(budget_minutes=50, tracking_uri=uri), results, **calls) == []
     assert "tiny_digits: the distilled set and 1 of 2 seeds cached (" in capsys.readouterr().out
     assert suite.work_left(TINY, [], "here").kept(2) == "set + 1 of 2 seeds kept"
-    assert suite.estimate_minutes(TINY, [], "here") < 1  # as fast as the cached seed, no distillation left
+    assert minutes_left(TINY) < 1  # as fast as the cached seed, no distillation left
     (line,) = suite.run_suite([TINY], args(budget_minutes=100, tracking_uri=uri), results, **calls)
     assert line["from_cache"] and line["seeds"] == 2 and not cache.folder.exists()
     client = MlflowClient(uri)
@@ -259,13 +264,17 @@ def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, monkeypatch, 
 
 def test_a_pad_row_counts_its_experts_until_the_command_it_names_has_trained_them(tmp_path, monkeypatch, capsys):
     """Stage 1 is in the estimate while the cache lacks it; a budget it does not fit gets the
-    `ddorch experts` command that trains it alone, and once that has run only the distillation is left."""
+    `ddorch experts` command that trains it alone, and once that has run only the distillation is left.
+    The row sets every setting the command has a flag for, so a flag that reached another setting than
+    the row's would leave the row's experts untrained."""
     from typer.testing import CliRunner
 
     from orchestrator.cli import app
 
     monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
-    settings = {"model": "MLP", "num_experts": 2, "trajectory_epochs": 3, "syn_steps": 2}
+    expert_settings = {"lr_teacher": 0.02, "expert_batch": 64, "difficulty_score": "grand", "seed": 3}
+    settings = {"model": "MLP", "num_experts": 2, "trajectory_epochs": 3, "syn_steps": 2, **expert_settings}
+    assert set(suite.EXPERT_FLAGS) <= set(settings)
     row = Row("tiny_pad", "digits", method="pad", ipc=1, iterations=2, eval_model="ConvNetD1", settings=settings)
     work = suite.work_left(row, [], "here")
     # 2 experts x 3 epochs, and the difficulty scores' 2 networks x 2 epochs that order their data
@@ -276,7 +285,10 @@ def test_a_pad_row_counts_its_experts_until_the_command_it_names_has_trained_the
     assert suite.run_suite([row], args(budget_minutes=work.upfront - 1), results, runner=fake_runner) == []
     command = suite.experts_command(row)
     assert f"{work.prepare:.0f} min of it trains the experts, alone: {command}" in capsys.readouterr().out
-    assert command == "ddorch experts --dataset digits --model MLP --num-experts 2 --epochs 3 --in-process --device cpu"
+    assert command == (
+        "ddorch experts --dataset digits --model MLP --num-experts 2 --epochs 3 --lr 0.02 --batch-size 64"
+        " --score grand --seed 3 --in-process --device cpu"
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     trained = CliRunner().invoke(app, [*command.split()[1:], "--tracking-uri", uri])
     assert trained.exit_code == 0, trained.output
