@@ -189,7 +189,7 @@ ROWS: list[Row] = [
     # PAD at the largest budget a session gives its distillation and evaluation here (about 2 h):
     # 300 iterations of 20 student steps (~94 min) and 3 seeds (~21 min), matched to 4 experts
     # trained only as far as the student reads them: the preset's start epochs for 20-epoch experts
-    # (0..4) plus 2 expert epochs, so 6 epochs. The experts (~115 min with the difficulty scores)
+    # (0..4) plus 2 expert epochs, so 6 epochs. The experts (~135 min with the difficulty scores)
     # are PAD's stage 1, cached and trained once: in the same run, or alone before (`ddorch experts`).
     Row(
         "mnist_pad_ipc10",
@@ -205,16 +205,18 @@ ROWS: list[Row] = [
 # this machine (benchmarks/RESULTS.md, "Comparable numbers"): one DataDAM iteration at IPC 10 with
 # real batch 64 (1.95 s; at IPC 50 2.3-2.6x that, benchmarks/suite_speeds.py: IPC^0.6 errs long), one
 # evaluation epoch per synthetic image (1000 epochs x 100 images in 7.4 min), one full-data epoch of
-# ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s; PAD's difficulty networks train such
-# epochs). PAD ("PAD on MNIST"): one student step of an iteration at IPC 10 (150 iterations x 10
-# steps in 1,407 s), one epoch of an expert with DSA in one process (2 experts x 1 epoch in 512.7 s);
-# MNIST-sized, as the suite's PAD row is.
+# ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s). PAD ("PAD on MNIST"): one student
+# step of an iteration at IPC 10 (150 iterations x 10 steps in 1,407 s), one epoch of an expert with
+# DSA in one process (3 experts x 6 epochs in 5,003 s, benchmarks/logs/experts-2026-12-02.log), one
+# epoch of a difficulty network with its share of the EL2N scoring passes (2 networks x 2 epochs in
+# 23.2 min, same log); MNIST-sized, as the suite's PAD row is.
 SECONDS_PER = {
     "datadam_iteration": 1.95,
     "eval_epoch_image": 0.0045,
     "full_data_epoch": 210.0,
     "pad_student_step": 0.94,
-    "expert_epoch": 256.0,
+    "expert_epoch": 278.0,
+    "difficulty_epoch": 348.0,
 }
 
 
@@ -312,7 +314,7 @@ def _preparation_seconds(row: Row, config) -> float:
 
     experts, difficulty_epochs = preparation_left(config, row.dataset)
     expert_epochs = experts * config.trajectory_epochs
-    return expert_epochs * SECONDS_PER["expert_epoch"] + difficulty_epochs * SECONDS_PER["full_data_epoch"]
+    return expert_epochs * SECONDS_PER["expert_epoch"] + difficulty_epochs * SECONDS_PER["difficulty_epoch"]
 
 
 # The `ddorch experts` flags of PAD settings a row may set (the command's defaults are the preset's).

@@ -278,7 +278,7 @@ def test_a_pad_row_counts_its_experts_until_the_command_it_names_has_trained_the
     row = Row("tiny_pad", "digits", method="pad", ipc=1, iterations=2, eval_model="ConvNetD1", settings=settings)
     work = suite.work_left(row, [], "here")
     # 2 experts x 3 epochs, and the difficulty scores' 2 networks x 2 epochs that order their data
-    seconds = 6 * suite.SECONDS_PER["expert_epoch"] + 4 * suite.SECONDS_PER["full_data_epoch"]
+    seconds = 6 * suite.SECONDS_PER["expert_epoch"] + 4 * suite.SECONDS_PER["difficulty_epoch"]
     assert work.prepare == pytest.approx(seconds / 60)
     assert work.upfront == pytest.approx(work.prepare + 2 * 2 * suite.SECONDS_PER["pad_student_step"] / 60)
     results = tmp_path / "r.jsonl"
