@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -186,16 +187,17 @@ ROWS: list[Row] = [
             ("bf16_throughout", "bf16", {"bf16": True}),
         )
     ],
-    # PAD at the largest budget a session gives its distillation and evaluation here (about 2 h):
-    # 300 iterations of 20 student steps (~94 min) and 3 seeds (~21 min), matched to 4 experts
-    # trained only as far as the student reads them: the preset's start epochs for 20-epoch experts
-    # (0..4) plus 2 expert epochs, so 6 epochs. The experts (~135 min with the difficulty scores)
-    # are PAD's stage 1, cached and trained once: in the same run, or alone before (`ddorch experts`).
+    # PAD at the distillation time of DataDAM's 2,000 iterations at IPC 10 (89 min here, the row
+    # `mnist_datadam_ipc10`): 200 iterations of 20 student steps (~91 min) and 3 seeds (~21 min),
+    # which with the CI fit one session; matched to 4 experts trained only as far as the student
+    # reads them: the preset's start epochs for 20-epoch experts (0..4) plus 2 expert epochs, so 6
+    # epochs. The experts (~128 min with the difficulty scores) are PAD's stage 1, cached and
+    # trained once: in the same run, or alone before (`ddorch experts`).
     Row(
         "mnist_pad_ipc10",
         "mnist",
         method="pad",
-        iterations=300,
+        iterations=200,
         group="PAD",
         settings={"num_experts": 4, "trajectory_epochs": 6, "syn_steps": 20},
     ),
@@ -205,17 +207,19 @@ ROWS: list[Row] = [
 # this machine (benchmarks/RESULTS.md, "Comparable numbers"): one DataDAM iteration at IPC 10 with
 # real batch 64 (1.95 s; at IPC 50 2.3-2.6x that, benchmarks/suite_speeds.py: IPC^0.6 errs long), one
 # evaluation epoch per synthetic image (1000 epochs x 100 images in 7.4 min), one full-data epoch of
-# ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s). PAD ("PAD on MNIST"): one student
-# step of an iteration at IPC 10 (150 iterations x 10 steps in 1,407 s), one epoch of an expert with
-# DSA in one process (3 experts x 6 epochs in 5,003 s, benchmarks/logs/experts-2026-12-02.log), one
-# epoch of a difficulty network with its share of the EL2N scoring passes (2 networks x 2 epochs in
-# 23.2 min, same log); MNIST-sized, as the suite's PAD row is.
+# ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s). PAD: one student step of an
+# iteration at IPC 10 (10 iterations x 20 steps in 273.6 s, iterations 10-20 of a first
+# `mnist_pad_ipc10` run on 2026-12-02, stopped; "PAD on MNIST" had 0.94 s on the earlier, smaller
+# MNIST network), one epoch of an expert with DSA in one process (4 experts x 6 epochs in 6,293 s,
+# benchmarks/logs/experts-2026-12-02*.log), one epoch of a difficulty network with its share of the
+# EL2N scoring passes (2 networks x 2 epochs in 23.2 min, same logs); MNIST-sized, as the suite's
+# PAD row is.
 SECONDS_PER = {
     "datadam_iteration": 1.95,
     "eval_epoch_image": 0.0045,
     "full_data_epoch": 210.0,
-    "pad_student_step": 0.94,
-    "expert_epoch": 278.0,
+    "pad_student_step": 1.37,
+    "expert_epoch": 262.0,
     "difficulty_epoch": 348.0,
 }
 
@@ -723,6 +727,9 @@ def main(argv: list[str] | None = None) -> None:
         update_results_md(results)
         print(f"tables in {RESULTS_MD} regenerated from {len(results)} result line(s)")
         return
+    # A `kill` (how a background run is stopped) unwinds like Ctrl-C, so the row's MLflow run ends
+    # FAILED with the reason instead of staying RUNNING.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_suite(rows, args)
     update_results_md(load_results())
 

@@ -809,7 +809,7 @@ def experts(
         raise
     tracker.finish()
     console.print(
-        f"{len(bank)} experts of {config.key()}: {len(bank.trained_now)} trained now "
+        f"{len(bank)} experts of {bank.manifest.parent.name}: {len(bank.trained_now)} trained now "
         f"({'in this process' if in_process else 'as Ray tasks'}), {len(bank) - len(bank.trained_now)} "
         f"from the cache, in {bank.seconds:.1f} s"
     )

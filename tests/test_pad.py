@@ -1,6 +1,7 @@
 """PAD: difficulty scores, the experts' data schedule and cache, the alignment filter, matching, artefacts."""
 
 import os
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -381,6 +382,9 @@ def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow_and_pad_find
     first = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
     assert "1 trained now (in this process), 0 from the cache" in first.output
+    # the name it prints is the cache folder's (whose key holds the network's fingerprint)
+    named = re.search(r"experts of (\S+):", first.output).group(1)
+    assert (workspace / "cache" / "experts" / named / "manifest.json").is_file()
     # Every other setting at its default on both sides: `ddorch run --method pad` finds these experts.
     pad = get_method("pad").config("paper", "digits").with_overrides(model="MLP", num_experts=1, trajectory_epochs=1)
     assert get_method("pad").prepare(load_dataset("digits"), pad).metrics["experts_trained_now"] == 0

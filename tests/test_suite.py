@@ -2,6 +2,9 @@
 time, the generated tables, and one real (tiny) row through run_trial into MLflow."""
 
 import json
+import os
+import signal
+import time
 from dataclasses import replace
 
 import pytest
@@ -294,3 +297,19 @@ def test_a_pad_row_counts_its_experts_until_the_command_it_names_has_trained_the
     assert trained.exit_code == 0, trained.output
     work = suite.work_left(row, [], "here")
     assert work.prepare == 0 and work.upfront == pytest.approx(2 * 2 * suite.SECONDS_PER["pad_student_step"] / 60)
+
+
+def test_a_kill_unwinds_the_suite_like_ctrl_c(monkeypatch):
+    """So a trial's MLflow run ends FAILED (run_trial's BaseException branch), not left RUNNING."""
+
+    def killed(rows, args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+
+    monkeypatch.setattr(suite, "run_suite", killed)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            suite.main(["--rows", "mnist_random_ipc1"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
