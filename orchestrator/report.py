@@ -507,12 +507,16 @@ def run_flags() -> dict[str, str]:
 
 
 def run_command(trial: Trial) -> tuple[str, list[str]]:
-    """The `ddorch run` command that reproduces a trial, built from its logged config: a flag for each
-    setting `ddorch run` has one for, `--set name=value` for method settings that differ from the preset.
-    The second value lists settings that could not be checked against the preset (none when it resolves)."""
+    """The `ddorch run` command that reproduces a trial, built from its logged config (`command_from_params`)."""
+    return command_from_params(trial.run.data.params)
+
+
+def command_from_params(params: dict[str, str]) -> tuple[str, list[str]]:
+    """The `ddorch run` command of a trial's params as logged: a flag for each setting `ddorch run` has
+    one for, `--set name=value` for method settings that differ from the preset. The second value lists
+    settings that could not be checked against the preset (none when it resolves)."""
     from ddcore.methods import get_method
 
-    params = trial.run.data.params
     flags = run_flags()
     parts = ["ddorch", "run"]
     for name, flag in flags.items():

@@ -9,9 +9,13 @@ variable that Ray's MLflow helpers read first).
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shutil
 import subprocess
+import time
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,21 +57,24 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
         ) from None
 
 
+COMMIT_ENV = "DDORCH_GIT_COMMIT"  # the commit of a copy without .git (the GPU suite's bundle sets it)
+
+
 def git_commit(short: bool = True) -> str:
-    """This checkout's commit (the full hash is what MLflow's `mlflow.source.git.commit` holds)."""
+    """This checkout's commit (the full hash is what MLflow's `mlflow.source.git.commit` holds); in a
+    copy without git, `DDORCH_GIT_COMMIT`'s."""
     try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", *(["--short"] if short else []), "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                cwd=Path(__file__).resolve().parent,
-            ).stdout.strip()
-            or "unknown"
-        )
+        found = subprocess.run(
+            ["git", "rev-parse", *(["--short"] if short else []), "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        found = ""
+    given = os.environ.get(COMMIT_ENV, "")
+    return found or (given[:7] if short else given) or "unknown"
 
 
 VERSIONED_PACKAGES = ("torch", "torchvision", "numpy", "mlflow", "ray", "fvcore")
@@ -219,13 +226,11 @@ class Tracker:
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in flatten("", params).items()]
+        items = [Param(k, v) for k, v in logged_params(params).items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -249,14 +254,81 @@ class Tracker:
     def finish(self, failure: str | None = None, stopped: str | None = None, stopped_at: int | None = None) -> None:
         """FINISHED; FAILED with the reason; stopped early on purpose at iteration `stopped_at` (a result:
         FINISHED, tagged so); or KILLED when stopped without one (interrupted). What was logged stays."""
-        tags = {}
-        if failure:
-            tags[Tag.FAILURE] = failure[:5000]
-        if stopped:
-            tags[Tag.STOPPED] = stopped
-        if stopped_at is not None:
-            tags.update({Tag.STOPPED_EARLY: "true", Tag.STOPPED_AT: str(stopped_at)})
+        status, tags = final_status(failure, stopped, stopped_at)
         self.set_tags(tags)
-        interrupted = stopped and stopped_at is None
-        status = Status.FAILED if failure else Status.KILLED if interrupted else Status.FINISHED
         self.client.set_terminated(self.run_id, status=status)
+
+
+def logged_params(params: dict[str, Any]) -> dict[str, str]:
+    """Params as MLflow keeps them: flat names, string values cut to its 6,000-character limit."""
+    return {k: str(v)[:6000] for k, v in flatten("", params).items()}
+
+
+def final_status(failure: str | None, stopped: str | None, stopped_at: int | None) -> tuple[str, dict[str, str]]:
+    """A run's final status and the tags that say why (see `Tracker.finish`)."""
+    tags = {}
+    if failure:
+        tags[Tag.FAILURE] = failure[:5000]
+    if stopped:
+        tags[Tag.STOPPED] = stopped
+    if stopped_at is not None:
+        tags.update({Tag.STOPPED_EARLY: "true", Tag.STOPPED_AT: str(stopped_at)})
+    interrupted = stopped and stopped_at is None
+    return (Status.FAILED if failure else Status.KILLED if interrupted else Status.FINISHED), tags
+
+
+@dataclass
+class FolderTracker:
+    """`Tracker`'s interface written to a folder, for machines without MLflow (the GPU suite's device
+    carries no MLflow: its wheels and their needs are about 35 MB of a call's 64 MiB). A run is
+    `meta.json` (id, name, status, times, as MLflow's file store keeps them), `params.json`,
+    `tags.json`, `metrics.jsonl` (key, value, step, timestamp), `artifacts/` and `images/<key>/<step>.png`."""
+
+    folder: Path
+    run_id: str
+
+    @classmethod
+    def start(cls, root: str | Path, run_name: str, tags: dict[str, str] | None = None) -> FolderTracker:
+        run_id = uuid.uuid4().hex
+        tracker = cls(Path(root) / f"{run_name}-{run_id[:8]}", run_id)
+        tracker.folder.mkdir(parents=True)
+        now = int(time.time() * 1000)
+        tracker._update(
+            "meta.json", {"run_id": run_id, "run_name": run_name, "status": Status.RUNNING, "start_time": now}
+        )
+        base = {Tag.GIT_COMMIT: git_commit(short=False), Tag.SOURCE_NAME: command_line(), Tag.USER: user_name()}
+        tracker.set_tags({**base, Tag.VERSIONS: package_versions(), **(tags or {})})
+        return tracker
+
+    def _update(self, name: str, values: dict) -> None:
+        path = self.folder / name
+        path.write_text(json.dumps({**(json.loads(path.read_text()) if path.exists() else {}), **values}, indent=1))
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._update("params.json", logged_params(params))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        with (self.folder / "metrics.jsonl").open("a") as handle:
+            for key, value in metrics.items():
+                handle.write(
+                    json.dumps({"key": key, "value": float(value), "step": step or 0, "timestamp": now}) + "\n"
+                )
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        target = self.folder / "artifacts" / (folder or "")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+
+    def log_image(self, path: str | Path, key: str, step: int) -> None:
+        target = self.folder / "images" / key
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / f"{step}.png")
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._update("tags.json", {k: str(v) for k, v in tags.items()})
+
+    def finish(self, failure: str | None = None, stopped: str | None = None, stopped_at: int | None = None) -> None:
+        status, tags = final_status(failure, stopped, stopped_at)
+        self.set_tags(tags)
+        self._update("meta.json", {"status": status, "end_time": int(time.time() * 1000)})

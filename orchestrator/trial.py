@@ -44,7 +44,7 @@ from ddcore.visualize import save_curves, save_grids
 from orchestrator import run_schema as schema
 from orchestrator.analyses import record_analysis
 from orchestrator.run_schema import Tag
-from orchestrator.tracking import Tracker
+from orchestrator.tracking import Tracker, logged_params
 from orchestrator.trial_cache import Distilled, TrialCache
 
 
@@ -115,11 +115,11 @@ def settings_key(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def describe(config: TrialConfig, tracker: Tracker) -> str:
-    """MLflow's run description: what the run is and the command that reproduces it (from its logged params)."""
-    from orchestrator.report import Trial, run_command
+def describe(config: TrialConfig) -> str:
+    """MLflow's run description: what the run is and the command that reproduces it (from its params as logged)."""
+    from orchestrator.report import command_from_params
 
-    command, _ = run_command(Trial(tracker.client.get_run(tracker.run_id)))
+    command, _ = command_from_params(logged_params(config.to_dict()))
     method = config.method_config
     return (
         f"{config.method} on {config.dataset}, IPC {method.ipc} ({config.preset} preset), {method.iterations} "
@@ -281,7 +281,7 @@ class _Trial:
             cache.claim()
         if resume is None:
             tracker.log_params(config.to_dict())
-            tracker.set_tags({Tag.NOTE: describe(config, tracker)})
+            tracker.set_tags({Tag.NOTE: describe(config)})
         tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
         self.reached = 0  # the last iteration evaluated on the way (where a trial stopped early stopped)
         self.seeds = tuple(range(config.eval_seeds))

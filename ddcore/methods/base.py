@@ -124,7 +124,9 @@ class LossWindow:
         self._count += 1
 
     def flush(self, iteration: int) -> dict[str, float]:
-        means = {name: (total / max(1, self._count)).item() for name, total in self._sums.items()}
+        # one read for all terms: on a GPU each read waits for the device
+        sums = torch.stack(list(self._sums.values())) if self._sums else torch.zeros(0)
+        means = dict(zip(self._sums, (sums / max(1, self._count)).tolist()))
         self._sums, self._count = {}, 0
         for name, value in means.items():
             if not math.isfinite(value):
