@@ -343,7 +343,7 @@ def run_row(gpu_row: GpuRow, profile: Profile, out: Path) -> None:
 def measure(row: Row, profile: Profile, out: Path) -> dict:
     """A suite row run here, recorded in the suite's format (its MLflow run a folder under OUT/runs)."""
     started, load = time.perf_counter(), os.getloadavg()[0]
-    measured = suite.run_row(row, f"{suite.FOLDER_STORE}{out / 'runs'}", profile.device)
+    measured = suite.run_row(row, f"{suite.FOLDER_STORE}{out / 'runs'}", profile.device, out / "parts")
     line = suite.record(row, measured, load, os.getloadavg()[0], True, time.perf_counter() - started)
     return {**line, **gpu_fields()}
 
@@ -574,12 +574,31 @@ def write_env(out: Path, device: str) -> dict:
     return env
 
 
-def pack_runs(out: Path) -> None:
-    """OUT/runs/ as one file: a call brings back at most 8 files, two folders down."""
+PIECE_BYTES = 15 * 2**20  # a call brings back at most 8 files of 16 MiB, two folders down
+
+
+def pack_runs(out: Path, max_pieces: int = 3) -> list[Path]:
+    """OUT/runs/ packed to come back: `runs.tar.gz` without the synthetic sets (params, metrics, grids,
+    summaries), the sets in `sets.tar.gz.NN` pieces of 15 MiB (`cat sets.tar.gz.* | tar xz`); sets past
+    `max_pieces` pieces stay behind (their numbers are in results.jsonl either way)."""
     runs = out / "runs"
-    if runs.is_dir():
-        with tarfile.open(out / "runs.tar.gz", "w:gz") as archive:
-            archive.add(runs, arcname="runs")
+    if not runs.is_dir():
+        return []
+    with tarfile.open(out / "runs.tar.gz", "w:gz") as archive:
+        archive.add(runs, arcname="runs", filter=lambda info: None if info.name.endswith("synthetic.pt") else info)
+    sets = out / "sets.tar.gz"
+    with tarfile.open(sets, "w:gz") as archive:
+        for path in sorted(runs.rglob("synthetic.pt")):
+            archive.add(path, arcname=str(path.relative_to(out)))
+    data = sets.read_bytes()
+    sets.unlink()
+    pieces = []
+    for number, start in enumerate(range(0, min(len(data), max_pieces * PIECE_BYTES), PIECE_BYTES)):
+        pieces.append(out / f"sets.tar.gz.{number:02d}")
+        pieces[-1].write_bytes(data[start : start + PIECE_BYTES])
+    if len(data) > max_pieces * PIECE_BYTES:
+        print(f"sets past {max_pieces * 15} MiB left behind (the rows' numbers are in results.jsonl)", flush=True)
+    return pieces
 
 
 def dry_run(profile: Profile, budget: float) -> str:

@@ -386,7 +386,7 @@ def _trial_config(row: Row, device: str = "auto"):
     )
 
 
-def _trial_cache(row: Row, device: str = "auto"):
+def _trial_cache(row: Row, device: str = "auto", parts: Path = PARTS):
     """A trial row's cache (by its name and distillation) and its TrialConfig; a part of a row (fewer
     seeds) has the same cache as the whole row."""
     from orchestrator.trial import distillation_key
@@ -394,7 +394,7 @@ def _trial_cache(row: Row, device: str = "auto"):
 
     trial = _trial_config(row, device)
     key = distillation_key(trial)
-    return TrialCache(PARTS / f"{row.name}-{key}", key), trial
+    return TrialCache(parts / f"{row.name}-{key}", key), trial
 
 
 def _cached_trial_runs(row: Row, cache, trial) -> dict:
@@ -456,11 +456,12 @@ def exclusive(lock: Path = LOCK) -> Iterator[None]:
         yield
 
 
-def run_row(row: Row, tracking_uri: str | None, device: str) -> dict:
-    """Run one row; the measured values (without the bookkeeping `record` adds)."""
+def run_row(row: Row, tracking_uri: str | None, device: str, parts: Path = PARTS) -> dict:
+    """Run one row; the measured values (without the bookkeeping `record` adds). A trial's parts are
+    kept under `parts` (the GPU suite keeps them apart from the repository's)."""
     if row.kind == "baseline":
         return _run_baseline(row, device)
-    return _run_trial(row, tracking_uri, device)
+    return _run_trial(row, tracking_uri, device, parts)
 
 
 def _run_baseline(row: Row, device: str) -> dict:
@@ -496,10 +497,10 @@ def start_tracker(tracking_uri: str | None, row: Row):
     return Tracker.start(tracking_uri, EXPERIMENT, run_name=row.name, tags=tags)
 
 
-def _run_trial(row: Row, tracking_uri: str | None, device: str) -> dict:
+def _run_trial(row: Row, tracking_uri: str | None, device: str, parts: Path = PARTS) -> dict:
     from orchestrator.trial import run_trial
 
-    cache, trial = _trial_cache(row, device)
+    cache, trial = _trial_cache(row, device, parts)
     tracker = start_tracker(tracking_uri, row)
     started = time.perf_counter()
     result = run_trial(trial, tracker, progress=True, cache=cache)
