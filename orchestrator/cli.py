@@ -98,6 +98,12 @@ EvalBatchSizeOption = typer.Option(
     None, "--eval-batch-size", min=1, help="Override the protocol's batch size (default: the protocol's)."
 )
 
+AddressOption = typer.Option(
+    None,
+    "--address",
+    help="Ray cluster to join: HOST:PORT, auto (the one `ray start` runs on this machine) or ray://... "
+    "(default: $RAY_ADDRESS, else a local instance of its own on 127.0.0.1).",
+)
 VerboseOption = typer.Option(False, "--verbose", help="Ray's and MLflow's own log lines and the workers' output.")
 
 
@@ -443,7 +449,7 @@ def sweep(
     gpus_per_trial: float | None = typer.Option(
         None, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial (default: the preset's)."
     ),
-    address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    address: str | None = AddressOption,
     storage_path: Path = typer.Option(
         Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."
     ),
@@ -504,6 +510,7 @@ def sweep(
     sweep_name, storage = name or preset.name, str(storage_path.resolve())
     if resume:
         check_resumable(sweep_name, storage)  # before starting Ray
+    _say_ray_address(address)
     if not dry_run:
         if not verbose:
             _quiet_libraries()
@@ -577,6 +584,15 @@ def _quiet_libraries() -> None:
 
     quiet_ray()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def _say_ray_address(address: str | None) -> None:
+    """One line when the Ray cluster comes from $RAY_ADDRESS: without --address a command runs locally."""
+    from orchestrator.cluster import requested_address
+
+    joined, source = requested_address(address)
+    if source == "RAY_ADDRESS":
+        console.print(f"joining the Ray cluster at {joined} from RAY_ADDRESS", soft_wrap=True, markup=False)
 
 
 def _live_view(settings, space, iterations: int):
@@ -740,7 +756,7 @@ def experts(
         "--seed",
         help="Base seed of the experts and the difficulty scores (each expert adds its index). Default: PAD's preset.",
     ),
-    address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    address: str | None = AddressOption,
     in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
     cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01, help="CPUs Ray reserves per expert."),
     gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0, help="GPUs (or a fraction) per expert."),
@@ -784,6 +800,7 @@ def experts(
     if not verbose:
         _quiet_libraries()
     if not in_process:
+        _say_ray_address(address)
         connect(address, verbose=verbose)
         pool = TaskPool(cpus_per_expert, gpus_per_expert)
     tracker = Tracker.start(
@@ -876,7 +893,7 @@ def lossless(
     max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Trials running at once."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial."),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial."),
-    address: str | None = typer.Option(None, "--address", help="Existing Ray cluster (default: start a local one)."),
+    address: str | None = AddressOption,
     verbose: bool = VerboseOption,
     dry_run: bool = DryRunOption,
     tracking_uri: str | None = TrackingUriOption,
@@ -920,7 +937,7 @@ def lossless(
         device=device,
         verbose=verbose,
     )
-
+    _say_ray_address(address)
     if dry_run:
         from orchestrator.cluster import check_resources, cluster_resources
         from orchestrator.plan import lossless_plan

@@ -22,7 +22,7 @@ def cluster_resources(address: str | None = None) -> dict[str, float]:
 
     import ray
 
-    if address:
+    if requested_address(address)[0]:
         connect(address)
     if ray.is_initialized():
         return dict(ray.cluster_resources())
@@ -90,14 +90,36 @@ def quiet_ray() -> None:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
 
+def requested_address(address: str | None) -> tuple[str | None, str]:
+    """The Ray cluster a command joins and where that came from: `--address`, else `$RAY_ADDRESS`
+    (as `ray.init` reads it), else (None, ""): a local instance of its own.
+
+    Never Ray's record of the last `ray start` here (`ray_current_cluster` in Ray's temp folder),
+    which `ray.init()` without an address joins: when that cluster is gone Ray retries it for
+    minutes, and when it is alive a "local" command would run on it.
+    """
+    import os
+
+    if address:
+        return address, "--address"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    return None, ""
+
+
 def check_address(address: str | None) -> None:
-    """A `host:port` address that nobody answers on is one line, before anything is started or logged."""
-    if address and address != "auto" and not address.startswith("ray://"):
-        _check_port(address)
+    """A cluster that does not answer is one line naming its address and where that came from,
+    before anything is started or logged."""
+    address, source = requested_address(address)
+    if not address or address.startswith("ray://"):
+        return
+    if address == "auto":
+        address, source = _auto_address(source)
+    _check_port(address, source)
 
 
 def connect(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> None:
-    """Join a running cluster (`--address`) or start a local Ray instance sized to this machine;
+    """Join a running cluster (`requested_address`) or start a local Ray instance sized to this machine;
     `verbose` shows the workers' output and Ray's own log lines here (else only its errors: the
     token-auth notice, "Started a local Ray instance" and Tune's warnings are not ours to show).
 
@@ -110,6 +132,7 @@ def connect(address: str | None, num_cpus: int | None = None, verbose: bool = Fa
     if ray.is_initialized():
         return
     check_address(address)
+    address, _ = requested_address(address)
     level = logging.INFO if verbose else logging.ERROR
     try:
         if address:
@@ -117,6 +140,7 @@ def connect(address: str | None, num_cpus: int | None = None, verbose: bool = Fa
         else:
             with _loopback_only():
                 ray.init(
+                    address="local",  # a new instance, whatever `ray_current_cluster` names
                     num_cpus=num_cpus,
                     include_dashboard=False,
                     log_to_driver=verbose,
@@ -128,6 +152,40 @@ def connect(address: str | None, num_cpus: int | None = None, verbose: bool = Fa
         raise DDError(
             f"cannot connect to the Ray cluster at {address or 'local'}: {str(error).splitlines()[0]}"
         ) from None
+
+
+def _auto_address(source: str) -> tuple[str, str]:
+    """The cluster `ray.init(address="auto")` joins, found as Ray finds it, and where it was found.
+
+    Ray 2.60 (`ray._private.services.get_ray_address_from_environment`): `$RAY_ADDRESS`, else the
+    address in `<temp>/ray/ray_current_cluster` (written by `ray start --head`, removed by `ray stop`;
+    <temp> is `$RAY_TMPDIR`, else `$TMPDIR`, else /tmp: `ray._common.utils.get_default_system_temp_dir`),
+    else any GCS process running on this machine.
+    """
+    import os
+
+    from ray._common.utils import get_ray_address_file
+    from ray._private import services
+
+    try:
+        found = services.get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise DDError(
+            f"{source} auto: no Ray cluster runs on this machine; start one with `ray start --head` "
+            f"or {_local_instead(source)}"
+        ) from None
+    if os.environ.get("RAY_ADDRESS", "auto") != "auto":
+        where = "RAY_ADDRESS"
+    elif found == services.find_bootstrap_address(None):
+        where = get_ray_address_file(None)
+    else:
+        where = "a Ray process running here"
+    return found, f"{source} auto, {where}"
+
+
+def _local_instead(source: str) -> str:
+    """How to get a local instance instead of the cluster `source` named."""
+    return f"{'unset RAY_ADDRESS' if source.startswith('RAY_ADDRESS') else 'leave out --address'} for a local instance"
 
 
 @contextmanager
@@ -164,7 +222,7 @@ def _driver_code_path() -> str:
     return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
 
 
-def _check_port(address: str, timeout_s: float = 3.0) -> None:
+def _check_port(address: str, source: str, timeout_s: float = 3.0) -> None:
     """Ray retries an unreachable head for minutes: test its GCS port first, fail in one line."""
     import socket
 
@@ -174,8 +232,8 @@ def _check_port(address: str, timeout_s: float = 3.0) -> None:
             pass
     except (OSError, ValueError) as error:
         raise DDError(
-            f"cannot reach the Ray cluster at {address} ({error}); start it with `ray start --head` "
-            "or leave out --address for a local instance"
+            f"cannot reach the Ray cluster at {address} (from {source}: {error}); start it with `ray start --head` "
+            f"or {_local_instead(source)}"
         ) from None
 
 

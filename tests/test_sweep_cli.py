@@ -71,6 +71,24 @@ def test_unreachable_address_is_one_line(workspace):
     assert result.exit_code == 2 and "cannot reach the Ray cluster at 127.0.0.1:1" in result.output
 
 
+def test_ray_address_is_joined_as_address_is_and_said_so(workspace):
+    from tests.test_server import free_port
+
+    gone = f"127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["sweep", "digits_datadam", *TINY], env={"COLUMNS": "200", "RAY_ADDRESS": gone})
+    assert result.exit_code == 2
+    joining, error = result.output.splitlines()
+    assert joining == f"joining the Ray cluster at {gone} from RAY_ADDRESS"
+    assert error.startswith(f"error: cannot reach the Ray cluster at {gone} (from RAY_ADDRESS: ")
+    assert error.endswith("or unset RAY_ADDRESS for a local instance")
+    # --address wins over it, as over any default.
+    flag = runner.invoke(app, ["sweep", "digits_datadam", *TINY, "--address", "127.0.0.1:1"], env={"RAY_ADDRESS": gone})
+    assert flag.exit_code == 2 and flag.output.startswith(
+        "error: cannot reach the Ray cluster at 127.0.0.1:1 (from --address: "
+    )
+    assert not (workspace / "mlflow.db").exists()
+
+
 def test_bad_space_file_is_one_line(workspace):
     (workspace / "space.toml").write_text('[lr_images]\ntype = "uniform"\nlow = 2.0\nhigh = 1.0\n')
     result = invoke(["sweep", "digits_datadam", "--space", str(workspace / "space.toml")])
