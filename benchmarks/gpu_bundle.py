@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (args.out / "data" / "MNIST" / "raw" / f"{MNIST_FILES[0]}.gz").exists():
             copy_mnist(data_root, args.out / "data" / "MNIST" / "raw")
         if not (args.out / "data" / "mhist" / "images.zip").exists():
-            print("packing MHIST (WebP q95, about a minute)...", flush=True)
+            print("packing MHIST (WebP q95, some seconds)...", flush=True)
             pack_mhist(data_root, args.out / "data" / "mhist")
     (args.out / "commit").write_text(commit() + "\n")
     tree, bundle = carried_bytes(args.out)

@@ -54,6 +54,7 @@ def test_smoke_runs_every_kind_of_row_and_skips_what_does_not_fit(tmp_path):
     reached = [step["ipc"] for step in bracket["steps"]]
     assert reached and reached == [1, 5][: len(reached)]
     assert bracket["target_mean"] == lines["smoke_full_data"]["mean"]
+    assert "| `smoke_lossless` |" in gpu_suite.render_gpu_tables(list(lines.values()))
     assert "smoke_too_long" not in lines
     assert "smoke_too_long" in done.stdout and "skipped" in done.stdout  # the summary says so
     env_json = json.loads((out / "env.json").read_text())
@@ -115,7 +116,8 @@ def test_import_sorts_lines_into_the_results_files(tmp_path):
     out.mkdir()
     trial = json.loads(ROOT.joinpath("benchmarks/results.jsonl").read_text().splitlines()[0])
     trial = {**trial, "name": "gpu_copy", "group": "GPU: test", "key": "gpu0123456789abc"}
-    probe = {"kind": "probe", "name": "probe_fp32", "figures": {"eval_step": 0.1}}
+    probe = {"kind": "probe", "name": "probe_fp32", "figures": {"eval_step": 0.1}, "precision": "fp32"}
+    probe.update(machine="NVIDIA H200", date="2026-12-04 16:00")
     for line in (trial, probe):
         gpu_suite.append_line(line, out)
     results, gpu_results, md = tmp_path / "results.jsonl", tmp_path / "gpu.jsonl", tmp_path / "RESULTS.md"
@@ -123,7 +125,10 @@ def test_import_sorts_lines_into_the_results_files(tmp_path):
     assert gpu_suite.import_lines(out, results, gpu_results, md) == 0  # not twice
     assert json.loads(results.read_text())["name"] == "gpu_copy"
     assert json.loads(gpu_results.read_text())["kind"] == "probe"
-    assert "### GPU: test" in md.read_text()
+    text = md.read_text()
+    assert "### GPU: test" in text and "| `eval_step` | 0.1 |" in text
+    gpu_suite.import_lines(out, results, gpu_results, md)
+    assert md.read_text() == text  # regenerated in place, not appended again
 
 
 def test_bundle_size_is_printed_and_over_the_limit_refused(tmp_path, capsys):
