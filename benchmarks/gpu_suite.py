@@ -534,7 +534,7 @@ def headline(name: str, lines: list[dict]) -> str:
     if line["kind"] == "lossless":
         if line["smallest_lossless_ipc"]:
             return f"lossless at IPC {line['smallest_lossless_ipc']}"
-        return f"largest IPC {line['largest_ipc_reached']}, gap {line['gap_points']} points"
+        return f"largest IPC {line['largest_ipc_reached']}, gap {line['gap_points'] or 0:.2f} points"
     return f"{100 * line['mean']:.2f} ± {100 * line['std']:.2f} % ({line['seeds']} seeds)"
 
 

@@ -27,11 +27,30 @@ from orchestrator.run_schema import Status, Tag  # noqa: E402
 from orchestrator.tracking import FolderTracker, git_commit  # noqa: E402
 from orchestrator.trial import TrialConfig, run_trial  # noqa: E402
 
+# The GPU machine's image has neither: the smoke runs as if it were there.
+BLOCK_MLFLOW_AND_RAY = """
+import sys
+
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("mlflow", "ray"):
+            raise ImportError(name + " is not on the GPU machine")
+
+
+sys.meta_path.insert(0, Block())
+"""
+
 
 def test_smoke_runs_every_kind_of_row_and_skips_what_does_not_fit(tmp_path):
-    """`gpu_suite.sh --smoke`, as CI runs it: bundle built, each row's line written, the long row skipped."""
-    out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "COLUMNS": "200"}
+    """`gpu_suite.sh --smoke`, as CI runs it, without MLflow and Ray (as on the GPU machine): bundle built,
+    each row's line written, the long row skipped."""
+    out, block = tmp_path / "out", tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(BLOCK_MLFLOW_AND_RAY)
+    env = {**os.environ, "OUT": str(out), "COLUMNS": "200", "PYTHONPATH": str(block)}
+    blocked = subprocess.run([sys.executable, "-c", "import mlflow"], env=env, capture_output=True, text=True)
+    assert "not on the GPU machine" in blocked.stderr
     done = subprocess.run(
         ["bash", "benchmarks/gpu_suite.sh", "--smoke", "--budget-seconds", "120"],
         cwd=ROOT,
