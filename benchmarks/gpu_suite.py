@@ -652,18 +652,6 @@ def render_gpu_tables(lines: list[dict]) -> str:
     return "\n".join(out)
 
 
-def update_gpu_tables(lines: list[dict], path: Path) -> None:
-    """Replace RESULTS.md's generated GPU section (added before the suite's tables the first time)."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = f"{GPU_BEGIN}\n{render_gpu_tables(lines)}\n{GPU_END}"
-    if GPU_BEGIN in text:
-        before, rest = text.split(GPU_BEGIN, 1)
-        text = before + section + rest.split(GPU_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## GPU suite (generated)\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def import_lines(
     folder: Path, results: Path = suite.RESULTS, gpu_results: Path = GPU_RESULTS, results_md: Path = suite.RESULTS_MD
 ) -> int:
@@ -676,7 +664,8 @@ def import_lines(
             suite.append(line, target)
             count += 1
     suite.update_results_md(suite.load_results(results), results_md)
-    update_gpu_tables(suite.load_results(gpu_results), results_md)
+    gpu_tables = render_gpu_tables(suite.load_results(gpu_results))
+    suite.replace_section(results_md, GPU_BEGIN, GPU_END, gpu_tables, "GPU suite (generated)")
     return count
 
 

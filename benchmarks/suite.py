@@ -604,13 +604,19 @@ def render_tables(results: list[dict], rows: list[Row] | None = None) -> str:
 
 def update_results_md(results: list[dict], path: Path = RESULTS_MD) -> None:
     """Replace the generated section of RESULTS.md (appended the first time)."""
+    replace_section(path, TABLE_BEGIN, TABLE_END, render_tables(results), "Accuracy suite (generated)")
+
+
+def replace_section(path: Path, begin: str, end: str, body: str, heading: str) -> None:
+    """The text between the `begin` and `end` marks in `path` becomes `body`; the first time, the marked
+    section is appended under `heading`."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = f"{TABLE_BEGIN}\n{render_tables(results)}\n{TABLE_END}"
-    if TABLE_BEGIN in text:
-        before, rest = text.split(TABLE_BEGIN, 1)
-        text = before + section + rest.split(TABLE_END, 1)[1]
+    section = f"{begin}\n{body}\n{end}"
+    if begin in text:
+        before, rest = text.split(begin, 1)
+        text = before + section + rest.split(end, 1)[1]
     else:
-        text = text.rstrip() + "\n\n## Accuracy suite (generated)\n\n" + section + "\n"
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + section + "\n"
     path.write_text(text)
 
 
