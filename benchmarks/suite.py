@@ -386,7 +386,7 @@ def _trial_config(row: Row, device: str = "auto"):
     )
 
 
-def _trial_cache(row: Row, device: str = "auto", parts: Path = PARTS):
+def _trial_cache(row: Row, device: str = "auto", parts: Path | None = None):
     """A trial row's cache (by its name and distillation) and its TrialConfig; a part of a row (fewer
     seeds) has the same cache as the whole row."""
     from orchestrator.trial import distillation_key
@@ -394,7 +394,7 @@ def _trial_cache(row: Row, device: str = "auto", parts: Path = PARTS):
 
     trial = _trial_config(row, device)
     key = distillation_key(trial)
-    return TrialCache(parts / f"{row.name}-{key}", key), trial
+    return TrialCache((parts or PARTS) / f"{row.name}-{key}", key), trial
 
 
 def _cached_trial_runs(row: Row, cache, trial) -> dict:
@@ -456,9 +456,9 @@ def exclusive(lock: Path = LOCK) -> Iterator[None]:
         yield
 
 
-def run_row(row: Row, tracking_uri: str | None, device: str, parts: Path = PARTS) -> dict:
+def run_row(row: Row, tracking_uri: str | None, device: str, parts: Path | None = None) -> dict:
     """Run one row; the measured values (without the bookkeeping `record` adds). A trial's parts are
-    kept under `parts` (the GPU suite keeps them apart from the repository's)."""
+    kept under `parts` (default `PARTS`; the GPU suite keeps them apart from the repository's)."""
     if row.kind == "baseline":
         return _run_baseline(row, device)
     return _run_trial(row, tracking_uri, device, parts)
@@ -497,7 +497,7 @@ def start_tracker(tracking_uri: str | None, row: Row):
     return Tracker.start(tracking_uri, EXPERIMENT, run_name=row.name, tags=tags)
 
 
-def _run_trial(row: Row, tracking_uri: str | None, device: str, parts: Path = PARTS) -> dict:
+def _run_trial(row: Row, tracking_uri: str | None, device: str, parts: Path | None = None) -> dict:
     from orchestrator.trial import run_trial
 
     cache, trial = _trial_cache(row, device, parts)
