@@ -505,7 +505,8 @@ def run_suite(profile: Profile, out: Path, budget: float, names: set[str] | None
 def run_batch(batch: list[GpuRow], profile: Profile, out: Path, deadline: float, figures: dict) -> list[Outcome]:
     """The batch's rows as processes; those alive at the deadline are stopped (SIGTERM: their run ends
     FAILED with the reason, as a Ctrl-C would)."""
-    env = {**os.environ, "GPU_SUITE_DEADLINE": str(deadline)}
+    threads = max(1, (os.cpu_count() or 1) // len(batch))  # the host's cores shared, not oversubscribed
+    env = {**os.environ, "GPU_SUITE_DEADLINE": str(deadline), "OMP_NUM_THREADS": str(threads)}
     procs = {}
     for row in batch:
         command = [sys.executable, __file__, "--row", row.name, "--profile", profile.name, "--out", str(out)]
