@@ -55,8 +55,9 @@ MHIST_VARIANT = "webp95"  # the bundle's MHIST: lossy WebP q95 at the release's 
 # Seconds on the GPU before the probe has measured them: the first week's H100 (RESULTS.md, issues
 # 2 and 3: 31 DataDAM iterations/s at MNIST IPC 10, overhead-bound, so taken for every MNIST IPC;
 # ConvNetD3 full-data seeds of 20 epochs in 14.4-23.1 s; MHIST ConvNetD7 seeds in 36.5-44.2 s at
-# batch 32). Evaluation and MHIST iterations were not measured there: 4 ms a training step (one
-# batch of at most 256 images) and 5 MHIST iterations/s are guesses, replaced by the probe's figures.
+# batch 32). Evaluation and MHIST iterations were not measured there: 4 ms a training step of one
+# seed (a batch of at most 256 images; its share when seeds are packed) and 5 MHIST iterations/s are
+# guesses, replaced by the probe's figures.
 GPU_FIGURES = {
     "its:mnist": 31.0,
     "its:mhist": 5.0,
@@ -232,7 +233,7 @@ def _iterations_per_second(figures: dict[str, float], dataset: str, ipc: int) ->
 
 
 def trial_seconds(row: Row, figures: dict[str, float]) -> float:
-    """A suite row on the GPU: distillation, then its seeds (packed: about one seed's time on CUDA)."""
+    """A suite row here: distillation, then its seeds (`eval_step` is a seed's share of a packed step)."""
     from ddcore.data import get_spec
 
     classes = get_spec(row.dataset).num_classes
@@ -247,7 +248,7 @@ def trial_seconds(row: Row, figures: dict[str, float]) -> float:
     else:
         distill = 0.0
     epochs = row.eval_epochs or 1000
-    return distill + max(1, row.eval_seeds // 3) * _eval_seconds(figures, classes * row.ipc, epochs)
+    return distill + row.eval_seeds * _eval_seconds(figures, classes * row.ipc, epochs)
 
 
 def bracket_step(bracket: Bracket, ipc: int) -> Row:

@@ -126,7 +126,7 @@ def test_probe_figures_replace_the_guesses():
     lines = [{"kind": "probe", "precision": "fp32", "figures": {"its:mnist:ipc10": 300.0, "eval_step": 0.001}}]
     figures = gpu_suite.figures_from(lines, gpu_suite.GPU_FIGURES)
     row = Row("r", "mnist", preset="paper", ipc=10, iterations=3000, eval_seeds=3)
-    assert gpu_suite.trial_seconds(row, figures) == pytest.approx(3000 / 300 + 1000 * 1 * 0.001)
+    assert gpu_suite.trial_seconds(row, figures) == pytest.approx(3000 / 300 + 3 * 1000 * 1 * 0.001)
     assert gpu_suite.trial_seconds(row, gpu_suite.GPU_FIGURES) > 3000 / 31  # the H100 figure before the probe
 
 
