@@ -332,7 +332,7 @@ def run(
             f"best checkpoint ({trial.eval_models[0]}, selected on the test set): {100 * accuracy:.2f} % "
             f"at iteration {iteration}"
         )
-    if result.prepare_seconds >= 0.1:
+    if result.prepare_seconds:  # a method that prepares (PAD), however short it took
         console.print(f"prepared in {result.prepare_seconds:.1f} s (PAD: its experts, cached or trained)")
     console.print(
         f"distilled in {result.distill_seconds:.1f} s ({method_config.iterations / result.distill_seconds:.1f} it/s, "

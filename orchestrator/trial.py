@@ -363,14 +363,16 @@ class _Trial:
         self.from_cache = True
 
     def prepare(self) -> float:
-        """The method's work before distilling (PAD: its experts, cached or trained); its seconds."""
+        """The method's work before distilling (PAD: its experts, cached or trained); its seconds (0 for a
+        method with nothing to prepare)."""
         started = time.perf_counter()
         prepared = self.method.prepare(self.data, self.method_config, self.progress)
         seconds = time.perf_counter() - started
-        if prepared.artefacts or prepared.metrics:
-            self.tracker.log_metrics({schema.PREPARE_SECONDS: seconds, **prepared.metrics})
-            for path in prepared.artefacts:
-                self.tracker.log_artifact(path, "prepared")
+        if not (prepared.artefacts or prepared.metrics):
+            return 0.0
+        self.tracker.log_metrics({schema.PREPARE_SECONDS: seconds, **prepared.metrics})
+        for path in prepared.artefacts:
+            self.tracker.log_artifact(path, "prepared")
         return seconds
 
     def distil(self) -> tuple[SyntheticSet, float, float]:

@@ -94,12 +94,14 @@ class Browser:
         commands, self._replies = os.pipe(), os.pipe()
         # Copies above 10, so that moving them to 3 and 4 in the child cannot overwrite one another.
         into, out = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (commands[0], self._replies[1]))
-        self._profile = tempfile.TemporaryDirectory()
+        # Chromium's helpers may still write to the profile as the browser ends: a late file must not fail a test.
+        self._profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe"]
             + [f"--window-size={width},{height}", f"--user-data-dir={self._profile.name}", "about:blank"],
             preexec_fn=lambda: (os.dup2(into, 3), os.dup2(out, 4)),
             close_fds=False,
+            start_new_session=True,  # its helper processes in one group, ended together
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -153,7 +155,7 @@ class Browser:
         return self.evaluate(f"[...document.querySelectorAll({json.dumps(selector)})].map(e => e.click()).length")
 
     def close(self) -> None:
-        self.process.terminate()
+        os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=30)
         for fd in (self._send, self._replies[0]):
             os.close(fd)
