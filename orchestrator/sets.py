@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -49,6 +50,7 @@ class SetsResult:
     sets: list[TrialResult]  # in seed order, each with its own child run
     over_sets: dict[str, OverSets]  # by eval model; empty when the sets were not evaluated (eval_seeds 0)
     artefact_dir: Path
+    set_seconds: list[float]  # each set's wall time: distillation, evaluation, artefacts, logging
 
 
 def run_sets(
@@ -75,21 +77,23 @@ def run_sets(
                 Tag.PRESET: config.preset,
             }
         )
-        sets = []
+        sets, seconds = [], []
         for seed in seeds:
             one = set_config(config, seed)
+            started = time.perf_counter()
             sets.append(
                 run_trial(one, start_child(one, seed), progress, output_dir, cache=cache(one) if cache else None)
             )
+            seconds.append(time.perf_counter() - started)
         summaries = summarize(config, sets)
         log_summaries(parent, summaries, count)
         folder = Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / parent.run_id
-        write_summary(parent, folder, config, seeds, sets, summaries)
+        write_summary(parent, folder, config, seeds, sets, seconds, summaries)
     except BaseException as error:
         parent.finish(failure=f"{type(error).__name__}: {error}")
         raise
     parent.finish()
-    return SetsResult(parent.run_id, seeds, sets, summaries, folder)
+    return SetsResult(parent.run_id, seeds, sets, summaries, folder, seconds)
 
 
 def summarize(config: TrialConfig, sets: list[TrialResult]) -> dict[str, OverSets]:
@@ -126,6 +130,7 @@ def write_summary(
     config: TrialConfig,
     seeds: list[int],
     sets: list[TrialResult],
+    seconds: list[float],
     summaries: dict[str, OverSets],
 ) -> None:
     """The parent's summary.json: every set (seed, child run, its networks' accuracies) and the summaries."""
@@ -138,9 +143,10 @@ def write_summary(
                 "seed": seed,
                 "run_id": result.run_id,
                 "distill_seconds": result.distill_seconds,
+                "wall_seconds": wall,
                 "accuracies": {name: [run.accuracy for run in e.runs] for name, e in result.evaluations.items()},
             }
-            for seed, result in zip(seeds, sets)
+            for seed, result, wall in zip(seeds, sets, seconds)
         ],
         "over_sets": {name: {**asdict(s), "sets": s.sets, "estimator": ESTIMATOR} for name, s in summaries.items()},
         "note": "over_sets: std_over_sets is the population std of the sets' means (each over its networks); "

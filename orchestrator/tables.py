@@ -120,12 +120,15 @@ def sets(result: Any, title: str) -> Table:
                 for e in (trial_result.evaluations[m] for m in models)
             ),
             f"{trial_result.distill_seconds:.1f}",
+            f"{wall:.1f}",
         ]
-        for seed, trial_result in zip(result.seeds, result.sets)
+        for seed, trial_result, wall in zip(result.seeds, result.sets, result.set_seconds)
     ]
     over = result.over_sets.values()
-    rows.append(["over sets", "", *(f"{_percent(s.mean_over_sets)} ± {_percent(s.std_over_sets)}" for s in over), ""])
-    columns = ("distill seed", "MLflow child run", *(f"{m} accuracy %" for m in models), "distill s")
+    rows.append(
+        ["over sets", "", *(f"{_percent(s.mean_over_sets)} ± {_percent(s.std_over_sets)}" for s in over), "", ""]
+    )
+    columns = ("distill seed", "MLflow child run", *(f"{m} accuracy %" for m in models), "distill s", "wall s")
     built = table(title, columns, rows, left=("MLflow child run",))
     built.caption = "a set's row: mean ± std over its networks; over sets: mean ± std of the sets' means"
     return built
