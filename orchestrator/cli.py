@@ -374,7 +374,8 @@ def _run_sets(trial, count: int, parent, experiment: str, name: str, output_dir:
     seconds = sum(s.distill_seconds for s in result.sets)
     console.print(
         f"distilled {count} sets in {seconds:.1f} s; MLflow run {result.run_id} (one child run per set) in "
-        f"{parent.tracking_uri}; artefacts in {result.artefact_dir}"
+        f"{parent.tracking_uri}; artefacts in {result.artefact_dir}",
+        soft_wrap=True,
     )
 
 

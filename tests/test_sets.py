@@ -153,3 +153,27 @@ def test_compare_and_report_show_sets_and_read_a_single_set_run_as_one(store, tm
     assert "images/" in text  # the several-set run shows its first set's grid
     runs = invoke(["runs", "--tracking-uri", uri])
     assert runs.exit_code == 0 and parent.info.run_id[:8] in runs.output
+
+
+def test_results_of_a_sweep_recorded_before_the_sets_column_read_as_one_set(tmp_path):
+    from orchestrator.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = Tracker.start(uri, run_name="old", tags={Tag.SWEEP: "old"})
+    csv = tmp_path / "results.csv"
+    csv.write_text("trial_id,accuracy,iteration,status,child_run_id,error,param.ipc\nt1,0.9,4,finished,,,1\n")
+    parent.log_artifact(csv)
+    result = invoke(["results", "old", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    header, row = [line for line in result.output.splitlines() if line.strip()][-2:]
+    assert header.split() == [
+        "trial_id",
+        "accuracy",
+        "iteration",
+        "status",
+        "child_run_id",
+        "error",
+        "distill_sets",
+        "param.ipc",
+    ]
+    assert row.split()[-2:] == ["1", "1"]
