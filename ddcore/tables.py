@@ -38,3 +38,13 @@ class ResultTable:
 def percent(mean: float, std: float) -> str:
     """Accuracy fractions as `97.12 ± 0.30` (percent)."""
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 set`, `3 sets`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def squared_points(variance: float | None) -> str:
+    """A variance of accuracy fractions in percentage points squared (`0.203`); `-` when unknown."""
+    return "-" if variance is None else f"{1e4 * variance:.3f}"

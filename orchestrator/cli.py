@@ -242,7 +242,13 @@ def run(
     ),
     bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for the distillation forwards."),
     settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the distillation."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the distillation (the first one with --distill-seeds)."),
+    distill_seeds: int = typer.Option(
+        1,
+        "--distill-seeds",
+        help="Distilled sets (seeds --seed .. --seed + N - 1), each evaluated with --eval-seeds networks; "
+        "N > 1: one MLflow run with a child run per set, the result as mean ± std over the sets' means.",
+    ),
     eval_models: str | None = typer.Option(
         None,
         "--eval-models",
@@ -279,9 +285,11 @@ def run(
     from ddcore.methods import get_method
     from orchestrator.experiments import parse_overrides
     from orchestrator.run_schema import run_name
+    from orchestrator.sets import distill_seeds as check_distill_seeds
     from orchestrator.tracking import Tracker
     from orchestrator.trial import TrialConfig, run_trial
 
+    check_distill_seeds(seed, distill_seeds)
     chosen = get_method(method)
     flags = dict(
         init=init,
@@ -319,12 +327,15 @@ def run(
     protocol = trial.protocol()
     name = run_name(dataset, method, method_config.ipc, {"init": method_config.init, **overrides})
     tracker = Tracker.start(tracking_uri, experiment, run_name=name)
-    result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
-
     title = (
         f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
         f"{method_config.model}, evaluated with the {protocol.name} protocol"
     )
+    if distill_seeds > 1:
+        _run_sets(trial, distill_seeds, tracker, experiment, name, output_dir, title)
+        return
+    result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
+
     tables.show(tables.trial(result, title))
     if result.best_checkpoint:
         iteration, accuracy = result.best_checkpoint
@@ -338,6 +349,33 @@ def run(
         f"distilled in {result.distill_seconds:.1f} s ({method_config.iterations / result.distill_seconds:.1f} it/s, "
         f"peak memory {result.peak_memory_mib:.0f} MiB); "
         f"MLflow run {result.run_id} in {tracker.tracking_uri}; artefacts in {result.artefact_dir}"
+    )
+
+
+def _run_sets(trial, count: int, parent, experiment: str, name: str, output_dir: Path, title: str) -> None:
+    """`ddorch run --distill-seeds N`, N > 1: the sets as child runs of `parent`, then the result over sets."""
+    from orchestrator.run_schema import Tag
+    from orchestrator.sets import run_sets
+    from orchestrator.tracking import Tracker
+
+    def start_child(one, seed: int):
+        return Tracker.start(
+            parent.tracking_uri,
+            experiment,
+            run_name=f"{name} seed={seed}",
+            parent_run_id=parent.run_id,
+            tags={Tag.DISTILL_SEED: str(seed)},
+        )
+
+    result = run_sets(trial, count, parent, start_child, progress=True, output_dir=output_dir)
+    tables.show(tables.sets(result, f"{title}; {count} distilled sets"))
+    for model, summary in result.over_sets.items():
+        console.print(f"{model}: {tables.over_sets_line(summary)}", soft_wrap=True)
+    seconds = sum(s.distill_seconds for s in result.sets)
+    console.print(
+        f"distilled {count} sets in {seconds:.1f} s; MLflow run {result.run_id} (one child run per set) in "
+        f"{parent.tracking_uri}; artefacts in {result.artefact_dir}",
+        soft_wrap=True,
     )
 
 
@@ -629,6 +667,8 @@ def results(
         raise DDError(f"no sweep named '{sweep_name}' in {uri}")
     with tempfile.TemporaryDirectory() as folder:
         table = pd.read_csv(client.download_artifacts(runs[0].info.run_id, "results.csv", folder))
+    if "distill_sets" not in table:  # sweeps recorded before the column: one set per trial, as ever
+        table.insert(table.columns.get_loc("error") + 1, "distill_sets", 1)
     console.print(f"Sweep {sweep_name} (parent run {runs[0].info.run_id}, {runs[0].info.status})")
     console.print(table.to_string(index=False))
 

@@ -20,8 +20,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ddcore.tables import plural
 from orchestrator.ipc_search import IPCSearch
-from orchestrator.sweep import METRIC, TIME_ATTR
+from orchestrator.sweep import DISTILL_SETS_PER_TRIAL, METRIC, TIME_ATTR
 
 if TYPE_CHECKING:
     from orchestrator.lossless import Evaluation
@@ -186,7 +187,8 @@ class SweepProgress:
         if best is None:
             return "best so far: none reported yet"
         settings = ", ".join(f"{k}={_value(v)}" for k, v in best.config.items())
-        return f"best so far: {100 * best.accuracy:.2f} % at iteration {best.iteration} ({settings})"
+        sets = plural(DISTILL_SETS_PER_TRIAL, "distilled set")
+        return f"best so far: {100 * best.accuracy:.2f} % at iteration {best.iteration} on {sets} ({settings})"
 
     def render(self) -> Group:
         trials = list(self.trials.items())  # a snapshot: the display's thread draws while Tune reports
@@ -368,8 +370,12 @@ def ipc_state(evaluation: Evaluation) -> IPCState:
 def evaluation_line(evaluation: Evaluation) -> str:
     e = evaluation
     accuracy = "-" if e.accuracy_mean is None else f"{100 * e.accuracy_mean:.2f} %"
+    networks = e.decision.seeds if e.decision else 1  # stopped early: its one-network halfway check
+    basis = f"{plural(e.distill_sets, 'distilled set')} x {plural(networks, 'network')}"
     reused = ", reused from MLflow" if e.reused else ""
-    return f"{e.method} IPC {e.ipc}: {accuracy}, {'lossless' if e.lossless else 'lossy'} ({e.status}{reused})"
+    return (
+        f"{e.method} IPC {e.ipc}: {accuracy} on {basis}, {'lossless' if e.lossless else 'lossy'} ({e.status}{reused})"
+    )
 
 
 class LosslessView:

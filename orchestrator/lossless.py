@@ -38,6 +38,7 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol, without_later_defaults
 from ddcore.methods import get_method
+from ddcore.tables import plural
 from orchestrator import run_schema as schema
 from orchestrator.cluster import TaskFailed, TaskPool, check_address, check_resources, connect
 from orchestrator.ipc_search import Decision, IPCSearch, decide
@@ -167,6 +168,7 @@ class Evaluation:
     run_id: str | None
     reused: bool = False  # found in MLflow from an earlier search, not run again
     note: str = ""
+    distill_sets: int = 1  # the distilled sets the decision rests on: one per IPC (its interval is over networks)
 
     @property
     def lossless(self) -> bool:
@@ -393,8 +395,9 @@ class MethodResult:
         lo, hi = self.search.bounds()
         if self.search.done and hi is not None:
             decision = next(e.decision for e in self.evaluations if e.ipc == hi and e.decision)
+            sets = next(e.distill_sets for e in self.evaluations if e.ipc == hi and e.decision)
             noise = ", within noise" if decision.within_noise else ""
-            return f"smallest lossless IPC {hi} ({100 * decision.mean:.2f} %{noise})"
+            return f"smallest lossless IPC {hi} ({100 * decision.mean:.2f} % on {plural(sets, 'set')}{noise})"
         if self.search.done:
             return f"not reached up to max IPC {self.search.max_ipc} ({best_text})"
         if hi is not None:

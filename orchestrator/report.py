@@ -26,12 +26,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ddcore.errors import DDError
-from ddcore.tables import ResultTable, percent
+from ddcore.tables import ResultTable, percent, squared_points
 from ddcore.visualize import save_accuracy_vs_ipc
 from orchestrator import run_schema as schema
 from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG
 from orchestrator.run_schema import Status, Tag, tag_filter
-from orchestrator.runs import find_run, first_eval_model, get_run
+from orchestrator.runs import find_run, first_eval_model, get_run, set_runs
 from orchestrator.tracking import check_reachable, package_versions, resolve_tracking_uri
 
 ANALYSIS_TITLES = {
@@ -73,6 +73,7 @@ class Trial:
     sweep: str | None = None
     analyses: list = field(default_factory=list)  # child analysis runs
     stopped_at: tuple[int, float] | None = None  # (iteration, accuracy) where a scheduler stopped it
+    sets: list = field(default_factory=list)  # a run of several distilled sets: its sets' child runs, by seed
 
     @property
     def run_id(self) -> str:
@@ -118,6 +119,7 @@ class Collector:
                 order_by=["attributes.start_time ASC"],
             )
             trial.stopped_at = self._stopped_at(trial.run)
+            trial.sets = set_runs(self.client, trial.run)
         return list(found.values())
 
     def _stopped_at(self, run) -> tuple[int, float] | None:
@@ -180,7 +182,7 @@ class Collector:
 
 
 def _eval_models(trial: Trial) -> list[str]:
-    return sorted({name[4:-5] for name in trial.run.data.metrics if name.startswith("acc_") and name.endswith("_mean")})
+    return schema.evaluated_models(trial.run.data.metrics)
 
 
 def _short(value: str) -> str:
@@ -196,9 +198,13 @@ def _seconds(value: float | None) -> str:
 
 
 def _accuracy(trial: Trial, model: str) -> str:
-    metrics = trial.run.data.metrics
-    mean = metrics.get(schema.acc_mean(model))
-    return "-" if mean is None else percent(mean, metrics.get(schema.acc_std(model), 0.0))
+    found = schema.headline(trial.run.data.metrics, model)
+    return "-" if found is None else percent(found.mean, found.std)
+
+
+def _sets(trial: Trial) -> str:
+    """How many distilled sets a run's accuracy rests on (1 for runs recorded before several existed)."""
+    return str(int(trial.run.data.metrics.get(schema.DISTILL_SETS, 1)))
 
 
 def setup_section(collector: Collector, trials: list[Trial]) -> Section:
@@ -221,7 +227,8 @@ def setup_section(collector: Collector, trials: list[Trial]) -> Section:
         recorded = "the runs recorded the versions in the table" if per_run else f"the runs recorded {min(versions)}"
     text = [
         f"MLflow store: `{collector.uri}`; generated {time.strftime('%Y-%m-%d %H:%M:%S')} with {now}; {recorded}.",
-        "Accuracies are test accuracy in % (mean ± std over the evaluation seeds). FLOPs: fvcore's convention, "
+        "Accuracies are test accuracy in %: mean ± std over the evaluation networks of one distilled set, or, "
+        "where a run has several sets (the `sets` column), mean ± std over the sets' means. FLOPs: fvcore's convention, "
         "one multiply-add = one FLOP, per image, forward pass.",
     ]
     return Section("Setup", text=text, tables=[ResultTable("Runs in this report", columns, rows)])
@@ -230,8 +237,8 @@ def setup_section(collector: Collector, trials: list[Trial]) -> Section:
 def _headline(trial: Trial) -> tuple[str, float] | None:
     """(network, final mean accuracy) of a trial's first evaluation network, when it finished."""
     model = first_eval_model(trial.run)
-    mean = trial.run.data.metrics.get(schema.acc_mean(model)) if model else None
-    return None if mean is None else (model, mean)
+    found = schema.headline(trial.run.data.metrics, model) if model else None
+    return None if found is None else (model, found.mean)
 
 
 def _full_data(trials: list[Trial], dataset: str, model: str) -> float | None:
@@ -340,6 +347,7 @@ def method_sections(trials: list[Trial], searched: list[str]) -> list[Section]:
                 t.param("method_config.model"),
                 t.param("method_config.iterations"),
                 *[_short(t.param(f"method_config.{name}")) for name in settings],
+                _sets(t),
                 *[_accuracy(t, m) for m in models],
                 _seconds(t.run.data.metrics.get(schema.DISTILL_SECONDS)),
                 _status(t),
@@ -355,12 +363,59 @@ def method_sections(trials: list[Trial], searched: list[str]) -> list[Section]:
             "distilled with",
             "iterations",
             *settings,
+            "sets",
             *[f"{m} acc. %" for m in models],
             "distill s",
             "status",
         ]
         sections.append(Section(f"Method: {method}", tables=[ResultTable(f"{method} runs", columns, rows)]))
     return sections
+
+
+def sets_section(trials: list[Trial]) -> Section | None:
+    """Runs of several distilled sets: each set's mean, the result over sets, over all networks, and the
+    spread's two components (`ddcore.spread.over_sets`)."""
+    from ddcore.spread import ESTIMATOR
+
+    rows = []
+    for trial in (t for t in trials if t.sets):
+        metrics = trial.run.data.metrics
+        for model in _eval_models(trial):
+            set_means = (child.data.metrics.get(schema.acc_mean(model)) for child in trial.sets)
+            rows.append(
+                [
+                    trial.run_id[:8],
+                    model,
+                    _sets(trial),
+                    ", ".join("-" if m is None else f"{100 * m:.2f}" for m in set_means),
+                    _accuracy(trial, model),
+                    _pair(metrics, schema.acc_mean_over_networks(model), schema.acc_std_over_networks(model)),
+                    squared_points(metrics.get(schema.between_set_var(model))),
+                    squared_points(metrics.get(schema.within_set_var(model))),
+                ]
+            )
+    if not rows:
+        return None
+    columns = [
+        "run",
+        "network",
+        "sets",
+        "per set (mean over its networks) %",
+        "over sets %",
+        "over all networks %",
+        "variance between sets %²",
+        "variance within a set %²",
+    ]
+    notes = [
+        "over sets: mean ± std of the sets' means (the headline); over all networks: pooled; "
+        f"variance components: {ESTIMATOR} (ddcore/spread.py)"
+    ]
+    table = ResultTable("Runs over several distilled sets", columns, rows, notes=notes)
+    return Section("Several distilled sets", tables=[table])
+
+
+def _pair(metrics: dict[str, float], mean: str, std: str) -> str:
+    return "-" if mean not in metrics else percent(metrics[mean], metrics.get(std, 0.0))
 
 
 def _by_setting(trials: list[Trial]) -> list[Trial]:
@@ -380,7 +435,8 @@ def _by_setting(trials: list[Trial]) -> list[Trial]:
 def image_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
     grids, curves = Section("Synthetic sets"), Section("Distillation loss curves")
     for trial in _by_setting(trials):
-        grid = collector.image(trial.run_id, "grids/grid_all_classes.png")
+        shown = trial.sets[0].info.run_id if trial.sets else trial.run_id  # several sets: the first set's grid
+        grid = collector.image(shown, "grids/grid_all_classes.png")
         if grid:
             grids.figures.append(Figure(trial.label, grid))
         curve = collector.image(trial.run_id, "loss_curve.png")
@@ -422,8 +478,8 @@ def ipc_plots(trials: list[Trial]) -> dict[tuple[str, str], IpcPlot]:
             continue
         for model in _eval_models(trial):
             best = plots[(trial.param("dataset"), model)].best[line]
-            metrics = trial.run.data.metrics
-            point = (100 * metrics[schema.acc_mean(model)], 100 * metrics.get(schema.acc_std(model), 0.0))
+            found = schema.headline(trial.run.data.metrics, model)
+            point = (100 * found.mean, 100 * found.std)
             best[ipc] = max(point, best.get(ipc, point))
     return plots
 
@@ -686,6 +742,7 @@ def build_report(
         setup_section(collector, trials),
         baseline_section(trials),
         *method_sections(trials, _searched(collector)),
+        sets_section(trials),
         *sweep_sections(collector, trials),
         *image_sections(collector, trials),
         ipc_section(trials, images),

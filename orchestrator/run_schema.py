@@ -6,6 +6,8 @@ Defined once here so a writer and its readers cannot drift apart.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ddcore.errors import DDError
 
 
@@ -50,6 +52,8 @@ class Tag:
     SOURCE_RUN = "ddorch.source_run"  # an analysis run: the run it analyses
     COMMAND = "ddorch.command"  # the command that reproduces an analysis
     BENCHMARK = "ddorch.benchmark"  # a benchmark-suite row: its name (benchmarks/suite.py)
+    DISTILL_SETS = "ddorch.distill_sets"  # a `run --distill-seeds N` parent: N, its child runs one set each
+    DISTILL_SEED = "ddorch.distill_seed"  # such a child: its set's distillation seed
     FROM_CACHE = "ddorch.from_cache"  # a trial that read finished work (set, eval seeds) from this TrialCache folder
 
 
@@ -86,6 +90,76 @@ def acc_mean(model: str) -> str:
 
 def acc_std(model: str) -> str:
     return f"acc_{model}_std"
+
+
+# Several distilled sets (`ddorch run --distill-seeds N`, its parent run; ddcore.spread): "over sets" is
+# over the N sets' means (the headline), "over networks" over all N x eval-seeds networks pooled. A
+# single-set run has none of them: its `acc_{model}_mean` / `_std` are over its networks (one set).
+DISTILL_SETS = "distill_sets"
+
+
+def acc_mean_over_sets(model: str) -> str:
+    return f"acc_{model}_mean_over_sets"
+
+
+def acc_std_over_sets(model: str) -> str:
+    """Population std of the sets' means: how much the distillation seed moves the result."""
+    return f"acc_{model}_std_over_sets"
+
+
+def acc_mean_over_networks(model: str) -> str:
+    return f"acc_{model}_mean_over_networks"
+
+
+def acc_std_over_networks(model: str) -> str:
+    return f"acc_{model}_std_over_networks"
+
+
+def between_set_var(model: str) -> str:
+    """Variance component between sets (fraction squared; ddcore.spread.over_sets)."""
+    return f"acc_{model}_between_set_var"
+
+
+def within_set_var(model: str) -> str:
+    return f"acc_{model}_within_set_var"
+
+
+OVER_SETS_SUFFIX = "_mean_over_sets"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A run's accuracy on one network, as any reader shows it: over sets where it has several, else
+    over its one set's networks (runs recorded before several sets existed read as one set)."""
+
+    mean: float
+    std: float
+    sets: int
+
+    def text(self) -> str:
+        """`97.00 ± 0.20 over 3 sets` / `97.03 ± 0.15 over networks, 1 set`."""
+        spread = f"over {self.sets} sets" if self.sets > 1 else "over networks, 1 set"
+        return f"{100 * self.mean:.2f} ± {100 * self.std:.2f} {spread}"
+
+
+def headline(metrics: dict[str, float], model: str) -> Headline | None:
+    """`model`'s headline accuracy in a run's metrics; None when the run has none."""
+    if acc_mean_over_sets(model) in metrics:
+        sets = int(metrics.get(DISTILL_SETS, 0))
+        return Headline(metrics[acc_mean_over_sets(model)], metrics.get(acc_std_over_sets(model), 0.0), sets)
+    if acc_mean(model) in metrics:
+        return Headline(metrics[acc_mean(model)], metrics.get(acc_std(model), 0.0), 1)
+    return None
+
+
+def evaluated_models(metrics: dict[str, float]) -> list[str]:
+    """The networks a run holds a headline accuracy for, sorted (one set or several)."""
+    found = set()
+    for name in metrics:
+        for suffix in ("_mean", OVER_SETS_SUFFIX):
+            if name.startswith("acc_") and name.endswith(suffix):
+                found.add(name[4 : -len(suffix)])
+    return sorted(found)
 
 
 def balanced_acc_mean(model: str) -> str:

@@ -108,9 +108,20 @@ def first_eval_model(run) -> str | None:
 
 
 def _accuracy(run) -> float | None:
-    """The first evaluation network's final mean; a sweep's parent: its best trial's."""
+    """The first evaluation network's final mean (over sets, for a run of several); a sweep's parent: its
+    best trial's."""
     metrics = run.data.metrics
     first = first_eval_model(run)
-    if first and schema.acc_mean(first) in metrics:
-        return metrics[schema.acc_mean(first)]
-    return metrics.get(f"best_{schema.EVAL_ACCURACY}")
+    found = schema.headline(metrics, first) if first else None
+    return found.mean if found else metrics.get(f"best_{schema.EVAL_ACCURACY}")
+
+
+def set_runs(client, run) -> list:
+    """A run of several distilled sets (`ddorch run --distill-seeds N`): its sets' child runs, by seed;
+    any other run: none."""
+    if Tag.DISTILL_SETS not in run.data.tags:
+        return []
+    children = client.search_runs(
+        [run.info.experiment_id], schema.tag_filter(Tag.PARENT, run.info.run_id), max_results=1000
+    )
+    return sorted(children, key=lambda child: int(child.data.tags.get(Tag.DISTILL_SEED, "0")))

@@ -31,6 +31,7 @@ from orchestrator.trial import Resume, TrialConfig, run_trial, trial_key
 
 METRIC = schema.EVAL_ACCURACY
 TIME_ATTR = "iteration"
+DISTILL_SETS_PER_TRIAL = 1  # a trial distils one set: its accuracy (and the best trial's) rests on one set
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,7 @@ class TrialRow:
     status: str  # finished | stopped early | failed
     child_run_id: str | None
     error: str | None = None
+    distill_sets: int = DISTILL_SETS_PER_TRIAL  # what `accuracy` rests on (results.csv says it)
 
 
 def summarize(results, iterations: int) -> list[TrialRow]:

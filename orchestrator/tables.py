@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ddcore.tables import squared_points
+
 console = Console()
 
 
@@ -105,6 +107,44 @@ def trial(result: Any, title: str) -> Table:
     return table(title, columns, rows)
 
 
+def sets(result: Any, title: str) -> Table:
+    """Each distilled set's evaluation (mean ± std over its networks) and the result over the sets
+    (`orchestrator.sets.SetsResult`)."""
+    models = list(result.over_sets)
+    rows = [
+        [
+            str(seed),
+            trial_result.run_id,
+            *(
+                f"{_percent(e.accuracy_mean)} ± {_percent(e.accuracy_std)}"
+                for e in (trial_result.evaluations[m] for m in models)
+            ),
+            f"{trial_result.distill_seconds:.1f}",
+            f"{wall:.1f}",
+        ]
+        for seed, trial_result, wall in zip(result.seeds, result.sets, result.set_seconds)
+    ]
+    over = result.over_sets.values()
+    rows.append(
+        ["over sets", "", *(f"{_percent(s.mean_over_sets)} ± {_percent(s.std_over_sets)}" for s in over), "", ""]
+    )
+    columns = ("distill seed", "MLflow child run", *(f"{m} accuracy %" for m in models), "distill s", "wall s")
+    built = table(title, columns, rows, left=("MLflow child run",))
+    built.caption = "a set's row: mean ± std over its networks; over sets: mean ± std of the sets' means"
+    return built
+
+
+def over_sets_line(summary: Any) -> str:
+    """A `ddcore.spread.OverSets` in one line, each spread named by what it is over."""
+    s = summary
+    return (
+        f"{_percent(s.mean_over_sets)} ± {_percent(s.std_over_sets)} % over {s.sets} sets (mean ± std of the sets' "
+        f"means); over all {s.sets * s.networks} networks {_percent(s.mean_over_networks)} ± "
+        f"{_percent(s.std_over_networks)} %; variance components (%², ANOVA): between sets "
+        f"{squared_points(s.between_set_var)}, within a set {squared_points(s.within_set_var)}"
+    )
+
+
 def sweep_rows(title: str, rows: Any, names: list[str]) -> Table:
     """A sweep's trials, ranked (`orchestrator.sweep.TrialRow`)."""
 
@@ -116,13 +156,14 @@ def sweep_rows(title: str, rows: Any, names: list[str]) -> Table:
             str(rank),
             *(value(row.params.get(n)) for n in names),
             "-" if row.accuracy is None else _percent(row.accuracy),
+            str(row.distill_sets),
             str(row.iteration),
             row.status,
             row.child_run_id or "-",
         ]
         for rank, row in enumerate(rows, 1)
     )
-    return table(title, ("#", *names, "eval accuracy %", "iterations", "status", "MLflow child run"), body)
+    return table(title, ("#", *names, "eval accuracy %", "sets", "iterations", "status", "MLflow child run"), body)
 
 
 def lossless(report: Any, title: str, confidence: float) -> Table:

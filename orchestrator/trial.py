@@ -115,14 +115,21 @@ def settings_key(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def describe(config: TrialConfig) -> str:
-    """MLflow's run description: what the run is and the command that reproduces it (from its params as logged)."""
+def describe(config: TrialConfig, distill_sets: int = 1) -> str:
+    """MLflow's run description: what the run is and the command that reproduces it (from its params as
+    logged); `distill_sets` > 1: the parent of that many sets (orchestrator.sets), seeds from the config's."""
     from orchestrator.report import command_from_params
 
-    command, _ = command_from_params(logged_params(config.to_dict()))
+    several = {"distill_seeds": distill_sets} if distill_sets > 1 else {}
+    command, _ = command_from_params(logged_params({**config.to_dict(), **several}))
     method = config.method_config
+    sets = (
+        f"{distill_sets} distilled sets (seeds {method.seed}..{method.seed + distill_sets - 1}, one child run each) of "
+        if several
+        else ""
+    )
     return (
-        f"{config.method} on {config.dataset}, IPC {method.ipc} ({config.preset} preset), {method.iterations} "
+        f"{sets}{config.method} on {config.dataset}, IPC {method.ipc} ({config.preset} preset), {method.iterations} "
         f"iterations with {method.model}; evaluated on {', '.join(config.eval_models)} with the "
         f"{config.protocol().name} protocol, {config.eval_seeds} seed(s).\n\nReproduce it with:\n\n    {command}\n"
     )

@@ -50,7 +50,7 @@ def test_counts_best_and_time_left():
         "Sweep demo: 1 running, 1 finished, 1 stopped early, 1 failed, 1 waiting of 5 trials; "
         "elapsed 1:00, about 0:40 left"
     )
-    assert progress.best_line() == "best so far: 91.00 % at iteration 100 (lr_images=0.1)"
+    assert progress.best_line() == "best so far: 91.00 % at iteration 100 on 1 distilled set (lr_images=0.1)"
 
 
 def test_nothing_reported_yet():
@@ -101,8 +101,16 @@ def test_a_restored_callback_draws_here_and_continues_from_its_checkpointed_stat
 
 
 def evaluation(method, ipc, status, accuracy, lossless=False, reused=False):
+    decision = SimpleNamespace(seeds=3) if status == "finished" else None
     return SimpleNamespace(
-        method=method, ipc=ipc, status=status, accuracy_mean=accuracy, lossless=lossless, reused=reused
+        method=method,
+        ipc=ipc,
+        status=status,
+        accuracy_mean=accuracy,
+        lossless=lossless,
+        reused=reused,
+        decision=decision,
+        distill_sets=1,
     )
 
 
@@ -151,8 +159,8 @@ def test_lossless_view_off_a_terminal_prints_each_evaluation_then_the_view_once(
         view = lossless_search(Clock(), Console(file=file, width=100))
         view.end()
     text = out.read_text()
-    assert "datadam IPC 2: 90.00 %, lossy (finished)" in text
-    assert "datadam IPC 10: 97.00 %, lossless (finished, reused from MLflow)" in text
+    assert "datadam IPC 2: 90.00 % on 1 distilled set x 3 networks, lossy (finished)" in text
+    assert "datadam IPC 10: 97.00 % on 1 distilled set x 3 networks, lossless (finished, reused from MLflow)" in text
     assert text.count("Lossless search digits") == 1
     table = text[text.index("Lossless search") :]
     for cell in ("stopped early", "-5.00", "+1.00", "reused", "1:00", "running"):

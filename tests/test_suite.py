@@ -4,6 +4,7 @@ time, the generated tables, and one real (tiny) row through run_trial into MLflo
 import json
 import os
 import signal
+import statistics
 import time
 from dataclasses import replace
 
@@ -313,3 +314,53 @@ def test_a_kill_unwinds_the_suite_like_ctrl_c(monkeypatch):
             suite.main(["--rows", "mnist_random_ipc1"])
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_the_distill_seeds_field_keeps_every_recorded_key_and_old_lines_render_as_one_set():
+    recorded = {line["name"]: line["key"] for line in suite.load_results() if "distill_seeds" not in line}
+    assert recorded and all(row.key() == recorded[row.name] for row in suite.ROWS if row.name in recorded)
+    assert replace(TINY, distill_seeds=3).key() != TINY.key() == replace(TINY, distill_seeds=1).key()
+    table = suite.render_tables(suite.load_results())
+    assert "| **97.36 ± 0.11** | 1 | 97.50, 97.24, 97.35 |" in table  # mnist_datadam_ipc10, one set
+    assert "1 set, ± is the spread of the networks trained on that one set" in table
+
+
+def test_a_row_of_three_sets_records_the_result_over_sets_and_goes_on_set_by_set(tmp_path, monkeypatch, capsys):
+    """Three sets of seeds 0, 1, 2, each a child of one parent run; a budget that fits one set runs that set
+    alone (kept in its parts), the next suite run reads it and records the row: mean and std over the sets."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    row = replace(TINY, name="tiny_sets", distill_seeds=3)
+    assert [suite._trial_config(one).method_config.seed for one in suite.set_rows(row)] == [0, 1, 2]
+    assert suite.set_rows(row)[0].key() == TINY.key()  # its first set is the one-set row's measurement
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    calls = dict(loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
+    monkeypatch.setitem(suite.SECONDS_PER, "datadam_iteration", 600.0)  # 20 min per set's distillation
+    monkeypatch.setitem(suite.SECONDS_PER, "eval_epoch_image", 1e-3)
+    assert suite.row_minutes(row, [], "here") == pytest.approx(3 * 20, rel=0.01)
+    assert suite.run_suite([row], args(budget_minutes=30, tracking_uri=uri), tmp_path / "r.jsonl", **calls) == []
+    assert "partial tiny_sets: the set of distillation seed 0: seeds 0-1 of 2 cached" in capsys.readouterr().out
+    assert suite.row_minutes(row, [], "here") < 45  # the first set is kept
+    (line,) = suite.run_suite([row], args(tracking_uri=uri), tmp_path / "r.jsonl", **calls)
+    assert "over 3 sets" in capsys.readouterr().out
+    assert line["distill_seeds"] == 3 and line["set_seeds"] == [0, 1, 2] and len(line["set_seconds"]) == 3
+    assert len(line["per_set"]) == 3 and line["per_seed"] == [a for s in line["per_set"] for a in s]
+    means = [sum(s) / 2 for s in line["per_set"]]
+    assert line["set_means"] == pytest.approx(means) and line["mean"] == pytest.approx(sum(means) / 3)
+    assert line["std"] == pytest.approx(statistics.pstdev(means)) and line["seeds"] == 2
+    assert line["between_set_var"] is not None and line["within_set_var"] is not None
+    client = MlflowClient(uri)
+    children = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
+    assert sum(c.data.tags.get("mlflow.parentRunId") == line["mlflow_run"] for c in children) == 3
+    assert not list(suite.PARTS.glob("tiny_sets-*"))  # every set's parts dropped once recorded
+    table = suite.render_tables([line], rows=[row])
+    assert f"| 3 | {', '.join(f'{100 * m:.2f}' for m in means)} |" in table
+
+
+def test_comparing_two_lines_uses_the_sets_when_both_have_several():
+    one = {"per_seed": [0.9703, 0.9690, 0.9720]}
+    other = {"per_seed": [0.9658, 0.9655, 0.9661]}
+    assert "one set per row" in suite.compare_lines(one, other).text()
+    three = {"per_set": [[0.97, 0.971], [0.966, 0.965], [0.969, 0.968]], "per_seed": []}
+    assert suite.compare_lines(three, {**three}).basis == "between sets"
+    assert suite.compare_lines(three, three).within_noise

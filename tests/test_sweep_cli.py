@@ -40,7 +40,7 @@ def test_sweep_then_results(workspace):
     # The live view's final state, the UI command first, and none of Ray's own chatter.
     assert result.output.startswith(f"follow it in MLflow: ddorch ui --tracking-uri sqlite:///{workspace}")
     assert "Sweep cli-sweep: 0 running, 2 finished, 0 stopped early, 0 failed, 0 waiting of 2 trials" in result.output
-    assert "best so far: " in result.output
+    assert "best so far: " in result.output and " on 1 distilled set (" in result.output
     for chatter in ("Token authentication", "Configuration for experiment", "tensorboard", "INFO"):
         assert chatter not in result.output
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
@@ -57,6 +57,7 @@ def test_sweep_then_results(workspace):
     assert "ddorch sweep digits_datadam --name cli-sweep --seed 7" in markdown
     again = invoke(["results", "cli-sweep"])
     assert again.exit_code == 0 and "eval accuracy" not in again.output and "accuracy" in again.output
+    assert "distill_sets" in again.output  # what each trial's accuracy rests on: one set
     missing = invoke(["results", "no-such-sweep"])
     assert missing.exit_code == 2 and "no sweep named 'no-such-sweep'" in missing.output
 
