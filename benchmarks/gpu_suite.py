@@ -248,7 +248,7 @@ def trial_seconds(row: Row, figures: dict[str, float]) -> float:
     else:
         distill = 0.0
     epochs = row.eval_epochs or 1000
-    return distill + row.eval_seeds * _eval_seconds(figures, classes * row.ipc, epochs)
+    return row.distill_seeds * (distill + row.eval_seeds * _eval_seconds(figures, classes * row.ipc, epochs))
 
 
 def bracket_step(bracket: Bracket, ipc: int) -> Row:

@@ -4,16 +4,18 @@
 # The call:      command "bash benchmarks/gpu_suite.sh", carry [".gpubundle"], timeout_s 600
 # Then here:     python benchmarks/gpu_suite.py --import FOLDER_THE_FILES_CAME_BACK_TO
 # On any GPU machine with the project installed: OUT=DIR python benchmarks/gpu_suite.py (no bundle needed).
-# --smoke: the same path end to end on this CPU at tiny sizes (digits; a small bundle; 20 s budget).
+# --smoke: the same path end to end on this CPU at tiny sizes (digits; a small bundle; 45 s budget),
+# with $PYTHON (default: python, the active environment's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--smoke" ]; then
   shift
   work=$(mktemp -d)
   export OUT=${OUT:-$work/out} DDORCH_CACHE_DIR=$work/cache
-  python benchmarks/gpu_bundle.py --smoke --out "$work/bundle" || exit 1
-  python -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$work"/bundle/wheels/*.whl || exit 1
-  python benchmarks/gpu_suite.py --profile smoke --out "$OUT" "$@"
+  py=${PYTHON:-python}
+  "$py" benchmarks/gpu_bundle.py --smoke --out "$work/bundle" || exit 1
+  "$py" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$work"/bundle/wheels/*.whl || exit 1
+  "$py" benchmarks/gpu_suite.py --profile smoke --out "$OUT" "$@"
   code=$?
   rm -rf "$work/bundle" "$work/site" "$work/cache"
   exit $code

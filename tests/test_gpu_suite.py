@@ -48,7 +48,7 @@ def test_smoke_runs_every_kind_of_row_and_skips_what_does_not_fit(tmp_path):
     out, block = tmp_path / "out", tmp_path / "block"
     block.mkdir()
     (block / "sitecustomize.py").write_text(BLOCK_MLFLOW_AND_RAY)
-    env = {**os.environ, "OUT": str(out), "COLUMNS": "200", "PYTHONPATH": str(block)}
+    env = {**os.environ, "OUT": str(out), "COLUMNS": "200", "PYTHONPATH": str(block), "PYTHON": sys.executable}
     blocked = subprocess.run([sys.executable, "-c", "import mlflow"], env=env, capture_output=True, text=True)
     assert "not on the GPU machine" in blocked.stderr
     done = subprocess.run(
