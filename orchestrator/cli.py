@@ -114,11 +114,21 @@ class EvalPrecision(str, enum.Enum):
     bf16 = "bf16"
 
 
+NATIVE_BF16 = (
+    "needs native bf16 (a CPU with AVX512-BF16 or AMX, a GPU of compute capability 8.0+; `ddorch env`): "
+    "refused elsewhere unless --force-bf16"
+)
 EvalPrecisionOption = typer.Option(
     EvalPrecision.fp32,
     "--eval-precision",
     help="Evaluation networks' forwards: fp32 (the papers') or bf16 autocast (faster where bf16 is; "
-    "the protocol is then named e.g. dc-bf16, so results never mix).",
+    f"the protocol is then named e.g. dc-bf16, so results never mix); bf16 {NATIVE_BF16}.",
+)
+ForceBf16Option = typer.Option(
+    False,
+    "--force-bf16",
+    help="Run bf16 even where the processor lacks native bf16 (emulated: measured 27x slower than fp32 on an "
+    "AVX2-only CPU); the run records it (tag ddorch.bf16_forced).",
 )
 
 
@@ -240,7 +250,7 @@ def run(
     dsa_strategy: str | None = typer.Option(
         None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none (default: the preset's)."
     ),
-    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast for the distillation forwards."),
+    bf16: bool = typer.Option(False, "--bf16", help=f"bf16 autocast for the distillation forwards; {NATIVE_BF16}."),
     settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the distillation (the first one with --distill-seeds)."),
     distill_seeds: int = typer.Option(
@@ -261,6 +271,7 @@ def run(
     ),
     eval_batch_size: int | None = EvalBatchSizeOption,
     eval_precision: EvalPrecision = EvalPrecisionOption,
+    force_bf16: bool = ForceBf16Option,
     checkpoint_eval_every: int | None = typer.Option(
         None,
         "--checkpoint-eval-every",
@@ -287,7 +298,7 @@ def run(
     from orchestrator.run_schema import run_name
     from orchestrator.sets import distill_seeds as check_distill_seeds
     from orchestrator.tracking import Tracker
-    from orchestrator.trial import TrialConfig, run_trial
+    from orchestrator.trial import TrialConfig, check_precision, run_trial
 
     check_distill_seeds(seed, distill_seeds)
     chosen = get_method(method)
@@ -321,10 +332,12 @@ def run(
         baseline=baseline,
         data_root=str(data_root) if data_root else None,
         image_size=image_size,
+        force_bf16=force_bf16,
     )
     # Bad settings fail before a run is recorded (the class sizes are checked once the data is loaded).
     method_config.validate([sys.maxsize])
     protocol = trial.protocol()
+    check_precision(trial)
     name = run_name(dataset, method, method_config.ipc, {"init": method_config.init, **overrides})
     tracker = Tracker.start(tracking_uri, experiment, run_name=name)
     title = (
@@ -496,8 +509,11 @@ def sweep(
         None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."
     ),
     eval_precision: EvalPrecision | None = typer.Option(
-        None, "--eval-precision", help="fp32 or bf16 evaluation forwards (default: the preset's, fp32)."
+        None,
+        "--eval-precision",
+        help=f"fp32 or bf16 evaluation forwards (default: the preset's, fp32); bf16 {NATIVE_BF16}.",
     ),
+    force_bf16: bool = ForceBf16Option,
     resume: bool = typer.Option(
         False,
         "--resume",
@@ -527,6 +543,7 @@ def sweep(
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.sweep import (
         SweepSettings,
+        check_precisions,
         check_resumable,
         failures,
         record_in_parent,
@@ -545,6 +562,8 @@ def sweep(
     )
     check_protocol(preset)
     space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
+    if address is None:  # the trials run on this machine: bf16 it lacks is refused before Ray starts
+        check_precisions(preset, space, device, force_bf16)
     sweep_name, storage = name or preset.name, str(storage_path.resolve())
     if resume:
         check_resumable(sweep_name, storage)  # before starting Ray
@@ -582,6 +601,7 @@ def sweep(
             available,
             str(resolve_data_root(data_root)),
             device,
+            force_bf16,
         )
         console.print("\n".join(plan.lines), soft_wrap=True, markup=False)
         return
@@ -595,6 +615,7 @@ def sweep(
         "output_dir": str(output_dir.resolve()),
         "data_root": str(resolve_data_root(data_root)),
         "device": device,
+        "force_bf16": force_bf16,
     }
     results, parent, iterations = run_sweep(
         preset, space, settings, context, resume=resume, callbacks=callbacks, verbose=verbose
@@ -908,6 +929,7 @@ def lossless(
         None, "--eval-epochs", help="Override the protocol's epochs, for quick runs (default: the protocol's)."
     ),
     eval_precision: EvalPrecision = EvalPrecisionOption,
+    force_bf16: bool = ForceBf16Option,
     target_accuracy: float | None = typer.Option(
         None,
         "--target-accuracy",
@@ -962,6 +984,7 @@ def lossless(
         eval_protocol=eval_protocol,
         eval_epochs=eval_epochs,
         eval_precision=eval_precision.value,
+        force_bf16=force_bf16,
         target_accuracy=target_accuracy,
         baseline_seeds=baseline_seeds,
         early_stop_margin=early_stop_margin if early_stop else None,

@@ -44,7 +44,15 @@ from orchestrator.cluster import TaskFailed, TaskPool, check_address, check_reso
 from orchestrator.ipc_search import Decision, IPCSearch, decide
 from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
-from orchestrator.trial import TrialConfig, TrialStopped, reporting_every, run_trial, settings_key, trial_key
+from orchestrator.trial import (
+    TrialConfig,
+    TrialStopped,
+    check_precision,
+    reporting_every,
+    run_trial,
+    settings_key,
+    trial_key,
+)
 
 
 @dataclass
@@ -78,6 +86,7 @@ class LosslessConfig:
     output_dir: str = "runs"
     device: str = "auto"
     verbose: bool = False  # Ray's own log lines and the workers' output
+    force_bf16: bool = False  # run bf16 where the trials' hardware lacks it (recorded on each trial)
 
     EXECUTION: ClassVar[tuple[str, ...]] = (
         "budget_hours",
@@ -91,6 +100,7 @@ class LosslessConfig:
         "output_dir",
         "device",
         "verbose",
+        "force_bf16",
     )
 
     def identity(self) -> dict:
@@ -128,6 +138,9 @@ class LosslessConfig:
         for ok, message in checks:
             if not ok:
                 raise DDError(message)
+        if self.address is None:  # the trials run on this machine: bf16 it lacks is refused before any work
+            for method in self.methods:
+                check_precision(build_request(self, method, 1, threshold=0.0).trial)
 
 
 # --- trials and their outcomes --------------------------------------------------------------------
@@ -190,6 +203,7 @@ def build_request(config: LosslessConfig, method: str, ipc: int, threshold: floa
         eval_protocol=config.eval_protocol,
         eval_epochs=config.eval_epochs,
         eval_precision=config.eval_precision,
+        force_bf16=config.force_bf16,
         baseline=config.target_accuracy is None,  # the cached baseline; never retrain it in every trial
         data_root=config.data_root,
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
-from ddcore.evaluate import EvalProtocol, train_network
+from ddcore.evaluate import EvalProtocol, autocast, train_network
 from ddcore.methods import MethodConfig, get_method
 from ddcore.runtime import resolve_device
 from orchestrator.experiments import ExperimentPreset, SearchSpace
@@ -118,7 +118,7 @@ def _evaluation_rates(data: RealDataset, trial: TrialConfig) -> tuple[float, flo
     train = (time.perf_counter() - started) / (CALIBRATION_EPOCHS * len(picked))
     model.eval()
     sample = data.test_images[:CALIBRATION_TEST_IMAGES].to(device)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(protocol, device):  # the test pass in the trial's precision, as it runs
         model(sample[:2])  # the first call sets up kernels: not part of the rate
         started = time.perf_counter()
         model(sample)
@@ -207,11 +207,12 @@ def sweep_plan(
     available: dict[str, float],
     data_root: str | None,
     device: str,
+    force_bf16: bool = False,
 ) -> SweepPlan:
     from orchestrator.sweep import preset_trial
 
     data = load_dataset(preset.dataset, data_root)
-    trials = [preset_trial(preset, point, data_root, device) for point in sweep_points(space)[0]]
+    trials = [preset_trial(preset, point, data_root, device, force_bf16) for point in sweep_points(space)[0]]
     check_trials(trials, data)
     first = trials[0]
     iterations = first.method_config.iterations

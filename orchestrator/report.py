@@ -584,6 +584,8 @@ def command_from_params(params: dict[str, str]) -> tuple[str, list[str]]:
         parts += [flags["eval_models"], ",".join(ast.literal_eval(params["eval_models"]))]
     if params.get("method_config.bf16") == "True":
         parts.append("--bf16")
+    if params.get("force_bf16") == "True":
+        parts.append(flags["force_bf16"])
     if params.get("baseline") == "False":
         parts.append("--no-baseline")
     try:
@@ -609,6 +611,7 @@ def command_from_params(params: dict[str, str]) -> tuple[str, list[str]]:
 SPECIAL_FLAGS = {
     "eval_models",
     "bf16",
+    "force_bf16",
     "baseline",
     "settings",
     "tracking_uri",

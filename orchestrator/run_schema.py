@@ -55,6 +55,7 @@ class Tag:
     DISTILL_SETS = "ddorch.distill_sets"  # a `run --distill-seeds N` parent: N, its child runs one set each
     DISTILL_SEED = "ddorch.distill_seed"  # such a child: its set's distillation seed
     FROM_CACHE = "ddorch.from_cache"  # a trial that read finished work (set, eval seeds) from this TrialCache folder
+    BF16_FORCED = "ddorch.bf16_forced"  # a trial run in bf16 (--force-bf16) where it is not native: what and where
 
 
 EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASHA and the lossless search

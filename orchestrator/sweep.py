@@ -27,7 +27,7 @@ from orchestrator.cluster import check_resources
 from orchestrator.experiments import ExperimentPreset, SearchSpace
 from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import Tracker, command_line
-from orchestrator.trial import Resume, TrialConfig, run_trial, trial_key
+from orchestrator.trial import Resume, TrialConfig, check_precision, run_trial, trial_key
 
 METRIC = schema.EVAL_ACCURACY
 TIME_ATTR = "iteration"
@@ -46,14 +46,17 @@ class SweepContext:
     device: str = "auto"
     cache_dir: str | None = None  # the driver's baseline cache (DDORCH_CACHE_DIR); trials fill and share it
     source: str = ""  # the driver's command line (MLflow's source name on every trial run)
+    force_bf16: bool = False  # trials run bf16 even where their hardware lacks it (`--force-bf16`)
 
 
 def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: SweepContext) -> TrialConfig:
     """The typed trial config of one sampled point: preset defaults < fixed values < sampled values."""
-    return preset_trial(preset, sampled, context.data_root, context.device)
+    return preset_trial(preset, sampled, context.data_root, context.device, context.force_bf16)
 
 
-def preset_trial(preset: ExperimentPreset, sampled: dict[str, Any], data_root: str | None, device: str) -> TrialConfig:
+def preset_trial(
+    preset: ExperimentPreset, sampled: dict[str, Any], data_root: str | None, device: str, force_bf16: bool = False
+) -> TrialConfig:
     values = {**preset.fixed, **sampled}
     overrides = {**values, "device": device, "log_every": _log_every(preset)}
     method_preset, method_config = get_method(preset.method).configure(
@@ -72,7 +75,17 @@ def preset_trial(preset: ExperimentPreset, sampled: dict[str, Any], data_root: s
         baseline=True,
         data_root=data_root,
         cross_arch_models=list(preset.cross_arch_models),
+        force_bf16=force_bf16,
     )
+
+
+def check_precisions(preset: ExperimentPreset, space: SearchSpace, device: str, force_bf16: bool) -> None:
+    """Every trial the sweep can sample, checked against this machine's bf16 (`check_precision`): for
+    a sweep whose trials run here, refused before Ray starts or a run is recorded."""
+    from orchestrator.plan import sweep_points
+
+    for point in sweep_points(space)[0]:
+        check_precision(preset_trial(preset, point, None, device, force_bf16))
 
 
 def trial_length(preset: ExperimentPreset) -> int:

@@ -29,6 +29,7 @@ from ddcore.baseline import full_data_baseline
 from ddcore.data import get_spec, load_dataset
 from ddcore.errors import DDError
 from ddcore.evaluate import (
+    PRECISIONS,
     EvalProtocol,
     EvalResult,
     architecture_flops,
@@ -36,6 +37,7 @@ from ddcore.evaluate import (
     get_protocol,
     without_later_defaults,
 )
+from ddcore.hardware import require_native_bf16
 from ddcore.methods import MethodConfig, StepReport, get_method
 from ddcore.models import architecture_fingerprint, get_model
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
@@ -69,6 +71,7 @@ class TrialConfig:
     cross_arch_models: list[str] = field(default_factory=list)  # if any: the cross-architecture matrix too
     data_root: str | None = None
     image_size: int | None = None
+    force_bf16: bool = False  # run bf16 where the hardware lacks it (recorded as Tag.BF16_FORCED)
 
     def protocol(self) -> EvalProtocol:
         """The resolved evaluation protocol (a one-line error for unknown names)."""
@@ -86,7 +89,7 @@ class TrialConfig:
 def trial_key(trial: TrialConfig) -> str:
     """A hash of everything in the trial that changes its result (not the device, paths, log cadence)."""
     values = trial.to_dict()
-    for name in ("data_root", "baseline"):
+    for name in ("data_root", "baseline", "force_bf16"):
         values.pop(name)
     for name in ("device", "log_every"):
         values["method_config"].pop(name)
@@ -113,6 +116,28 @@ def network_fingerprint(config: TrialConfig, model: str) -> str:
 def settings_key(values: dict) -> str:
     """20 hex digits of the settings' hash (JSON with sorted keys): the same settings, the same key."""
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def bf16_asked(config: TrialConfig) -> str | None:
+    """What of the trial runs in bf16 (`bf16 distillation forwards and evaluation`), or None."""
+    parts = [
+        name
+        for name, asked in (
+            ("distillation forwards", getattr(config.method_config, "bf16", False)),
+            ("evaluation", config.eval_precision == PRECISIONS[1]),
+        )
+        if asked
+    ]
+    return f"bf16 {' and '.join(parts)}" if parts else None
+
+
+def check_precision(config: TrialConfig) -> str | None:
+    """Refuse bf16 (one line) where the trial's device, on the machine this runs on, lacks native bf16,
+    unless `force_bf16`; then the note the trial records. None when nothing runs in bf16 or it is native."""
+    asked = bf16_asked(config)
+    if asked is None:
+        return None
+    return require_native_bf16(asked, resolve_device(config.method_config.device), config.force_bf16)
 
 
 def describe(config: TrialConfig, distill_sets: int = 1) -> str:
@@ -290,6 +315,9 @@ class _Trial:
             tracker.log_params(config.to_dict())
             tracker.set_tags({Tag.NOTE: describe(config)})
         tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
+        forced = check_precision(config)  # here, on the worker's own hardware, before any work
+        if forced:
+            tracker.set_tags({Tag.BF16_FORCED: forced})
         self.reached = 0  # the last iteration evaluated on the way (where a trial stopped early stopped)
         self.seeds = tuple(range(config.eval_seeds))
         self.first_model = config.eval_models[0]

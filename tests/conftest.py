@@ -16,6 +16,26 @@ def workspace(tmp_path, monkeypatch):
         ray.shutdown()
 
 
+@pytest.fixture
+def avx2_cpu(monkeypatch):
+    """This machine's CPU as an AVX2-only one (no native bf16), wherever the tests run."""
+    from ddcore import hardware
+
+    cpu = hardware.CpuReport("AMD EPYC", "AVX2", frozenset({"avx", "avx2", "fma"}))
+    monkeypatch.setattr(hardware, "cpu_report", lambda: cpu)
+    return cpu
+
+
+@pytest.fixture
+def amx_cpu(monkeypatch):
+    """This machine's CPU as one with AMX (native bf16), wherever the tests run."""
+    from ddcore import hardware
+
+    cpu = hardware.CpuReport("Intel Xeon", "AVX512", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+    monkeypatch.setattr(hardware, "cpu_report", lambda: cpu)
+    return cpu
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """Two finished digits runs (real init, IPC 1 and 2) in a store of their own; the

@@ -129,3 +129,35 @@ def test_lossless_dry_run_lists_the_ipcs_and_says_when_it_takes_more_than_a_day(
     assert longer.exit_code == 0, longer.output
     assert "days" in plan_value(longer.output, "estimated wall time")
     assert "--budget-hours" in plan_value(longer.output, "more than a day")
+
+
+def test_calibration_times_the_precision_that_will_run(monkeypatch):
+    """A bf16 trial's evaluation is calibrated under bf16 autocast, its test pass included; fp32 stays fp32."""
+    import torch
+    from torch import nn
+
+    import ddcore.models
+    from ddcore.data import load_dataset
+    from ddcore.methods import get_method
+    from orchestrator.plan import _evaluation_rates
+    from orchestrator.trial import TrialConfig
+
+    seen: list[tuple[bool, bool]] = []  # (training, under bf16 autocast) of every forward
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(64, 10)
+
+        def forward(self, x):
+            seen.append((self.training, torch.is_autocast_enabled("cpu")))
+            return self.linear(x.flatten(1))
+
+    monkeypatch.setattr(ddcore.models, "get_model", lambda *args: Probe())
+    data = load_dataset("digits")
+    method = get_method("datadam").config("paper", "digits", 1).with_overrides(device="cpu")
+    for precision in ("fp32", "bf16"):
+        seen.clear()
+        _evaluation_rates(data, TrialConfig("digits", "datadam", method, eval_precision=precision))
+        assert {training for training, _ in seen} == {True, False}
+        assert {autocast for _, autocast in seen} == {precision == "bf16"}

@@ -105,7 +105,7 @@ def test_unknown_protocol_is_one_error_line_and_records_nothing(workspace):
     assert not (workspace / "mlflow.db").exists()  # checked before a run is recorded
 
 
-def test_eval_protocol_reaches_the_trial_and_is_logged(workspace):
+def test_eval_protocol_reaches_the_trial_and_is_logged(workspace, amx_cpu):
     flags = ["--eval-protocol", "datadam", "--eval-batch-size", "32", "--eval-precision", "bf16", "--no-baseline"]
     result = invoke(["run", *QUICK, *flags])
     assert result.exit_code == 0, result.output
