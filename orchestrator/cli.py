@@ -771,18 +771,36 @@ def datasets(
 
     Example: ddorch datasets --data-root ~/data
     """
-    from ddcore.data import DATASETS, load_dataset, resolve_data_root
+    from ddcore.data import DATASETS, dataset_status, resolve_data_root
 
     root = resolve_data_root(data_root)
-    rows = []
-    for name in DATASETS:
-        try:
-            data = load_dataset(name, root)
-            status = f"{len(data.train_labels)} train / {len(data.test_labels)} test, {data.num_classes} classes"
-        except DDError as error:
-            status = f"not found: {error}"
-        rows.append([name, status])
+    rows = [[name, dataset_status(name, root)[1]] for name in DATASETS]
     tables.show(tables.table(f"Data sets (data root: {root})", ("name", "status"), rows, first_left=True))
+
+
+@app.command()
+@friendly_errors
+def env(
+    calibrate: bool = typer.Option(
+        False,
+        "--calibrate",
+        help="Also time one DataDAM iteration and one evaluation step in each precision native here "
+        "(a few seconds: the dry runs' calibration).",
+    ),
+    data_root: Path | None = DataRootOption,
+    tracking_uri: str | None = TrackingUriOption,
+) -> None:
+    """Print this machine's set-up as plain text to paste into an issue: versions, CPU and GPUs, the
+    precisions they compute natively, the data sets found, the tracking store and cache folder in use.
+
+    Example: ddorch env --calibrate | cat
+    """
+    from orchestrator.environment import calibration_lines, environment_lines
+
+    lines = environment_lines(data_root, tracking_uri)
+    typer.echo("\n".join(lines))
+    if calibrate:
+        typer.echo("\n".join(calibration_lines(data_root)))
 
 
 @app.command()

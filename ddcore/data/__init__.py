@@ -124,4 +124,21 @@ def load_dataset(
     return loader(root=resolve_data_root(data_root), image_size=image_size, download=download)
 
 
-__all__ = ["DATASETS", "DATASET_NAMES", "DatasetSpec", "get_spec", "load_dataset", "resolve_data_root"]
+def dataset_status(name: str, data_root: str | Path | None = None) -> tuple[bool, str]:
+    """(found, what was found: sizes and classes; or why not) for one data set under the data root."""
+    try:
+        data = load_dataset(name, data_root)
+    except DDError as error:
+        return False, f"not found: {error}"
+    return True, f"{len(data.train_labels)} train / {len(data.test_labels)} test, {data.num_classes} classes"
+
+
+__all__ = [
+    "DATASETS",
+    "DATASET_NAMES",
+    "DatasetSpec",
+    "dataset_status",
+    "get_spec",
+    "load_dataset",
+    "resolve_data_root",
+]
