@@ -165,12 +165,11 @@ def command_line(kind: str, run_id: str, config: Any) -> str:
     cannot alter it."""
     parts = ["ddorch", kind.replace("_", "-"), run_id]
     for spec in fields(config):
-        value = getattr(config, spec.name)
-        if value is not None:
-            parts += [
-                f"--{canonical(spec.name.replace('_', '-'))}",
-                ",".join(value) if isinstance(value, (tuple, list)) else str(value),
-            ]
+        value, flag = getattr(config, spec.name), f"--{canonical(spec.name.replace('_', '-'))}"
+        if isinstance(value, bool):  # a switch: its flag alone, when on
+            parts += [flag] if value else []
+        elif value is not None:
+            parts += [flag, ",".join(value) if isinstance(value, (tuple, list)) else str(value)]
     return shlex.join(parts)
 
 

@@ -1077,6 +1077,7 @@ def cross_arch(
     eval_protocol: str = EvalProtocolOption,
     eval_batch_size: int | None = EvalBatchSizeOption,
     eval_precision: EvalPrecision = EvalPrecisionOption,
+    force_bf16: bool = ForceBf16Option,
     tracking_uri: str | None = TrackingUriOption,
     data_root: Path | None = DataRootOption,
     output_dir: Path = OutputDirOption,
@@ -1095,6 +1096,7 @@ def cross_arch(
         eval_protocol,
         eval_batch_size,
         eval_precision.value,
+        force_bf16,
     )
     _analyse("cross_arch", run_id, config, tracking_uri, data_root, output_dir)
 

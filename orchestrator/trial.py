@@ -521,6 +521,7 @@ class _Trial:
             eval_protocol=config.eval_protocol,
             eval_batch_size=config.eval_batch_size,
             eval_precision=config.eval_precision,
+            force_bf16=config.force_bf16,  # checked, and recorded, with the trial itself
         )
         record_analysis(
             self.tracker, "cross_arch", cross_architecture(synthetic, self.data, settings, self.progress), folder

@@ -10,10 +10,17 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 import ddcore.analyses.cross_arch as cross_arch_module
-from ddcore.analyses.cross_arch import RANDOM_ROW, CrossArchConfig, cross_architecture, random_real_like
+from ddcore.analyses.cross_arch import (
+    RANDOM_ROW,
+    CrossArchConfig,
+    check_cross_arch,
+    cross_architecture,
+    random_real_like,
+)
 from ddcore.data import load_dataset
+from ddcore.errors import DDError
 from ddcore.synthetic import SyntheticSet
-from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG
+from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, command_line
 from orchestrator.cli import app
 
 runner = CliRunner()
@@ -86,11 +93,22 @@ def test_soft_labels_and_learned_lr_reach_training(digits, monkeypatch):
     assert calls == [(2, 0.003), (1, None)]  # synthetic row: soft labels, learned lr; random row: hard, protocol lr
 
 
-def test_protocol_is_chosen_by_name(digits):
+def test_protocol_is_chosen_by_name(digits, amx_cpu):
     config = CrossArchConfig(("MLP",), seeds=1, epochs=1, device="cpu", eval_protocol="datadam", eval_batch_size=16)
     assert cross_architecture(real_images_as_synthetic(digits), digits, config).protocol == "datadam-bs16-1ep"
     bf16 = replace(config, eval_precision="bf16")
     assert cross_architecture(real_images_as_synthetic(digits), digits, bf16).protocol == "datadam-bs16-1ep-bf16"
+
+
+def test_bf16_the_cpu_lacks_is_refused_unless_forced(digits, avx2_cpu):
+    config = CrossArchConfig(("MLP",), seeds=1, epochs=1, device="cpu", eval_precision="bf16")
+    with pytest.raises(DDError, match=r"^bf16 evaluation asked for on AMD EPYC \(AVX2\), which lacks"):
+        check_cross_arch(real_images_as_synthetic(digits), digits, config)
+    check_cross_arch(real_images_as_synthetic(digits), digits, replace(config, force_bf16=True))
+    assert command_line("cross_arch", "abc", replace(config, force_bf16=True)).endswith(
+        "--eval-precision bf16 --force-bf16"
+    )
+    assert "--force-bf16" not in command_line("cross_arch", "abc", config)
 
 
 def test_cli_records_a_child_run_and_errors_are_one_line(tiny_runs, tmp_path):

@@ -143,3 +143,13 @@ def test_a_sweep_trial_fails_with_the_reason_before_it_distils(tmp_path, avx2_cp
     assert run.data.tags[Tag.FAILURE].startswith("bf16 evaluation asked for on AMD EPYC (AVX2), which lacks")
     forced = build_trial(tiny_preset(eval_precision="bf16"), {}, replace(context, force_bf16=True))
     assert forced.force_bf16 and bf16_asked(forced) == "bf16 evaluation"
+
+
+def test_cross_arch_refuses_it_before_its_child_run(tiny_runs, avx2_cpu):
+    uri, run_ids, _ = tiny_runs
+    client = MlflowClient(uri)
+    runs_before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    args = ["cross-arch", run_ids[0], "--eval-models", "MLP", "--eval-precision", "bf16", "--tracking-uri", uri]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and result.output.startswith("error: bf16 evaluation asked for on AMD EPYC (AVX2)")
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs_before

@@ -22,6 +22,7 @@ from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, evaluate, get_protocol
+from ddcore.hardware import require_native_bf16
 from ddcore.models import get_model
 from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
@@ -134,6 +135,7 @@ class CrossArchConfig:
     eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
     eval_batch_size: int | None = None  # override the protocol's batch size
     eval_precision: str = "fp32"  # or "bf16" (ddcore.evaluate.PRECISIONS)
+    force_bf16: bool = False  # bf16 even where the device lacks it (ddcore.hardware)
 
     def protocol(self, dataset: str) -> EvalProtocol:
         name = self.eval_protocol or get_spec(dataset).eval_protocol
@@ -146,8 +148,10 @@ def check_cross_arch(synthetic: SyntheticSet, data: RealDataset, config: CrossAr
     synthetic.check_matches(data)
     if config.seeds < 1:
         raise DDError(f"cross-architecture evaluation needs at least one seed, got {config.seeds}")
-    config.protocol(synthetic.dataset)
-    resolve_device(config.device)
+    protocol = config.protocol(synthetic.dataset)
+    device = resolve_device(config.device)
+    if protocol.precision == "bf16":
+        require_native_bf16("bf16 evaluation", device, config.force_bf16)
 
 
 def cross_architecture(
