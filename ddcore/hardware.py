@@ -5,8 +5,10 @@ or AMX-BF16 instructions: oneDNN, which runs torch's CPU convolutions, has bf16 
 `avx512_core_bf16` and `avx512_core_amx` ISAs and otherwise converts through fp32 ("Support for
 low precision data types may not be available" on every platform: oneDNN's Data Types guide,
 https://oneapi-src.github.io/oneDNN/v2/dev_guide_data_types.html, Hardware Limitations). Measured
-here: 27x slower than fp32 on an AVX2-only CPU (`EMULATED_CPU_COST`). On NVIDIA GPUs bf16 tensor
-cores start with compute capability 8.0 (Ampere); torch emulates bf16 on earlier ones.
+27x slower than fp32 on an AVX2-only CPU (`EMULATED_CPU_COST`). On NVIDIA GPUs bf16 tensor
+cores start with compute capability 8.0 (Ampere): torch's own `torch.cuda.is_bf16_supported(
+including_emulation=False)` draws the line at major version 8 and counts older GPUs as emulating it
+(torch/cuda/__init__.py).
 
 torch names its own CPU kernel level with `torch.backends.cpu.get_cpu_capability()` ("DEFAULT",
 "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256": its docstring,
@@ -29,7 +31,7 @@ from ddcore.errors import DDError
 # CPU flags (as /proc/cpuinfo spells them) that give native bf16 arithmetic.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 CUDA_BF16_CAPABILITY = (8, 0)
-# benchmarks/RESULTS.md ("bf16 needs native hardware"): benchmarks/datadam_speed.py, MNIST, IPC 10,
+# benchmarks/RESULTS.md ("bf16 needs hardware that computes it"): benchmarks/datadam_speed.py, MNIST, IPC 10,
 # 256 real images per class, DSA, alone on a 2-core AMD EPYC host with AVX2 only.
 EMULATED_CPU_COST = (
     "measured 27x slower than fp32 (one DataDAM iteration 124.7 s vs 4.53 s on a 2-core AVX2-only AMD EPYC, "
