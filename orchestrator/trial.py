@@ -29,7 +29,6 @@ from ddcore.baseline import full_data_baseline
 from ddcore.data import get_spec, load_dataset
 from ddcore.errors import DDError
 from ddcore.evaluate import (
-    PRECISIONS,
     EvalProtocol,
     EvalResult,
     architecture_flops,
@@ -124,7 +123,7 @@ def bf16_asked(config: TrialConfig) -> str | None:
         name
         for name, asked in (
             ("distillation forwards", getattr(config.method_config, "bf16", False)),
-            ("evaluation", config.eval_precision == PRECISIONS[1]),
+            ("evaluation", config.eval_precision == "bf16"),
         )
         if asked
     ]
