@@ -539,7 +539,13 @@ def sweep(
     from dataclasses import replace
 
     from ddcore.data import resolve_data_root
-    from orchestrator.cluster import check_resources, cluster_resources, connect, preset_resources
+    from orchestrator.cluster import (
+        check_resources,
+        cluster_resources,
+        connect,
+        preset_resources,
+        requested_address,
+    )
     from orchestrator.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.sweep import (
         SweepSettings,
@@ -562,7 +568,7 @@ def sweep(
     )
     check_protocol(preset)
     space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
-    if address is None:  # the trials run on this machine: bf16 it lacks is refused before Ray starts
+    if requested_address(address)[0] is None:  # trials run on this machine: bf16 it lacks is refused now
         check_precisions(preset, space, device, force_bf16)
     sweep_name, storage = name or preset.name, str(storage_path.resolve())
     if resume:

@@ -40,7 +40,7 @@ from ddcore.evaluate import get_protocol, without_later_defaults
 from ddcore.methods import get_method
 from ddcore.tables import plural
 from orchestrator import run_schema as schema
-from orchestrator.cluster import TaskFailed, TaskPool, check_address, check_resources, connect
+from orchestrator.cluster import TaskFailed, TaskPool, check_address, check_resources, connect, requested_address
 from orchestrator.ipc_search import Decision, IPCSearch, decide
 from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
@@ -138,7 +138,7 @@ class LosslessConfig:
         for ok, message in checks:
             if not ok:
                 raise DDError(message)
-        if self.address is None:  # the trials run on this machine: bf16 it lacks is refused before any work
+        if requested_address(self.address)[0] is None:  # trials run on this machine: bf16 it lacks is refused now
             for method in self.methods:
                 check_precision(build_request(self, method, 1, threshold=0.0).trial)
 

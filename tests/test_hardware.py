@@ -106,6 +106,19 @@ def test_local_sweeps_and_searches_refuse_it_before_ray_or_a_run(workspace, avx2
     assert no_runs(workspace) and not ray.is_initialized()
 
 
+@pytest.mark.parametrize(
+    "args, environment",
+    [
+        (["lossless", "--dataset", "digits", "--eval-precision", "bf16", "--address", "127.0.0.1:9"], {}),
+        (["sweep", "digits_datadam", "--eval-precision", "bf16"], {"RAY_ADDRESS": "127.0.0.1:9"}),
+    ],
+)
+def test_on_a_cluster_the_workers_hardware_decides_not_this_machines(workspace, avx2_cpu, args, environment):
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200", **environment})
+    assert result.exit_code == 2 and "cannot reach the Ray cluster" in result.output, result.output
+    assert "bf16" not in result.output
+
+
 def test_force_runs_it_and_the_run_records_that_it_was_forced(workspace, avx2_cpu):
     args = [*RUN, "--bf16", "--eval-precision", "bf16", "--force-bf16", "--no-baseline"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
