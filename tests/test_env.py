@@ -45,7 +45,7 @@ def test_every_field_on_a_cpu_only_machine(tmp_path, avx2_cpu, monkeypatch):
     assert fields["CPU precisions"].startswith("fp32; bf16 not native (lacks AVX512-BF16 and AMX")
     assert fields["GPUs"] == "none visible to torch (CUDA)"
     assert fields["data sets found"].startswith("digits (1258 train / 539 test")
-    assert fields["data sets not found"].startswith("mnist, fashion_mnist, mhist")
+    assert fields["data sets not found"].startswith("mnist, ") and "mhist" in fields["data sets not found"]
     assert fields["tracking URI"] == f"sqlite:///{tmp_path / 'x.db'}" and not (tmp_path / "x.db").exists()
     assert fields["cache folder"] == str(tmp_path / "cache")
 
