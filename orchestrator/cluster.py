@@ -107,15 +107,16 @@ def requested_address(address: str | None) -> tuple[str | None, str]:
     return None, ""
 
 
-def check_address(address: str | None) -> None:
-    """A cluster that does not answer is one line naming its address and where that came from,
-    before anything is started or logged."""
+def check_address(address: str | None) -> str | None:
+    """The cluster to join (`auto` resolved), or None for a local instance. A cluster that does not
+    answer is one line naming its address and where that came from, before anything is started or logged."""
     address, source = requested_address(address)
     if not address or address.startswith("ray://"):
-        return
+        return address
     if address == "auto":
         address, source = _auto_address(source)
     _check_port(address, source)
+    return address
 
 
 def connect(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> None:
@@ -131,8 +132,7 @@ def connect(address: str | None, num_cpus: int | None = None, verbose: bool = Fa
 
     if ray.is_initialized():
         return
-    check_address(address)
-    address, _ = requested_address(address)
+    address = check_address(address)  # `auto` joins what was checked, not what Ray would pick again
     level = logging.INFO if verbose else logging.ERROR
     try:
         if address:
@@ -155,32 +155,32 @@ def connect(address: str | None, num_cpus: int | None = None, verbose: bool = Fa
 
 
 def _auto_address(source: str) -> tuple[str, str]:
-    """The cluster `ray.init(address="auto")` joins, found as Ray finds it, and where it was found.
+    """The cluster `auto` means, in the order Ray documents, and where it was found.
 
-    Ray 2.60 (`ray._private.services.get_ray_address_from_environment`): `$RAY_ADDRESS`, else the
-    address in `<temp>/ray/ray_current_cluster` (written by `ray start --head`, removed by `ray stop`;
-    <temp> is `$RAY_TMPDIR`, else `$TMPDIR`, else /tmp: `ray._common.utils.get_default_system_temp_dir`),
-    else any GCS process running on this machine.
+    Ray 2.60 (`ray._private.services.get_ray_address_from_environment`'s docstring): `$RAY_ADDRESS`,
+    else the address in `<temp>/ray/ray_current_cluster` (written by `ray start --head`, removed by
+    `ray stop`; <temp> is `$RAY_TMPDIR`, else `$TMPDIR`, else /tmp:
+    `ray._common.utils.get_default_system_temp_dir`), else a GCS process running on this machine. Its
+    code prefers a lone running GCS to the record (any other Ray of this machine, a test's or another
+    user's, would win over the cluster `ray start` named): the record comes first here.
     """
     import os
 
     from ray._common.utils import get_ray_address_file
     from ray._private import services
 
-    try:
-        found = services.get_ray_address_from_environment("auto", None)
-    except ConnectionError:
+    if os.environ.get("RAY_ADDRESS", "auto") != "auto":
+        return os.environ["RAY_ADDRESS"], f"{source} auto, RAY_ADDRESS"
+    recorded = services.find_bootstrap_address(None)
+    if recorded:
+        return recorded, f"{source} auto, {get_ray_address_file(None)}"
+    running = services.find_gcs_addresses()
+    if not running:
         raise DDError(
             f"{source} auto: no Ray cluster runs on this machine; start one with `ray start --head` "
             f"or {_local_instead(source)}"
-        ) from None
-    if os.environ.get("RAY_ADDRESS", "auto") != "auto":
-        where = "RAY_ADDRESS"
-    elif found == services.find_bootstrap_address(None):
-        where = get_ray_address_file(None)
-    else:
-        where = "a Ray process running here"
-    return found, f"{source} auto, {where}"
+        )
+    return next(iter(running)), f"{source} auto, a Ray process running here"
 
 
 def _local_instead(source: str) -> str:

@@ -149,10 +149,13 @@ def test_a_stale_cluster_record_does_not_hold_up_a_local_sweep(ray_temp, tmp_pat
     assert len(rows) == 1 and rows[0].status == "finished"
 
 
-def test_address_auto_naming_a_cluster_that_is_gone_is_one_line_in_seconds(ray_temp, tmp_path):
+@pytest.mark.parametrize("another_ray", [False, True], ids=["alone", "beside-another-ray"])
+def test_address_auto_naming_a_cluster_that_is_gone_is_one_line_in_seconds(ray_temp, tmp_path, another_ray):
     stale = f"127.0.0.1:{free_port()}"
     record = ray_temp / "ray_current_cluster"
     record.write_text(stale)
+    if another_ray:  # a live Ray of this machine (here, the test's own) must not be joined in the record's place
+        connect(None, num_cpus=1)
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", "sweep", "digits_datadam", "--address", "auto"],
