@@ -202,14 +202,7 @@ class Tracker:
         open_store(uri)
         client = MlflowClient(uri)
         experiment_id = _experiment_id(client, experiment)
-        all_tags = {
-            Tag.GIT_COMMIT: git_commit(short=False),
-            Tag.SOURCE_NAME: source or command_line(),
-            Tag.SOURCE_TYPE: "LOCAL",
-            Tag.USER: user_name(),
-            Tag.VERSIONS: package_versions(),
-            **(tags or {}),
-        }
+        all_tags = {**provenance_tags(source), **(tags or {})}
         if parent_run_id:
             all_tags[Tag.PARENT] = parent_run_id
         if description:
@@ -259,6 +252,18 @@ class Tracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
+def provenance_tags(source: str | None = None) -> dict[str, str]:
+    """Where a run came from, as MLflow's UI shows it: commit, command (`source`: default this process's),
+    user, package versions. Both trackers record them."""
+    return {
+        Tag.GIT_COMMIT: git_commit(short=False),
+        Tag.SOURCE_NAME: source or command_line(),
+        Tag.SOURCE_TYPE: "LOCAL",
+        Tag.USER: user_name(),
+        Tag.VERSIONS: package_versions(),
+    }
+
+
 def logged_params(params: dict[str, Any]) -> dict[str, str]:
     """Params as MLflow keeps them: flat names, string values cut to its 6,000-character limit."""
     return {k: str(v)[:6000] for k, v in flatten("", params).items()}
@@ -296,8 +301,7 @@ class FolderTracker:
         tracker._update(
             "meta.json", {"run_id": run_id, "run_name": run_name, "status": Status.RUNNING, "start_time": now}
         )
-        base = {Tag.GIT_COMMIT: git_commit(short=False), Tag.SOURCE_NAME: command_line(), Tag.USER: user_name()}
-        tracker.set_tags({**base, Tag.VERSIONS: package_versions(), **(tags or {})})
+        tracker.set_tags({**provenance_tags(), **(tags or {})})
         return tracker
 
     def _update(self, name: str, values: dict) -> None:
