@@ -437,6 +437,7 @@ def run_probe(gpu_row: GpuRow, profile: Profile, out: Path) -> None:
             {
                 "kind": "probe",
                 "name": f"probe_{precision}",
+                "row": gpu_row.name,
                 "precision": precision,
                 "figures": measured,
                 "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
@@ -545,7 +546,8 @@ def run_batch(batch: list[GpuRow], profile: Profile, out: Path, deadline: float,
 
 
 def headline(name: str, lines: list[dict]) -> str:
-    found = [line for line in lines if line.get("name") == name or line.get("name", "").startswith(f"{name}_")]
+    """The row's result in a few words, from its last line (a probe line per precision names its row)."""
+    found = [line for line in lines if line.get("row", line.get("name")) == name]
     if not found:
         return ""
     line = found[-1]

@@ -122,6 +122,16 @@ def test_the_gpu_plan_lists_every_row_with_an_estimate():
     assert plan.splitlines()[1].split()[0] == "run"  # the probe always fits
 
 
+def test_the_summary_shows_each_row_its_own_line():
+    lines = [
+        {"kind": "trial", "name": "ipc10", "mean": 0.97, "std": 0.001, "seeds": 3},
+        {"kind": "trial", "name": "ipc10_3sets", "mean": 0.96, "std": 0.002, "seeds": 3},
+        {"kind": "probe", "name": "probe_fp32", "row": "probe", "figures": {"eval_step": 0.5}},
+    ]
+    assert gpu_suite.headline("ipc10", lines).startswith("97.00")  # not the longer name's line
+    assert gpu_suite.headline("probe", lines) == "eval_step 0.5"
+
+
 def test_probe_figures_replace_the_guesses():
     lines = [{"kind": "probe", "precision": "fp32", "figures": {"its:mnist:ipc10": 300.0, "eval_step": 0.001}}]
     figures = gpu_suite.figures_from(lines, gpu_suite.GPU_FIGURES)
