@@ -2,7 +2,7 @@
 the cross-architecture matrix over six networks, the continual-learning curve (distilled memory vs
 random and herding exemplars) and the NAS-proxy rank correlation.
 
-Each part runs exactly what its `ddorch` command runs (orchestrator.analyses.analyse_run: a child
+Each part runs exactly what its `ddorch` command runs (orchestrator.engine.analyses.analyse_run: a child
 MLflow run of RUN_ID with its table, numbers and plots), then prints the table, the wall time and
 the `ddorch` command that reproduces it, and appends a JSON line to --log.
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ddcore.analyses.continual import ContinualConfig  # noqa: E402
 from ddcore.analyses.cross_arch import CrossArchConfig  # noqa: E402
 from ddcore.analyses.nas_proxy import NasProxyConfig  # noqa: E402
-from orchestrator.analyses import analyse_run, command_line  # noqa: E402
+from orchestrator.engine.analyses import analyse_run, command_line  # noqa: E402
 
 SETTINGS = {
     "full": {

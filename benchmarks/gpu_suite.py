@@ -19,7 +19,7 @@ says it would end past the budget; what runs past the hard deadline is stopped a
 finished row is appended at once to `OUT/results.jsonl` (trial and baseline rows in the format of
 `benchmarks/suite.py`, with the GPU's name), so a time-out loses nothing finished; `OUT/env.json`
 holds the GPU, driver, torch and CUDA versions; a summary goes to stdout. The device has no MLflow:
-each trial's run is written to a folder (`orchestrator.tracking.FolderTracker`), packed as
+each trial's run is written to a folder (`orchestrator.store.tracking.FolderTracker`), packed as
 `OUT/runs.tar.gz`. Estimates come from the probe once it has run, else from the first week's H100
 figures (`GPU_FIGURES`).
 
@@ -85,7 +85,7 @@ START_SECONDS = 8.0  # a row process's imports and data loading
 @dataclass(frozen=True)
 class Bracket:
     """A lossless bracket: `method` at growing IPCs until its mean reaches the full-data `target` row's
-    mean less `tolerance` points (the rule of `orchestrator.ipc_search.decide`), or the time ends."""
+    mean less `tolerance` points (the rule of `orchestrator.engine.ipc_search.decide`), or the time ends."""
 
     method: str
     dataset: str
@@ -370,7 +370,7 @@ def measure(row: Row, profile: Profile, out: Path) -> dict:
 def run_bracket(gpu_row: GpuRow, profile: Profile, out: Path, deadline: float | None = None) -> None:
     """IPC after IPC until lossless, or until the next would end past the deadline; a line per IPC and one
     for the bracket (the largest IPC reached and its gap when none was lossless)."""
-    from orchestrator.ipc_search import decide
+    from orchestrator.engine.ipc_search import decide
 
     bracket = gpu_row.bracket
     deadline = deadline or float(os.environ.get("GPU_SUITE_DEADLINE", "inf"))

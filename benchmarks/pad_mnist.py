@@ -46,7 +46,7 @@ from ddcore.methods import get_method  # noqa: E402
 from ddcore.methods.pad.difficulty import difficulty_scores  # noqa: E402
 from ddcore.methods.pad.experts import obtain_experts  # noqa: E402
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device  # noqa: E402
-from orchestrator.cluster import TaskPool, connect  # noqa: E402
+from orchestrator.engine.cluster import TaskPool, connect  # noqa: E402
 
 TINY = dict(
     num_experts=2,

@@ -1,6 +1,6 @@
 """The accuracy benchmark suite: named rows, run one at a time on idle cores, recorded for good.
 
-Each row is a full trial through `orchestrator.trial.run_trial` (the `ddorch run` trial: distil,
+Each row is a full trial through `orchestrator.engine.trial.run_trial` (the `ddorch run` trial: distil,
 evaluate, compare), or a full-data baseline through `ddcore.baseline.full_data_baseline`, logged
 to MLflow (experiment `benchmarks`) and appended to `benchmarks/results.jsonl` with the machine,
 the commit, the load average at start and end, per-seed accuracies and the time split.
@@ -16,7 +16,7 @@ share the cores. `--budget-minutes` starts no row whose estimate does not fit wh
 a row that can go on in parts: then it runs the work that fits (a trial's distillation, then
 evaluation seeds; a full-data baseline's seeds), each part kept on disk as it ends, and is
 recorded once all its seeds are done, over as many suite runs as that takes. A trial's parts live
-in its `orchestrator.trial_cache.TrialCache` in `benchmarks/parts/` (commit them: the next session
+in its `orchestrator.store.trial_cache.TrialCache` in `benchmarks/parts/` (commit them: the next session
 may be a new checkout on a new machine), deleted once the row is recorded; a baseline's seeds in
 the baseline cache. A PAD row's estimate includes its experts while the cache lacks them; when
 they do not fit beside the distillation, the skip line gives the `ddorch experts` command that
@@ -24,7 +24,7 @@ trains them alone (into the same cache).
 `DDORCH_DATA_ROOT` as usual.
 
 A row of `distill_seeds` N > 1 distils N sets (distillation seeds `seed`.. `seed` + N - 1, `seed` its
-settings' or 0), each evaluated by `eval_seeds` networks, through `orchestrator.sets.run_sets` (one
+settings' or 0), each evaluated by `eval_seeds` networks, through `orchestrator.engine.sets.run_sets` (one
 parent run, a child per set); each set's parts live in its own cache, so such a row too goes on in
 parts (whole sets, or the first unfinished set's part). Its line's `mean` and `std` are the mean and
 population std of the sets' means (each over its networks; `ddcore.spread.over_sets`), `per_set`
@@ -93,7 +93,7 @@ class Row:
     def key(self) -> str:
         """The row's settings without its name, hashed: the same measurement whatever the commit."""
         from ddcore.evaluate import without_later_defaults  # both import torch: only where used
-        from orchestrator.trial import settings_key
+        from orchestrator.engine.trial import settings_key
 
         # fields added later are left out where they hold their defaults, so earlier rows keep their keys
         values = {
@@ -427,9 +427,9 @@ def _cached_runs(row: Row) -> dict:
 
 
 def _trial_config(row: Row, device: str = "auto"):
-    """The `orchestrator.trial.TrialConfig` of a trial row."""
+    """The `orchestrator.engine.trial.TrialConfig` of a trial row."""
     from ddcore.methods import get_method
-    from orchestrator.trial import TrialConfig
+    from orchestrator.engine.trial import TrialConfig
 
     overrides = {"init": row.init, "iterations": row.iterations, "device": device, **row.settings}
     preset, method_config = get_method(row.method).configure(row.preset, row.dataset, row.ipc, overrides)
@@ -450,8 +450,8 @@ def _trial_config(row: Row, device: str = "auto"):
 def _trial_cache(row: Row, device: str = "auto", parts: Path | None = None):
     """A trial row's cache (by its name and distillation) and its TrialConfig; a part of a row (fewer
     seeds) has the same cache as the whole row."""
-    from orchestrator.trial import distillation_key
-    from orchestrator.trial_cache import TrialCache
+    from orchestrator.engine.trial import distillation_key
+    from orchestrator.store.trial_cache import TrialCache
 
     trial = _trial_config(row, device)
     key = distillation_key(trial)
@@ -460,7 +460,7 @@ def _trial_cache(row: Row, device: str = "auto", parts: Path | None = None):
 
 def _cached_trial_runs(row: Row, cache, trial) -> dict:
     """The final evaluation seeds of the row kept in its cache, by seed."""
-    from orchestrator.trial import network_fingerprint
+    from orchestrator.engine.trial import network_fingerprint
 
     fingerprint = network_fingerprint(trial, row.eval_model)
     return cache.seed_runs(row.eval_model, fingerprint, trial.protocol(), tuple(range(row.eval_seeds)))
@@ -551,9 +551,9 @@ FOLDER_STORE = "folder:"  # a tracking URI `folder:PATH`: runs written to PATH, 
 
 def start_tracker(tracking_uri: str | None, row: Row, name: str | None = None, tags: dict[str, str] | None = None):
     """The row's run (`name`, `tags`: a set's child run): in MLflow, or in a folder
-    (`orchestrator.tracking.FolderTracker`) for `folder:PATH`."""
-    from orchestrator.run_schema import Tag
-    from orchestrator.tracking import FolderTracker, Tracker
+    (`orchestrator.store.tracking.FolderTracker`) for `folder:PATH`."""
+    from orchestrator.store.run_schema import Tag
+    from orchestrator.store.tracking import FolderTracker, Tracker
 
     tags = {Tag.BENCHMARK: row.name, **(tags or {})}
     if tracking_uri and tracking_uri.startswith(FOLDER_STORE):
@@ -562,7 +562,7 @@ def start_tracker(tracking_uri: str | None, row: Row, name: str | None = None, t
 
 
 def _run_trial(row: Row, tracking_uri: str | None, device: str, parts: Path | None = None) -> dict:
-    from orchestrator.trial import run_trial
+    from orchestrator.engine.trial import run_trial
 
     cache, trial = _trial_cache(row, device, parts)
     tracker = start_tracker(tracking_uri, row)
@@ -587,10 +587,10 @@ def _run_trial(row: Row, tracking_uri: str | None, device: str, parts: Path | No
 
 
 def _run_sets(row: Row, tracking_uri: str | None, device: str, parts: Path | None = None) -> dict:
-    """A row of several sets through `orchestrator.sets.run_sets`: a parent run, a child per set, each
+    """A row of several sets through `orchestrator.engine.sets.run_sets`: a parent run, a child per set, each
     set's parts in its own cache."""
-    from orchestrator.run_schema import Tag
-    from orchestrator.sets import run_sets
+    from orchestrator.engine.sets import run_sets
+    from orchestrator.store.run_schema import Tag
 
     caches = {}
     for one in set_rows(row):
@@ -660,7 +660,7 @@ def record(row: Row, measured: dict, load_start: float, load_end: float, ignored
     """The results.jsonl line: the row's settings, where and on what it ran, and what it measured."""
     import torch
 
-    from orchestrator.tracking import git_commit
+    from orchestrator.store.tracking import git_commit
 
     per_seed = measured["per_seed"]
     if "per_set" in measured:

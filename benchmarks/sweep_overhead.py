@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cluster import connect  # noqa: E402
-from orchestrator.experiments import AshaSettings, Distribution, ExperimentPreset, SearchSpace  # noqa: E402
-from orchestrator.sweep import SweepContext, SweepSettings, build_trial, record_in_parent, run_sweep, summarize  # noqa: E402
-from orchestrator.tracking import Tracker  # noqa: E402
-from orchestrator.trial import run_trial  # noqa: E402
+from orchestrator.engine.cluster import connect  # noqa: E402
+from orchestrator.engine.experiments import AshaSettings, Distribution, ExperimentPreset, SearchSpace  # noqa: E402
+from orchestrator.engine.sweep import SweepContext, SweepSettings, build_trial, record_in_parent, run_sweep, summarize  # noqa: E402
+from orchestrator.engine.trial import run_trial  # noqa: E402
+from orchestrator.store.tracking import Tracker  # noqa: E402
 
 
 def main() -> None:

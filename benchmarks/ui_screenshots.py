@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.tracking import TRAINING_VIEW, ui_address  # noqa: E402
+from orchestrator.store.tracking import TRAINING_VIEW, ui_address  # noqa: E402
 from tests.ui_browser import EXPANDER, Browser, chromium, log_tiny_sweep, mlflow_ui  # noqa: E402
 
 FIGURES = ROOT / "benchmarks" / "figures"

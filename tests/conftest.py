@@ -42,8 +42,8 @@ def tiny_runs(tmp_path_factory):
     second also holds its own cross-architecture matrix (a sweep preset's `cross_arch_models`).
     Returns (tracking URI, [run ids], output dir). Tiny on purpose: a few iterations and epochs."""
     from ddcore.methods import get_method
-    from orchestrator.tracking import Tracker
-    from orchestrator.trial import TrialConfig, run_trial
+    from orchestrator.engine.trial import TrialConfig, run_trial
+    from orchestrator.store.tracking import Tracker
 
     folder = tmp_path_factory.mktemp("tiny_runs")
     uri = f"sqlite:///{folder / 'mlflow.db'}"

@@ -64,7 +64,7 @@ def test_version_and_completion_options():
 def test_experiments_open_in_mlflows_model_training_view(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tracking import Tracker
+    from orchestrator.store.tracking import Tracker
 
     tracker = Tracker.start(f"sqlite:///{tmp_path / 'mlflow.db'}", "fresh")
     tags = MlflowClient(tracker.tracking_uri).get_experiment(tracker.experiment_id).tags

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from ddcore.errors import DDError
 from orchestrator.cli import app
-from orchestrator.runs import find_run
-from orchestrator.tracking import resolve_tracking_uri
+from orchestrator.store.runs import find_run
+from orchestrator.store.tracking import resolve_tracking_uri
 
 runner = CliRunner()
 COMMANDS = typer.main.get_command(app).commands
@@ -95,7 +95,7 @@ def test_an_ambiguous_prefix_names_its_matches():
     ],
 )
 def test_runs_shows_trials_stopped_on_purpose_as_stopped_early(status, tags, shown):
-    from orchestrator.runs import _status
+    from orchestrator.store.runs import _status
 
     run = SimpleNamespace(info=SimpleNamespace(status=status), data=SimpleNamespace(tags=tags))
     assert _status(run) == shown

@@ -16,7 +16,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from orchestrator.cluster import connect
+from orchestrator.engine.cluster import connect
 from tests.test_server import free_port
 from tests.test_sweep import sweep, tiny_preset
 

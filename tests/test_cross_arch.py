@@ -20,8 +20,8 @@ from ddcore.analyses.cross_arch import (
 from ddcore.data import load_dataset
 from ddcore.errors import DDError
 from ddcore.synthetic import SyntheticSet
-from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, command_line
 from orchestrator.cli import app
+from orchestrator.engine.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG, command_line
 
 runner = CliRunner()
 

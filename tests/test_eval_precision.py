@@ -11,9 +11,9 @@ from torch import nn
 from ddcore.errors import DDError
 from ddcore.evaluate import DC, PRECISIONS, architecture_flops, evaluate, get_protocol, without_later_defaults
 from ddcore.methods import get_method
-from orchestrator.cli import EvalPrecision
-from orchestrator.lossless import LosslessConfig, search_key
-from orchestrator.trial import TrialConfig, trial_key
+from orchestrator.cli.options import EvalPrecision
+from orchestrator.engine.lossless import LosslessConfig, search_key
+from orchestrator.engine.trial import TrialConfig, trial_key
 from tests.test_evaluate import QUICK, toy_dataset
 
 
@@ -79,8 +79,8 @@ def test_only_later_settings_at_their_defaults_are_left_out_of_hashed_settings_a
 
 
 def test_lossless_and_sweep_trials_carry_the_precision():
-    from orchestrator.lossless import build_request
-    from orchestrator.sweep import preset_trial
+    from orchestrator.engine.lossless import build_request
+    from orchestrator.engine.sweep import preset_trial
     from tests.test_sweep import tiny_preset
 
     request = build_request(LosslessConfig(dataset="digits", eval_epochs=2, eval_precision="bf16"), "datadam", 2, 0.9)

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from ddcore.errors import DDError
 from orchestrator.cli import app
-from orchestrator.experiments import list_experiments, load_experiment, load_space, parse_overrides
+from orchestrator.engine.experiments import list_experiments, load_experiment, load_space, parse_overrides
 
 
 def test_presets_load_and_their_spaces_validate():
@@ -17,7 +17,7 @@ def test_presets_load_and_their_spaces_validate():
 
 
 def test_preset_eval_protocol_is_checked(monkeypatch, tmp_path):
-    import orchestrator.experiments as experiments
+    import orchestrator.engine.experiments as experiments
 
     assert load_experiment("digits_datadam").eval_protocol is None  # the data set's (DatasetSpec): dc
     (tmp_path / "odd.toml").write_text(
@@ -33,7 +33,7 @@ def test_preset_eval_protocol_is_checked(monkeypatch, tmp_path):
 def test_sweep_build_trial_carries_the_protocol():
     from dataclasses import replace
 
-    from orchestrator.sweep import SweepContext, build_trial
+    from orchestrator.engine.sweep import SweepContext, build_trial
 
     preset = replace(load_experiment("digits_datadam"), eval_protocol="datadam")
     trial = build_trial(preset, {}, SweepContext("sqlite:///x.db", "ddorch", "parent", "/tmp", None))
@@ -103,7 +103,7 @@ def test_a_sampled_ipc_and_the_methods_default_preset_reach_the_trial():
     """`Method.configure`: no preset means the method's first; sampled values (ipc too) override it."""
     from dataclasses import replace
 
-    from orchestrator.sweep import SweepContext, build_trial
+    from orchestrator.engine.sweep import SweepContext, build_trial
 
     preset = replace(load_experiment("digits_datadam"), preset=None)
     context = SweepContext("sqlite:///x.db", "ddorch", "parent", "/tmp", None, device="cpu")

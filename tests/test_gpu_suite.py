@@ -23,9 +23,9 @@ from gpu_suite import Bracket, GpuRow, Outcome, Profile  # noqa: E402
 from suite import Row  # noqa: E402
 
 from ddcore.methods import get_method  # noqa: E402
-from orchestrator.run_schema import Status, Tag  # noqa: E402
-from orchestrator.tracking import FolderTracker, git_commit  # noqa: E402
-from orchestrator.trial import TrialConfig, run_trial  # noqa: E402
+from orchestrator.engine.trial import TrialConfig, run_trial  # noqa: E402
+from orchestrator.store.run_schema import Status, Tag  # noqa: E402
+from orchestrator.store.tracking import FolderTracker, git_commit  # noqa: E402
 
 # The GPU machine's image has neither: the smoke runs as if it were there.
 BLOCK_MLFLOW_AND_RAY = """

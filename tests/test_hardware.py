@@ -13,10 +13,10 @@ from ddcore.errors import DDError
 from ddcore.hardware import CpuReport, GpuReport, cpu_bf16, gpu_bf16, require_native_bf16
 from ddcore.methods import get_method
 from orchestrator.cli import app
-from orchestrator.run_schema import Status, Tag
-from orchestrator.sweep import SweepContext, build_trial
-from orchestrator.tracking import Tracker
-from orchestrator.trial import bf16_asked, run_trial
+from orchestrator.engine.sweep import SweepContext, build_trial
+from orchestrator.engine.trial import bf16_asked, run_trial
+from orchestrator.store.run_schema import Status, Tag
+from orchestrator.store.tracking import Tracker
 from tests.test_bad_input import RUN, no_runs
 from tests.test_sweep import tiny_preset
 

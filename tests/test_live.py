@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from orchestrator.live import IPCState, LiveView, LosslessProgress, LosslessView, SweepProgress, TrialState
+from orchestrator.views.live import IPCState, LiveView, LosslessProgress, LosslessView, SweepProgress, TrialState
 
 
 class Clock:

@@ -15,8 +15,8 @@ from ddcore.data.base import RealDataset
 from ddcore.methods import get_method
 from ddcore.methods.datadam import initial_images
 from orchestrator.cli import app
-from orchestrator.ipc_search import IPCSearch, decide, geometric_grid
-from orchestrator.lossless import LosslessConfig, TrialOutcome, resolve_target, search_lossless
+from orchestrator.engine.ipc_search import IPCSearch, decide, geometric_grid
+from orchestrator.engine.lossless import LosslessConfig, TrialOutcome, resolve_target, search_lossless
 
 
 def run_oracle(search: IPCSearch, lossless_from: int, parallel: int = 1) -> list[int]:
@@ -146,7 +146,7 @@ def test_at_most_left_bounds_the_evaluations_still_to_come():
 def test_a_watched_search_shows_every_launch_and_evaluation(workspace, shared_store):
     from rich.console import Console
 
-    from orchestrator.live import IPCState, LosslessProgress, LosslessView
+    from orchestrator.views.live import IPCState, LosslessProgress, LosslessView
 
     config = oracle_config(shared_store, "watched", methods=("datadam",), max_ipc=20)
     out = workspace / "view.txt"

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from ddcore.methods import get_method
 from orchestrator.cli import app
-from orchestrator.run_schema import EVAL_ACCURACY, GRID_IMAGE, Tag, run_name
-from orchestrator.tracking import Tracker
-from orchestrator.trial import TrialConfig, TrialStopped, run_trial
+from orchestrator.engine.trial import TrialConfig, TrialStopped, run_trial
+from orchestrator.store.run_schema import EVAL_ACCURACY, GRID_IMAGE, Tag, run_name
+from orchestrator.store.tracking import Tracker
 
 RUN = ["run", "--dataset", "digits", "--ipc", "2", "--iterations", "4", "--eval-seeds", "1", "--eval-epochs", "2"]
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from orchestrator.tracking import TRAINING_VIEW, ui_address
+from orchestrator.store.tracking import TRAINING_VIEW, ui_address
 from tests.ui_browser import EXPANDER, Browser, chromium, log_tiny_sweep, mlflow_ui
 
 LOADED_IMAGES = "[...document.images].filter(i => i.src.includes('get-artifact') && i.naturalWidth > 0).length"

@@ -32,7 +32,7 @@ def test_wheel_installed_elsewhere_lists_and_shows_the_presets(tmp_path):
     )
     # Run from an empty folder with the installed copy first on the path (not the source tree).
     probe = (
-        "import orchestrator, orchestrator.experiments as e; "
+        "import orchestrator, orchestrator.engine.experiments as e; "
         "print(orchestrator.__file__); print(e.list_experiments()); "
         "print(e.load_experiment('mnist_datadam').space, len(e.load_space('datadam.toml', 'datadam').distributions))"
     )

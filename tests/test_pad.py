@@ -345,7 +345,7 @@ def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
 
 def test_experts_train_as_parallel_ray_tasks_like_in_process(workspace, monkeypatch):
     from ddcore.data import load_dataset
-    from orchestrator.cluster import TaskPool, connect
+    from orchestrator.engine.cluster import TaskPool, connect
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # workers import the code under test
     data = load_dataset("digits")

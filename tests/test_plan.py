@@ -6,10 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ddcore.errors import DDError
-from orchestrator import cluster
 from orchestrator.cli import app
-from orchestrator.cluster import check_resources, preset_resources
-from orchestrator.plan import Calibration, asha_shares, lossless_ipcs
+from orchestrator.engine import cluster
+from orchestrator.engine.cluster import check_resources, preset_resources
+from orchestrator.engine.plan import Calibration, asha_shares, lossless_ipcs
 
 CPU_ONLY = {"CPU": 2.0, "GPU": 0.0}
 WITH_GPUS = {"CPU": 16.0, "GPU": 2.0}
@@ -82,7 +82,7 @@ def test_lossless_grid_and_worst_case_bisection():
 
 def test_trial_seconds_scale_with_iterations_images_and_epochs():
     from ddcore.methods import get_method
-    from orchestrator.trial import TrialConfig
+    from orchestrator.engine.trial import TrialConfig
 
     config = get_method("datadam").config("paper", "digits", 2).with_overrides(iterations=100, batch_real=8)
     trial = TrialConfig("digits", "datadam", config, eval_models=["ConvNetD1"], eval_seeds=3, eval_epochs=50)
@@ -139,8 +139,8 @@ def test_calibration_times_the_precision_that_will_run(monkeypatch):
     import ddcore.models
     from ddcore.data import load_dataset
     from ddcore.methods import get_method
-    from orchestrator.plan import _evaluation_rates
-    from orchestrator.trial import TrialConfig
+    from orchestrator.engine.plan import _evaluation_rates
+    from orchestrator.engine.trial import TrialConfig
 
     seen: list[tuple[bool, bool]] = []  # (training, under bf16 autocast) of every forward
 

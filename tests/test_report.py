@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from ddcore.analyses.continual import ContinualConfig
 from ddcore.analyses.nas_proxy import NasProxyConfig
-from orchestrator.analyses import analyse_run
 from orchestrator.cli import app
-from orchestrator.report import build_report
-from orchestrator.run_schema import Tag
+from orchestrator.engine.analyses import analyse_run
+from orchestrator.store.run_schema import Tag
+from orchestrator.views.report import build_report
 
 # After load: broken <img> of the report (naturalWidth 0) and of one planted broken control image.
 PROBE = """<img class="probe-control" src="no-such-image.png">
@@ -84,14 +84,14 @@ def test_report_has_every_part(report):
 
 
 def trial(status, tags, params, metrics):
-    from orchestrator.report import Trial
+    from orchestrator.views.report import Trial
 
     info = SimpleNamespace(run_id="ab12cd34" + "0" * 24, status=status)
     return Trial(SimpleNamespace(info=info, data=SimpleNamespace(tags=tags, params=params, metrics=metrics)))
 
 
 def test_stopped_trials_and_searched_settings_in_the_method_table():
-    from orchestrator.report import Collector, method_sections
+    from orchestrator.views.report import Collector, method_sections
 
     params = {"method": "datadam", "dataset": "digits", "method_config.ipc": "5", "method_config.lr_images": "0.12345"}
     stopped = trial("KILLED", {Tag.STOPPED: "stopped early by the scheduler"}, params, {})
@@ -153,7 +153,7 @@ def test_trials_stopped_early_are_placed_apart_on_the_ipc_plot(monkeypatch, tmp_
     """A stopped trial (FINISHED, tagged stopped early) is drawn as its own marked series at its last
     quick evaluation, not omitted and not mixed into the finished runs' line; read from the plotted data."""
     import ddcore.visualize as visualize
-    from orchestrator.report import Collector, ipc_plots, ipc_section
+    from orchestrator.views.report import Collector, ipc_plots, ipc_section
 
     def digits(ipc, status="FINISHED", tags=None, metrics=None):
         params = {"method": "datadam", "dataset": "digits", "method_config.ipc": str(ipc), "method_config.init": "real"}

@@ -13,9 +13,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
-from orchestrator.run_schema import Status, Tag
-from orchestrator.sweep import SweepContext, _child_runs, _resumed_parent, _supersede
-from orchestrator.tracking import Tracker
+from orchestrator.engine.sweep import SweepContext, _child_runs, _resumed_parent, _supersede
+from orchestrator.store.run_schema import Status, Tag
+from orchestrator.store.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = 3
@@ -25,8 +25,8 @@ DRIVER = """
 import sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from orchestrator.cluster import connect
-from orchestrator.experiments import AshaSettings
+from orchestrator.engine.cluster import connect
+from orchestrator.engine.experiments import AshaSettings
 from tests.test_sweep import sweep, tiny_preset
 connect(None, num_cpus=1)  # as `ddorch sweep` does: the workers run this checkout's code
 # Trials long enough (seconds) and never stopped by ASHA: a trial that ended within one poll would
@@ -147,8 +147,8 @@ def test_tuner_restore_brings_back_the_live_view_with_the_trials_seen_before(wor
     from ray import tune
     from rich.console import Console
 
-    from orchestrator.cluster import connect
-    from orchestrator.live import LiveView, SweepProgress
+    from orchestrator.engine.cluster import connect
+    from orchestrator.views.live import LiveView, SweepProgress
 
     connect(None, num_cpus=1)
     fn = tune.with_parameters(crashes_once, flag=str(workspace / "crashed"))

@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.run_schema import Tag
+from orchestrator.store.run_schema import Tag
 
 runner = CliRunner()
 QUICK = [

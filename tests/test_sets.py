@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from ddcore.spread import BETWEEN, WITHIN, difference, over_sets
 from ddcore.synthetic import SyntheticSet
-from orchestrator import run_schema as schema
 from orchestrator.cli import app
-from orchestrator.run_schema import Tag
+from orchestrator.store import run_schema as schema
+from orchestrator.store.run_schema import Tag
 
 # Network j trained on set i: set means 0.92 and 0.96, grand mean 0.94.
 MATRIX = [[0.90, 0.92, 0.94], [0.95, 0.96, 0.97]]
@@ -137,7 +137,7 @@ def test_seeds_give_distinct_sets_each_a_child_run(store, tmp_path):
 
 
 def test_compare_and_report_show_sets_and_read_a_single_set_run_as_one(store, tmp_path):
-    from orchestrator.report import build_report
+    from orchestrator.views.report import build_report
 
     folder, _, single, parent, _ = store
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -156,7 +156,7 @@ def test_compare_and_report_show_sets_and_read_a_single_set_run_as_one(store, tm
 
 
 def test_results_of_a_sweep_recorded_before_the_sets_column_read_as_one_set(tmp_path):
-    from orchestrator.tracking import Tracker
+    from orchestrator.store.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = Tracker.start(uri, run_name="old", tags={Tag.SWEEP: "old"})

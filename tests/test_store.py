@@ -13,7 +13,7 @@ STARTER = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-from orchestrator.tracking import Tracker
+from orchestrator.store.tracking import Tracker
 folder = Path({tmp!r})
 (folder / "ready-{index}").touch()
 while len(list(folder.glob("ready-*"))) < {processes}:

@@ -7,9 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
-from orchestrator.cluster import check_resources, connect
-from orchestrator.experiments import AshaSettings, ExperimentPreset, load_space
-from orchestrator.sweep import SweepSettings, record_in_parent, run_sweep, summarize
+from orchestrator.engine.cluster import check_resources, connect
+from orchestrator.engine.experiments import AshaSettings, ExperimentPreset, load_space
+from orchestrator.engine.sweep import SweepSettings, record_in_parent, run_sweep, summarize
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +117,8 @@ def test_gpu_request_without_gpu_is_refused_before_submitting(ray_session):
 
 
 def test_children_left_running_take_rays_outcome(tmp_path):
-    from orchestrator.sweep import TrialRow, close_children, failures
-    from orchestrator.tracking import Tracker
+    from orchestrator.engine.sweep import TrialRow, close_children, failures
+    from orchestrator.store.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = Tracker.start(uri, "ddorch", run_name="sweep")

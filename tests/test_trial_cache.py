@@ -8,10 +8,10 @@ from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
 from ddcore.methods import get_method
-from orchestrator.run_schema import Tag
-from orchestrator.tracking import Tracker
-from orchestrator.trial import TrialConfig, distillation_key, run_trial
-from orchestrator.trial_cache import TrialCache
+from orchestrator.engine.trial import TrialConfig, distillation_key, run_trial
+from orchestrator.store.run_schema import Tag
+from orchestrator.store.tracking import Tracker
+from orchestrator.store.trial_cache import TrialCache
 
 
 def tiny_trial(seeds: int) -> TrialConfig:

@@ -9,7 +9,7 @@ from ddcore.baseline import full_data_baseline
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.synthetic import SyntheticSet
-from orchestrator.run_schema import Tag, tag_filter
+from orchestrator.store.run_schema import Tag, tag_filter
 
 
 def tiny_set(**changes) -> SyntheticSet:
@@ -84,11 +84,17 @@ def test_the_cache_folder_is_given_as_a_value(tmp_path, monkeypatch):
     assert cache_dir() == tmp_path / "env"
 
 
-def test_reproduce_flags_come_from_the_run_command():
-    from orchestrator.report import _toml_value, run_flags
+def test_reproduce_flags_are_the_run_commands_options():
+    import typer.main
 
-    flags = run_flags()
-    assert flags["mmd_weight"] == "--lambda" and flags["ipc"] == "--ipc" and flags["eval_protocol"] == "--eval-protocol"
+    from orchestrator.cli import app
+    from orchestrator.store.reproduce import RUN_FLAGS, _toml_value
+
+    command = typer.main.get_command(app).commands["run"]
+    options = {p.name: p.opts[0] for p in command.params if p.opts and p.opts[0].startswith("--")}
+    assert RUN_FLAGS == options  # same names, same spellings, same order
+    assert list(RUN_FLAGS) == list(options)
+    assert RUN_FLAGS["mmd_weight"] == "--lambda" and RUN_FLAGS["eval_protocol"] == "--eval-protocol"
     assert (
         _toml_value("True", "bool") == "true"
         and _toml_value("0,1", "str") == '"0,1"'

@@ -37,9 +37,9 @@ def log_tiny_sweep(uri: str, folder: Path) -> dict[str, str]:
     from ddcore.data import load_dataset
     from ddcore.synthetic import SyntheticSet
     from ddcore.visualize import class_grid
-    from orchestrator import run_schema as schema
-    from orchestrator.run_schema import Tag
-    from orchestrator.tracking import Tracker
+    from orchestrator.store import run_schema as schema
+    from orchestrator.store.run_schema import Tag
+    from orchestrator.store.tracking import Tracker
 
     data = load_dataset("digits")
     labels = torch.as_tensor(data.train_labels)

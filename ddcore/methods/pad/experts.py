@@ -241,7 +241,7 @@ ParallelMap = Callable[[Callable[..., Any], list[tuple]], Iterable[Any]]
 
 
 class ArtefactLog(Protocol):
-    """Where experts are logged (an MLflow tracker: `orchestrator.tracking.Tracker`)."""
+    """Where experts are logged (an MLflow tracker: `orchestrator.store.tracking.Tracker`)."""
 
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
@@ -340,7 +340,7 @@ def obtain_experts(
 ) -> ExpertBank:
     """`num_experts` trajectories of `config`: from the cache, training only the missing ones.
 
-    With `parallel_map` (e.g. `orchestrator.cluster.TaskPool.map_unordered`: one Ray task per
+    With `parallel_map` (e.g. `orchestrator.engine.cluster.TaskPool.map_unordered`: one Ray task per
     expert) each task loads `config.dataset` from `data_root` itself; without, the experts are
     trained one after the other in this process.
     """

@@ -80,7 +80,7 @@ def baseline(result: Any, from_cache: list[bool], title: str) -> Table:
 
 
 def trial(result: Any, title: str) -> Table:
-    """A trial's evaluation per architecture beside its full-data baseline (`orchestrator.trial.TrialResult`)."""
+    """A trial's evaluation per architecture beside its full-data baseline (`orchestrator.engine.trial.TrialResult`)."""
     rows = []
     for name, evaluation in result.evaluations.items():
         full = result.baselines.get(name)
@@ -109,7 +109,7 @@ def trial(result: Any, title: str) -> Table:
 
 def sets(result: Any, title: str) -> Table:
     """Each distilled set's evaluation (mean ± std over its networks) and the result over the sets
-    (`orchestrator.sets.SetsResult`)."""
+    (`orchestrator.engine.sets.SetsResult`)."""
     models = list(result.over_sets)
     rows = [
         [
@@ -146,7 +146,7 @@ def over_sets_line(summary: Any) -> str:
 
 
 def sweep_rows(title: str, rows: Any, names: list[str]) -> Table:
-    """A sweep's trials, ranked (`orchestrator.sweep.TrialRow`)."""
+    """A sweep's trials, ranked (`orchestrator.engine.sweep.TrialRow`)."""
 
     def value(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -167,7 +167,7 @@ def sweep_rows(title: str, rows: Any, names: list[str]) -> Table:
 
 
 def lossless(report: Any, title: str, confidence: float) -> Table:
-    """Every IPC a lossless search evaluated (`orchestrator.lossless.LosslessReport`)."""
+    """Every IPC a lossless search evaluated (`orchestrator.engine.lossless.LosslessReport`)."""
     rows = []
     for result in report.results.values():
         for e in result.evaluations:

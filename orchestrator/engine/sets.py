@@ -21,11 +21,11 @@ from pathlib import Path
 
 from ddcore.errors import DDError
 from ddcore.spread import ESTIMATOR, OverSets, over_sets
-from orchestrator import run_schema as schema
-from orchestrator.run_schema import Tag
-from orchestrator.tracking import Tracker
-from orchestrator.trial import TrialConfig, TrialResult, describe, run_trial
-from orchestrator.trial_cache import TrialCache
+from orchestrator.engine.trial import TrialConfig, TrialResult, describe, run_trial
+from orchestrator.store import run_schema as schema
+from orchestrator.store.run_schema import Tag
+from orchestrator.store.tracking import Tracker
+from orchestrator.store.trial_cache import TrialCache
 
 # A set's child run, given the set's trial and its seed (MLflow or `FolderTracker`, nested under the parent).
 StartChild = Callable[[TrialConfig, int], Tracker]
@@ -106,7 +106,7 @@ def summarize(config: TrialConfig, sets: list[TrialResult]) -> dict[str, OverSet
 
 
 def log_summaries(parent: Tracker, summaries: dict[str, OverSets], count: int) -> None:
-    """The parent's metrics (names in `orchestrator.run_schema`); a component the data cannot tell is not logged."""
+    """The parent's metrics (names in `orchestrator.store.run_schema`); a component the data cannot tell is not logged."""
     metrics: dict[str, float] = {schema.DISTILL_SETS: count}
     for name, s in summaries.items():
         metrics.update(

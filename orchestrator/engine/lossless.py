@@ -7,12 +7,12 @@ trained on the whole real training set with the full-data protocol (`ddcore.base
 computed if missing) or a number measured elsewhere (`target_accuracy`).
 
 Three layers, so that the search can be tested with an accuracy oracle:
-- `orchestrator.ipc_search.decide`: one IPC's mean, t-interval over seeds, decision and whether
+- `orchestrator.engine.ipc_search.decide`: one IPC's mean, t-interval over seeds, decision and whether
   it is within noise;
-- `orchestrator.ipc_search.IPCSearch`: pure, which IPC to try next given what is known and what
+- `orchestrator.engine.ipc_search.IPCSearch`: pure, which IPC to try next given what is known and what
   is running (a geometric grid 1, 2, 5, 10, 20, 50, ... up to `max_ipc`, then bisection between
   the last lossy and the first lossless IPC), assuming accuracy does not fall as IPC grows;
-- `search_lossless` (here): the driver: builds each trial (`orchestrator.trial.run_trial` with the
+- `search_lossless` (here): the driver: builds each trial (`orchestrator.engine.trial.run_trial` with the
   method's per-IPC preset), reuses finished trials found in MLflow, runs the rest through an
   `Executor` (Ray tasks by default; several at a time), stops launching when the budget is spent,
   and records everything under one parent MLflow run with a table and an accuracy-vs-IPC plot.
@@ -39,12 +39,9 @@ from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol, without_later_defaults
 from ddcore.methods import get_method
 from ddcore.tables import plural
-from orchestrator import run_schema as schema
-from orchestrator.cluster import TaskFailed, TaskPool, check_address, check_resources, connect, requested_address
-from orchestrator.ipc_search import Decision, IPCSearch, decide
-from orchestrator.run_schema import Status, Tag, tag_filter
-from orchestrator.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
-from orchestrator.trial import (
+from orchestrator.engine.cluster import TaskFailed, TaskPool, check_address, check_resources, connect, requested_address
+from orchestrator.engine.ipc_search import Decision, IPCSearch, decide
+from orchestrator.engine.trial import (
     TrialConfig,
     TrialStopped,
     check_precision,
@@ -53,6 +50,9 @@ from orchestrator.trial import (
     settings_key,
     trial_key,
 )
+from orchestrator.store import run_schema as schema
+from orchestrator.store.run_schema import Status, Tag, tag_filter
+from orchestrator.store.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
 
 
 @dataclass
@@ -442,7 +442,7 @@ Clock = Callable[[], float]
 
 
 class SearchWatch(Protocol):
-    """Told what the search does, as it does it (e.g. `orchestrator.live.LosslessView`)."""
+    """Told what the search does, as it does it (e.g. `orchestrator.views.live.LosslessView`)."""
 
     def begin(self, threshold: float) -> None: ...
 

@@ -22,12 +22,12 @@ from ddcore.errors import DDError
 from ddcore.methods import get_method
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_grids
-from orchestrator import run_schema as schema
-from orchestrator.cluster import check_resources
-from orchestrator.experiments import ExperimentPreset, SearchSpace
-from orchestrator.run_schema import Status, Tag, tag_filter
-from orchestrator.tracking import Tracker, command_line
-from orchestrator.trial import Resume, TrialConfig, check_precision, run_trial, trial_key
+from orchestrator.engine.cluster import check_resources
+from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
+from orchestrator.engine.trial import Resume, TrialConfig, check_precision, run_trial, trial_key
+from orchestrator.store import run_schema as schema
+from orchestrator.store.run_schema import Status, Tag, tag_filter
+from orchestrator.store.tracking import Tracker, command_line
 
 METRIC = schema.EVAL_ACCURACY
 TIME_ATTR = "iteration"
@@ -82,7 +82,7 @@ def preset_trial(
 def check_precisions(preset: ExperimentPreset, space: SearchSpace, device: str, force_bf16: bool) -> None:
     """Every trial the sweep can sample, checked against this machine's bf16 (`check_precision`): for
     a sweep whose trials run here, refused before Ray starts or a run is recorded."""
-    from orchestrator.plan import sweep_points
+    from orchestrator.engine.plan import sweep_points
 
     for point in sweep_points(space)[0]:
         check_precision(preset_trial(preset, point, None, device, force_bf16))
@@ -271,7 +271,7 @@ def run_sweep(
 ):
     """Build (or restore) the Tuner, run it, and return Ray's ResultGrid and the parent run id.
 
-    `callbacks` are Ray Tune callbacks, e.g. the live view of `orchestrator.live`; `verbose` turns
+    `callbacks` are Ray Tune callbacks, e.g. the live view of `orchestrator.views.live`; `verbose` turns
     on Tune's own progress output. A resumed sweep keeps the ones it started with (Tune restores its
     run config; `Tuner.restore` takes neither)."""
     import os

@@ -12,11 +12,11 @@ from pathlib import Path
 from ddcore.errors import DDError
 from ddcore.tables import squared_points
 from ddcore.visualize import save_side_by_side
-from orchestrator import run_schema as schema
-from orchestrator.analyses import load_run_synthetic
-from orchestrator.run_schema import Tag
-from orchestrator.runs import get_run, set_runs
-from orchestrator.tracking import check_reachable, resolve_tracking_uri
+from orchestrator.engine.analyses import load_run_synthetic
+from orchestrator.store import run_schema as schema
+from orchestrator.store.run_schema import Tag
+from orchestrator.store.runs import get_run, set_runs
+from orchestrator.store.tracking import check_reachable, resolve_tracking_uri
 
 SETTINGS = (
     "dataset",

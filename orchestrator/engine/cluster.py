@@ -1,7 +1,7 @@
 """Ray in one place: joining or starting a cluster, resource checks, the code path workers import,
 and one task pool for everything that fans out (PAD's experts, the lossless search's trials).
 
-Ray Tune sweeps (`orchestrator.sweep`) schedule their own trials but connect through here too.
+Ray Tune sweeps (`orchestrator.engine.sweep`) schedule their own trials but connect through here too.
 `ddcore` never imports Ray: it takes a `parallel_map` function, which `TaskPool.map_unordered` is.
 """
 
@@ -256,7 +256,7 @@ class TaskPool:
         import ray
 
         if not ray.is_initialized():
-            raise DDError("a task pool needs a Ray instance: call orchestrator.cluster.connect first")
+            raise DDError("a task pool needs a Ray instance: call orchestrator.engine.cluster.connect first")
         self._ray = ray
         self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries}
         self._remote: dict[Callable[..., Any], Any] = {}

@@ -23,10 +23,10 @@ from ddcore.data.base import RealDataset
 from ddcore.evaluate import EvalProtocol, autocast, train_network
 from ddcore.methods import MethodConfig, get_method
 from ddcore.runtime import resolve_device
-from orchestrator.experiments import ExperimentPreset, SearchSpace
-from orchestrator.ipc_search import geometric_grid
-from orchestrator.lossless import LosslessConfig, build_request
-from orchestrator.trial import TrialConfig
+from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
+from orchestrator.engine.ipc_search import geometric_grid
+from orchestrator.engine.lossless import LosslessConfig, build_request
+from orchestrator.engine.trial import TrialConfig
 
 DAY_SECONDS = 24 * 3600
 CALIBRATION_ITERATIONS = 2  # the first warms up (set-up); the interval to the second is timed
@@ -209,7 +209,7 @@ def sweep_plan(
     device: str,
     force_bf16: bool = False,
 ) -> SweepPlan:
-    from orchestrator.sweep import preset_trial
+    from orchestrator.engine.sweep import preset_trial
 
     data = load_dataset(preset.dataset, data_root)
     trials = [preset_trial(preset, point, data_root, device, force_bf16) for point in sweep_points(space)[0]]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ddcore.errors import DDError
-from orchestrator.run_schema import Status, Tag
+from orchestrator.store.run_schema import Status, Tag
 
 DEFAULT_EXPERIMENT = "ddorch"
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}

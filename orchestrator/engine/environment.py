@@ -3,7 +3,7 @@
 In the spirit of `transformers env` and `torch.utils.collect_env`: versions, the processors and
 what they compute natively, the data sets found, and where runs and caches go. Versions are read
 from the installed packages' metadata, so Ray and MLflow are neither imported nor started.
-`calibrate` adds the dry runs' own calibration (`orchestrator.plan.calibrate`) in each precision
+`calibrate` adds the dry runs' own calibration (`orchestrator.engine.plan.calibrate`) in each precision
 native here, so the figures are the ones `--dry-run` estimates from.
 """
 
@@ -22,8 +22,8 @@ from ddcore.baseline import cache_dir
 from ddcore.data import DATASETS, dataset_status, load_dataset, resolve_data_root
 from ddcore.methods import get_method
 from ddcore.runtime import resolve_device
-from orchestrator.tracking import git_commit, package_versions, resolve_tracking_uri
-from orchestrator.trial import TrialConfig
+from orchestrator.engine.trial import TrialConfig
+from orchestrator.store.tracking import git_commit, package_versions, resolve_tracking_uri
 
 CALIBRATION_DATASETS = ("mnist", "digits")  # the first found: MNIST is what RESULTS.md's speeds are on
 
@@ -79,9 +79,9 @@ def environment_lines(data_root: str | Path | None, tracking_uri: str | None) ->
 
 
 def calibration_lines(data_root: str | Path | None) -> list[str]:
-    """The dry runs' calibration (`orchestrator.plan`) in each precision native on the device runs use
+    """The dry runs' calibration (`orchestrator.engine.plan`) in each precision native on the device runs use
     here (`--device auto`), with the DataDAM iteration and evaluation step it predicts."""
-    from orchestrator.plan import calibrate, calibration_line
+    from orchestrator.engine.plan import calibrate, calibration_line
 
     root = resolve_data_root(data_root)
     dataset = next(name for name in CALIBRATION_DATASETS if dataset_status(name, root)[0])

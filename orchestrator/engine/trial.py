@@ -42,11 +42,11 @@ from ddcore.models import architecture_fingerprint, get_model
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_curves, save_grids
-from orchestrator import run_schema as schema
-from orchestrator.analyses import record_analysis
-from orchestrator.run_schema import Tag
-from orchestrator.tracking import Tracker, logged_params
-from orchestrator.trial_cache import Distilled, TrialCache
+from orchestrator.engine.analyses import record_analysis
+from orchestrator.store import run_schema as schema
+from orchestrator.store.run_schema import Tag
+from orchestrator.store.tracking import Tracker, logged_params
+from orchestrator.store.trial_cache import Distilled, TrialCache
 
 
 @dataclass
@@ -141,8 +141,8 @@ def check_precision(config: TrialConfig) -> str | None:
 
 def describe(config: TrialConfig, distill_sets: int = 1) -> str:
     """MLflow's run description: what the run is and the command that reproduces it (from its params as
-    logged); `distill_sets` > 1: the parent of that many sets (orchestrator.sets), seeds from the config's."""
-    from orchestrator.report import command_from_params
+    logged); `distill_sets` > 1: the parent of that many sets (orchestrator.engine.sets), seeds from the config's."""
+    from orchestrator.store.reproduce import command_from_params
 
     several = {"distill_seeds": distill_sets} if distill_sets > 1 else {}
     command, _ = command_from_params(logged_params({**config.to_dict(), **several}))
@@ -264,7 +264,7 @@ def _run(trial: _Trial, output_dir: Path | None) -> TrialResult:
     artefacts = trial.save(synthetic, Path(output_dir or tempfile.mkdtemp(prefix="ddorch-")) / tracker.run_id)
     evaluations, baselines = trial.evaluate(synthetic)
     best = trial.best_checkpoint(evaluations)
-    if config.cross_arch_models:  # on this run itself (see orchestrator.analyses), same seeds and protocol
+    if config.cross_arch_models:  # on this run itself (see orchestrator.engine.analyses), same seeds and protocol
         trial.cross_arch(synthetic, artefacts.parent)
     trial.write_summary(artefacts, done, evaluations, baselines, best)
     tracker.finish()

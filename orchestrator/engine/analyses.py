@@ -30,10 +30,10 @@ from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.synthetic import SyntheticSet
 from ddcore.tables import ResultTable
-from orchestrator.flags import canonical
-from orchestrator.run_schema import Tag
-from orchestrator.runs import get_run
-from orchestrator.tracking import Tracker, check_reachable, resolve_tracking_uri
+from orchestrator.store.flags import canonical
+from orchestrator.store.run_schema import Tag
+from orchestrator.store.runs import get_run
+from orchestrator.store.tracking import Tracker, check_reachable, resolve_tracking_uri
 
 ANALYSIS_TAG, SOURCE_TAG, COMMAND_TAG = Tag.ANALYSIS, Tag.SOURCE_RUN, Tag.COMMAND
 
@@ -62,7 +62,7 @@ class SourceRun:
 
 
 def load_run_synthetic(client, run_id: str, folder: str | Path) -> SyntheticSet:
-    """The run's `synthetic.pt` artefact (logged by orchestrator.trial), downloaded into `folder`."""
+    """The run's `synthetic.pt` artefact (logged by orchestrator.engine.trial), downloaded into `folder`."""
     import os
 
     from mlflow.exceptions import MlflowException

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ddcore.errors import DDError
-from orchestrator import run_schema as schema
-from orchestrator.run_schema import Tag
+from orchestrator.store import run_schema as schema
+from orchestrator.store.run_schema import Tag
 
 FULL_ID = re.compile(r"[0-9a-f]{32}")
 PREFIX = re.compile(r"[0-9a-f]{4,32}")

@@ -4,7 +4,7 @@
 Contents, each part only when the runs hold it: the setup (store, versions), the full-data
 baseline rows, a table per method, the synthetic sets' grids (runs of both inits side by side),
 the loss curves, accuracy vs IPC (several IPCs), the cross-architecture matrices, the
-continual-learning and NAS-proxy results (`orchestrator.analyses` runs), and the commands that
+continual-learning and NAS-proxy results (`orchestrator.engine.analyses` runs), and the commands that
 reproduce every number with the versions each run recorded.
 
 Everything is read from MLflow (params, metrics, tags, artefacts): a report can be rebuilt at
@@ -13,33 +13,31 @@ any time from the store alone.
 
 from __future__ import annotations
 
-import ast
 import base64
 import html
-import json
 import re
 import shlex
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ddcore.errors import DDError
 from ddcore.tables import ResultTable, percent, squared_points
 from ddcore.visualize import save_accuracy_vs_ipc
-from orchestrator import run_schema as schema
-from orchestrator.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG
-from orchestrator.run_schema import Status, Tag, tag_filter
-from orchestrator.runs import find_run, first_eval_model, get_run, set_runs
-from orchestrator.tracking import check_reachable, package_versions, resolve_tracking_uri
+from orchestrator.engine.analyses import ANALYSIS_TAG, COMMAND_TAG, SOURCE_TAG
+from orchestrator.store import run_schema as schema
+from orchestrator.store.reproduce import command_from_params
+from orchestrator.store.run_schema import Status, Tag, tag_filter
+from orchestrator.store.runs import find_run, first_eval_model, get_run, set_runs
+from orchestrator.store.tracking import check_reachable, package_versions, resolve_tracking_uri
 
 ANALYSIS_TITLES = {
     "cross_arch": "Cross-architecture generalisation",
     "continual": "Class-incremental continual learning",
     "nas_proxy": "Architecture-search proxy",
 }
-NOT_REPRODUCED = {"device", "log_every"}  # where it ran and how often it logged: no effect on the numbers
 
 
 @dataclass
@@ -552,83 +550,9 @@ def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section
     return [s for s in sections.values() if s.tables]
 
 
-def run_flags() -> dict[str, str]:
-    """`ddorch run`'s options by the parameter they set, read from the command itself (no copy here)."""
-    import typer.main
-
-    from orchestrator.cli import app
-
-    command = typer.main.get_command(app).commands["run"]
-    return {param.name: param.opts[0] for param in command.params if param.opts and param.opts[0].startswith("--")}
-
-
 def run_command(trial: Trial) -> tuple[str, list[str]]:
     """The `ddorch run` command that reproduces a trial, built from its logged config (`command_from_params`)."""
     return command_from_params(trial.run.data.params)
-
-
-def command_from_params(params: dict[str, str]) -> tuple[str, list[str]]:
-    """The `ddorch run` command of a trial's params as logged: a flag for each setting `ddorch run` has
-    one for, `--set name=value` for method settings that differ from the preset. The second value lists
-    settings that could not be checked against the preset (none when it resolves)."""
-    from ddcore.methods import get_method
-
-    flags = run_flags()
-    parts = ["ddorch", "run"]
-    for name, flag in flags.items():
-        value = params.get(name, params.get(f"method_config.{name}", "None"))
-        if name in SPECIAL_FLAGS or value == "None":
-            continue
-        parts += [flag, value]
-    if params.get("eval_models"):
-        parts += [flags["eval_models"], ",".join(ast.literal_eval(params["eval_models"]))]
-    if params.get("method_config.bf16") == "True":
-        parts.append("--bf16")
-    if params.get("force_bf16") == "True":
-        parts.append(flags["force_bf16"])
-    if params.get("baseline") == "False":
-        parts.append("--no-baseline")
-    try:
-        preset = get_method(params["method"]).config(
-            params.get("preset"), params["dataset"], int(params["method_config.ipc"])
-        )
-    except (DDError, KeyError, ValueError):
-        return shlex.join(parts), ["the method's preset could not be resolved: settings not compared"]
-    for spec in fields(preset):
-        value = params.get(f"method_config.{spec.name}")
-        if (
-            spec.name in flags
-            or spec.name in NOT_REPRODUCED
-            or value is None
-            or value == str(getattr(preset, spec.name))
-        ):
-            continue
-        parts += ["--set", f"{spec.name}={_toml_value(value, spec.type)}"]
-    return shlex.join(parts), []
-
-
-# Options rendered apart (lists, switches) or not part of what a trial computes.
-SPECIAL_FLAGS = {
-    "eval_models",
-    "bf16",
-    "force_bf16",
-    "baseline",
-    "settings",
-    "tracking_uri",
-    "experiment",
-    "output_dir",
-    "data_root",
-    "device",
-}
-
-
-def _toml_value(text: str, annotation: str) -> str:
-    """A logged value as `--set` reads it (TOML): booleans lower-case, strings quoted."""
-    if annotation == "bool":
-        return text.lower()
-    if annotation == "str":
-        return json.dumps(text)
-    return text
 
 
 def reproduce_section(collector: Collector, trials: list[Trial]) -> Section:

@@ -1,7 +1,7 @@
 """The lossless-IPC search without execution: one IPC's decision and which IPC to try next.
 
 Pure functions and classes (no Ray, no MLflow, no training), so the search can be tested with an
-accuracy oracle; `orchestrator.lossless` drives it.
+accuracy oracle; `orchestrator.engine.lossless` drives it.
 """
 
 from __future__ import annotations

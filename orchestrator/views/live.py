@@ -3,7 +3,7 @@
 Each view is a progress object holding the state and rendering it (tested without Ray or a
 terminal) drawn by one `Display`: redrawn in place on a terminal, printed once at the end when
 piped. `SweepProgress` is fed by `LiveView`, a Ray Tune callback on the driver's event loop;
-`LosslessProgress` by the lossless search's driver (`orchestrator.lossless.SearchWatch`).
+`LosslessProgress` by the lossless search's driver (`orchestrator.engine.lossless.SearchWatch`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ddcore.tables import plural
-from orchestrator.ipc_search import IPCSearch
-from orchestrator.sweep import DISTILL_SETS_PER_TRIAL, METRIC, TIME_ATTR
+from orchestrator.engine.ipc_search import IPCSearch
+from orchestrator.engine.sweep import DISTILL_SETS_PER_TRIAL, METRIC, TIME_ATTR
 
 if TYPE_CHECKING:
-    from orchestrator.lossless import Evaluation
+    from orchestrator.engine.lossless import Evaluation
 
 Clock = Callable[[], float]
 
@@ -218,7 +218,7 @@ class LiveView(Callback):
         return {"progress": self.progress}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from orchestrator.tables import console  # the resuming process's terminal, the CLI's console
+        from orchestrator.views.tables import console  # the resuming process's terminal, the CLI's console
 
         self.__init__(state["progress"], console)
         self.progress.stopwatch.restart()  # the pickling process's clock means nothing here
@@ -379,7 +379,7 @@ def evaluation_line(evaluation: Evaluation) -> str:
 
 
 class LosslessView:
-    """The lossless search's watch (`orchestrator.lossless.SearchWatch`): feeds a `LosslessProgress`
+    """The lossless search's watch (`orchestrator.engine.lossless.SearchWatch`): feeds a `LosslessProgress`
     and draws it; one line per evaluation is printed too (above the view on a terminal, the log off one)."""
 
     def __init__(self, progress: LosslessProgress, console: Console) -> None:

@@ -1,0 +1,78 @@
+"""The `ddorch` command line: a thin layer over the engine and the views, one module per command group.
+
+This module only builds the app and registers the commands (as `transformers/commands/` and
+`mlflow/cli/__init__.py` do); nothing below the CLI imports it (import-linter's layers contract in
+pyproject.toml). Bad input never shows a traceback: library code raises `DDError` with one line,
+which every command prints as `error: ...` before exiting with status 2 (`options.friendly_errors`).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from orchestrator.cli import (
+    analyses,
+    baseline,
+    catalog,
+    compare,
+    experts,
+    lossless,
+    presets,
+    report,
+    results,
+    run,
+    sweep,
+    ui,
+)
+from orchestrator.store.flags import canonical
+
+app = typer.Typer(
+    help="ddorch: distil, evaluate, sweep and report dataset-distillation experiments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"token_normalize_func": canonical},  # old flag spellings (orchestrator.store.flags)
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"ddorch {version('ddorch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
+) -> None:
+    """ddorch: distil, evaluate, sweep and report dataset-distillation experiments."""
+
+
+# In `ddorch --help`'s order; typer names each command after its function (underscores as dashes).
+COMMANDS = (
+    baseline.baseline,
+    run.run,
+    compare.compare,
+    ui.ui,
+    presets.experiments,
+    presets.show,
+    sweep.sweep,
+    results.results,
+    results.runs,
+    catalog.models,
+    catalog.datasets,
+    catalog.env,
+    experts.experts,
+    lossless.lossless,
+    analyses.cross_arch,
+    analyses.continual,
+    analyses.nas_proxy,
+    report.report,
+)
+for command in COMMANDS:
+    app.command()(command)
+
+
+def main() -> None:
+    app()

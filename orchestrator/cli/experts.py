@@ -1,0 +1,131 @@
+"""`ddorch experts`: PAD's expert trajectories, trained once (in parallel on a Ray cluster) and cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli.options import (
+    EXPERT_BATCHES,
+    AddressOption,
+    DataRootOption,
+    DatasetOption,
+    DeviceOption,
+    ExperimentOption,
+    ImageSizeOption,
+    TrackingUriOption,
+    VerboseOption,
+    friendly_errors,
+    quiet_libraries,
+    say_ray_address,
+)
+from orchestrator.views.tables import console
+
+
+@friendly_errors
+def experts(
+    dataset: str = DatasetOption,
+    model: str | None = typer.Option(
+        None, "--model", help="A name from `ddorch models`. Default: PAD's preset for the data set."
+    ),
+    num_experts: int | None = typer.Option(
+        None, "--num-experts", min=1, help="Experts wanted (cached ones are reused). Default: PAD's preset."
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs). Default: PAD's preset."
+    ),
+    lr: float | None = typer.Option(
+        None, "--lr", help="The experts' SGD learning rate (lr_teacher). Default: PAD's preset."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help=f"Default: the data set's full-data batch ({EXPERT_BATCHES})."
+    ),
+    schedule: bool | None = typer.Option(
+        None,
+        "--schedule/--no-schedule",
+        help="PAD's easy-to-hard data schedule, or all data (MTT). Default: PAD's preset.",
+    ),
+    score: str | None = typer.Option(
+        None, "--score", help="Difficulty score ordering the samples: el2n or grand. Default: PAD's preset."
+    ),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="Base seed of the experts and the difficulty scores (each expert adds its index). Default: PAD's preset.",
+    ),
+    address: str | None = AddressOption,
+    in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
+    cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01, help="CPUs Ray reserves per expert."),
+    gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0, help="GPUs (or a fraction) per expert."),
+    refresh: bool = typer.Option(False, "--refresh", help="Retrain even if cached experts exist."),
+    verbose: bool = VerboseOption,
+    tracking_uri: str | None = TrackingUriOption,
+    experiment: str = ExperimentOption,
+    data_root: Path | None = DataRootOption,
+    image_size: int | None = ImageSizeOption,
+    device: str = DeviceOption,
+) -> None:
+    """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow.
+
+    A setting not given is the one PAD's paper preset has for the data set: the experts that
+    `ddorch run --method pad` (with the same settings) looks for in the cache.
+
+    Example: ddorch experts --dataset mnist --num-experts 10 --epochs 50
+    """
+    from ddcore.data import load_dataset, resolve_data_root
+    from ddcore.methods import get_method
+    from ddcore.methods.pad.experts import log_experts, obtain_experts
+    from orchestrator.engine.cluster import TaskPool, connect
+    from orchestrator.store.run_schema import Tag
+    from orchestrator.store.tracking import Tracker
+
+    data = load_dataset(dataset, data_root, image_size)
+    pad = get_method("pad").config("paper", dataset)
+    pad = pad.with_overrides(
+        model=model,
+        num_experts=num_experts,
+        trajectory_epochs=epochs,
+        lr_teacher=lr,
+        expert_batch=batch_size,
+        data_schedule=schedule,
+        difficulty_score=score,
+        seed=seed,
+    )
+    config = pad.expert_config(dataset, data.image_size)
+    config.validate()  # before anything is recorded
+    pool = None
+    if not verbose:
+        quiet_libraries()
+    if not in_process:
+        say_ray_address(address)
+        connect(address, verbose=verbose)
+        pool = TaskPool(cpus_per_expert, gpus_per_expert)
+    tracker = Tracker.start(
+        tracking_uri,
+        experiment,
+        run_name=f"experts-{dataset}-{config.model}-{config.epochs}ep",
+        tags={Tag.DATASET: dataset, Tag.STAGE: "experts"},
+    )
+    try:
+        bank = obtain_experts(
+            data,
+            config,
+            pad.num_experts,
+            pool.map_unordered if pool is not None else None,  # an idle pool is empty, so falsy
+            str(resolve_data_root(data_root)),
+            device=device,
+            refresh=refresh,
+            progress=True,
+        )
+        log_experts(tracker, bank)
+    except BaseException as error:
+        tracker.finish(failure=str(error) or type(error).__name__)
+        raise
+    tracker.finish()
+    console.print(
+        f"{len(bank)} experts of {bank.manifest.parent.name}: {len(bank.trained_now)} trained now "
+        f"({'in this process' if in_process else 'as Ray tasks'}), {len(bank) - len(bank.trained_now)} "
+        f"from the cache, in {bank.seconds:.1f} s"
+    )
+    console.print(f"files in {bank.manifest.parent}; MLflow run {tracker.run_id} in {tracker.tracking_uri}")

@@ -1,0 +1,168 @@
+"""`ddorch lossless`: the smallest IPC whose set matches the full-data baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli.options import (
+    AddressOption,
+    DataRootOption,
+    DatasetOption,
+    DeviceOption,
+    DryRunOption,
+    EvalPrecision,
+    EvalPrecisionOption,
+    EvalProtocolOption,
+    ExperimentOption,
+    ForceBf16Option,
+    OutputDirOption,
+    TrackingUriOption,
+    VerboseOption,
+    friendly_errors,
+    quiet_libraries,
+    say_ray_address,
+    split_names,
+)
+from orchestrator.views import tables
+from orchestrator.views.tables import console
+
+
+@friendly_errors
+def lossless(
+    dataset: str = DatasetOption,
+    method: str = typer.Option(
+        "datadam",
+        "--method",
+        help="Method(s) searched one by one, comma-separated; add `random` for the random-real-subset curve: datadam,random.",
+    ),
+    model: str = typer.Option(
+        "ConvNetD3",
+        "--model",
+        help="Network distilled with, evaluated on, and trained on the full data for the target.",
+    ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="The method's preset (its per-IPC defaults; default: each method's first, see `ddorch run --help`).",
+    ),
+    tolerance: float = typer.Option(
+        0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."
+    ),
+    max_ipc: int = typer.Option(100, "--max-ipc", min=1, help="Largest IPC tried."),
+    eval_seeds: int = typer.Option(
+        3, "--eval-seeds", min=1, help="Networks trained per synthetic set (K): the mean and its t-interval."
+    ),
+    confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the interval over seeds."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help="Distillation iterations (default: the preset's)."
+    ),
+    eval_protocol: str = EvalProtocolOption,
+    eval_epochs: int | None = typer.Option(
+        None, "--eval-epochs", help="Override the protocol's epochs, for quick runs (default: the protocol's)."
+    ),
+    eval_precision: EvalPrecision = EvalPrecisionOption,
+    force_bf16: bool = ForceBf16Option,
+    target_accuracy: float | None = typer.Option(
+        None,
+        "--target-accuracy",
+        help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing.",
+    ),
+    baseline_seeds: int = typer.Option(
+        3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."
+    ),
+    early_stop: bool = typer.Option(
+        True, "--early-stop/--no-early-stop", help="Stop a trial halfway when it cannot become lossless."
+    ),
+    early_stop_margin: float = typer.Option(
+        5.0,
+        "--early-stop-margin",
+        min=0,
+        help="Stop when the halfway accuracy is this many points under the threshold.",
+    ),
+    budget_hours: float | None = typer.Option(
+        None,
+        "--budget-hours",
+        help="Stop launching new IPCs after this many hours; report what is known (default: no limit).",
+    ),
+    max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Trials running at once."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial."),
+    address: str | None = AddressOption,
+    verbose: bool = VerboseOption,
+    dry_run: bool = DryRunOption,
+    tracking_uri: str | None = TrackingUriOption,
+    mlflow_experiment: str = ExperimentOption,
+    output_dir: Path = OutputDirOption,
+    data_root: Path | None = DataRootOption,
+    device: str = DeviceOption,
+) -> None:
+    """Find the smallest IPC whose synthetic set matches the full-data accuracy (grid, then bisection, on Ray).
+
+    Example: ddorch lossless --dataset digits --method datadam,random --max-ipc 50
+    """
+    from ddcore.data import resolve_data_root
+    from orchestrator.engine.lossless import LosslessConfig, search_lossless
+
+    config = LosslessConfig(
+        dataset=dataset,
+        methods=tuple(split_names(method)),
+        model=model,
+        preset=preset,
+        tolerance=tolerance,
+        max_ipc=max_ipc,
+        eval_seeds=eval_seeds,
+        confidence=confidence,
+        iterations=iterations,
+        eval_protocol=eval_protocol,
+        eval_epochs=eval_epochs,
+        eval_precision=eval_precision.value,
+        force_bf16=force_bf16,
+        target_accuracy=target_accuracy,
+        baseline_seeds=baseline_seeds,
+        early_stop_margin=early_stop_margin if early_stop else None,
+        budget_hours=budget_hours,
+        max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        address=address,
+        data_root=str(resolve_data_root(data_root)),
+        tracking_uri=tracking_uri,
+        experiment=mlflow_experiment,
+        output_dir=str(output_dir),
+        device=device,
+        verbose=verbose,
+    )
+    say_ray_address(address)
+    if dry_run:
+        from orchestrator.engine.cluster import check_resources, cluster_resources
+        from orchestrator.engine.plan import lossless_plan
+
+        available = cluster_resources(address)
+        check_resources(cpus_per_trial, gpus_per_trial, available)
+        console.print("\n".join(lossless_plan(config, available).lines), soft_wrap=True, markup=False)
+        return
+
+    if not verbose:
+        quiet_libraries()
+    report = search_lossless(config, watch=_lossless_view(config), progress=True)
+    tables.show(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", confidence))
+    for name, result in report.results.items():
+        console.print(f"{name}: {result.summary()}")
+    if report.budget_spent:
+        console.print(f"budget of {budget_hours:g} h spent: no new IPCs were launched after it")
+    console.print(
+        f"{report.launched} trial(s) run, the rest reused from MLflow; parent run {report.parent_run_id} "
+        f"in {report.tracking_uri}; plot {report.plot}; table {report.table}"
+    )
+    if any(result.failed() for result in report.results.values()):  # as `sweep`: 1 = incomplete
+        typer.echo("error: some trials failed (see above); the same command runs them again", err=True)
+        raise typer.Exit(code=1)
+
+
+def _lossless_view(config):
+    from orchestrator.views.live import LosslessProgress, LosslessView
+
+    name = f"{config.dataset} with {config.model}"
+    return LosslessView(LosslessProgress(name, config.methods, config.max_ipc, config.max_concurrent), console)

@@ -1,0 +1,176 @@
+"""Options and helpers shared by the commands: one definition per flag, so every command spells it alike."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from ddcore.data import DATASET_NAMES, DATASETS
+from ddcore.errors import DDError
+from orchestrator.views.tables import console
+
+DataRootOption = typer.Option(
+    None, "--data-root", help="Folder holding the data sets (default: $DDORCH_DATA_ROOT, then ~/.cache/ddorch/data)."
+)
+
+
+def _device_name(value: str) -> str:
+    """The device's name checked here (a GPU may live on the cluster's workers, not on this driver)."""
+    from ddcore.runtime import DEVICE_CHOICES
+
+    if value.split(":")[0] not in DEVICE_CHOICES:
+        raise typer.BadParameter(f"unknown device '{value}'; use one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+    return value
+
+
+def _writable_folder(path: Path) -> Path:
+    """A folder that exists or can be made, and takes files: probed with a temporary folder, left as it was."""
+    existing = next(p for p in (path.resolve(), *path.resolve().parents) if p.exists())
+    try:
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as error:
+        raise typer.BadParameter(f"cannot write under {existing} ({error.strerror})") from None
+    return path
+
+
+DeviceOption = typer.Option("auto", "--device", callback=_device_name, help="auto (GPU when visible), cpu or cuda.")
+
+
+ImageSizeOption = typer.Option(
+    None, "--image-size", help="Resize images to this square size (default: the data set's own)."
+)
+
+
+TrackingUriOption = typer.Option(
+    None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db here)."
+)
+
+
+ExperimentOption = typer.Option("ddorch", "--experiment", help="MLflow experiment name.")
+
+
+OutputDirOption = typer.Option(
+    Path("runs"), "--output-dir", callback=_writable_folder, help="Local copy of each run's artefacts."
+)
+
+
+EXPERT_BATCHES = ", ".join(f"{name} {spec.full_data_batch}" for name, spec in DATASETS.items())
+
+
+DatasetOption = typer.Option("digits", "--dataset", help=f"One of: {DATASET_NAMES} (`ddorch datasets`).")
+
+
+DownloadOption = typer.Option(
+    False, "--download", help="Download MNIST / Fashion-MNIST with torchvision if missing (needs internet)."
+)
+
+
+# ddcore.evaluate.PROTOCOLS, spelled out here so that `--help` does not import torch.
+PROTOCOL_CHOICES = (
+    "dc (DC/DM: 1000 epochs, batch 256, lr 0.01, DSA), dc-aug (as dc, with DC's own crop/scale/rotate in place "
+    "of DSA), datadam (DataDAM's script: 1800 epochs, batch 64), "
+    "datm (DATM/PAD: 1000 epochs, batch 128, the set's learned lr) or full (20 epochs, cosine, no DSA)"
+)
+
+
+EvalProtocolOption = typer.Option(
+    None,
+    "--eval-protocol",
+    help=f"How networks are trained on the set: {PROTOCOL_CHOICES}; default: the data set's (dc for all four).",
+)
+
+
+EvalBatchSizeOption = typer.Option(
+    None, "--eval-batch-size", min=1, help="Override the protocol's batch size (default: the protocol's)."
+)
+
+
+AddressOption = typer.Option(
+    None,
+    "--address",
+    help="Ray cluster to join: HOST:PORT, auto (the one `ray start` runs on this machine) or ray://... "
+    "(default: $RAY_ADDRESS, else a local instance of its own on 127.0.0.1).",
+)
+
+
+VerboseOption = typer.Option(False, "--verbose", help="Ray's and MLflow's own log lines and the workers' output.")
+
+
+class EvalPrecision(str, enum.Enum):
+    """ddcore.evaluate.PRECISIONS, spelled out here so that `--help` does not import torch."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+NATIVE_BF16 = (
+    "needs native bf16 (a CPU with AVX512-BF16 or AMX, a GPU of compute capability 8.0+; `ddorch env`): "
+    "refused elsewhere unless --force-bf16"
+)
+
+
+EvalPrecisionOption = typer.Option(
+    EvalPrecision.fp32,
+    "--eval-precision",
+    help="Evaluation networks' forwards: fp32 (the papers') or bf16 autocast (faster where bf16 is; "
+    f"the protocol is then named e.g. dc-bf16, so results never mix); bf16 {NATIVE_BF16}.",
+)
+
+
+ForceBf16Option = typer.Option(
+    False,
+    "--force-bf16",
+    help="Run bf16 even where the processor lacks native bf16 (emulated: measured 27x slower than fp32 on an "
+    "AVX2-only CPU); the run records it (tag ddorch.bf16_forced).",
+)
+
+
+DryRunOption = typer.Option(
+    False,
+    "--dry-run",
+    help="Print the plan and a wall-time estimate from a short calibration here; start nothing, log nothing.",
+)
+
+
+def friendly_errors(command: Callable) -> Callable:
+    """Turn a `DDError` into one `error: ...` line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DDError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def split_names(names: str) -> list[str]:
+    return [name.strip() for name in names.split(",") if name.strip()]
+
+
+def quiet_libraries() -> None:
+    """Only ddorch's own lines on the terminal (`--verbose` keeps Ray's and MLflow's)."""
+    import logging
+
+    import mlflow  # noqa: F401  (it sets its loggers' levels on import: import it first)
+
+    from orchestrator.engine.cluster import quiet_ray
+
+    quiet_ray()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def say_ray_address(address: str | None) -> None:
+    """One line when the Ray cluster comes from $RAY_ADDRESS: without --address a command runs locally."""
+    from orchestrator.engine.cluster import requested_address
+
+    joined, source = requested_address(address)
+    if source == "RAY_ADDRESS":
+        console.print(f"joining the Ray cluster at {joined} from RAY_ADDRESS", soft_wrap=True, markup=False)

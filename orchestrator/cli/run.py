@@ -1,0 +1,208 @@
+"""`ddorch run`: one trial (distil, evaluate, compare), or `--distill-seeds N` sets under one parent run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli.options import (
+    NATIVE_BF16,
+    DataRootOption,
+    DatasetOption,
+    DeviceOption,
+    EvalBatchSizeOption,
+    EvalPrecision,
+    EvalPrecisionOption,
+    EvalProtocolOption,
+    ExperimentOption,
+    ForceBf16Option,
+    ImageSizeOption,
+    OutputDirOption,
+    TrackingUriOption,
+    friendly_errors,
+    split_names,
+)
+from orchestrator.views import tables
+from orchestrator.views.tables import console
+
+
+@friendly_errors
+def run(
+    dataset: str = DatasetOption,
+    method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
+    ipc: int | None = typer.Option(None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."),
+    init: str | None = typer.Option(
+        None, "--init", help="real (random real images) or noise (default: the preset's, real)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."
+    ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help=(
+            "The method's named defaults. DataDAM: official (the released main_DataDAM.py: batch-norm ConvNet, "
+            "attention power 1, 20,000 iterations, real batch 64), paper (the paper's table: instance "
+            "norm, power 4, 8,000 iterations, lambda 0.01; the default), course (the seed's bi-level setting). PAD: paper. "
+            "Default: the method's first."
+        ),
+    ),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help="Distillation iterations (default: the preset's)."
+    ),
+    lr_images: float | None = typer.Option(
+        None, "--lr-images", help="Learning rate of the synthetic images (default: the preset's)."
+    ),
+    batch_real: int | None = typer.Option(
+        None, "--batch-real", help="Real images per class per iteration (default: the preset's)."
+    ),
+    mmd_weight: float | None = typer.Option(
+        None, "--lambda", help="Weight of the last-layer (MMD) term (default: the preset's)."
+    ),
+    attention_power: float | None = typer.Option(
+        None, "--attention-power", help="p in sum_c |f_c|^p (default: the preset's)."
+    ),
+    dsa_strategy: str | None = typer.Option(
+        None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none (default: the preset's)."
+    ),
+    bf16: bool = typer.Option(False, "--bf16", help=f"bf16 autocast for the distillation forwards; {NATIVE_BF16}."),
+    settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the distillation (the first one with --distill-seeds)."),
+    distill_seeds: int = typer.Option(
+        1,
+        "--distill-seeds",
+        help="Distilled sets (seeds --seed .. --seed + N - 1), each evaluated with --eval-seeds networks; "
+        "N > 1: one MLflow run with a child run per set, the result as mean ± std over the sets' means.",
+    ),
+    eval_models: str | None = typer.Option(
+        None,
+        "--eval-models",
+        help="Comma-separated networks trained on the synthetic set (default: the network distilled with).",
+    ),
+    eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
+    eval_protocol: str = EvalProtocolOption,
+    eval_epochs: int | None = typer.Option(
+        None, "--eval-epochs", help="Override the protocol's epochs (default: the protocol's)."
+    ),
+    eval_batch_size: int | None = EvalBatchSizeOption,
+    eval_precision: EvalPrecision = EvalPrecisionOption,
+    force_bf16: bool = ForceBf16Option,
+    checkpoint_eval_every: int | None = typer.Option(
+        None,
+        "--checkpoint-eval-every",
+        min=1,
+        help="Also evaluate the first eval model (all seeds) every N iterations and log the best mean "
+        "(selected on the test set, as DataDAM's and PAD's scripts report; not comparable with the final mean). Default: off.",
+    ),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
+    tracking_uri: str | None = TrackingUriOption,
+    experiment: str = ExperimentOption,
+    output_dir: Path = OutputDirOption,
+    data_root: Path | None = DataRootOption,
+    image_size: int | None = ImageSizeOption,
+    device: str = DeviceOption,
+) -> None:
+    """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow.
+
+    Example: ddorch run --dataset digits --method datadam --ipc 10 --iterations 200
+    """
+    import sys
+
+    from ddcore.methods import get_method
+    from orchestrator.engine.experiments import parse_overrides
+    from orchestrator.engine.sets import distill_seeds as check_distill_seeds
+    from orchestrator.engine.trial import TrialConfig, check_precision, run_trial
+    from orchestrator.store.run_schema import run_name
+    from orchestrator.store.tracking import Tracker
+
+    check_distill_seeds(seed, distill_seeds)
+    chosen = get_method(method)
+    flags = dict(
+        init=init,
+        model=model,
+        iterations=iterations,
+        lr_images=lr_images,
+        batch_real=batch_real,
+        mmd_weight=mmd_weight,
+        attention_power=attention_power,
+        dsa_strategy=dsa_strategy,
+        bf16=bf16 or None,
+        seed=seed,
+        device=device,
+    )
+    overrides = parse_overrides(settings, method)
+    preset, method_config = chosen.configure(preset, dataset, ipc, {**flags, **overrides})
+    trial = TrialConfig(
+        dataset=dataset,
+        method=method,
+        method_config=method_config,
+        preset=preset,
+        eval_models=split_names(eval_models) if eval_models else [method_config.model],
+        eval_seeds=eval_seeds,
+        eval_protocol=eval_protocol,
+        eval_epochs=eval_epochs,
+        eval_batch_size=eval_batch_size,
+        eval_precision=eval_precision.value,
+        checkpoint_eval_every=checkpoint_eval_every,
+        baseline=baseline,
+        data_root=str(data_root) if data_root else None,
+        image_size=image_size,
+        force_bf16=force_bf16,
+    )
+    # Bad settings fail before a run is recorded (the class sizes are checked once the data is loaded).
+    method_config.validate([sys.maxsize])
+    protocol = trial.protocol()
+    check_precision(trial)
+    name = run_name(dataset, method, method_config.ipc, {"init": method_config.init, **overrides})
+    tracker = Tracker.start(tracking_uri, experiment, run_name=name)
+    title = (
+        f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
+        f"{method_config.model}, evaluated with the {protocol.name} protocol"
+    )
+    if distill_seeds > 1:
+        _run_sets(trial, distill_seeds, tracker, experiment, name, output_dir, title)
+        return
+    result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
+
+    tables.show(tables.trial(result, title))
+    if result.best_checkpoint:
+        iteration, accuracy = result.best_checkpoint
+        console.print(
+            f"best checkpoint ({trial.eval_models[0]}, selected on the test set): {100 * accuracy:.2f} % "
+            f"at iteration {iteration}"
+        )
+    if result.prepare_seconds:  # a method that prepares (PAD), however short it took
+        console.print(f"prepared in {result.prepare_seconds:.1f} s (PAD: its experts, cached or trained)")
+    console.print(
+        f"distilled in {result.distill_seconds:.1f} s ({method_config.iterations / result.distill_seconds:.1f} it/s, "
+        f"peak memory {result.peak_memory_mib:.0f} MiB); "
+        f"MLflow run {result.run_id} in {tracker.tracking_uri}; artefacts in {result.artefact_dir}"
+    )
+
+
+def _run_sets(trial, count: int, parent, experiment: str, name: str, output_dir: Path, title: str) -> None:
+    """`ddorch run --distill-seeds N`, N > 1: the sets as child runs of `parent`, then the result over sets."""
+    from orchestrator.engine.sets import run_sets
+    from orchestrator.store.run_schema import Tag
+    from orchestrator.store.tracking import Tracker
+
+    def start_child(one, seed: int):
+        return Tracker.start(
+            parent.tracking_uri,
+            experiment,
+            run_name=f"{name} seed={seed}",
+            parent_run_id=parent.run_id,
+            tags={Tag.DISTILL_SEED: str(seed)},
+        )
+
+    result = run_sets(trial, count, parent, start_child, progress=True, output_dir=output_dir)
+    tables.show(tables.sets(result, f"{title}; {count} distilled sets"))
+    for model, summary in result.over_sets.items():
+        console.print(f"{model}: {tables.over_sets_line(summary)}", soft_wrap=True)
+    seconds = sum(s.distill_seconds for s in result.sets)
+    console.print(
+        f"distilled {count} sets in {seconds:.1f} s; MLflow run {result.run_id} (one child run per set) in "
+        f"{parent.tracking_uri}; artefacts in {result.artefact_dir}",
+        soft_wrap=True,
+    )

@@ -1,0 +1,188 @@
+"""`ddorch sweep`: a Ray Tune search over a preset's space, with ASHA and a live view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli.options import (
+    NATIVE_BF16,
+    PROTOCOL_CHOICES,
+    AddressOption,
+    DataRootOption,
+    DeviceOption,
+    DryRunOption,
+    EvalPrecision,
+    ExperimentOption,
+    ForceBf16Option,
+    OutputDirOption,
+    TrackingUriOption,
+    friendly_errors,
+    quiet_libraries,
+    say_ray_address,
+)
+from orchestrator.views import tables
+from orchestrator.views.tables import console
+
+
+@friendly_errors
+def sweep(
+    experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`."),
+    space_file: Path | None = typer.Option(None, "--space", help="Search space TOML (default: the preset's)."),
+    overrides: list[str] = typer.Option([], "--set", help="Fix a method setting, e.g. --set ipc=10 (repeatable)."),
+    num_samples: int | None = typer.Option(
+        None, "--num-samples", min=1, help="Trials sampled from the space (default: the preset's)."
+    ),
+    max_concurrent: int | None = typer.Option(
+        None, "--max-concurrent", min=1, help="Trials running at once (default: the preset's)."
+    ),
+    cpus_per_trial: float | None = typer.Option(
+        None, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial (default: the preset's)."
+    ),
+    gpus_per_trial: float | None = typer.Option(
+        None, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial (default: the preset's)."
+    ),
+    address: str | None = AddressOption,
+    storage_path: Path = typer.Option(
+        Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Sweep name (default: the experiment's)."),
+    eval_protocol: str | None = typer.Option(
+        None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."
+    ),
+    eval_precision: EvalPrecision | None = typer.Option(
+        None,
+        "--eval-precision",
+        help=f"fp32 or bf16 evaluation forwards (default: the preset's, fp32); bf16 {NATIVE_BF16}.",
+    ),
+    force_bf16: bool = ForceBf16Option,
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted sweep of the same name, as it was started: its live view, or Tune's output if started with --verbose.",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of the search: the same seed samples the same trial settings (default: random)."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Ray Tune's own progress output and worker logs instead of the live view."
+    ),
+    dry_run: bool = DryRunOption,
+    tracking_uri: str | None = TrackingUriOption,
+    mlflow_experiment: str = ExperimentOption,
+    output_dir: Path = OutputDirOption,
+    data_root: Path | None = DataRootOption,
+    device: str = DeviceOption,
+) -> None:
+    """Search an experiment's space with Ray Tune and ASHA; every trial is an MLflow child run.
+
+    Example: ddorch sweep digits_datadam --num-samples 4 --seed 1
+    """
+    from dataclasses import replace
+
+    from ddcore.data import resolve_data_root
+    from orchestrator.engine.cluster import (
+        check_resources,
+        cluster_resources,
+        connect,
+        preset_resources,
+        requested_address,
+    )
+    from orchestrator.engine.experiments import check_protocol, load_experiment, load_space, parse_overrides
+    from orchestrator.engine.sweep import (
+        SweepSettings,
+        check_precisions,
+        check_resumable,
+        failures,
+        record_in_parent,
+        run_sweep,
+        summarize,
+        trial_length,
+    )
+    from orchestrator.store.tracking import check_reachable, resolve_tracking_uri
+
+    preset = load_experiment(experiment)
+    preset = replace(
+        preset,
+        fixed={**preset.fixed, **parse_overrides(overrides, preset.method)},
+        eval_protocol=eval_protocol or preset.eval_protocol,
+        eval_precision=eval_precision.value if eval_precision else preset.eval_precision,
+    )
+    check_protocol(preset)
+    space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
+    if requested_address(address)[0] is None:  # trials run on this machine: bf16 it lacks is refused now
+        check_precisions(preset, space, device, force_bf16)
+    sweep_name, storage = name or preset.name, str(storage_path.resolve())
+    if resume:
+        check_resumable(sweep_name, storage)  # before starting Ray
+    say_ray_address(address)
+    if not dry_run:
+        if not verbose:
+            quiet_libraries()
+        connect(address, verbose=verbose)  # a dry run joins a cluster (--address) only to read its resources
+    available = cluster_resources(address)
+    cpus, gpus, note = preset_resources(
+        preset.cpus_per_trial, preset.gpus_per_trial, cpus_per_trial, gpus_per_trial, available
+    )
+    check_resources(cpus, gpus, available)
+    if note:
+        console.print(note, soft_wrap=True)
+    settings = SweepSettings(
+        name=sweep_name,
+        num_samples=num_samples or preset.num_samples,
+        max_concurrent=max_concurrent or preset.max_concurrent,
+        cpus_per_trial=cpus,
+        gpus_per_trial=gpus,
+        storage_path=storage,
+        seed=seed,
+    )
+    if dry_run:
+        from orchestrator.engine.plan import sweep_plan
+
+        plan = sweep_plan(
+            preset,
+            space,
+            settings.num_samples,
+            settings.max_concurrent,
+            cpus,
+            gpus,
+            available,
+            str(resolve_data_root(data_root)),
+            device,
+            force_bf16,
+        )
+        console.print("\n".join(plan.lines), soft_wrap=True, markup=False)
+        return
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
+    callbacks = () if verbose else (_live_view(settings, space, trial_length(preset)),)
+    context = {
+        "tracking_uri": uri,
+        "experiment": mlflow_experiment,
+        "output_dir": str(output_dir.resolve()),
+        "data_root": str(resolve_data_root(data_root)),
+        "device": device,
+        "force_bf16": force_bf16,
+    }
+    results, parent, iterations = run_sweep(
+        preset, space, settings, context, resume=resume, callbacks=callbacks, verbose=verbose
+    )
+    rows = summarize(results, iterations)
+    folder = record_in_parent(parent, rows, space, output_dir.resolve())
+    tables.show(tables.sweep_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names()))
+    console.print(
+        f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
+        f"Ray results in {Path(settings.storage_path) / settings.name}"
+    )
+    failed = failures(rows)
+    if failed:  # exit 1 (2 is bad input): scripts learn that the sweep is incomplete
+        typer.echo(f"error: {failed}; the other trials' results are recorded", err=True)
+        raise typer.Exit(code=1)
+
+
+def _live_view(settings, space, iterations: int):
+    from orchestrator.views.live import LiveView, SweepProgress
+
+    return LiveView(SweepProgress(settings.name, space.trial_count(settings.num_samples), iterations), console)
