@@ -84,45 +84,33 @@ def _short(value) -> str:
     return str(float(f"{value:.3g}")) if isinstance(value, float) else str(value)
 
 
-def acc_mean(model: str) -> str:
-    """The headline: the final set's test accuracy on `model`, mean over the evaluation seeds."""
-    return f"acc_{model}_mean"
+@dataclass(frozen=True)
+class PerModel:
+    """A metric's name for each network: `pattern` with `{model}` filled in (`schema.acc_mean("ConvNetD3")`)."""
+
+    pattern: str
+
+    def __call__(self, model: str) -> str:
+        return self.pattern.format(model=model)
 
 
-def acc_std(model: str) -> str:
-    return f"acc_{model}_std"
-
-
+# The headline: the final set's test accuracy on `model`, mean over the evaluation seeds.
+acc_mean = PerModel("acc_{model}_mean")
+acc_std = PerModel("acc_{model}_std")
 # Several distilled sets (`ddorch run --distill-seeds N`, its parent run; ddcore.spread): "over sets" is
 # over the N sets' means (the headline), "over networks" over all N x eval-seeds networks pooled. A
 # single-set run has none of them: its `acc_{model}_mean` / `_std` are over its networks (one set).
 DISTILL_SETS = "distill_sets"
 
 
-def acc_mean_over_sets(model: str) -> str:
-    return f"acc_{model}_mean_over_sets"
-
-
-def acc_std_over_sets(model: str) -> str:
-    """Population std of the sets' means: how much the distillation seed moves the result."""
-    return f"acc_{model}_std_over_sets"
-
-
-def acc_mean_over_networks(model: str) -> str:
-    return f"acc_{model}_mean_over_networks"
-
-
-def acc_std_over_networks(model: str) -> str:
-    return f"acc_{model}_std_over_networks"
-
-
-def between_set_var(model: str) -> str:
-    """Variance component between sets (fraction squared; ddcore.spread.over_sets)."""
-    return f"acc_{model}_between_set_var"
-
-
-def within_set_var(model: str) -> str:
-    return f"acc_{model}_within_set_var"
+acc_mean_over_sets = PerModel("acc_{model}_mean_over_sets")
+# Population std of the sets' means: how much the distillation seed moves the result.
+acc_std_over_sets = PerModel("acc_{model}_std_over_sets")
+acc_mean_over_networks = PerModel("acc_{model}_mean_over_networks")
+acc_std_over_networks = PerModel("acc_{model}_std_over_networks")
+# Variance component between sets (fraction squared; ddcore.spread.over_sets).
+between_set_var = PerModel("acc_{model}_between_set_var")
+within_set_var = PerModel("acc_{model}_within_set_var")
 
 
 OVER_SETS_SUFFIX = "_mean_over_sets"
@@ -163,38 +151,16 @@ def evaluated_models(metrics: dict[str, float]) -> list[str]:
     return sorted(found)
 
 
-def balanced_acc_mean(model: str) -> str:
-    return f"balanced_acc_{model}_mean"
-
-
-def train_seconds(model: str) -> str:
-    return f"train_seconds_{model}"
-
-
-def flops(model: str) -> str:
-    return f"flops_{model}"
-
-
-def baseline_acc(model: str) -> str:
-    return f"baseline_acc_{model}"
-
-
-def baseline_train_seconds(model: str) -> str:
-    return f"baseline_train_seconds_{model}"
-
-
-def checkpoint_acc_mean(model: str) -> str:
-    """Stepped: the mean over seeds at each evaluation checkpoint during distillation."""
-    return f"checkpoint_acc_{model}_mean"
-
-
-def best_checkpoint_acc(model: str) -> str:
-    """The best checkpoint, chosen on the test set (the DataDAM / PAD papers' number): optimistic."""
-    return f"acc_{model}_best_checkpoint_test_selected"
-
-
-def best_checkpoint_iteration(model: str) -> str:
-    return f"acc_{model}_best_checkpoint_iteration"
+balanced_acc_mean = PerModel("balanced_acc_{model}_mean")
+train_seconds = PerModel("train_seconds_{model}")
+flops = PerModel("flops_{model}")
+baseline_acc = PerModel("baseline_acc_{model}")
+baseline_train_seconds = PerModel("baseline_train_seconds_{model}")
+# Stepped: the mean over seeds at each evaluation checkpoint during distillation.
+checkpoint_acc_mean = PerModel("checkpoint_acc_{model}_mean")
+# The best checkpoint, chosen on the test set (the DataDAM / PAD papers' number): optimistic.
+best_checkpoint_acc = PerModel("acc_{model}_best_checkpoint_test_selected")
+best_checkpoint_iteration = PerModel("acc_{model}_best_checkpoint_iteration")
 
 
 def tag_filter(tag: str, value: str) -> str:
