@@ -1193,6 +1193,11 @@ def report(
     console.print(f"report: {written.html_path} and {written.markdown_path} ({len(written.sections)} sections)")
 
 
+from orchestrator.bench_cli import bench_app  # noqa: E402  (it shares this module's options)
+
+app.add_typer(bench_app, name="bench")
+
+
 def main() -> None:
     app()
 
