@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
+from ddcore.methods import get_method, list_methods
 from orchestrator.engine import bench as suite
 from orchestrator.engine.bench import BenchFolder, Row, RunOptions
 from orchestrator.views import bench_tables
@@ -199,8 +200,6 @@ def test_a_tiny_row_runs_through_run_trial_into_mlflow(tmp_path, folder, monkeyp
 
 
 def test_every_row_has_a_unique_name_and_valid_settings():
-    from ddcore.methods import get_method
-
     assert len({row.name for row in ROWS}) == len(ROWS)
     for row in ROWS:
         if row.kind == "trial":
@@ -484,3 +483,21 @@ def test_estimates_are_those_of_the_former_suite(tmp_path, monkeypatch):
         assert suite.row_minutes(by_name[name], [], "here", tmp_path / "parts") == pytest.approx(minutes, abs=0.01), (
             name
         )
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_each_method_states_its_cost_in_units_the_runner_prices(name):
+    from ddcore.methods import Cost
+
+    config = get_method(name).config(None, "digits", 2)
+    cost = get_method(name).cost(config, "digits")
+    assert isinstance(cost, Cost) and cost.images_per_iteration >= config.ipc
+    assert suite.priced(cost.per_iteration) >= 0 and suite.priced(cost.preparation) >= 0
+
+
+def test_a_unit_without_a_price_is_one_line():
+    with pytest.raises(DDError, match="no seconds per novel_iteration in the benchmark time model"):
+        suite.priced({"novel_iteration": 1.0})
+    datadam = get_method("datadam")
+    config = datadam.config("paper", "mnist", 50)
+    assert datadam.cost(config, "mnist").images_per_iteration == 50 + config.batch_real  # synthetic + real batch
