@@ -84,7 +84,8 @@ def run(
         None,
         "--budget-minutes",
         min=1,
-        help="Start no row that would not finish in time; a longer row runs the part that fits (kept for the next run).",
+        help="Start no row that would not finish in time; a longer row runs the part that fits, kept for the "
+        "next run (default: no budget).",
     ),
     device: str = DeviceOption,
     rerun: bool = typer.Option(False, "--rerun", help="Run rows that already have a result."),
@@ -95,8 +96,9 @@ def run(
 ) -> None:
     """Run the pending rows one at a time (MLflow experiment `benchmarks`), then regenerate RESULTS.md's tables.
 
-    A row with a result of the same settings is skipped unless --rerun. Example:
-    ddorch bench run --rows mnist_datadam_ipc10 --budget-minutes 90 --device cpu
+    A row with a result of the same settings is skipped unless --rerun.
+
+    Example: ddorch bench run --rows mnist_datadam_ipc10 --budget-minutes 90 --device cpu
     """
     bench = BenchFolder(folder)
     every_row = load_rows(bench.rows)
