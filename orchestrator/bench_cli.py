@@ -50,7 +50,9 @@ def friendly_errors(command: Callable) -> Callable:
     return wrapper
 
 
-DeviceOption = typer.Option("auto", "--device", help="auto (GPU when visible), cpu or cuda (checked before any row).")
+DeviceOption = typer.Option(
+    "auto", "--device", help="auto (GPU when visible), cpu or cuda; `run` checks it before any row."
+)
 TrackingUriOption = typer.Option(
     None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db here)."
 )
@@ -71,7 +73,6 @@ def list_rows(rows: str | None = RowsOption, device: str = DeviceOption, folder:
     """
     bench = BenchFolder(folder)
     chosen = select(load_rows(bench.rows), rows)
-    check_device(device)
     for line in list_lines(chosen, load_results(bench.results), bench.parts, device):
         typer.echo(line)
 
