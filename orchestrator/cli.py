@@ -1193,7 +1193,7 @@ def report(
     console.print(f"report: {written.html_path} and {written.markdown_path} ({len(written.sections)} sections)")
 
 
-from orchestrator.bench_cli import bench_app  # noqa: E402  (it shares this module's options)
+from orchestrator.bench_cli import bench_app  # noqa: E402  (its commands, registered after this module's)
 
 app.add_typer(bench_app, name="bench")
 

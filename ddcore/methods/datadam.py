@@ -323,5 +323,5 @@ class DataDAM(Method):
     def cost(self, config: DataDAMConfig, dataset: str) -> Cost:
         """Its synthetic and real images an iteration; the unit is an IPC-10 iteration with 64 real
         images per class. A larger IPC costs IPC^0.6 times as much on a CPU (benchmarks/suite_speeds.py
-        measured 2.3-2.6x at IPC 50, where the power gives 2.6x: it errs long), a smaller one the same."""
+        measured 2.3-2.6x at IPC 50, where the power gives 2.6x: it errs long), a smaller one as much as IPC 10."""
         return Cost(config.ipc + config.batch_real, {"datadam_iteration": max(1.0, config.ipc / 10) ** 0.6})
