@@ -17,6 +17,7 @@ import typer
 from ddcore.data import DATASET_NAMES, DATASETS
 from ddcore.errors import DDError
 from orchestrator import tables
+from orchestrator.bench_cli import bench_app
 from orchestrator.flags import canonical
 from orchestrator.tables import console
 
@@ -1192,8 +1193,6 @@ def report(
     written = build_report(ids, output_dir, tracking_uri, experiment, title)
     console.print(f"report: {written.html_path} and {written.markdown_path} ({len(written.sections)} sections)")
 
-
-from orchestrator.bench_cli import bench_app  # noqa: E402  (its commands, registered after this module's)
 
 app.add_typer(bench_app, name="bench")
 
