@@ -17,8 +17,8 @@ Rows of one `batch` start together as processes (one GPU, 16 cores: each process
 own core's launch overhead, so they share the GPU well). A batch never starts when its estimate
 says it would end past the budget; what runs past the hard deadline is stopped and says so. Each
 finished row is appended at once to `OUT/results.jsonl` (trial and baseline rows in the format of
-`benchmarks/suite.py`, with the GPU's name), so a time-out loses nothing finished; `OUT/env.json`
-holds the GPU, driver, torch and CUDA versions; a summary goes to stdout. The device has no MLflow:
+`ddorch bench`, `orchestrator.engine.bench`, with the GPU's name), so a time-out loses nothing
+finished; `OUT/env.json` holds the GPU, driver, torch and CUDA versions; a summary goes to stdout. The device has no MLflow:
 each trial's run is written to a folder (`orchestrator.store.tracking.FolderTracker`), packed as
 `OUT/runs.tar.gz`. Estimates come from the probe once it has run, else from the first week's H100
 figures (`GPU_FIGURES`).
@@ -43,13 +43,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout's ddorch, installed or not
 
-import suite  # noqa: E402  (benchmarks/suite.py: rows, their runner and their record)
-from suite import Row  # noqa: E402
+from orchestrator.engine import bench  # noqa: E402  (rows, their runner and their record)
+from orchestrator.engine.bench import BenchFolder, Row  # noqa: E402
+from orchestrator.views.bench_tables import replace_section, update_results_md  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+BENCH = BenchFolder(HERE)  # the repository's benchmark folder: its rows, results.jsonl and RESULTS.md
 GPU_RESULTS = HERE / "gpu_results.jsonl"  # probe and lossless lines (trial/baseline lines go to results.jsonl)
 MHIST_VARIANT = "webp95"  # the bundle's MHIST: lossy WebP q95 at the release's 128 px (benchmarks/gpu_bundle.py)
 
@@ -257,7 +258,7 @@ def trial_seconds(row: Row, figures: dict[str, float]) -> float:
     classes = get_spec(row.dataset).num_classes
     if row.kind == "baseline":
         return row.eval_seeds * 20 * figures.get(f"epoch:{row.dataset}", 1.0)
-    config = suite._trial_config(row).method_config
+    config = bench.trial_config(row).method_config
     if row.method == "datadam":
         distill = config.iterations / _iterations_per_second(figures, row.dataset, row.ipc)
     elif row.method == "pad":
@@ -340,7 +341,7 @@ def append_line(line: dict, out: Path) -> None:
 
 
 def read_lines(out: Path) -> list[dict]:
-    return suite.load_results(out / "results.jsonl")
+    return bench.load_results(out / "results.jsonl")
 
 
 def gpu_fields() -> dict:
@@ -362,8 +363,8 @@ def run_row(gpu_row: GpuRow, profile: Profile, out: Path) -> None:
 def measure(row: Row, profile: Profile, out: Path) -> dict:
     """A suite row run here, recorded in the suite's format (its MLflow run a folder under OUT/runs)."""
     started, load = time.perf_counter(), os.getloadavg()[0]
-    measured = suite.run_row(row, f"{suite.FOLDER_STORE}{out / 'runs'}", profile.device, out / "parts")
-    line = suite.record(row, measured, load, os.getloadavg()[0], True, time.perf_counter() - started)
+    measured = bench.run_row(row, f"{bench.FOLDER_STORE}{out / 'runs'}", profile.device, out / "parts")
+    line = bench.record(row, measured, load, os.getloadavg()[0], True, time.perf_counter() - started)
     return {**line, **gpu_fields()}
 
 
@@ -405,7 +406,7 @@ def run_bracket(gpu_row: GpuRow, profile: Profile, out: Path, deadline: float | 
             "smallest_lossless_ipc": lossless[0] if lossless else None,
             "largest_ipc_reached": steps[-1]["ipc"] if steps else None,
             "gap_points": 100 * (threshold - steps[-1]["mean"]) if steps and not lossless else None,
-            "machine": suite.machine(),
+            "machine": bench.machine(),
             "date": time.strftime("%Y-%m-%d %H:%M"),
             **gpu_fields(),
         },
@@ -442,7 +443,7 @@ def run_probe(gpu_row: GpuRow, profile: Profile, out: Path) -> None:
                 "figures": measured,
                 "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
                 "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-                "machine": suite.machine(),
+                "machine": bench.machine(),
                 "date": time.strftime("%Y-%m-%d %H:%M"),
                 **gpu_fields(),
             },
@@ -576,7 +577,7 @@ def write_env(out: Path, device: str) -> dict:
     import torch
 
     env = {
-        "machine": suite.machine(),
+        "machine": bench.machine(),
         "device": device,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -675,19 +676,19 @@ def render_gpu_tables(lines: list[dict]) -> str:
 
 
 def import_lines(
-    folder: Path, results: Path = suite.RESULTS, gpu_results: Path = GPU_RESULTS, results_md: Path = suite.RESULTS_MD
+    folder: Path, results: Path = BENCH.results, gpu_results: Path = GPU_RESULTS, results_md: Path = BENCH.results_md
 ) -> int:
     """Trial and baseline lines into results.jsonl (the suite's tables show them), probe and lossless
     lines into gpu_results.jsonl; lines already there are not added twice. RESULTS.md's tables follow."""
     count = 0
     for line in read_lines(folder):
         target = results if line.get("kind") in ("trial", "baseline") else gpu_results
-        if line not in suite.load_results(target):
-            suite.append(line, target)
+        if line not in bench.load_results(target):
+            bench.append(line, target)
             count += 1
-    suite.update_results_md(suite.load_results(results), results_md)
-    gpu_tables = render_gpu_tables(suite.load_results(gpu_results))
-    suite.replace_section(results_md, GPU_BEGIN, GPU_END, gpu_tables, "GPU suite (generated)")
+    update_results_md(bench.load_results(results), bench.load_rows(BENCH.rows), results_md)
+    gpu_tables = render_gpu_tables(bench.load_results(gpu_results))
+    replace_section(results_md, GPU_BEGIN, GPU_END, gpu_tables, "GPU suite (generated)")
     return count
 
 

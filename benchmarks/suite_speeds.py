@@ -1,4 +1,4 @@
-"""The unit speeds behind the accuracy suite's estimates (`suite.SECONDS_PER`), at several IPCs.
+"""The unit speeds behind the benchmark estimates (`orchestrator.engine.bench.CPU_UNIT_SECONDS`), at several IPCs.
 
 One DataDAM iteration of the `paper` preset on MNIST (the suite's trial rows: ConvNetD3, real
 batch 64 per class, DSA) and one epoch of the `dc` evaluation protocol on a random real subset of

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import typer
-from typer.core import TyperOption
+from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from ddcore.errors import DDError
@@ -16,7 +16,20 @@ from orchestrator.store.runs import find_run
 from orchestrator.store.tracking import resolve_tracking_uri
 
 runner = CliRunner()
-COMMANDS = typer.main.get_command(app).commands
+
+
+def leaf_commands(group: TyperGroup, prefix: str = "") -> dict:
+    """Every command by its full name; a sub-app's commands as `bench list`, ..."""
+    found = {}
+    for name, command in group.commands.items():
+        if isinstance(command, TyperGroup):
+            found.update(leaf_commands(command, f"{prefix}{name} "))
+        else:
+            found[f"{prefix}{name}"] = command
+    return found
+
+
+COMMANDS = leaf_commands(typer.main.get_command(app))
 
 
 def invoke(args, columns=200):

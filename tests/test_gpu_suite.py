@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_bundle  # noqa: E402
 import gpu_suite  # noqa: E402
 from gpu_suite import Bracket, GpuRow, Outcome, Profile  # noqa: E402
-from suite import Row  # noqa: E402
 
 from ddcore.methods import get_method  # noqa: E402
+from orchestrator.engine.bench import Row  # noqa: E402
 from orchestrator.engine.trial import TrialConfig, run_trial  # noqa: E402
 from orchestrator.store.run_schema import Status, Tag  # noqa: E402
 from orchestrator.store.tracking import FolderTracker, git_commit  # noqa: E402

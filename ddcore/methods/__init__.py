@@ -7,6 +7,7 @@ registry imports no method, this package imports each method module (in the mann
 from ddcore.methods import datadam, pad, random_subset  # noqa: E402, F401  (each registers itself)
 from ddcore.methods.base import (
     Callback,
+    Cost,
     DistillRun,
     Method,
     MethodConfig,
@@ -19,6 +20,7 @@ from ddcore.methods.base import (
 
 __all__ = [
     "Callback",
+    "Cost",
     "DistillRun",
     "Method",
     "MethodConfig",

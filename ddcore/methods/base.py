@@ -3,7 +3,8 @@
 A method is one module: a config dataclass (subclassing `MethodConfig`), named presets, and a
 `Method` subclass registered with `@register_method` whose `start` builds a `DistillRun` (the
 method's state and its `step`). The loop in `ddcore.methods.loop` drives every run the same way;
-`prepare` is expensive work done once before (PAD's experts), which trials time apart. The loop
+`prepare` is expensive work done once before (PAD's experts), which trials time apart; `cost`
+states what a distillation costs in units time models price (dry runs, `ddorch bench`). The loop
 calls `callback` every `config.log_every` iterations (and after the last) with the mean losses
 of that window: that is where the CLI logs to MLflow and where Ray Tune trials report and
 checkpoint. Losses are read back from the device only then, so the loop never waits on the GPU.
@@ -98,6 +99,21 @@ class Preparation:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one distillation of a config costs, for time models (`orchestrator.engine.plan`, `ddorch bench`).
+
+    `images_per_iteration`: images per class one iteration sends through the network (synthetic and
+    real), by which a calibration timed at small sizes scales. `per_iteration` and `preparation`:
+    counts of named units of work, each iteration's and the `prepare` work still to do (by the
+    method's caches), which a time model prices with seconds per unit measured on a machine.
+    """
+
+    images_per_iteration: int
+    per_iteration: dict[str, float] = field(default_factory=dict)
+    preparation: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class StepReport:
     """What the loop tells its caller every `log_every` iterations."""
@@ -185,6 +201,11 @@ class Method:
     def prepare(self, data: RealDataset, config: MethodConfig, progress: bool = False) -> Preparation:
         """The method's work before distilling (PAD trains or finds its experts); nothing for most."""
         return Preparation()
+
+    def cost(self, config: MethodConfig, dataset: str) -> Cost:
+        """What distilling `config` on `dataset` costs: by default its synthetic images, one
+        `<name>_iteration` unit an iteration and no preparation."""
+        return Cost(config.ipc, {f"{self.name}_iteration": 1.0})
 
     def distill(
         self,

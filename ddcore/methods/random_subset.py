@@ -17,7 +17,7 @@ import torch
 
 from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
-from ddcore.methods.base import DistillRun, Method, MethodConfig, register_method
+from ddcore.methods.base import Cost, DistillRun, Method, MethodConfig, register_method
 from ddcore.synthetic import SyntheticSet
 
 
@@ -82,3 +82,7 @@ class RandomSubset(Method):
     config_class = RandomSubsetConfig
     presets = PRESETS
     run_class = RandomSubsetRun
+
+    def cost(self, config: RandomSubsetConfig, dataset: str) -> Cost:
+        """Nothing an iteration: picking takes no time a time model would count."""
+        return Cost(config.ipc)

@@ -13,6 +13,7 @@ import typer
 from orchestrator.cli import (
     analyses,
     baseline,
+    bench,
     catalog,
     compare,
     experts,
@@ -72,6 +73,7 @@ COMMANDS = (
 )
 for command in COMMANDS:
     app.command()(command)
+app.add_typer(bench.bench_app, name="bench")
 
 
 def main() -> None:

@@ -98,7 +98,7 @@ def calibration_lines(data_root: str | Path | None) -> list[str]:
         protocol = trial.protocol()
         lines += [
             f"  {precision}: {calibration_line(measured)} (measured in {seconds:.1f} s)",
-            f"  {precision}: predicts a DataDAM iteration of {measured.iteration_seconds('datadam', method, data.num_classes):.2f} s "
+            f"  {precision}: predicts a DataDAM iteration of {measured.iteration_seconds('datadam', method, dataset, data.num_classes):.2f} s "
             f"({preset} preset: IPC {method.ipc}, {method.batch_real} real images per class, {method.model}) and "
             f"an evaluation step of {1000 * measured.train_per_image * protocol.batch_size:.0f} ms "
             f"({protocol.name}, batch {protocol.batch_size})",

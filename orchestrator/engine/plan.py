@@ -36,9 +36,9 @@ CALIBRATION_IMAGES_PER_CLASS = 10
 CALIBRATION_TEST_IMAGES = 32
 
 
-def images_per_iteration(config: MethodConfig) -> int:
-    """Images per class one distillation iteration sends through the network: synthetic + real batch."""
-    return config.ipc + getattr(config, "batch_real", 0)
+def images_per_iteration(method: str, config: MethodConfig, dataset: str) -> int:
+    """Images per class one distillation iteration sends through the network (the method's `cost`)."""
+    return get_method(method).cost(config, dataset).images_per_iteration
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class Calibration:
     test_seconds: float  # one trained network on the real test set
     threads: int
 
-    def iteration_seconds(self, method: str, config: MethodConfig, classes: int) -> float:
-        return self.distill_per_image[method] * classes * images_per_iteration(config)
+    def iteration_seconds(self, method: str, config: MethodConfig, dataset: str, classes: int) -> float:
+        return self.distill_per_image[method] * classes * images_per_iteration(method, config, dataset)
 
     def evaluation_seconds(self, ipc: int, classes: int, epochs: int) -> float:
         return epochs * ipc * classes * self.train_per_image + self.test_seconds
@@ -62,7 +62,7 @@ class Calibration:
         evaluation = self.evaluation_seconds(config.ipc, classes, trial.protocol().epochs)
         final = trial.eval_seeds * len(trial.eval_models)
         return (
-            config.iterations * self.iteration_seconds(trial.method, config, classes)
+            config.iterations * self.iteration_seconds(trial.method, config, trial.dataset, classes)
             + (quick_evaluations + final) * evaluation
         )
 
@@ -99,7 +99,7 @@ def _distill_per_image(data: RealDataset, method: str, config: MethodConfig) -> 
     if len(stamps) < 2:  # one step in all (the random subset): nothing to time, and nothing to scale
         return 0.0
     seconds = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-    return seconds / (data.num_classes * images_per_iteration(small_config))
+    return seconds / (data.num_classes * images_per_iteration(method, small_config, data.name))
 
 
 def _evaluation_rates(data: RealDataset, trial: TrialConfig) -> tuple[float, float]:

@@ -51,7 +51,7 @@ class Tag:
     ANALYSIS = "ddorch.analysis"  # an analysis run: its kind
     SOURCE_RUN = "ddorch.source_run"  # an analysis run: the run it analyses
     COMMAND = "ddorch.command"  # the command that reproduces an analysis
-    BENCHMARK = "ddorch.benchmark"  # a benchmark-suite row: its name (benchmarks/suite.py)
+    BENCHMARK = "ddorch.benchmark"  # a benchmark row: its name (`ddorch bench`, benchmarks/rows.toml)
     DISTILL_SETS = "ddorch.distill_sets"  # a `run --distill-seeds N` parent: N, its child runs one set each
     DISTILL_SEED = "ddorch.distill_seed"  # such a child: its set's distillation seed
     FROM_CACHE = "ddorch.from_cache"  # a trial that read finished work (set, eval seeds) from this TrialCache folder

@@ -61,7 +61,7 @@ from ddcore.data import get_spec
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import PER_IMAGE
-from ddcore.methods.base import DistillRun, Method, MethodConfig, Preparation, register_method
+from ddcore.methods.base import Cost, DistillRun, Method, MethodConfig, Preparation, register_method
 from ddcore.methods.pad.difficulty import scores_cached
 from ddcore.methods.pad.experts import DataSchedule, ExpertBank, ExpertConfig, cached_experts, obtain_experts
 from ddcore.models import get_model
@@ -522,3 +522,10 @@ class PAD(Method):
                 "experts_trained_now": float(len(bank.trained_now)),
             },
         )
+
+    def cost(self, config: PADConfig, dataset: str) -> Cost:
+        """`syn_steps` student steps an iteration; before them, the expert epochs and difficulty-network
+        epochs (with their scoring passes) that the cache still lacks (`preparation_left`)."""
+        experts_left, difficulty_epochs = preparation_left(config, dataset)
+        preparation = {"expert_epoch": experts_left * config.trajectory_epochs, "difficulty_epoch": difficulty_epochs}
+        return Cost(config.ipc, {"pad_student_step": config.syn_steps}, preparation)

@@ -1,0 +1,769 @@
+"""The accuracy benchmark runner (`ddorch bench`): named rows, run one at a time on idle cores, recorded for good.
+
+A benchmark folder (`benchmarks/` of the repository) holds the rows (`rows.toml`), the lines
+measured so far (`results.jsonl`), the tables made from them (`RESULTS.md`, `orchestrator.views.
+bench_tables`) and the parts of rows longer than a session (`parts/`). Each row is a full trial
+through `orchestrator.engine.trial.run_trial` (the `ddorch run` trial: distil, evaluate, compare), or a
+full-data baseline through `ddcore.baseline.full_data_baseline`, logged to MLflow (experiment
+`benchmarks`) and appended to results.jsonl with the machine, the commit, the load average at
+start and end, per-seed accuracies and the time split.
+
+A row already in results.jsonl with the same settings (commit-independent) is skipped unless
+`rerun`. A row starts only when the 1-minute load average is under `max_load` (0.5; override with
+`ignore_load`, recorded in the row) and no other run of the folder holds the lock: timed rows never
+share the cores. A budget starts no row whose estimate does not fit what is left, except a row that
+can go on in parts: then it runs the work that fits (a trial's distillation, then evaluation seeds;
+a full-data baseline's seeds), each part kept on disk as it ends, and is recorded once all its seeds
+are done, over as many runs as that takes. A trial's parts live in its
+`orchestrator.store.trial_cache.TrialCache` under the folder's `parts/` (commit them: the next session
+may be a new checkout on a new machine), deleted once the row is recorded; a baseline's seeds in
+the baseline cache. A PAD row's estimate includes its experts while the cache lacks them; when
+they do not fit beside the distillation, the skip line gives the `ddorch experts` command that
+trains them alone (into the same cache). `DDORCH_DATA_ROOT` as usual.
+
+A row of `distill_seeds` N > 1 distils N sets (distillation seeds `seed`.. `seed` + N - 1, `seed` its
+settings' or 0), each evaluated by `eval_seeds` networks, through `orchestrator.engine.sets.run_sets` (one
+parent run, a child per set); each set's parts live in its own cache, so such a row too goes on in
+parts (whole sets, or the first unfinished set's part). Its line's `mean` and `std` are the mean and
+population std of the sets' means (each over its networks; `ddcore.spread.over_sets`), `per_set`
+holds every set's networks, `per_seed` the same flattened set after set, `set_means`, `set_seconds`
+(each set's wall time), `mean_over_networks` / `std_over_networks`, and the between- and within-set
+variance components. A one-set row's line is as before (`mean` / `std` over its networks).
+`compare_lines` gives the difference of two lines with an interval over the sets' means.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import tomllib
+
+from ddcore.errors import DDError
+
+EXPERIMENT = "benchmarks"
+
+
+@dataclass(frozen=True)
+class BenchFolder:
+    """Where a benchmark's rows, results, tables and parts live (the repository's `benchmarks/`)."""
+
+    path: Path
+
+    @property
+    def rows(self) -> Path:
+        return self.path / "rows.toml"
+
+    @property
+    def results(self) -> Path:
+        return self.path / "results.jsonl"
+
+    @property
+    def results_md(self) -> Path:
+        return self.path / "RESULTS.md"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / ".suite.lock"
+
+    @property
+    def parts(self) -> Path:
+        """In the folder, not ~/.cache: a row longer than a session goes on from a new checkout."""
+        return self.path / "parts"
+
+
+# Row fields added after rows were first keyed, and their defaults: left out of the key where they hold them.
+LATER = {"data_variant": "", "hardware": "", "distill_seeds": 1}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measurement. `kind` "trial" distils and evaluates; "baseline" trains on all real data."""
+
+    name: str
+    dataset: str
+    method: str = "datadam"
+    preset: str | None = None  # the method's preset (None: its default)
+    ipc: int = 10
+    init: str = "real"
+    iterations: int | None = None  # None: the preset's
+    eval_model: str = "ConvNetD3"  # DC's ConvNet: the network of the papers' tables
+    eval_protocol: str = "dc"
+    eval_seeds: int = 3
+    eval_epochs: int | None = None  # None: the protocol's (dc: 1000)
+    eval_precision: str = "fp32"  # or "bf16": the evaluation forwards (ddcore.evaluate.PRECISIONS)
+    kind: str = "trial"
+    settings: dict[str, object] = field(default_factory=dict)  # further method settings (`--set`)
+    group: str = ""  # the RESULTS.md table it belongs to
+    data_variant: str = ""  # the data set's files differ from its release's (e.g. MHIST recompressed to travel)
+    hardware: str = ""  # "gpu": a GPU-suite row (benchmarks/gpu_suite.py), apart from the CPU row of its settings
+    distill_seeds: int = 1  # distilled sets, each evaluated by `eval_seeds` networks (see the module docstring)
+
+    def key(self) -> str:
+        """The row's settings without its name, hashed: the same measurement whatever the commit."""
+        from ddcore.evaluate import without_later_defaults  # both import torch: only where used
+        from orchestrator.engine.trial import settings_key
+
+        # fields added later are left out where they hold their defaults, so earlier rows keep their keys
+        values = {
+            k: v for k, v in asdict(self).items() if k not in ("name", "group") and (k not in LATER or v != LATER[k])
+        }
+        values = without_later_defaults(values)
+        return settings_key(values)[:16]
+
+    def command(self) -> str:
+        return f"ddorch bench run --rows {self.name}"
+
+
+def load_rows(path: Path) -> list[Row]:
+    """The `[[row]]` tables of a rows file, in order; a missing file, a row without a name or dataset
+    and a key that is no `Row` field are one-line errors naming the file and the row."""
+    if not path.is_file():
+        raise DDError(f"no rows file {path}: run from a checkout (its benchmarks/ folder) or give --folder")
+    try:
+        tables = tomllib.loads(path.read_text()).get("row", [])
+    except tomllib.TOMLDecodeError as error:
+        raise DDError(f"{path}: {error}") from None
+    known = {f.name for f in fields(Row)}
+    rows = []
+    for number, table in enumerate(tables, 1):
+        where = f"{path}, row {number} ({table.get('name', 'no name')})"
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise DDError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if not {"name", "dataset"} <= set(table):
+            raise DDError(f"{where}: a row needs a name and a dataset")
+        rows.append(Row(**table))
+    names = [row.name for row in rows]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise DDError(f"{path}: row name(s) {', '.join(twice)} given more than once")
+    return rows
+
+
+def select(rows: list[Row], names: str | None) -> list[Row]:
+    """The rows named (comma-separated; all when None), in the order given."""
+    if not names:
+        return rows
+    known = {row.name: row for row in rows}
+    unknown = [n for n in names.split(",") if n not in known]
+    if unknown:
+        raise DDError(f"unknown row(s) {', '.join(unknown)}; `ddorch bench list` shows them")
+    return [known[n] for n in names.split(",")]
+
+
+def machine() -> str:
+    """The GPU's name, else the CPU model and core count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = platform.processor() or "cpu"
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def load_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append(line: dict, path: Path) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[Row]:
+    """The rows still to run: those with no result of the same settings (all of them with `rerun`)."""
+    done = {r["key"] for r in results}
+    return [row for row in rows if rerun or row.key() not in done]
+
+
+# --- the time model -------------------------------------------------------------------------------
+
+# Seconds per unit of work (`ddcore.methods.Cost`) on the 2-core development CPU, for estimates when a
+# row has no earlier run on this machine (benchmarks/RESULTS.md, "Comparable numbers"): one DataDAM
+# iteration at IPC 10 with real batch 64 (1.95 s; its IPC scaling is DataDAM's `cost`). PAD: one
+# student step of an iteration at IPC 10 (10 iterations x 20 steps in 273.6 s, iterations 10-20 of a
+# first `mnist_pad_ipc10` run on 2026-12-02, stopped; "PAD on MNIST" had 0.94 s on the earlier,
+# smaller MNIST network), one epoch of an expert with DSA in one process (4 experts x 6 epochs in
+# 6,293 s, benchmarks/logs/experts-2026-12-02*.log), one epoch of a difficulty network with its share
+# of the EL2N scoring passes (2 networks x 2 epochs in 23.2 min, same logs); MNIST-sized, as the
+# suite's PAD row is.
+CPU_UNIT_SECONDS = {
+    "datadam_iteration": 1.95,
+    "pad_student_step": 1.37,
+    "expert_epoch": 262.0,
+    "difficulty_epoch": 348.0,
+}
+# One evaluation epoch per synthetic image (1000 epochs x 100 images in 7.4 min), and one full-data
+# epoch of ConvNetD3 on 60,000 images at batch 256 (235 steps x 0.89 s), on the same CPU.
+CPU_EVAL_EPOCH_IMAGE = 0.0045
+CPU_FULL_DATA_EPOCH = 210.0
+CPU_THREADS = 2
+BASELINE_EPOCHS = 20
+
+
+def priced(units: dict[str, float], seconds: dict[str, float] = CPU_UNIT_SECONDS) -> float:
+    """Seconds of a method's units of work (`ddcore.methods.Cost`); a unit never measured is an error."""
+    missing = sorted(set(units) - set(seconds))
+    if missing:
+        raise DDError(f"no seconds per {', '.join(missing)} in the benchmark time model (CPU_UNIT_SECONDS)")
+    return sum(count * seconds[unit] for unit, count in units.items())
+
+
+def evaluation_seconds(row: Row, classes: int) -> float:
+    """One evaluation seed by the dry runs' image-epoch model (`orchestrator.engine.plan.Calibration`)."""
+    from orchestrator.engine.plan import Calibration
+
+    calibration = Calibration({}, train_per_image=CPU_EVAL_EPOCH_IMAGE, test_seconds=0.0, threads=CPU_THREADS)
+    return calibration.evaluation_seconds(row.ipc, classes, row.eval_epochs or 1000)
+
+
+@dataclass(frozen=True)
+class WorkLeft:
+    """A row's work left, in minutes: what comes before its seeds (a trial's distillation, unless
+    done) and one seed still to run; `seeds_done`: its seeds already kept on disk; `set_kept`: a
+    trial's distilled set is kept on disk."""
+
+    upfront: float
+    per_seed: float
+    seeds_done: int
+    set_kept: bool = False
+    prepare: float = 0.0  # of `upfront`: PAD's experts (and difficulty scores) not in the cache yet
+
+    def minutes(self, seeds: int) -> float:
+        return self.upfront + self.per_seed * (seeds - self.seeds_done)
+
+    def kept(self, seeds: int) -> str:
+        """What earlier parts left on disk, for `bench list` ("" when nothing)."""
+        parts = ["set"] if self.set_kept else []
+        if self.seeds_done:
+            parts.append(f"{self.seeds_done} of {seeds} seeds")
+        return " + ".join(parts) + " kept" if parts else ""
+
+
+def work_left(row: Row, results: list[dict], here: str, parts: Path) -> WorkLeft:
+    """What the row has done and how long the rest takes: a seed as long as the seeds it kept (this
+    machine's speed today, which varies 1.5x between sessions), else as in its last whole run here,
+    else as the CPU figures above and the method's `cost` say."""
+    earlier = _earlier(row, results, here)
+    if row.kind == "baseline":
+        cached = _cached_runs(row)
+        last = statistics.fmean(earlier["train_seconds_per_seed"]) if earlier else None
+        formula = BASELINE_EPOCHS * CPU_FULL_DATA_EPOCH
+        return WorkLeft(0.0, _seed_seconds(cached, last, formula) / 60, len(cached))
+    from ddcore.data import get_spec
+    from ddcore.methods import get_method
+
+    cache, trial = _trial_cache(row, parts)
+    cached, set_kept = _cached_trial_runs(row, cache, trial), cache.has_distilled()
+    cost = get_method(row.method).cost(trial.method_config, row.dataset)
+    # the preparation by the cache, not by an earlier run: that one may have found the experts
+    # cached, and a new machine starts with an empty cache
+    prepare = 0.0 if set_kept else priced(cost.preparation)
+    if set_kept:
+        distill = 0.0
+    elif earlier:
+        distill = earlier["distill_seconds"]
+    else:
+        distill = trial.method_config.iterations * priced(cost.per_iteration)
+    last = earlier["eval_seconds"] / earlier["seeds"] if earlier else None
+    per_seed = _seed_seconds(cached, last, evaluation_seconds(row, get_spec(row.dataset).num_classes)) / 60
+    return WorkLeft((prepare + distill) / 60, per_seed, len(cached), set_kept, prepare / 60)
+
+
+def set_rows(row: Row) -> list[Row]:
+    """A row's sets as one-set rows of the same name (so each set's parts have a folder of their own):
+    the row itself for its first set, then its distillation seed + 1, + 2, ..."""
+    first = row.settings.get("seed", trial_config(row).method_config.seed) if row.distill_seeds > 1 else 0
+    one = replace(row, distill_seeds=1)
+    return [one, *(replace(one, settings={**row.settings, "seed": first + i}) for i in range(1, row.distill_seeds))]
+
+
+def row_minutes(row: Row, results: list[dict], here: str, parts: Path) -> float:
+    """The minutes a row's work left takes: its sets' together."""
+    return sum(work_left(one, results, here, parts).minutes(one.eval_seeds) for one in set_rows(row))
+
+
+def part_that_fits(row: Row, results: list[dict], here: str, left: float, parts: Path) -> Row | None:
+    """The part of a row longer than the `left` minutes that fits: for one set, `partial_row`; for
+    several, the sets that fit whole (a `distill_seeds` smaller than the row's; the sets done before
+    are read from their parts), else the first unfinished set's part; None when nothing fits."""
+    spent, new_work = 0.0, False
+    for count, one in enumerate(set_rows(row)):
+        work = work_left(one, results, here, parts)
+        minutes = work.minutes(one.eval_seeds)
+        if spent + minutes > left:
+            if new_work:
+                return replace(row, distill_seeds=count)
+            return partial_row(one, work, left - spent)
+        spent, new_work = spent + minutes, new_work or minutes > 0
+    return row
+
+
+def partial_row(row: Row, work: WorkLeft, left: float) -> Row | None:
+    """A row longer than the budget left makes progress in parts: the same row with as many more
+    seeds as fit after its upfront work, or a trial's distillation alone (each part is kept on disk
+    as it ends, and the next run starts after it); None when nothing fits."""
+    if work.upfront > left:
+        return None
+    more = int((left - work.upfront) // work.per_seed) if work.per_seed > 0 else 0
+    if more < 1 and work.upfront == 0:
+        return None
+    return replace(row, eval_seeds=min(row.eval_seeds, work.seeds_done + more))
+
+
+def _seed_seconds(kept: dict, last: float | None, formula: float) -> float:
+    if kept:
+        return statistics.fmean(run.train_seconds for run in kept.values())
+    return formula if last is None else last
+
+
+def _earlier(row: Row, results: list[dict], here: str) -> dict | None:
+    """The last result of the row's settings on this machine."""
+    return next((r for r in reversed(results) if r["key"] == row.key() and r["machine"] == here), None)
+
+
+def _cached_runs(row: Row) -> dict:
+    from ddcore.baseline import cached_runs
+
+    return cached_runs(row.dataset, row.eval_model, tuple(range(row.eval_seeds)))
+
+
+def trial_config(row: Row, device: str = "auto"):
+    """The `orchestrator.engine.trial.TrialConfig` of a trial row."""
+    from ddcore.methods import get_method
+    from orchestrator.engine.trial import TrialConfig
+
+    overrides = {"init": row.init, "iterations": row.iterations, "device": device, **row.settings}
+    preset, method_config = get_method(row.method).configure(row.preset, row.dataset, row.ipc, overrides)
+    return TrialConfig(
+        dataset=row.dataset,
+        method=row.method,
+        method_config=method_config,
+        preset=preset,
+        eval_models=[row.eval_model],
+        eval_seeds=row.eval_seeds,
+        eval_protocol=row.eval_protocol,
+        eval_epochs=row.eval_epochs,
+        eval_precision=row.eval_precision,
+        baseline=False,
+    )
+
+
+def _trial_cache(row: Row, parts: Path, device: str = "auto"):
+    """A trial row's cache under `parts` (by its name and distillation) and its TrialConfig; a part of
+    a row (fewer seeds) has the same cache as the whole row."""
+    from orchestrator.engine.trial import distillation_key
+    from orchestrator.store.trial_cache import TrialCache
+
+    trial = trial_config(row, device)
+    key = distillation_key(trial)
+    return TrialCache(parts / f"{row.name}-{key}", key), trial
+
+
+def _cached_trial_runs(row: Row, cache, trial) -> dict:
+    """The final evaluation seeds of the row kept in its cache, by seed."""
+    from orchestrator.engine.trial import network_fingerprint
+
+    fingerprint = network_fingerprint(trial, row.eval_model)
+    return cache.seed_runs(row.eval_model, fingerprint, trial.protocol(), tuple(range(row.eval_seeds)))
+
+
+# The `ddorch experts` flags of PAD settings a row may set (the command's defaults are the preset's).
+EXPERT_FLAGS = {
+    "model": "--model",
+    "num_experts": "--num-experts",
+    "trajectory_epochs": "--epochs",
+    "lr_teacher": "--lr",
+    "expert_batch": "--batch-size",
+    "difficulty_score": "--score",
+    "seed": "--seed",
+}
+
+
+def experts_command(row: Row, device: str = "cpu") -> str:
+    """The command that trains a PAD row's experts alone, into the cache the row reads."""
+    flags = [f"{EXPERT_FLAGS[name]} {value}" for name, value in row.settings.items() if name in EXPERT_FLAGS]
+    if row.settings.get("data_schedule") is False:
+        flags.append("--no-schedule")
+    return " ".join(["ddorch experts --dataset", row.dataset, *flags, "--in-process --device", device])
+
+
+def preparation_note(row: Row, work: WorkLeft, device: str) -> str:
+    """For a row whose estimate includes PAD's experts: how long they take and how to train them alone."""
+    if not work.prepare:
+        return ""
+    return f"; {work.prepare:.0f} min of it trains the experts, alone: {experts_command(row, device)}"
+
+
+def list_lines(rows: list[Row], results: list[dict], parts: Path, device: str) -> list[str]:
+    """`bench list`: each row's state (done or pending, with what its parts kept), estimate and group."""
+    here, done = machine(), {r["key"] for r in results}
+    lines = []
+    for row in rows:
+        work = work_left(set_rows(row)[0], results, here, parts)
+        state = "done" if row.key() in done else "pending"
+        kept = "; ".join(
+            filter(None, (work_left(one, results, here, parts).kept(row.eval_seeds) for one in set_rows(row)))
+        )
+        kept = kept if state == "pending" else ""
+        lines.append(
+            f"{row.name:36} {state:8} ~{row_minutes(row, results, here, parts):5.0f} min  {row.group}"
+            + (f" ({kept})" if kept else "")
+            + (preparation_note(row, work, device) if state == "pending" else "")
+        )
+    return lines
+
+
+def check_device(device: str) -> None:
+    """An unknown device, or a GPU asked for where none is visible, refused before any row starts."""
+    from ddcore.runtime import resolve_device
+
+    resolve_device(device)
+
+
+# --- the cores: one run at a time, on idle cores --------------------------------------------------
+
+
+def check_load(
+    max_load: float, ignore: bool, loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg
+) -> float:
+    """The 1-minute load average; refuses (one line) above `max_load` unless `ignore`."""
+    load = loadavg()[0]
+    if load > max_load and not ignore:
+        raise DDError(
+            f"load average {load:.2f} is above {max_load}: timed rows run on idle cores "
+            "(wait, or --ignore-load, which is recorded in the row)"
+        )
+    return load
+
+
+def settle(
+    max_load: float,
+    loadavg: Callable[[], tuple[float, float, float]],
+    sleep: Callable[[float], None] = time.sleep,
+    patience_seconds: float = 300,
+) -> None:
+    """Wait (at most `patience_seconds`) for the load a finished row leaves to decay under `max_load`:
+    the 1-minute average counts the row's own threads for a minute or two after it ends."""
+    waited = 0.0
+    while loadavg()[0] > max_load and waited < patience_seconds:
+        sleep(15)
+        waited += 15
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """One benchmark run at a time on this machine (a second one fails at once instead of sharing the cores)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DDError(f"another benchmark run holds {lock}; rows never run two at once") from None
+        yield
+
+
+# --- running a row --------------------------------------------------------------------------------
+
+
+def run_row(row: Row, tracking_uri: str | None, device: str, parts: Path) -> dict:
+    """Run one row; the measured values (without the bookkeeping `record` adds). A trial's parts are
+    kept under `parts` (the GPU suite keeps them apart from the repository's)."""
+    if row.kind == "baseline":
+        return _run_baseline(row, device)
+    if row.distill_seeds > 1:
+        return _run_sets(row, tracking_uri, device, parts)
+    return _run_trial(row, tracking_uri, device, parts)
+
+
+def _run_baseline(row: Row, device: str) -> dict:
+    from ddcore.baseline import baseline_protocol, full_data_baseline
+    from ddcore.data import load_dataset
+
+    data = load_dataset(row.dataset)
+    protocol = baseline_protocol(row.dataset)
+    result, from_cache = full_data_baseline(
+        data, row.eval_model, tuple(range(row.eval_seeds)), protocol, device, progress=True
+    )
+    return {
+        "protocol": protocol.name,
+        "per_seed": [run.accuracy for run in result.runs],
+        "train_seconds_per_seed": [run.train_seconds for run in result.runs],
+        "from_cache": from_cache,
+        "distill_seconds": 0.0,
+        "eval_seconds": sum(run.train_seconds for run in result.runs),
+    }
+
+
+FOLDER_STORE = "folder:"  # a tracking URI `folder:PATH`: runs written to PATH, for machines without MLflow
+
+
+def start_tracker(tracking_uri: str | None, row: Row, name: str | None = None, tags: dict[str, str] | None = None):
+    """The row's run (`name`, `tags`: a set's child run): in MLflow, or in a folder
+    (`orchestrator.store.tracking.FolderTracker`) for `folder:PATH`."""
+    from orchestrator.store.run_schema import Tag
+    from orchestrator.store.tracking import FolderTracker, Tracker
+
+    tags = {Tag.BENCHMARK: row.name, **(tags or {})}
+    if tracking_uri and tracking_uri.startswith(FOLDER_STORE):
+        return FolderTracker.start(tracking_uri.removeprefix(FOLDER_STORE), name or row.name, tags)
+    return Tracker.start(tracking_uri, EXPERIMENT, run_name=name or row.name, tags=tags)
+
+
+def _run_trial(row: Row, tracking_uri: str | None, device: str, parts: Path) -> dict:
+    from orchestrator.engine.trial import run_trial
+
+    cache, trial = _trial_cache(row, parts, device)
+    tracker = start_tracker(tracking_uri, row)
+    started = time.perf_counter()
+    result = run_trial(trial, tracker, progress=True, cache=cache)
+    wall = time.perf_counter() - started
+    runs = result.evaluations[row.eval_model].runs if row.eval_seeds else []  # 0: a distillation-only part
+    overhead = wall - result.distill_seconds - result.prepare_seconds  # evaluation, artefacts, logging
+    return {
+        "protocol": trial.protocol().name,
+        "preset": trial.preset,
+        "network": trial.method_config.model,
+        "iterations": trial.method_config.iterations,
+        "per_seed": [run.accuracy for run in runs],
+        "distill_seconds": result.distill_seconds,
+        "prepare_seconds": result.prepare_seconds,
+        # parts of a row run in several runs: then only the seeds' own training time is known
+        "eval_seconds": sum(run.train_seconds for run in runs) if result.from_cache else overhead,
+        "from_cache": result.from_cache,
+        "mlflow_run": result.run_id,
+    }
+
+
+def _run_sets(row: Row, tracking_uri: str | None, device: str, parts: Path) -> dict:
+    """A row of several sets through `orchestrator.engine.sets.run_sets`: a parent run, a child per set, each
+    set's parts in its own cache."""
+    from orchestrator.engine.sets import run_sets
+    from orchestrator.store.run_schema import Tag
+
+    caches = {}
+    for one in set_rows(row):
+        cache, trial = _trial_cache(one, parts, device)
+        caches[trial.method_config.seed] = cache
+    trial = trial_config(row, device)
+    parent = start_tracker(tracking_uri, row)
+
+    def start_child(one, seed: int):
+        tags = {Tag.PARENT: parent.run_id, Tag.DISTILL_SEED: str(seed)}
+        return start_tracker(tracking_uri, row, f"{row.name} seed={seed}", tags)
+
+    result = run_sets(trial, row.distill_seeds, parent, start_child, cache=lambda one: caches[one.method_config.seed])
+    per_set = [[run.accuracy for run in s.evaluations[row.eval_model].runs] for s in result.sets]
+    from_cache = any(s.from_cache for s in result.sets)
+    return {
+        "protocol": trial.protocol().name,
+        "preset": trial.preset,
+        "network": trial.method_config.model,
+        "iterations": trial.method_config.iterations,
+        "per_set": per_set,
+        "per_seed": [accuracy for networks in per_set for accuracy in networks],
+        "set_seeds": result.seeds,
+        "set_seconds": result.set_seconds,
+        "distill_seconds": sum(s.distill_seconds for s in result.sets),
+        "prepare_seconds": sum(s.prepare_seconds for s in result.sets),
+        "eval_seconds": sum(run.train_seconds for s in result.sets for run in s.evaluations[row.eval_model].runs)
+        if from_cache
+        else sum(result.set_seconds) - sum(s.distill_seconds + s.prepare_seconds for s in result.sets),
+        "from_cache": from_cache,
+        "mlflow_run": result.run_id,
+        "set_runs": [s.run_id for s in result.sets],
+    }
+
+
+# --- recording ------------------------------------------------------------------------------------
+
+
+def over_sets_fields(per_set: list[list[float]]) -> dict:
+    """A several-set line's summaries (`ddcore.spread.over_sets`): `mean` / `std` over the sets' means."""
+    from ddcore.spread import over_sets
+
+    s = over_sets(per_set)
+    return {
+        "seeds": s.networks,
+        "mean": s.mean_over_sets,
+        "std": s.std_over_sets,
+        "set_means": list(s.set_means),
+        "mean_over_networks": s.mean_over_networks,
+        "std_over_networks": s.std_over_networks,
+        "between_set_var": s.between_set_var,
+        "within_set_var": s.within_set_var,
+    }
+
+
+def line_sets(line: dict) -> list[list[float]]:
+    """A results.jsonl line's accuracies by set (a line of one set: its networks as one set)."""
+    return line.get("per_set") or [line["per_seed"]]
+
+
+def compare_lines(a: dict, b: dict, confidence: float = 0.95):
+    """Row A minus row B (`ddcore.spread.Difference`; `.text()` for prose): Welch's interval over the
+    sets' means when both have several sets, else over the networks only, which it says."""
+    from ddcore.spread import difference
+
+    return difference(line_sets(a), line_sets(b), confidence)
+
+
+def record(row: Row, measured: dict, load_start: float, load_end: float, ignored_load: bool, wall: float) -> dict:
+    """The results.jsonl line: the row's settings, where and on what it ran, and what it measured."""
+    import torch
+
+    from orchestrator.store.tracking import git_commit
+
+    per_seed = measured["per_seed"]
+    if "per_set" in measured:
+        spread = over_sets_fields(measured["per_set"])
+    else:
+        spread = {"seeds": len(per_seed), "mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed)}
+    return {
+        **asdict(row),
+        "key": row.key(),
+        "commit": git_commit(),
+        "machine": machine(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        **measured,
+        **spread,
+        "wall_seconds": wall,
+        "load_start": load_start,
+        "load_end": load_end,
+        "ignored_load": ignored_load,
+    }
+
+
+# --- the runner -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `ddorch bench run` was asked for."""
+
+    rerun: bool = False
+    budget_minutes: float | None = None
+    max_load: float = 0.5
+    ignore_load: bool = False
+    tracking_uri: str | None = None
+    device: str = "auto"
+
+
+Runner = Callable[[Row, "str | None", str], dict]  # (row or part, tracking URI, device) -> measured values
+
+
+def run_suite(
+    rows: list[Row],
+    options: RunOptions,
+    folder: BenchFolder,
+    loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg,
+    runner: Runner | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict]:
+    """Run the pending rows one after the other within the budget; the lines appended."""
+    runner = runner or (lambda row, uri, device: run_row(row, uri, device, folder.parts))
+    results = load_results(folder.results)
+    here, parts = machine(), folder.parts
+    todo = pending(rows, results, options.rerun)
+    suite_started = time.monotonic()
+    deadline = suite_started + 60 * options.budget_minutes if options.budget_minutes else None
+    appended, ran = [], False
+    with exclusive(folder.lock):
+        for position, row in enumerate(todo, 1):
+            estimate = row_minutes(row, results, here, parts)
+            left = None if deadline is None else (deadline - time.monotonic()) / 60
+            part = row
+            if left is not None and estimate > left:
+                part = part_that_fits(row, results, here, left, parts)
+                if part is None:
+                    work = work_left(set_rows(row)[0], results, here, parts)
+                    print(
+                        f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left"
+                        + preparation_note(row, work, options.device),
+                        flush=True,
+                    )
+                    continue
+                print(
+                    f"{row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left: "
+                    f"{part_text(row, part)} now "
+                    "(cached parts read, new ones cached as they end)",
+                    flush=True,
+                )
+            if ran and not options.ignore_load:
+                settle(options.max_load, loadavg, sleep)
+            load_start = check_load(options.max_load, options.ignore_load, loadavg)
+            elapsed = (time.monotonic() - suite_started) / 60
+            print(status_line(position, len(todo), row, estimate, elapsed, left, load_start), flush=True)
+            started = time.perf_counter()
+            measured = runner(part, options.tracking_uri, options.device)
+            ran = True
+            if part != row:  # recorded only whole: a line's mean is over all the row's seeds (and sets)
+                seeds = ", ".join(f"{100 * a:.2f}" for a in measured["per_seed"])
+                kept = (
+                    "the distilled set and " if row.kind == "trial" else ""
+                ) + f"{part.eval_seeds} of {row.eval_seeds} seeds"
+                print(
+                    f"partial {row.name}: {part_text(row, part) if row.distill_seeds > 1 else kept} cached"
+                    + (f" ({seeds} %)" if seeds else "")
+                    + "; the same command goes on from there"
+                    + (f" (commit {parts} for a later checkout)" if row.kind == "trial" else ""),
+                    flush=True,
+                )
+                continue
+            line = record(row, measured, load_start, loadavg()[0], options.ignore_load, time.perf_counter() - started)
+            append(line, folder.results)
+            appended.append(line)
+            if row.kind == "trial":  # its parts kept for later runs are not needed any more
+                for one in set_rows(row):
+                    shutil.rmtree(_trial_cache(one, parts)[0].folder, ignore_errors=True)
+            took = f"{line['wall_seconds'] / 60:.1f} min" + (" (its last part)" if line.get("from_cache") else "")
+            over = f" over {row.distill_seeds} sets" if row.distill_seeds > 1 else " (1 set)"
+            print(
+                f"done {row.name}: {100 * line['mean']:.2f} ± {100 * line['std']:.2f} %{over} "
+                f"in {took}; rerun: {row.command()} --rerun",
+                flush=True,
+            )
+    return appended
+
+
+def part_text(row: Row, part: Row) -> str:
+    """What a part of a row does: `seeds 0-1 of 3`, `the distillation`, `sets 1-2 of 3`, `the set of
+    distillation seed 2: seeds 0-0 of 3`."""
+    if part.distill_seeds > 1:
+        return f"sets 1-{part.distill_seeds} of {row.distill_seeds}"
+    text = f"seeds 0-{part.eval_seeds - 1} of {row.eval_seeds}" if part.eval_seeds else "the distillation"
+    if row.distill_seeds > 1:
+        text = f"the set of distillation seed {trial_config(part).method_config.seed}: {text}"
+    return text
+
+
+def status_line(
+    position: int, count: int, row: Row, estimate: float, elapsed: float, left: float | None, load: float
+) -> str:
+    """One line as a row starts (minutes); the trial's own progress bars follow while it runs."""
+    budget = "no budget" if left is None else f"{left:.0f} min of the budget left"
+    return (
+        f"row {position} of {count}: {row.name} (estimate {estimate:.0f} min, load {load:.2f}); "
+        f"suite elapsed {elapsed:.0f} min, {budget}"
+    )
