@@ -76,9 +76,9 @@ def experts(
     from ddcore.data import load_dataset, resolve_data_root
     from ddcore.methods import get_method
     from ddcore.methods.pad.experts import log_experts, obtain_experts
-    from orchestrator.engine.cluster import TaskPool, connect
+    from orchestrator.engine.cluster import TaskPool, check_shared_store, connect
     from orchestrator.store.run_schema import Tag
-    from orchestrator.store.tracking import Tracker
+    from orchestrator.store.tracking import Tracker, resolve_tracking_uri
 
     data = load_dataset(dataset, data_root, image_size)
     pad = get_method("pad").config("paper", dataset)
@@ -101,6 +101,7 @@ def experts(
         say_ray_address(address)
         connect(address, verbose=verbose)
         pool = TaskPool(cpus_per_expert, gpus_per_expert)
+        check_shared_store(resolve_tracking_uri(tracking_uri), address)
     tracker = Tracker.start(
         tracking_uri,
         experiment,

@@ -84,6 +84,7 @@ def sweep(
     from ddcore.data import resolve_data_root
     from orchestrator.engine.cluster import (
         check_resources,
+        check_shared_store,
         cluster_resources,
         connect,
         preset_resources,
@@ -156,6 +157,7 @@ def sweep(
         return
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
+    check_shared_store(uri, address)
     console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
     callbacks = () if verbose else (_live_view(settings, space, trial_length(preset)),)
     context = {

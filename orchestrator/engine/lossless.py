@@ -39,7 +39,15 @@ from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol, without_later_defaults
 from ddcore.methods import get_method
 from ddcore.tables import plural
-from orchestrator.engine.cluster import TaskFailed, TaskPool, check_address, check_resources, connect, requested_address
+from orchestrator.engine.cluster import (
+    TaskFailed,
+    TaskPool,
+    check_address,
+    check_resources,
+    check_shared_store,
+    connect,
+    requested_address,
+)
 from orchestrator.engine.ipc_search import Decision, IPCSearch, decide
 from orchestrator.engine.trial import (
     TrialConfig,
@@ -493,6 +501,7 @@ def search_lossless(
     check_reachable(uri)
     if executor is None:
         check_address(config.address)  # Ray starts lazily, after the parent run exists
+        check_shared_store(uri, config.address)
     output_dir = str(Path(config.output_dir).resolve())
     target = resolve_target(config, data, progress)
     threshold = target.accuracy - config.tolerance / 100

@@ -45,6 +45,11 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return uri
 
 
+def is_local_store(uri: str) -> bool:
+    """Whether the store is a file on this machine (SQLite, a `file:` or plain path): no other machine reaches it."""
+    return "://" not in uri or uri.split("://")[0] in ("sqlite", "file")
+
+
 def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
     """Fail fast with one line on a server that does not answer (MLflow itself retries for minutes)."""
     if not uri.startswith(("http://", "https://")):
