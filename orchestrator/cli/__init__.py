@@ -21,6 +21,7 @@ from orchestrator.cli import (
     report,
     results,
     run,
+    server,
     sweep,
     ui,
 )
@@ -55,6 +56,7 @@ COMMANDS = (
     run.run,
     compare.compare,
     ui.ui,
+    server.server,
     presets.experiments,
     presets.show,
     sweep.sweep,

@@ -62,6 +62,21 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
         ) from None
 
 
+def server_command(
+    host: str, port: int, backend_store: str, artifacts: str, allowed_hosts: str | None = None
+) -> list[str]:
+    """`mlflow server` with proxied artefacts: clients upload and download through the server
+    (`mlflow-artifacts:/` URIs), so no node needs the artefact store's path or credentials.
+    `--artifacts-destination` takes a folder or an object-store URI (s3://, gs://, ...); it implies
+    `--serve-artifacts` (MLflow's "Tracking server" guide, https://mlflow.org/docs/latest/self-hosting/).
+    A plain folder or SQLite path is made absolute: the server runs wherever it was started."""
+    store = backend_store if "://" in backend_store else f"sqlite:///{Path(backend_store).resolve()}"
+    destination = artifacts if "://" in artifacts else str(Path(artifacts).resolve())
+    command = ["mlflow", "server", "--host", host, "--port", str(port), "--backend-store-uri", store]
+    command += ["--artifacts-destination", destination, "--serve-artifacts"]
+    return command + (["--allowed-hosts", allowed_hosts] if allowed_hosts else [])
+
+
 COMMIT_ENV = "DDORCH_GIT_COMMIT"  # the commit of a copy without .git (the GPU suite's bundle sets it)
 
 
