@@ -73,11 +73,12 @@ def experts(
 
     Example: ddorch experts --dataset mnist --num-experts 10 --epochs 50
     """
-    from ddcore.data import load_dataset, resolve_data_root
+    from ddcore.data import given_data_root, load_dataset
     from ddcore.methods import get_method
     from ddcore.methods.pad.experts import log_experts, obtain_experts
     from orchestrator.engine.cluster import TaskPool, check_shared_store, connect
     from orchestrator.store.run_schema import Tag
+    from orchestrator.store.shared_cache import sharing
     from orchestrator.store.tracking import Tracker, resolve_tracking_uri
 
     data = load_dataset(dataset, data_root, image_size)
@@ -109,16 +110,17 @@ def experts(
         tags={Tag.DATASET: dataset, Tag.STAGE: "experts"},
     )
     try:
-        bank = obtain_experts(
-            data,
-            config,
-            pad.num_experts,
-            pool.map_unordered if pool is not None else None,  # an idle pool is empty, so falsy
-            str(resolve_data_root(data_root)),
-            device=device,
-            refresh=refresh,
-            progress=True,
-        )
+        with sharing(tracker.tracking_uri):  # experts other nodes' trials then find
+            bank = obtain_experts(
+                data,
+                config,
+                pad.num_experts,
+                pool.map_unordered if pool is not None else None,  # an idle pool is empty, so falsy
+                given_data_root(data_root),  # a node without it resolves its own default
+                device=device,
+                refresh=refresh,
+                progress=True,
+            )
         log_experts(tracker, bank)
     except BaseException as error:
         tracker.finish(failure=str(error) or type(error).__name__)

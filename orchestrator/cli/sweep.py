@@ -81,7 +81,7 @@ def sweep(
     """
     from dataclasses import replace
 
-    from ddcore.data import resolve_data_root
+    from ddcore.data import given_data_root, resolve_data_root
     from orchestrator.engine.cluster import (
         check_resources,
         check_shared_store,
@@ -164,7 +164,7 @@ def sweep(
         "tracking_uri": uri,
         "experiment": mlflow_experiment,
         "output_dir": str(output_dir.resolve()),
-        "data_root": str(resolve_data_root(data_root)),
+        "data_root": given_data_root(data_root),  # a node without it resolves its own default
         "device": device,
         "force_bf16": force_bf16,
     }

@@ -323,6 +323,25 @@ def _check_port(address: str, source: str, timeout_s: float = 3.0) -> None:
         ) from None
 
 
+def on_node() -> str:
+    """`on node HOST (IP): ` inside a Ray worker, to start a message with the machine it comes from; else ''."""
+    import socket
+
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return ""
+    return f"on node {socket.gethostname()} ({ray.util.get_node_ip_address()}): "
+
+
+def _located(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` in a task; a one-line error says which node it comes from."""
+    try:
+        return function(*args)
+    except DDError as error:
+        raise DDError(f"{on_node()}{error}") from None
+
+
 class TaskFailed(Exception):
     """A task that failed for another reason than bad input: its tag and the reason in one line."""
 
@@ -345,7 +364,7 @@ class TaskPool:
             raise DDError("a task pool needs a Ray instance: call orchestrator.engine.cluster.connect first")
         self._ray = ray
         self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries}
-        self._remote: dict[Callable[..., Any], Any] = {}
+        self._remote = None  # `_located` as a Ray task, made on the first submit
         self._running: dict[Any, Any] = {}
 
     def __len__(self) -> int:
@@ -353,9 +372,9 @@ class TaskPool:
 
     def submit(self, function: Callable[..., Any], tag: Any, *args: Any) -> None:
         """Start `function(*args)` as a task; `tag` comes back with its result."""
-        if function not in self._remote:
-            self._remote[function] = self._ray.remote(function).options(**self._options)
-        self._running[self._remote[function].remote(*args)] = tag
+        if self._remote is None:
+            self._remote = self._ray.remote(_located).options(**self._options)
+        self._running[self._remote.remote(function, *args)] = tag
 
     def wait_one(self) -> tuple[Any, Any]:
         """(tag, result) of the next task to finish; raises `DDError` or `TaskFailed` for a failed one."""

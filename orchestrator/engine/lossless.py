@@ -60,6 +60,7 @@ from orchestrator.engine.trial import (
 )
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Status, Tag, tag_filter
+from orchestrator.store.shared_cache import sharing
 from orchestrator.store.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
 
 
@@ -246,7 +247,8 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
             )
 
     try:
-        with caching_in(baseline_cache):  # the driver's folder, given as a value
+        # the driver's folder, given as a value; shared through its tracking server
+        with caching_in(baseline_cache), sharing(request.tracker.tracking_uri):
             result = run_trial(
                 request.trial,
                 request.tracker,
@@ -503,7 +505,8 @@ def search_lossless(
         check_address(config.address)  # Ray starts lazily, after the parent run exists
         check_shared_store(uri, config.address)
     output_dir = str(Path(config.output_dir).resolve())
-    target = resolve_target(config, data, progress)
+    with sharing(uri):
+        target = resolve_target(config, data, progress)
     threshold = target.accuracy - config.tolerance / 100
 
     def ray_executor() -> Executor:

@@ -178,7 +178,7 @@ def ui_address(uri: str, server: str, experiment: str = DEFAULT_EXPERIMENT) -> s
     return f"{server}/#/{page}?{TRAINING_VIEW}"
 
 
-def _experiment_id(client, name: str) -> str:
+def ensure_experiment(client, name: str) -> str:
     """The experiment's id, created if new (tagged so MLflow 3's UI opens its model-training view, not GenAI's)."""
     from mlflow.exceptions import MlflowException
 
@@ -221,7 +221,7 @@ class Tracker:
         check_reachable(uri)
         open_store(uri)
         client = MlflowClient(uri)
-        experiment_id = _experiment_id(client, experiment)
+        experiment_id = ensure_experiment(client, experiment)
         all_tags = {**provenance_tags(source), **(tags or {})}
         if parent_run_id:
             all_tags[Tag.PARENT] = parent_run_id
