@@ -1,0 +1,233 @@
+"""The README's "Scale out" recipe on a real multi-process cluster whose nodes share nothing but the network.
+
+`ray start --head` on 127.0.0.1 and a second `ray start` whose processes run in their own mount namespace
+(`unshare -m`, tmpfs over the driver's working folder and ~/.cache: that node sees none of the driver's
+files, as a second machine), Ray's token authentication on, and `ddorch server` (MLflow with proxied
+artefacts) on 127.0.0.1. The driver is the `ddorch` command line. Skipped with the reason where
+`unshare` is not allowed (it needs root or user namespaces). Every process the fixture starts is stopped
+by its id. Tiny sizes: digits, a few iterations and epochs, two trials.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.test_cluster import descendants, processes_naming
+from tests.test_server import free_port, healthy
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+
+TINY_DATADAM = """
+dataset = "digits"
+method = "datadam"
+space = "tiny_space.toml"
+num_samples = 2
+max_concurrent = 2
+cpus_per_trial = 1
+eval_models = ["ConvNetD1"]
+eval_seeds = 1
+eval_epochs = 2
+report_every = 4
+
+[fixed]
+iterations = 8
+ipc = 1
+batch_real = 8
+model = "ConvNetD1"
+
+[asha]
+grace_period = 8
+reduction_factor = 2
+"""
+
+TINY_SPACE = """
+[lr_images]
+type = "choice"
+values = [0.5, 1.0]
+"""
+
+# The experts' settings on both sides (`ddorch experts` flags, the preset's fixed values) make one cache key.
+EXPERTS = {"model": "ConvNetD1", "num_experts": 2, "trajectory_epochs": 2}
+
+TINY_PAD = f"""
+dataset = "digits"
+method = "pad"
+space = "tiny_space.toml"
+num_samples = 2
+max_concurrent = 2
+cpus_per_trial = 1
+eval_models = ["ConvNetD1"]
+eval_seeds = 1
+eval_epochs = 2
+report_every = 2
+
+[fixed]
+iterations = 2
+ipc = 1
+syn_steps = 2
+expert_epochs = 1
+max_start_epoch = 1
+current_max_start_epoch = 1
+model = "{EXPERTS["model"]}"
+num_experts = {EXPERTS["num_experts"]}
+trajectory_epochs = {EXPERTS["trajectory_epochs"]}
+
+[asha]
+grace_period = 2
+reduction_factor = 2
+"""
+
+
+def _stop(pids: set[int], grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`, to each pid (and whatever it started), by id."""
+    pids = set().union(*(descendants(pid) for pid in pids)) if pids else set()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _unshare_allowed() -> str | None:
+    """Why a private mount namespace with a tmpfs cannot be made here, or None."""
+    if not shutil.which("unshare"):
+        return "unshare is not installed"
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+        capture_output=True,
+        text=True,
+    )
+    return None if probe.returncode == 0 else f"unshare -m with a tmpfs mount is not allowed: {probe.stderr.strip()}"
+
+
+class ScaleOut:
+    """The cluster, the server and the driver's environment; `ddorch(...)` runs the command line as a driver."""
+
+    def __init__(self, work: Path, shared: Path, env: dict[str, str], address: str, tracking_uri: str) -> None:
+        self.work, self.shared, self.env, self.address, self.tracking_uri = work, shared, env, address, tracking_uri
+
+    def ddorch(self, *args: str, timeout: int = 420, env: dict[str, str] | None = None):
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            cwd=self.work,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def scale_out():
+    reason = _unshare_allowed()
+    if reason:
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="ddso-"))  # short: Ray's socket paths under it must fit in 107 bytes
+    work, shared, home_cache = root / "driver", root / "shared", Path.home() / ".cache"
+    for folder in (work, shared / "presets" / "experiments", shared / "presets" / "tune_spaces", root / "ray"):
+        folder.mkdir(parents=True)
+    (shared / "presets" / "experiments" / "tiny_datadam.toml").write_text(TINY_DATADAM)
+    (shared / "presets" / "experiments" / "tiny_pad.toml").write_text(TINY_PAD)
+    (shared / "presets" / "tune_spaces" / "tiny_space.toml").write_text(TINY_SPACE)
+    port, mlflow_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",  # the README's recipe: the same two on every node and the driver
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_TMPDIR": str(root),  # never this machine's own /tmp/ray
+        "PYTHONPATH": str(REPO),  # every node runs this checkout, as cluster nodes run their installed copy
+        "DDORCH_PRESETS": str(shared / "presets"),
+        "DDORCH_CACHE_DIR": str(work / "cache"),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "COLUMNS": "200",
+    }
+    env.pop("RAY_ADDRESS", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started: set[int] = set()
+    try:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "server", "--port", str(mlflow_port)]
+            + ["--backend-store-uri", str(shared / "mlflow" / "mlflow.db")]
+            + ["--artifacts-destination", str(shared / "mlflow" / "artifacts")],
+            cwd=shared,
+            env=env,
+            stdout=open(shared / "server.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.add(server.pid)
+        head = [RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1"]
+        head += ["--temp-dir", str(root / "ray"), "--num-cpus", "1", "--include-dashboard", "false"]
+        subprocess.run(head + ["--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+        hidden = f"mount -t tmpfs tmpfs {work} && mount -t tmpfs tmpfs {home_cache}"
+        worker = f"{RAY} start --address 127.0.0.1:{port} --num-cpus 1 --disable-usage-stats"
+        subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", f"{hidden} && {worker}"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        started |= set(processes_naming(str(root / "ray")))
+        url = f"http://127.0.0.1:{mlflow_port}"
+        deadline = time.monotonic() + 60
+        while not healthy(url) and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.5)
+        if not healthy(url):
+            pytest.fail(f"ddorch server did not answer: {(shared / 'server.log').read_text()[-500:]}")
+        yield ScaleOut(work, shared, env, f"127.0.0.1:{port}", url)
+    finally:
+        started |= set(processes_naming(str(root / "ray")))  # workers the nodes started since
+        _stop(started)
+        assert not processes_naming(str(root / "ray"))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def child_runs(client: MlflowClient, parent_id: str) -> list:
+    experiment = client.get_experiment_by_name("ddorch")
+    return client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
+
+
+def parent_of(output: str) -> str:
+    return re.search(r"MLflow parent run (\w+)", output).group(1)
+
+
+def test_a_digits_sweep_runs_trials_on_both_nodes_and_logs_through_the_server(scale_out):
+    done = scale_out.ddorch(
+        "sweep", "tiny_datadam", "--address", scale_out.address, "--tracking-uri", scale_out.tracking_uri,
+        "--storage-path", str(scale_out.shared / "ray_results"), "--device", "cpu",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = child_runs(scale_out.client, parent_of(done.stdout))
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["ddorch.node_id"] for r in runs}) == 2  # one trial on each node
+    for run in runs:  # the artefacts reached the server, whichever node made them
+        assert {a.path for a in scale_out.client.list_artifacts(run.info.run_id)} >= {"summary.json", "grids"}
