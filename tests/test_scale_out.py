@@ -231,3 +231,84 @@ def test_a_digits_sweep_runs_trials_on_both_nodes_and_logs_through_the_server(sc
     assert len({r.data.tags["ddorch.node_id"] for r in runs}) == 2  # one trial on each node
     for run in runs:  # the artefacts reached the server, whichever node made them
         assert {a.path for a in scale_out.client.list_artifacts(run.info.run_id)} >= {"summary.json", "grids"}
+    # cross-arch of a trial the other node ran: its files exist only in the server
+    remote = [r for r in runs if not (scale_out.work / "runs" / r.info.run_id).exists()]
+    assert remote, "no trial ran on the node without the driver's files"
+    analysed = scale_out.ddorch(
+        "cross-arch", remote[0].info.run_id, "--tracking-uri", scale_out.tracking_uri,
+        "--eval-models", "MLP", "--eval-seeds", "1", "--epochs", "1", "--device", "cpu",
+    )  # fmt: skip
+    assert analysed.returncode == 0, analysed.stderr[-3000:]
+
+
+def test_experts_trained_once_serve_a_pad_sweep_on_both_nodes(scale_out):
+    experts = scale_out.ddorch(
+        "experts", "--dataset", "digits", "--model", EXPERTS["model"], "--num-experts", str(EXPERTS["num_experts"]),
+        "--epochs", str(EXPERTS["trajectory_epochs"]), "--address", scale_out.address,
+        "--tracking-uri", scale_out.tracking_uri, "--device", "cpu",
+    )  # fmt: skip
+    assert experts.returncode == 0, experts.stderr[-3000:]
+    assert "2 trained now (as Ray tasks)" in experts.stdout
+    done = scale_out.ddorch(
+        "sweep", "tiny_pad", "--address", scale_out.address, "--tracking-uri", scale_out.tracking_uri,
+        "--storage-path", str(scale_out.shared / "ray_results"), "--device", "cpu",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = child_runs(scale_out.client, parent_of(done.stdout))
+    assert len(runs) == 2 and len({r.data.tags["ddorch.node_id"] for r in runs}) == 2
+    assert [r.data.metrics["experts_trained_now"] for r in runs] == [0, 0]
+
+
+def lossless(scale_out, *args: str):
+    return scale_out.ddorch(
+        "lossless", "--method", "random,datadam", "--max-ipc", "1", "--iterations", "2", "--eval-epochs", "2",
+        "--eval-seeds", "1", "--model", "ConvNetD1", "--target-accuracy", "99", "--address", scale_out.address,
+        "--tracking-uri", scale_out.tracking_uri, "--device", "cpu", *args,
+    )  # fmt: skip
+
+
+def lossless_children(scale_out, output: str) -> list:
+    return child_runs(scale_out.client, re.search(r"parent run (\w+)", output).group(1))
+
+
+def test_a_lossless_search_runs_trials_on_both_nodes(scale_out):
+    done = lossless(scale_out, "--dataset", "digits")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = lossless_children(scale_out, done.stdout)
+    assert len(runs) == 2 and len({r.data.tags["ddorch.node_id"] for r in runs}) == 2
+
+
+def test_a_data_set_missing_on_a_node_names_the_node_the_path_and_the_fix(scale_out):
+    from tests.test_data import write_idx_release
+
+    data = scale_out.work / "data"  # the driver's folder: the other node does not have it
+    write_idx_release(data / "MNIST" / "raw", n_train=200)
+    done = lossless(scale_out, "--dataset", "mnist", "--data-root", str(data))
+    assert done.returncode == 1, done.stderr[-3000:]  # a failed trial: the search is incomplete
+    failures = [r.data.tags.get("ddorch.failure", "") for r in lossless_children(scale_out, done.stdout)]
+    failed = [f for f in failures if f]
+    assert len(failed) == 1, failures
+    assert re.match(r"on node \S+ \(\d+\.\d+\.\d+\.\d+\): MNIST not found: ", failed[0]), failed[0]
+    assert f"{data}/MNIST/raw" in failed[0] and "--download" in failed[0] and "--data-root" in failed[0]
+
+
+def test_a_sqlite_store_on_a_cluster_of_two_nodes_is_refused_before_any_run(scale_out):
+    done = scale_out.ddorch("sweep", "tiny_datadam", "--address", scale_out.address, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: the Ray cluster has 2 nodes but the tracking store sqlite:///"), line
+    assert "`ddorch server`" in line and "--tracking-uri http://" in line
+    assert not (scale_out.work / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    "auth", [{"RAY_AUTH_MODE": "disabled"}, {"RAY_AUTH_TOKEN": "0" * 64}], ids=["no-mode", "wrong"]
+)
+def test_a_cluster_that_refuses_the_token_is_one_line_naming_what_to_set(scale_out, auth):
+    started = time.monotonic()
+    done = scale_out.ddorch("sweep", "tiny_datadam", "--address", scale_out.address, env=auth, timeout=120)
+    assert time.monotonic() - started < 20  # Ray's own connection retries warnings for 20 s
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: the Ray cluster at {scale_out.address} (from --address) refused this driver's")
+    assert "RAY_AUTH_MODE=token" in line and "RAY_AUTH_TOKEN" in line

@@ -334,6 +334,13 @@ def on_node() -> str:
     return f"on node {socket.gethostname()} ({ray.util.get_node_ip_address()}): "
 
 
+def node_id() -> str | None:
+    """The Ray node this runs on (None outside Ray): a trial's run records it."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def _located(function: Callable[..., Any], *args: Any) -> Any:
     """`function(*args)` in a task; a one-line error says which node it comes from."""
     try:

@@ -46,6 +46,7 @@ from orchestrator.engine.cluster import (
     check_resources,
     check_shared_store,
     connect,
+    node_id,
     requested_address,
 )
 from orchestrator.engine.ipc_search import Decision, IPCSearch, decide
@@ -246,6 +247,8 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
                 f"{100 * request.stop_below:.2f} %: cannot become lossless"
             )
 
+    if node_id():
+        request.tracker.set_tags({Tag.NODE_ID: node_id()})
     try:
         # the driver's folder, given as a value; shared through its tracking server
         with caching_in(baseline_cache), sharing(request.tracker.tracking_uri):
