@@ -53,6 +53,10 @@ grace_period = 8
 reduction_factor = 2
 """
 
+# Long enough to kill a node mid-trial: an evaluation and a checkpoint every 10 iterations, no early stop.
+TINY_LONG = TINY_DATADAM.replace("iterations = 8", "iterations = 120").replace("report_every = 4", "report_every = 10")
+TINY_LONG = TINY_LONG.replace("grace_period = 8", "grace_period = 120")
+
 TINY_SPACE = """
 [lr_images]
 type = "choice"
@@ -112,6 +116,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _start_server(command: list[str], folder: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`ddorch server` in a session of its own (its pid is the group of its workers too)."""
+    with open(folder / "server.log", "a") as log:
+        return subprocess.Popen(
+            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not healthy(url) and time.monotonic() < deadline and server.poll() is None:
+        time.sleep(0.5)
+    if not healthy(url):
+        pytest.fail(f"ddorch server did not answer: {log.read_text()[-500:]}")
+
+
 def _unshare_allowed() -> str | None:
     """Why a private mount namespace with a tmpfs cannot be made here, or None."""
     if not shutil.which("unshare"):
@@ -144,6 +164,33 @@ class ScaleOut:
     def client(self) -> MlflowClient:
         return MlflowClient(self.tracking_uri)
 
+    def restart_server(self, down_s: float = 3.0) -> None:
+        """Stop the tracking server (by its pid), leave it down `down_s`, start it again on the same store."""
+        _stop({self.server.pid})
+        self.server.wait(timeout=30)
+        time.sleep(down_s)
+        self.server = _start_server(self.server_command, self.shared, self.env)
+        self.started.add(self.server.pid)
+        _wait_healthy(self.tracking_uri, self.server, self.shared / "server.log")
+
+    def kill_second_node(self) -> int:
+        """SIGKILL the processes of the node in its own mount namespace (its Ray processes, named by the
+        cluster's temp folder, and their workers), as a machine dies; how many."""
+        ours = os.readlink("/proc/self/ns/mnt")
+        theirs = set()
+        for pid in processes_naming(self.marker):
+            try:
+                if os.readlink(f"/proc/{pid}/ns/mnt") != ours:
+                    theirs |= descendants(pid)
+            except OSError:
+                continue
+        for pid in theirs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(theirs)
+
 
 @pytest.fixture(scope="module")
 def scale_out():
@@ -156,6 +203,7 @@ def scale_out():
         folder.mkdir(parents=True)
     (shared / "presets" / "experiments" / "tiny_datadam.toml").write_text(TINY_DATADAM)
     (shared / "presets" / "experiments" / "tiny_pad.toml").write_text(TINY_PAD)
+    (shared / "presets" / "experiments" / "tiny_long.toml").write_text(TINY_LONG)
     (shared / "presets" / "tune_spaces" / "tiny_space.toml").write_text(TINY_SPACE)
     port, mlflow_port = free_port(), free_port()
     env = {
@@ -172,17 +220,12 @@ def scale_out():
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     started: set[int] = set()
+    cluster = None
     try:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "server", "--port", str(mlflow_port)]
-            + ["--backend-store-uri", str(shared / "mlflow" / "mlflow.db")]
-            + ["--artifacts-destination", str(shared / "mlflow" / "artifacts")],
-            cwd=shared,
-            env=env,
-            stdout=open(shared / "server.log", "w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        server_command = [sys.executable, "-m", "orchestrator.cli", "server", "--port", str(mlflow_port)]
+        server_command += ["--backend-store-uri", str(shared / "mlflow" / "mlflow.db")]
+        server_command += ["--artifacts-destination", str(shared / "mlflow" / "artifacts")]
+        server = _start_server(server_command, shared, env)
         started.add(server.pid)
         head = [RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1"]
         head += ["--temp-dir", str(root / "ray"), "--num-cpus", "1", "--include-dashboard", "false"]
@@ -198,13 +241,14 @@ def scale_out():
         )
         started |= set(processes_naming(str(root / "ray")))
         url = f"http://127.0.0.1:{mlflow_port}"
-        deadline = time.monotonic() + 60
-        while not healthy(url) and time.monotonic() < deadline and server.poll() is None:
-            time.sleep(0.5)
-        if not healthy(url):
-            pytest.fail(f"ddorch server did not answer: {(shared / 'server.log').read_text()[-500:]}")
-        yield ScaleOut(work, shared, env, f"127.0.0.1:{port}", url)
+        _wait_healthy(url, server, shared / "server.log")
+        cluster = ScaleOut(work, shared, env, f"127.0.0.1:{port}", url)
+        cluster.server, cluster.server_command, cluster.started = server, server_command, started
+        cluster.marker = str(root / "ray")
+        yield cluster
     finally:
+        if cluster is not None:
+            started.add(cluster.server.pid)  # the latest server, if restarted
         started |= set(processes_naming(str(root / "ray")))  # workers the nodes started since
         _stop(started)
         assert not processes_naming(str(root / "ray"))
@@ -312,3 +356,52 @@ def test_a_cluster_that_refuses_the_token_is_one_line_naming_what_to_set(scale_o
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"error: the Ray cluster at {scale_out.address} (from --address) refused this driver's")
     assert "RAY_AUTH_MODE=token" in line and "RAY_AUTH_TOKEN" in line
+
+
+def test_a_sweep_survives_a_dead_node_and_a_server_restart(scale_out):
+    """Last: the second node is gone afterwards. Its trial is retried on the head from its last checkpoint
+    (Tune's `max_failures`) in its own MLflow run; trials' logging rides out the server's restart (MLflow's
+    client retries)."""
+    head = subprocess.run(
+        [sys.executable, "-c", f"import ray; ray.init(address={scale_out.address!r}, log_to_driver=False); "
+         "print(next(n['NodeID'] for n in ray.nodes() if 'node:__internal_head__' in n['Resources']))"],
+        env=scale_out.env, capture_output=True, text=True, timeout=120,
+    ).stdout.split()[-1]  # fmt: skip
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "sweep", "tiny_long", "--address", scale_out.address,
+         "--tracking-uri", scale_out.tracking_uri, "--storage-path", str(scale_out.shared / "ray_results"),
+         "--device", "cpu", "--name", "faults"],
+        cwd=scale_out.work, env=scale_out.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        remote = _wait_for_checkpoint(scale_out, head, sweep)
+        scale_out.restart_server()
+        assert scale_out.kill_second_node() > 0
+        out, err = sweep.communicate(timeout=600)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 0, err[-3000:]
+    runs = child_runs(scale_out.client, parent_of(out))
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)  # every trial once, none superseded
+    retried = next(r for r in runs if r.info.run_id == remote)
+    assert retried.data.tags["ddorch.node_id"] == head  # it ended on the head
+    for run in runs:  # no evaluation lost: every 10th iteration's, through the restart and the retry
+        steps = {m.step for m in scale_out.client.get_metric_history(run.info.run_id, "eval_accuracy")}
+        assert steps >= set(range(10, 121, 10)), sorted(steps)
+
+
+def _wait_for_checkpoint(scale_out, head: str, sweep: subprocess.Popen, timeout_s: float = 300) -> str:
+    """The run of the trial on the second node, once it has checkpointed (reported an evaluation)."""
+    experiment = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and sweep.poll() is None:
+        experiment = experiment or scale_out.client.get_experiment_by_name("ddorch")
+        query = "tags.`ddorch.sweep` = 'faults'"
+        parents = experiment and scale_out.client.search_runs([experiment.experiment_id], query)
+        for run in child_runs(scale_out.client, parents[0].info.run_id) if parents else []:
+            on_other = run.data.tags.get("ddorch.node_id", head) != head
+            if on_other and len(scale_out.client.get_metric_history(run.info.run_id, "eval_accuracy")) >= 2:
+                return run.info.run_id
+        time.sleep(1)
+    pytest.fail(f"no trial checkpointed on the second node: {sweep.stderr.read()[-2000:] if sweep.poll() else ''}")
