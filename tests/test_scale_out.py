@@ -351,7 +351,7 @@ def test_a_sqlite_store_on_a_cluster_of_two_nodes_is_refused_before_any_run(scal
 def test_a_cluster_that_refuses_the_token_is_one_line_naming_what_to_set(scale_out, auth):
     started = time.monotonic()
     done = scale_out.ddorch("sweep", "tiny_datadam", "--address", scale_out.address, env=auth, timeout=120)
-    assert time.monotonic() - started < 20  # Ray's own connection retries warnings for 20 s
+    assert time.monotonic() - started < 60  # a guard against a hang; one stderr line shows ray.init never retried
     assert done.returncode == 2 and done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"error: the Ray cluster at {scale_out.address} (from --address) refused this driver's")
