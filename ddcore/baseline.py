@@ -19,6 +19,7 @@ from ddcore.data.base import RealDataset
 from ddcore.evaluate import EvalProtocol, EvalResult, SeedRun, architecture_flops, get_protocol, train_and_test
 from ddcore.models import architecture_fingerprint
 from ddcore.runtime import resolve_device
+from ddcore.shared_cache import shared_entry
 
 CACHE_ENV = "DDORCH_CACHE_DIR"
 
@@ -97,15 +98,12 @@ def full_data_baseline(
     # laptop CPU, and a run stopped midway keeps every seed it finished.
     for seed in seeds:
         path = _cache_file(data.name, data.channels, data.num_classes, data.image_size, model_name, protocol, seed)
-        cached = None if refresh else SeedRun.load(path, "baseline")
-        if cached is not None:
-            result.runs.append(cached)
-            from_cache.append(True)
-            continue
-        run = train_and_test(
-            model_name, data.train_images, data.train_labels, data, protocol, seed, device, progress=progress
-        )
-        run.save(path, device=str(device), torch=torch.__version__)
-        result.runs.append(run)
-        from_cache.append(False)
+        with shared_entry(path, lambda path=path: SeedRun.load(path, "baseline") is not None, refresh) as produce:
+            if produce:
+                run = train_and_test(
+                    model_name, data.train_images, data.train_labels, data, protocol, seed, device, progress=progress
+                )
+                run.save(path, device=str(device), torch=torch.__version__)
+        result.runs.append(run if produce else SeedRun.load(path, "baseline"))
+        from_cache.append(not produce)
     return result, from_cache

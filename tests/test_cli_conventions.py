@@ -130,6 +130,8 @@ def test_what_the_readme_commands_write_stays_out_of_git_status(monkeypatch):
         str(store),
         f"{default('run', '--output-dir')}/a/summary.json",
         f"{default('sweep', '--storage-path')}/a/b",
+        default("server", "--backend-store-uri"),
+        f"{default('server', '--artifacts-destination')}/1/a",
     ]
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=root, capture_output=True, text=True)
     assert ignored.stdout.split() == written

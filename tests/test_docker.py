@@ -27,3 +27,21 @@ def test_dockerfile_builds_on_ray_image_and_installs_the_project():
     for folder in ("ddcore", "orchestrator"):  # presets ship inside orchestrator/
         assert f"COPY --chown=ray:users {folder} {folder}" in text
     assert "pip install --no-cache-dir -e ." in text
+
+
+def test_kuberay_manifest_has_token_auth_a_tracking_server_and_a_ddorch_driver():
+    """Not applied anywhere (no Kubernetes here): its structure, with the compose file's settings."""
+    documents = {doc["kind"]: doc for doc in yaml.safe_load_all((DOCKER / "kuberay.yaml").read_text())}
+    server = documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert server[:2] == ["ddorch", "server"] and "--artifacts-destination" in server and "--allowed-hosts" in server
+    job = documents["RayJob"]["spec"]
+    assert (
+        job["entrypoint"].startswith("ddorch sweep ")
+        and "--tracking-uri http://ddorch-mlflow:5000" in job["entrypoint"]
+    )
+    cluster = job["rayClusterSpec"]
+    assert cluster["authOptions"] == {"mode": "token"}
+    for pod in (cluster["headGroupSpec"], *cluster["workerGroupSpecs"]):
+        (container,) = pod["template"]["spec"]["containers"]
+        assert {"name": "MLFLOW_TRACKING_URI", "value": "http://ddorch-mlflow:5000"} in container["env"]
+        assert {"name": "shm", "mountPath": "/dev/shm"} in container["volumeMounts"]

@@ -28,6 +28,14 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
+def given_data_root(data_root: str | Path | None = None) -> str | None:
+    """The data root the user chose (`--data-root`, else `DDORCH_DATA_ROOT`), absolute; None for the default.
+
+    What a driver hands its trials: on another machine None means that machine's own default."""
+    chosen = data_root or os.environ.get(DATA_ROOT_ENV)
+    return str(resolve_data_root(chosen)) if chosen else None
+
+
 # DSA strategies (Zhao & Bilen 2021). The DSA readme (VICO-UoE/DatasetCondensation) recommends
 # color_crop_cutout_scale_rotate for MNIST and SVHN and adds flip for FashionMNIST and CIFAR: a
 # mirrored digit is not the same digit. Its code and DataDAM's do not enforce it (DataDAM's script
@@ -140,5 +148,6 @@ __all__ = [
     "dataset_status",
     "get_spec",
     "load_dataset",
+    "given_data_root",
     "resolve_data_root",
 ]

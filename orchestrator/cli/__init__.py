@@ -22,6 +22,7 @@ from orchestrator.cli import (
     report,
     results,
     run,
+    server,
     sweep,
     ui,
 )
@@ -56,6 +57,7 @@ COMMANDS = (
     run.run,
     compare.compare,
     ui.ui,
+    server.server,
     presets.experiments,
     presets.show,
     sweep.sweep,

@@ -73,12 +73,13 @@ def experts(
 
     Example: ddorch experts --dataset mnist --num-experts 10 --epochs 50
     """
-    from ddcore.data import load_dataset, resolve_data_root
+    from ddcore.data import given_data_root, load_dataset
     from ddcore.methods import get_method
     from ddcore.methods.pad.experts import log_experts, obtain_experts
-    from orchestrator.engine.cluster import TaskPool, connect
+    from orchestrator.engine.cluster import TaskPool, check_shared_store, connect
     from orchestrator.store.run_schema import Tag
-    from orchestrator.store.tracking import Tracker
+    from orchestrator.store.shared_cache import sharing
+    from orchestrator.store.tracking import Tracker, resolve_tracking_uri
 
     data = load_dataset(dataset, data_root, image_size)
     pad = get_method("pad").config("paper", dataset)
@@ -101,6 +102,7 @@ def experts(
         say_ray_address(address)
         connect(address, verbose=verbose)
         pool = TaskPool(cpus_per_expert, gpus_per_expert)
+        check_shared_store(resolve_tracking_uri(tracking_uri), address)
     tracker = Tracker.start(
         tracking_uri,
         experiment,
@@ -108,16 +110,17 @@ def experts(
         tags={Tag.DATASET: dataset, Tag.STAGE: "experts"},
     )
     try:
-        bank = obtain_experts(
-            data,
-            config,
-            pad.num_experts,
-            pool.map_unordered if pool is not None else None,  # an idle pool is empty, so falsy
-            str(resolve_data_root(data_root)),
-            device=device,
-            refresh=refresh,
-            progress=True,
-        )
+        with sharing(tracker.tracking_uri):  # experts other nodes' trials then find
+            bank = obtain_experts(
+                data,
+                config,
+                pad.num_experts,
+                pool.map_unordered if pool is not None else None,  # an idle pool is empty, so falsy
+                given_data_root(data_root),  # a node without it resolves its own default
+                device=device,
+                refresh=refresh,
+                progress=True,
+            )
         log_experts(tracker, bank)
     except BaseException as error:
         tracker.finish(failure=str(error) or type(error).__name__)

@@ -102,7 +102,7 @@ def lossless(
 
     Example: ddorch lossless --dataset digits --method datadam,random --max-ipc 50
     """
-    from ddcore.data import resolve_data_root
+    from ddcore.data import given_data_root
     from orchestrator.engine.lossless import LosslessConfig, search_lossless
 
     config = LosslessConfig(
@@ -127,7 +127,7 @@ def lossless(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         address=address,
-        data_root=str(resolve_data_root(data_root)),
+        data_root=given_data_root(data_root),  # a node without it resolves its own default
         tracking_uri=tracking_uri,
         experiment=mlflow_experiment,
         output_dir=str(output_dir),

@@ -81,9 +81,10 @@ def sweep(
     """
     from dataclasses import replace
 
-    from ddcore.data import resolve_data_root
+    from ddcore.data import given_data_root, resolve_data_root
     from orchestrator.engine.cluster import (
         check_resources,
+        check_shared_store,
         cluster_resources,
         connect,
         preset_resources,
@@ -156,13 +157,14 @@ def sweep(
         return
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
+    check_shared_store(uri, address)
     console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
     callbacks = () if verbose else (_live_view(settings, space, trial_length(preset)),)
     context = {
         "tracking_uri": uri,
         "experiment": mlflow_experiment,
         "output_dir": str(output_dir.resolve()),
-        "data_root": str(resolve_data_root(data_root)),
+        "data_root": given_data_root(data_root),  # a node without it resolves its own default
         "device": device,
         "force_bf16": force_bf16,
     }

@@ -116,7 +116,93 @@ def check_address(address: str | None) -> str | None:
     if address == "auto":
         address, source = _auto_address(source)
     _check_port(address, source)
+    _check_token(address, source)
     return address
+
+
+AUTH_FIX = (
+    "set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or the file ~/.ray/auth_token; "
+    "`ray get-auth-token` prints it on the head) here and on every node"
+)
+
+
+def _check_token(address: str, source: str):
+    """A cluster that refuses this driver's token is one line naming what to set, in a second; else a
+    client of its GCS (for `node_count`).
+
+    Ray 2.60's `ray start --head` turns token authentication on; every other node and every driver
+    joining it by address needs `RAY_AUTH_MODE=token` and the same token (`RAY_AUTH_TOKEN`, a file at
+    `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`): https://docs.ray.io/en/latest/ray-security/token-auth.html.
+    `ray.init` retries a refused token for 20 s, printing Ray's warning every second; one GCS client
+    (`ray._raylet.GcsClient`, which asks the cluster's id on creation) raises `AuthenticationError` at once.
+    """
+    import os
+
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    try:
+        with _native_stderr_silenced():  # the C++ client's own warning line
+            return GcsClient(address=address)
+    except AuthenticationError:
+        mode = os.environ.get("RAY_AUTH_MODE", "unset")
+        raise DDError(
+            f"the Ray cluster at {address} (from {source}) refused this driver's token (RAY_AUTH_MODE is {mode}): "
+            f"{AUTH_FIX}"
+        ) from None
+
+
+def node_count(address: str | None) -> int:
+    """Live nodes of the cluster this command runs on: the connected one's, else the one at `address`
+    (asked without joining it), else 1 (a local instance). A Ray Client address (ray://) counts as 1
+    until connected."""
+    import ray
+
+    if ray.is_initialized():
+        return sum(1 for node in ray.nodes() if node["Alive"])
+    address, source = requested_address(address)
+    if not address or address.startswith("ray://"):
+        return 1
+    if address == "auto":
+        address, source = _auto_address(source)
+    alive = 0  # GcsNodeInfo.GcsNodeState.ALIVE (src/ray/protobuf/gcs.proto)
+    return sum(
+        1 for info in _check_token(address, source).get_all_node_info(timeout=10).values() if info.state == alive
+    )
+
+
+def check_shared_store(tracking_uri: str, address: str | None) -> None:
+    """Refuse, before any run is created, a store on this machine's disk for a cluster of several nodes:
+    trials on the other nodes cannot open it (they fail inside Ray with no reason given)."""
+    from orchestrator.store.tracking import is_local_store
+
+    if not is_local_store(tracking_uri):
+        return
+    nodes = node_count(address)
+    if nodes > 1:
+        raise DDError(
+            f"the Ray cluster has {nodes} nodes but the tracking store {tracking_uri} is a file on this machine, "
+            "out of the other nodes' reach: start a tracking server (`ddorch server`, or `mlflow server "
+            "--artifacts-destination ...`) and pass --tracking-uri http://HOST:PORT"
+        )
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null inside the block: Ray's C++ code writes there, past Python's sys.stderr."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def connect(address: str | None, num_cpus: int | None = None, verbose: bool = False) -> None:
@@ -237,6 +323,32 @@ def _check_port(address: str, source: str, timeout_s: float = 3.0) -> None:
         ) from None
 
 
+def on_node() -> str:
+    """`on node HOST (IP): ` inside a Ray worker, to start a message with the machine it comes from; else ''."""
+    import socket
+
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return ""
+    return f"on node {socket.gethostname()} ({ray.util.get_node_ip_address()}): "
+
+
+def node_id() -> str | None:
+    """The Ray node this runs on (None outside Ray): a trial's run records it."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def _located(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` in a task; a one-line error says which node it comes from."""
+    try:
+        return function(*args)
+    except DDError as error:
+        raise DDError(f"{on_node()}{error}") from None
+
+
 class TaskFailed(Exception):
     """A task that failed for another reason than bad input: its tag and the reason in one line."""
 
@@ -259,7 +371,7 @@ class TaskPool:
             raise DDError("a task pool needs a Ray instance: call orchestrator.engine.cluster.connect first")
         self._ray = ray
         self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries}
-        self._remote: dict[Callable[..., Any], Any] = {}
+        self._remote = None  # `_located` as a Ray task, made on the first submit
         self._running: dict[Any, Any] = {}
 
     def __len__(self) -> int:
@@ -267,9 +379,9 @@ class TaskPool:
 
     def submit(self, function: Callable[..., Any], tag: Any, *args: Any) -> None:
         """Start `function(*args)` as a task; `tag` comes back with its result."""
-        if function not in self._remote:
-            self._remote[function] = self._ray.remote(function).options(**self._options)
-        self._running[self._remote[function].remote(*args)] = tag
+        if self._remote is None:
+            self._remote = self._ray.remote(_located).options(**self._options)
+        self._running[self._remote.remote(function, *args)] = tag
 
     def wait_one(self) -> tuple[Any, Any]:
         """(tag, result) of the next task to finish; raises `DDError` or `TaskFailed` for a failed one."""

@@ -39,7 +39,16 @@ from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol, without_later_defaults
 from ddcore.methods import get_method
 from ddcore.tables import plural
-from orchestrator.engine.cluster import TaskFailed, TaskPool, check_address, check_resources, connect, requested_address
+from orchestrator.engine.cluster import (
+    TaskFailed,
+    TaskPool,
+    check_address,
+    check_resources,
+    check_shared_store,
+    connect,
+    node_id,
+    requested_address,
+)
 from orchestrator.engine.ipc_search import Decision, IPCSearch, decide
 from orchestrator.engine.trial import (
     TrialConfig,
@@ -52,6 +61,7 @@ from orchestrator.engine.trial import (
 )
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Status, Tag, tag_filter
+from orchestrator.store.shared_cache import sharing
 from orchestrator.store.tracking import DEFAULT_EXPERIMENT, Tracker, check_reachable, command_line, resolve_tracking_uri
 
 
@@ -237,8 +247,11 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
                 f"{100 * request.stop_below:.2f} %: cannot become lossless"
             )
 
+    if node_id():
+        request.tracker.set_tags({Tag.NODE_ID: node_id()})
     try:
-        with caching_in(baseline_cache):  # the driver's folder, given as a value
+        # the driver's folder, given as a value; shared through its tracking server
+        with caching_in(baseline_cache), sharing(request.tracker.tracking_uri):
             result = run_trial(
                 request.trial,
                 request.tracker,
@@ -493,8 +506,10 @@ def search_lossless(
     check_reachable(uri)
     if executor is None:
         check_address(config.address)  # Ray starts lazily, after the parent run exists
+        check_shared_store(uri, config.address)
     output_dir = str(Path(config.output_dir).resolve())
-    target = resolve_target(config, data, progress)
+    with sharing(uri):
+        target = resolve_target(config, data, progress)
     threshold = target.accuracy - config.tolerance / 100
 
     def ray_executor() -> Executor:

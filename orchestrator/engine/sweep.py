@@ -27,6 +27,7 @@ from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
 from orchestrator.engine.trial import Resume, TrialConfig, check_precision, run_trial, trial_key
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Status, Tag, tag_filter
+from orchestrator.store.shared_cache import sharing
 from orchestrator.store.tracking import Tracker, command_line
 
 METRIC = schema.EVAL_ACCURACY
@@ -98,8 +99,8 @@ def _log_every(preset: ExperimentPreset) -> int:
 
 
 def trainable(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepContext) -> None:
-    """One Ray Tune trial (function API), caching where the driver does."""
-    with caching_in(context.cache_dir):
+    """One Ray Tune trial (function API), caching where the driver does, shared through its tracking server."""
+    with caching_in(context.cache_dir), sharing(context.tracking_uri):
         _trial(sampled, preset, context)
 
 

@@ -43,6 +43,7 @@ from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_curves, save_grids
 from orchestrator.engine.analyses import record_analysis
+from orchestrator.engine.cluster import on_node
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Tag
 from orchestrator.store.tracking import Tracker, logged_params
@@ -207,8 +208,12 @@ class TrialResult:
 
 @functools.lru_cache(maxsize=2)
 def _load_cached(dataset: str, data_root: str | None, image_size: int | None):
-    """Trials that share a process (Ray Tune reuses actors) load the data set once."""
-    return load_dataset(dataset, data_root, image_size)
+    """Trials that share a process (Ray Tune reuses actors) load the data set once; on a cluster, a data
+    set missing on a node says which node."""
+    try:
+        return load_dataset(dataset, data_root, image_size)
+    except DDError as error:
+        raise DDError(f"{on_node()}{error}") from None
 
 
 def _check_models(names: list[str], channels: int, classes: int, size: int) -> None:

@@ -56,6 +56,8 @@ class Tag:
     DISTILL_SEED = "ddorch.distill_seed"  # such a child: its set's distillation seed
     FROM_CACHE = "ddorch.from_cache"  # a trial that read finished work (set, eval seeds) from this TrialCache folder
     BF16_FORCED = "ddorch.bf16_forced"  # a trial run in bf16 (--force-bf16) where it is not native: what and where
+    CACHE_KEY = "ddorch.cache_key"  # a shared-cache entry (experiment ddorch-cache): its path in the cache folder
+    STALE_CLAIM = "ddorch.stale_claim"  # a shared-cache claim ended by a waiter: its holder went silent
 
 
 EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASHA and the lossless search

@@ -45,6 +45,11 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return uri
 
 
+def is_local_store(uri: str) -> bool:
+    """Whether the store is a file on this machine (SQLite, a `file:` or plain path): no other machine reaches it."""
+    return "://" not in uri or uri.split("://")[0] in ("sqlite", "file")
+
+
 def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
     """Fail fast with one line on a server that does not answer (MLflow itself retries for minutes)."""
     if not uri.startswith(("http://", "https://")):
@@ -55,6 +60,21 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
         raise DDError(
             f"MLflow tracking server {uri} is unreachable ({error}); start it or pass another --tracking-uri"
         ) from None
+
+
+def server_command(
+    host: str, port: int, backend_store: str, artifacts: str, allowed_hosts: str | None = None
+) -> list[str]:
+    """`mlflow server` with proxied artefacts: clients upload and download through the server
+    (`mlflow-artifacts:/` URIs), so no node needs the artefact store's path or credentials.
+    `--artifacts-destination` takes a folder or an object-store URI (s3://, gs://, ...); it implies
+    `--serve-artifacts` (MLflow's "Tracking server" guide, https://mlflow.org/docs/latest/self-hosting/).
+    A plain folder or SQLite path is made absolute: the server runs wherever it was started."""
+    store = backend_store if "://" in backend_store else f"sqlite:///{Path(backend_store).resolve()}"
+    destination = artifacts if "://" in artifacts else str(Path(artifacts).resolve())
+    command = ["mlflow", "server", "--host", host, "--port", str(port), "--backend-store-uri", store]
+    command += ["--artifacts-destination", destination, "--serve-artifacts"]
+    return command + (["--allowed-hosts", allowed_hosts] if allowed_hosts else [])
 
 
 COMMIT_ENV = "DDORCH_GIT_COMMIT"  # the commit of a copy without .git (the GPU suite's bundle sets it)
@@ -158,7 +178,7 @@ def ui_address(uri: str, server: str, experiment: str = DEFAULT_EXPERIMENT) -> s
     return f"{server}/#/{page}?{TRAINING_VIEW}"
 
 
-def _experiment_id(client, name: str) -> str:
+def ensure_experiment(client, name: str) -> str:
     """The experiment's id, created if new (tagged so MLflow 3's UI opens its model-training view, not GenAI's)."""
     from mlflow.exceptions import MlflowException
 
@@ -201,7 +221,7 @@ class Tracker:
         check_reachable(uri)
         open_store(uri)
         client = MlflowClient(uri)
-        experiment_id = _experiment_id(client, experiment)
+        experiment_id = ensure_experiment(client, experiment)
         all_tags = {**provenance_tags(source), **(tags or {})}
         if parent_run_id:
             all_tags[Tag.PARENT] = parent_run_id

@@ -38,7 +38,8 @@ from ddcore.errors import DDError
 from ddcore.evaluate import EvalProtocol, train_network
 from ddcore.models import architecture_fingerprint, get_model
 from ddcore.progress import progress_bar
-from ddcore.runtime import resolve_device, seed_everything
+from ddcore.runtime import resolve_device, seed_everything, write_atomically
+from ddcore.shared_cache import shared_entry
 
 SCORES = ("el2n", "grand")
 
@@ -132,13 +133,26 @@ def difficulty_scores(
     """EL2N and GraNd of every training sample, from the cache when it holds this configuration."""
     config.validate()
     path = _cache_file(data.name, data.channels, data.num_classes, data.image_size, config)
-    if path.exists() and not refresh:
-        try:
-            cached = torch.load(path, weights_only=True)
-            if len(cached["el2n"]) == len(data.train_labels):
-                return DifficultyScores(cached["el2n"], cached["grand"])
-        except Exception:  # a half-written or foreign file: recompute it
-            pass
+    with shared_entry(path, lambda: _read_scores(path, len(data.train_labels)) is not None, refresh) as produce:
+        if produce:
+            _compute_scores(data, config, path, device, progress)
+    return _read_scores(path, len(data.train_labels))
+
+
+def _read_scores(path: Path, samples: int) -> DifficultyScores | None:
+    """The cached scores, or None when missing, half-written, foreign, or of another number of samples."""
+    if not path.exists():
+        return None
+    try:
+        cached = torch.load(path, weights_only=True)
+    except Exception:  # a half-written or foreign file: recompute it
+        return None
+    return DifficultyScores(cached["el2n"], cached["grand"]) if len(cached["el2n"]) == samples else None
+
+
+def _compute_scores(
+    data: RealDataset, config: DifficultyConfig, path: Path, device: str | torch.device, progress: bool
+) -> None:
     device = resolve_device(device)
     images, labels = data.train_images.to(device), data.train_labels.to(device)
     el2n = torch.zeros(len(labels))
@@ -153,11 +167,7 @@ def difficulty_scores(
             el2n += network_el2n / config.networks
             grand += network_grand / config.networks
             bar.advance()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save({"el2n": el2n, "grand": grand}, tmp)
-    tmp.replace(path)
-    return DifficultyScores(el2n, grand)
+    write_atomically(path, lambda tmp: torch.save({"el2n": el2n, "grand": grand}, tmp))
 
 
 def easiest_first_by_class(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[torch.Tensor]:

@@ -50,6 +50,7 @@ from ddcore.methods.pad.difficulty import SCORES, DifficultyConfig, difficulty_s
 from ddcore.models import architecture_fingerprint, get_model
 from ddcore.progress import progress_bar
 from ddcore.runtime import resolve_device, seed_everything, write_atomically
+from ddcore.shared_cache import shared_entry
 
 MANIFEST = "manifest.json"
 
@@ -351,36 +352,60 @@ def obtain_experts(
     config = with_architecture(config, data.channels, data.num_classes)
     folder = config.folder()
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = None if refresh else _read_manifest(folder)
     num_parameters = sum(
         p.numel() for p in get_model(config.model, data.channels, data.num_classes, data.image_size).parameters()
     )
-    if manifest is None:
-        manifest = {"key": config.key(), "config": asdict(config), "num_parameters": num_parameters, "experts": {}}
-    missing = [i for i in range(num_experts) if str(i) not in manifest["experts"]]
-    if missing:
-        scores = None
-        if config.schedule is not None:
-            scores = difficulty_scores(data, config.difficulty, device, progress=progress).get(config.score)
-        cached = num_experts - len(missing)
-        if parallel_map is not None:
-            tasks = [(config.dataset, data_root, config, index, scores) for index in missing]
-            # done / total counts the cached experts too; the time left comes from the trained ones' rate
-            description = f"experts ({len(missing)} tasks, {config.epochs} epochs)"
-            with progress_bar(description, num_experts, enabled=progress, done=cached) as bar:
-                for run in parallel_map(_train_expert_task, tasks):
-                    _save_expert(folder, manifest, run)
-                    bar.advance(status=f"expert {run.index}: {100 * run.test_accuracy:.2f} %")
-        else:
-            for n, index in enumerate(missing, 1):
-                label = f"expert {index} ({n} of {len(missing)} to train, {cached} cached)"
-                _save_expert(folder, manifest, train_expert(data, config, index, scores, device, progress, label))
+    missing: list[int] = []
+
+    def have_all() -> bool:
+        return cached_experts(config, num_experts, data.channels, data.num_classes) == num_experts
+
+    with shared_entry(folder, have_all, refresh) as produce:
+        manifest = None if refresh else _read_manifest(folder)
+        if manifest is None:
+            manifest = {"key": config.key(), "config": asdict(config), "num_parameters": num_parameters, "experts": {}}
+        if produce:
+            missing = [i for i in range(num_experts) if str(i) not in manifest["experts"]]
+            _train_missing(data, config, manifest, num_experts, missing, parallel_map, data_root, device, progress)
     files = [folder / manifest["experts"][str(i)]["file"] for i in range(num_experts)]
     bank = ExpertBank(config, files, num_parameters, trained_now=missing)
     for index in range(num_experts):
         bank.trajectory(index)  # a missing or corrupt file fails now, named, not mid-distillation
     bank.seconds = time.perf_counter() - started
     return bank
+
+
+def _train_missing(
+    data: RealDataset,
+    config: ExpertConfig,
+    manifest: dict[str, Any],
+    num_experts: int,
+    missing: list[int],
+    parallel_map: ParallelMap | None,
+    data_root: str | None,
+    device: str | torch.device,
+    progress: bool,
+) -> None:
+    """Train the experts `missing` from the cache into its folder (as tasks of `parallel_map`, or here)."""
+    if not missing:
+        return
+    folder = config.folder()
+    scores = None
+    if config.schedule is not None:
+        scores = difficulty_scores(data, config.difficulty, device, progress=progress).get(config.score)
+    cached = num_experts - len(missing)
+    if parallel_map is not None:
+        tasks = [(config.dataset, data_root, config, index, scores) for index in missing]
+        # done / total counts the cached experts too; the time left comes from the trained ones' rate
+        description = f"experts ({len(missing)} tasks, {config.epochs} epochs)"
+        with progress_bar(description, num_experts, enabled=progress, done=cached) as bar:
+            for run in parallel_map(_train_expert_task, tasks):
+                _save_expert(folder, manifest, run)
+                bar.advance(status=f"expert {run.index}: {100 * run.test_accuracy:.2f} %")
+    else:
+        for n, index in enumerate(missing, 1):
+            label = f"expert {index} ({n} of {len(missing)} to train, {cached} cached)"
+            _save_expert(folder, manifest, train_expert(data, config, index, scores, device, progress, label))
 
 
 def log_experts(tracker: ArtefactLog, bank: ExpertBank, with_files: bool = True) -> None:
