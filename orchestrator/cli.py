@@ -441,7 +441,7 @@ def ui(
 @app.command()
 @friendly_errors
 def experiments() -> None:
-    """List the named experiment presets (shipped in the package; `$DDORCH_PRESETS/experiments/` first).
+    """List the named experiment presets (the shipped `experiments/`; `$DDORCH_PRESETS/experiments/` first).
 
     Example: ddorch experiments | cat
     """
