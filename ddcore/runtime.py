@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import resource
 import sys
@@ -28,11 +27,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DDError(f"device '{device}' asked for but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(device)
-
-
-def usable_cpus() -> int:
-    """Cores this process may run on (its affinity where the OS has one), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def seed_everything(seed: int) -> None:

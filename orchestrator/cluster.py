@@ -30,17 +30,6 @@ def cluster_resources(address: str | None = None) -> dict[str, float]:
     return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
 
-def unheld_cpus() -> float:
-    """CPUs of this one-node Ray instance that no task or actor holds now (0 on a multi-node cluster,
-    whose free CPUs may be on other nodes). `ray.available_resources()`: "the current available
-    cluster resources" (Ray's API reference; the resources not held by tasks, actors, placement groups)."""
-    import ray
-
-    if sum(node["Alive"] for node in ray.nodes()) != 1:
-        return 0.0
-    return float(ray.available_resources().get("CPU", 0.0))
-
-
 def preset_resources(
     preset_cpus: float,
     preset_gpus: float,

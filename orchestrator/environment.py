@@ -21,7 +21,7 @@ from ddcore import hardware
 from ddcore.baseline import cache_dir
 from ddcore.data import DATASETS, dataset_status, load_dataset, resolve_data_root
 from ddcore.methods import get_method
-from ddcore.runtime import resolve_device, usable_cpus
+from ddcore.runtime import resolve_device
 from orchestrator.tracking import git_commit, package_versions, resolve_tracking_uri
 from orchestrator.trial import TrialConfig
 
@@ -36,8 +36,9 @@ def precisions_text(support: hardware.Bf16Support) -> str:
 
 def hardware_lines() -> list[str]:
     cpu = hardware.cpu_report()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     lines = [
-        f"CPU: {cpu.name}, {os.cpu_count()} cores ({usable_cpus()} usable here), torch uses {torch.get_num_threads()} threads",
+        f"CPU: {cpu.name}, {os.cpu_count()} cores ({usable} usable here), torch uses {torch.get_num_threads()} threads",
         f"CPU ISA: {cpu.isa()} (torch's kernels: {cpu.capability})",
         f"CPU precisions: {precisions_text(hardware.cpu_bf16(cpu))}",
     ]

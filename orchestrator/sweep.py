@@ -20,11 +20,10 @@ from typing import Any
 from ddcore.baseline import cache_dir, caching_in
 from ddcore.errors import DDError
 from ddcore.methods import get_method
-from ddcore.runtime import usable_cpus
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_grids
 from orchestrator import run_schema as schema
-from orchestrator.cluster import check_resources, unheld_cpus
+from orchestrator.cluster import check_resources
 from orchestrator.experiments import ExperimentPreset, SearchSpace
 from orchestrator.run_schema import Status, Tag, tag_filter
 from orchestrator.tracking import Tracker, command_line
@@ -119,7 +118,6 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
         # Finished before the driver died but after Ray's last snapshot: report, don't redo.
         _report_finished(existing, trial)
         return
-    use_unheld_cpus()
     tracker = _child_tracker(context, existing, trial, sampled, trial_id, key)
     _supersede(tracker, stale, trial_id)
     node_id = ray.get_runtime_context().get_node_id()
@@ -139,7 +137,6 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
                 {METRIC: accuracy, TIME_ATTR: iteration, "child_run_id": tracker.run_id},
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
-        use_unheld_cpus()
 
     result = run_trial(
         trial,
@@ -161,22 +158,6 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
             "node_id": node_id,
         }
     )
-
-
-def use_unheld_cpus() -> None:
-    """Torch threads: the trial's own CPUs plus those no trial holds, up to the cores this process may use.
-
-    While trials wait, every CPU stays held (Tune hands a stopped trial's actor and CPUs to the next
-    one); once none wait, the last trials' freed cores would idle until the sweep ends (67 s of a
-    4-minute `digits_datadam` on 2 cores): they run the remaining trials' threads instead. Checked
-    at the start and at every report. Ray starts a trial with OMP_NUM_THREADS = its whole CPUs
-    (`ray._private.utils.set_omp_num_threads_if_unset`); a reused actor starts from what it had.
-    """
-    import torch
-    from ray import tune
-
-    own = max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)))
-    torch.set_num_threads(max(1, min(usable_cpus(), own + int(unheld_cpus()))))
 
 
 def _report_finished(run, trial: TrialConfig) -> None:
