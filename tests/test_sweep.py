@@ -111,30 +111,6 @@ def test_failing_trial_is_retried_then_failed_and_others_finish(ray_session, tmp
     assert len(failed) == 1 and "became" in failed[0].data.tags["ddorch.failure"]
 
 
-def _threads_given(config):
-    import os
-
-    import torch
-    from ray import tune
-
-    from orchestrator.sweep import use_unheld_cpus
-
-    use_unheld_cpus()
-    tune.report({"threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS")})
-
-
-def test_a_trial_alone_takes_the_cpus_no_trial_holds(ray_session, tmp_path):
-    from ray import tune
-
-    from orchestrator.cluster import unheld_cpus
-
-    assert unheld_cpus() == 2  # the module's instance: 2 CPUs, nothing running
-    # One 1-CPU trial with nothing left to start: Ray gives it OMP_NUM_THREADS=1, the other core is free.
-    fn = tune.with_resources(_threads_given, {"cpu": 1})
-    results = tune.Tuner(fn, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
-    assert results[0].metrics["omp"] == "1" and results[0].metrics["threads"] == 2
-
-
 def test_local_workers_run_at_the_callers_priority(ray_session):
     import os
 
