@@ -7,7 +7,6 @@ Ray Tune sweeps (`orchestrator.sweep`) schedule their own trials but connect thr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,8 @@ from ddcore.errors import DDError
 def cluster_resources(address: str | None = None) -> dict[str, float]:
     """CPUs and GPUs trials can use: the Ray cluster's (joined at `address`, or already connected),
     else this machine's, without starting Ray (a dry run)."""
+    import os
+
     import ray
 
     if requested_address(address)[0]:
@@ -83,6 +84,8 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float, available: dic
 
 def quiet_ray() -> None:
     """Silence what Ray prints on its own: our live view and tables report a sweep."""
+    import os
+
     # Tune's newer console output prints its configuration box and a TensorBoard hint even at verbose=0.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
@@ -95,6 +98,8 @@ def requested_address(address: str | None) -> tuple[str | None, str]:
     which `ray.init()` without an address joins: when that cluster is gone Ray retries it for
     minutes, and when it is alive a "local" command would run on it.
     """
+    import os
+
     if address:
         return address, "--address"
     if os.environ.get("RAY_ADDRESS"):
@@ -123,6 +128,8 @@ def _worker_system_config() -> dict[str, int]:
     are this command's own trials, which `ddorch run` runs at the caller's priority; at 15 any other
     busy process starves them (measured: a `digits_datadam` trial got 20 % of a core on 2 busy cores).
     """
+    import os
+
     if not hasattr(os, "nice"):
         return {}
     return {"worker_niceness": min(19, max(0, os.nice(0)))}
@@ -174,6 +181,8 @@ def _auto_address(source: str) -> tuple[str, str]:
     code prefers a lone running GCS to the record (any other Ray of this machine, a test's or another
     user's, would win over the cluster `ray start` named): the record comes first here.
     """
+    import os
+
     from ray._common.utils import get_ray_address_file
     from ray._private import services
 
@@ -222,6 +231,8 @@ def _driver_code_path() -> str:
     checkout run with `python -m` (another branch, a worktree) would run its trials on the
     installed copy's code. Clusters (`--address`) run the code installed on their nodes.
     """
+    import os
+
     import ddcore
 
     here = str(Path(ddcore.__file__).resolve().parents[1])
