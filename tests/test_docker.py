@@ -24,7 +24,7 @@ def test_compose_has_head_workers_and_mlflow_on_loopback_only():
 def test_dockerfile_builds_on_ray_image_and_installs_the_project():
     text = (DOCKER / "Dockerfile").read_text()
     assert "FROM rayproject/ray:${RAY_VERSION}-py311-${FLAVOR}" in text
-    for folder in ("ddcore", "orchestrator"):  # presets ship inside orchestrator/
+    for folder in ("ddcore", "orchestrator", "experiments", "tune_spaces"):
         assert f"COPY --chown=ray:users {folder} {folder}" in text
     assert "pip install --no-cache-dir -e ." in text
 

@@ -1,4 +1,5 @@
-"""The built wheel, installed without the source tree, carries the presets and search spaces."""
+"""The built wheel, installed without the source tree, carries the presets and search spaces
+(edited in the top-level experiments/ and tune_spaces/, shipped as orchestrator/presets/<folder>)."""
 
 import os
 import subprocess
@@ -33,7 +34,7 @@ def test_wheel_installed_elsewhere_lists_and_shows_the_presets(tmp_path):
     # Run from an empty folder with the installed copy first on the path (not the source tree).
     probe = (
         "import orchestrator, orchestrator.engine.experiments as e; "
-        "print(orchestrator.__file__); print(e.list_experiments()); "
+        "print(orchestrator.__file__); print(e.list_experiments()); print(e.shipped_folder('tune_spaces')); "
         "print(e.load_experiment('mnist_datadam').space, len(e.load_space('datadam.toml', 'datadam').distributions))"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -41,7 +42,8 @@ def test_wheel_installed_elsewhere_lists_and_shows_the_presets(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path, env=env
     )
-    location, names, space = result.stdout.splitlines()
+    location, names, spaces, space = result.stdout.splitlines()
     assert location.startswith(str(site)), location  # the installed package, not the checkout
+    assert spaces == str(site / "orchestrator" / "presets" / "tune_spaces"), spaces
     assert "digits_datadam" in names and "mnist_pad" in names
     assert space.startswith("datadam.toml ") and int(space.split()[1]) > 0

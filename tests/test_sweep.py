@@ -111,6 +111,18 @@ def test_failing_trial_is_retried_then_failed_and_others_finish(ray_session, tmp
     assert len(failed) == 1 and "became" in failed[0].data.tags["ddorch.failure"]
 
 
+def test_local_workers_run_at_the_callers_priority(ray_session):
+    import os
+
+    import ray
+
+    @ray.remote
+    def niceness():
+        return os.nice(0)
+
+    assert ray.get(niceness.remote()) == os.nice(0)  # Ray's own default is nice 15
+
+
 def test_gpu_request_without_gpu_is_refused_before_submitting(ray_session):
     with pytest.raises(DDError, match="--gpus-per-trial 1 but the Ray cluster has 0 GPUs"):
         check_resources(1, 1)

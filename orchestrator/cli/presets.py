@@ -13,7 +13,7 @@ from orchestrator.views.tables import console
 
 @friendly_errors
 def experiments() -> None:
-    """List the named experiment presets (shipped in the package; `$DDORCH_PRESETS/experiments/` first).
+    """List the named experiment presets (the shipped `experiments/`; `$DDORCH_PRESETS/experiments/` first).
 
     Example: ddorch experiments | cat
     """

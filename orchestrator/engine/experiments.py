@@ -1,7 +1,8 @@
 """Named experiment presets (`experiments/*.toml`) and search spaces (`tune_spaces/*.toml`).
 
-Both ship inside the package (`orchestrator/presets/`, read with `importlib.resources`, so a
-non-editable install has them); a user folder named by `$DDORCH_PRESETS` (holding `experiments/`
+Both are edited in the checkout's top-level folders of those names; the wheel ships them as package
+data `orchestrator/presets/<folder>` (setup.py maps them there; read with `importlib.resources`, so
+a non-editable install has them). A user folder named by `$DDORCH_PRESETS` (holding `experiments/`
 and/or `tune_spaces/`) is looked at first, so a preset there adds to or replaces a shipped one.
 
 A preset file is validated into `ExperimentPreset`; its space into `SearchSpace`, a list of typed
@@ -23,6 +24,7 @@ from typing import Any
 
 import tomllib
 
+import orchestrator
 from ddcore.data import get_spec
 from ddcore.errors import DDError
 from ddcore.evaluate import get_protocol
@@ -109,9 +111,16 @@ class ExperimentPreset:
     asha: AshaSettings = AshaSettings()
 
 
+def shipped_folder(kind: str) -> Traversable:
+    """The `kind` folder that comes with ddorch: the wheel's package data, else (a checkout, editable
+    or on PYTHONPATH) the checkout's top-level folder, where presets are edited."""
+    packaged = files("orchestrator") / "presets" / kind
+    return packaged if packaged.is_dir() else Path(orchestrator.__file__).resolve().parents[1] / kind
+
+
 def preset_folders(kind: str) -> list[Traversable]:
-    """Where `kind` ("experiments" or "tune_spaces") files are looked for: the user's folder, then the package's."""
-    shipped = files("orchestrator") / "presets" / kind
+    """Where `kind` ("experiments" or "tune_spaces") files are looked for: the user's folder, then the shipped one."""
+    shipped = shipped_folder(kind)
     user = os.environ.get(PRESETS_ENV)
     return [Path(user).expanduser() / kind, shipped] if user else [shipped]
 
