@@ -54,11 +54,12 @@ class MethodConfig:
         types = {f.name: f.type for f in fields(self)}
         return replace(self, **{name: _typed(name, value, types[name]) for name, value in overrides.items()})
 
-    def validate(self, images_per_class: list[int]) -> None:
-        """One-line errors for values no run can use."""
+    def validate(self, images_per_class: list[int] | None = None) -> None:
+        """One-line errors for values no run can use; `images_per_class` None: class sizes not known yet
+        (before the data is loaded), so `ipc` is checked against them later."""
         if self.ipc < 1:
             raise DDError(f"ipc must be at least 1, got {self.ipc}")
-        if self.ipc > min(images_per_class):
+        if images_per_class is not None and self.ipc > min(images_per_class):
             raise DDError(
                 f"ipc {self.ipc} is more than the smallest class holds ({min(images_per_class)} training images)"
             )

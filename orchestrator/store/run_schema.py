@@ -56,6 +56,9 @@ class Tag:
     DISTILL_SEED = "ddorch.distill_seed"  # such a child: its set's distillation seed
     FROM_CACHE = "ddorch.from_cache"  # a trial that read finished work (set, eval seeds) from this TrialCache folder
     BF16_FORCED = "ddorch.bf16_forced"  # a trial run in bf16 (--force-bf16) where it is not native: what and where
+    # A trial: which settings layer set each method setting that differs from its preset's, e.g.
+    # "iterations: flags, lr_images: --set" (orchestrator.engine.resolve names the layers and their order)
+    SETTINGS_FROM = "ddorch.settings_from"
 
 
 EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASHA and the lossless search
