@@ -45,7 +45,7 @@ def run(
             "The method's named defaults. DataDAM: official (the released main_DataDAM.py: batch-norm ConvNet, "
             "attention power 1, 20,000 iterations, real batch 64), paper (the paper's table: instance "
             "norm, power 4, 8,000 iterations, lambda 0.01; the default), course (the seed's bi-level setting). PAD: paper. "
-            "Default: the method's first."
+            "random: default. Default: the method's first."
         ),
     ),
     iterations: int | None = typer.Option(
