@@ -96,7 +96,7 @@ class OracleExecutor:
         if mean is None:  # the trial fails, as `execute` reports a failure
             request.tracker.finish(failure="ValueError: boom")
             return request, TrialOutcome("failed", note="ValueError: boom")
-        model = request.trial.eval_models[0]
+        model = request.trial.eval.models[0]
         request.tracker.log_metrics({f"acc_{model}_mean": mean, f"acc_{model}_std": self.std})
         request.tracker.finish()
         return request, TrialOutcome("finished", mean, self.std)

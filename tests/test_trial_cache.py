@@ -53,7 +53,8 @@ def test_a_cache_refuses_another_distillation_and_retrains_a_broken_seed(workspa
     first = run(trial, uri, cache)
     other = replace(trial, method_config=trial.method_config.with_overrides(iterations=4))
     assert distillation_key(other) != cache.key
-    assert distillation_key(replace(trial, eval_epochs=5, eval_seeds=3)) == cache.key  # evaluation is not in it
+    evaluated_otherwise = replace(trial, eval=replace(trial.eval, epochs=5, seeds=3))
+    assert distillation_key(evaluated_otherwise) == cache.key  # evaluation is not in it
     with pytest.raises(DDError, match="holds another distillation"):
         run(other, uri, TrialCache(cache.folder, distillation_key(other)))
     (seed_file,) = cache.folder.glob("eval_*seed0.json")
