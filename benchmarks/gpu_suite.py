@@ -457,7 +457,7 @@ def datadam_speed(data, ipc: int, precision: str, iterations: int, device: str) 
     from ddcore.methods import get_method
 
     overrides = {"iterations": 2 * iterations, "log_every": iterations, "device": device, "bf16": precision == "bf16"}
-    _, config = get_method("datadam").configure("paper", data.name, ipc, overrides)
+    config = get_method("datadam").config("paper", data.name, ipc).with_overrides(**overrides)
     stamps: list[float] = []
     get_method("datadam").distill(data, config, callback=lambda _report: stamps.append(time.perf_counter()))
     return iterations / (stamps[1] - stamps[0])

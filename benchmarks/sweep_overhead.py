@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ddcore.evaluate import EvalSpec  # noqa: E402
 from orchestrator.engine.cluster import connect  # noqa: E402
 from orchestrator.engine.experiments import AshaSettings, Distribution, ExperimentPreset, SearchSpace  # noqa: E402
 from orchestrator.engine.sweep import SweepContext, SweepSettings, build_trial, record_in_parent, run_sweep, summarize  # noqa: E402
@@ -42,9 +43,7 @@ def main() -> None:
         num_samples=1,
         max_concurrent=1,
         cpus_per_trial=cpus,
-        eval_models=("ConvNetD3",),
-        eval_seeds=2,
-        eval_epochs=300,
+        eval=EvalSpec(("ConvNetD3",), seeds=2, epochs=300),
         report_every=args.iterations + 1,
         fixed={"iterations": args.iterations, "ipc": 10},
         asha=AshaSettings(grace_period=args.iterations, reduction_factor=2),

@@ -177,6 +177,32 @@ def get_protocol(
     return protocol
 
 
+@dataclass(frozen=True)
+class EvalSpec:
+    """How a synthetic set is evaluated: the networks trained on it, the seeds of each, and the protocol
+    they train with (a name from `PROTOCOLS`, None: the data set's; `epochs`, `batch_size` and
+    `precision` override the protocol's). Empty `models`: the network the set was distilled with."""
+
+    models: tuple[str, ...] = ()
+    seeds: int = 3  # 0: distil and save only (a part of a longer trial that a `TrialCache` keeps)
+    protocol: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    precision: str = "fp32"  # or "bf16": the evaluation forwards (PRECISIONS)
+
+    def protocol_for(self, dataset: str) -> EvalProtocol:
+        """The resolved protocol on `dataset` (a one-line error for unknown names or bad overrides)."""
+        from ddcore.data import get_spec
+
+        return get_protocol(
+            self.protocol or get_spec(dataset).eval_protocol, self.batch_size, self.epochs, self.precision
+        )
+
+    def params(self) -> dict:
+        """The settings under the flat `eval_*` names that runs, trial keys and caches have always used."""
+        return {f"eval_{name}": list(value) if name == "models" else value for name, value in asdict(self).items()}
+
+
 def autocast(protocol: EvalProtocol, device: torch.device) -> torch.autocast:
     """The protocol's forward precision on `device` (a no-op for fp32)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=protocol.precision == "bf16")

@@ -41,26 +41,23 @@ def tiny_runs(tmp_path_factory):
     """Two finished digits runs (real init, IPC 1 and 2) in a store of their own; the
     second also holds its own cross-architecture matrix (a sweep preset's `cross_arch_models`).
     Returns (tracking URI, [run ids], output dir). Tiny on purpose: a few iterations and epochs."""
-    from ddcore.methods import get_method
-    from orchestrator.engine.trial import TrialConfig, run_trial
+    from ddcore.evaluate import EvalSpec
+    from orchestrator.engine.resolve import Layers, resolve_trial
+    from orchestrator.engine.trial import run_trial
     from orchestrator.store.tracking import Tracker
 
     folder = tmp_path_factory.mktemp("tiny_runs")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     run_ids = []
     for ipc, cross_arch in ((1, []), (2, ["MLP"])):
-        method_config = (
-            get_method("datadam")
-            .config("paper", "digits", ipc)
-            .with_overrides(iterations=3, batch_real=8, model="ConvNetD1", init="real", device="cpu", log_every=1)
-        )
-        trial = TrialConfig(
-            dataset="digits",
-            method="datadam",
-            method_config=method_config,
-            eval_models=["ConvNetD1"],
-            eval_seeds=1,
-            eval_epochs=2,
+        flags = dict(iterations=3, batch_real=8, model="ConvNetD1", init="real", device="cpu", log_every=1)
+        trial = resolve_trial(
+            "datadam",
+            "digits",
+            "paper",
+            ipc,
+            EvalSpec(("ConvNetD1",), seeds=1, epochs=2),
+            Layers(flags=flags),
             baseline=False,
             cross_arch_models=cross_arch,
         )

@@ -33,6 +33,19 @@ RUN = ["run", "--dataset", "digits", "--iterations", "2", "--eval-epochs", "1", 
         (["report", "0123abcd", "--output-dir", "/proc/x"], "Invalid value for '--output-dir'"),
         (["sweep", "digits_datadam", "--device", "tpu"], "Invalid value for '--device'"),
         (["lossless", "--dataset", "digits", "--address", "127.0.0.1:9"], "error: cannot reach the Ray cluster"),
+        # Checked before the run exists (issue 34: each of these once left a FAILED run behind).
+        ([*RUN, "--eval-models", "ConvNetD3,NoSuchNet"], "error: unknown model 'NoSuchNet'"),
+        ([*RUN, "--dataset", "mnist", "--data-root", "/nonexistent/dir"], "error: MNIST not found"),
+        ([*RUN, "--image-size", "-5"], "error: --image-size must be a positive number of pixels, got -5"),
+        (["sweep", "mnist_datadam", "--data-root", "/nonexistent/dir"], "error: MNIST not found"),
+        (["sweep", "digits_datadam", "--set", "model=NoSuchNet"], "error: unknown model 'NoSuchNet'"),
+        (["sweep", "digits_datadam", "--set", "ipc=5000"], "ipc 5000 is more than the smallest class holds"),
+        (["lossless", "--dataset", "mnist", "--data-root", "/nonexistent/dir"], "error: MNIST not found"),
+        (["lossless", "--dataset", "digits", "--model", "NoSuchNet"], "error: unknown model 'NoSuchNet'"),
+        (
+            ["lossless", "--dataset", "digits", "--method", "datadam,random", "--preset", "paper"],
+            "error: unknown preset 'paper' for random; known: default",
+        ),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_recorded(tmp_path, monkeypatch, args, message):

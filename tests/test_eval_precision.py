@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddcore.errors import DDError
-from ddcore.evaluate import DC, PRECISIONS, architecture_flops, evaluate, get_protocol, without_later_defaults
+from ddcore.evaluate import DC, PRECISIONS, EvalSpec, architecture_flops, evaluate, get_protocol, without_later_defaults
 from ddcore.methods import get_method
 from orchestrator.cli.options import EvalPrecision
 from orchestrator.engine.lossless import LosslessConfig, search_key
@@ -59,10 +59,11 @@ def test_bf16_runs_the_forwards_in_bf16_and_keeps_weights_and_loss_fp32(monkeypa
 def test_fp32_keys_of_trials_and_searches_are_unchanged():
     """Hashes computed with the code from before `eval_precision` existed (commit 7d478d3)."""
     config = get_method("datadam").config("paper", "digits", 2)
-    trial = TrialConfig(dataset="digits", method="datadam", method_config=config, eval_epochs=3)
+    evaluation = EvalSpec(("ConvNetD3",), epochs=3)
+    trial = TrialConfig("digits", "datadam", config, "paper", evaluation)
     assert trial_key(trial) == "f480a7caf95ddacf39ec"
     assert search_key(LosslessConfig(dataset="digits")) == "902ebdb208538d345455"
-    bf16 = TrialConfig(dataset="digits", method="datadam", method_config=config, eval_epochs=3, eval_precision="bf16")
+    bf16 = replace(trial, eval=replace(evaluation, precision="bf16"))
     assert trial_key(bf16) != trial_key(trial)
     assert search_key(LosslessConfig(dataset="digits", eval_precision="bf16")) != "902ebdb208538d345455"
 
@@ -85,7 +86,7 @@ def test_lossless_and_sweep_trials_carry_the_precision():
 
     request = build_request(LosslessConfig(dataset="digits", eval_epochs=2, eval_precision="bf16"), "datadam", 2, 0.9)
     assert request.trial.protocol().name == "dc-2ep-bf16"
-    assert preset_trial(tiny_preset(eval_precision="bf16"), {}, None, "cpu").protocol().name == "dc-2ep-bf16"
+    assert preset_trial(tiny_preset(precision="bf16"), {}, None, "cpu").protocol().name == "dc-2ep-bf16"
     assert preset_trial(tiny_preset(), {}, None, "cpu").protocol().name == "dc-2ep"
 
 

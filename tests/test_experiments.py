@@ -19,7 +19,7 @@ def test_presets_load_and_their_spaces_validate():
 def test_preset_eval_protocol_is_checked(monkeypatch, tmp_path):
     import orchestrator.engine.experiments as experiments
 
-    assert load_experiment("digits_datadam").eval_protocol is None  # the data set's (DatasetSpec): dc
+    assert load_experiment("digits_datadam").eval.protocol is None  # the data set's (DatasetSpec): dc
     (tmp_path / "odd.toml").write_text(
         'dataset = "digits"\nmethod = "datadam"\nspace = "datadam.toml"\neval_protocol = "weekly"\n'
     )
@@ -35,9 +35,10 @@ def test_sweep_build_trial_carries_the_protocol():
 
     from orchestrator.engine.sweep import SweepContext, build_trial
 
-    preset = replace(load_experiment("digits_datadam"), eval_protocol="datadam")
+    preset = load_experiment("digits_datadam")
+    preset = replace(preset, eval=replace(preset.eval, protocol="datadam"))
     trial = build_trial(preset, {}, SweepContext("sqlite:///x.db", "ddorch", "parent", "/tmp", None))
-    assert trial.eval_protocol == "datadam" and trial.protocol().name == f"datadam-{preset.eval_epochs}ep"
+    assert trial.eval.protocol == "datadam" and trial.protocol().name == f"datadam-{preset.eval.epochs}ep"
 
 
 def test_space_maps_onto_ray_tune():
@@ -100,7 +101,7 @@ def test_cli_lists_and_shows_experiments():
 
 
 def test_a_sampled_ipc_and_the_methods_default_preset_reach_the_trial():
-    """`Method.configure`: no preset means the method's first; sampled values (ipc too) override it."""
+    """`resolve_trial`: no preset means the method's first; sampled values (ipc too) override it."""
     from dataclasses import replace
 
     from orchestrator.engine.sweep import SweepContext, build_trial

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ import gpu_bundle  # noqa: E402
 import gpu_suite  # noqa: E402
 from gpu_suite import Bracket, GpuRow, Outcome, Profile  # noqa: E402
 
-from ddcore.methods import get_method  # noqa: E402
+from ddcore.evaluate import EvalSpec  # noqa: E402
 from orchestrator.engine.bench import Row  # noqa: E402
+from orchestrator.engine.resolve import Layers, resolve_trial  # noqa: E402
 from orchestrator.engine.trial import TrialConfig, run_trial  # noqa: E402
 from orchestrator.store.run_schema import Status, Tag  # noqa: E402
 from orchestrator.store.tracking import FolderTracker, git_commit  # noqa: E402
@@ -197,11 +199,8 @@ def test_mhist_travels_as_webp_the_loader_reads(tmp_path):
 
 
 def _tiny_trial() -> TrialConfig:
-    config = get_method("datadam").config("paper", "digits", 1)
-    config = config.with_overrides(iterations=2, batch_real=4, model="ConvNetD1", device="cpu", log_every=1)
-    return TrialConfig(
-        "digits", "datadam", config, eval_models=["ConvNetD1"], eval_seeds=1, eval_epochs=1, baseline=False
-    )
+    flags = Layers(flags=dict(iterations=2, batch_real=4, model="ConvNetD1", device="cpu", log_every=1))
+    return resolve_trial("datadam", "digits", "paper", 1, EvalSpec(("ConvNetD1",), 1, epochs=1), flags, baseline=False)
 
 
 def test_a_trial_runs_without_mlflow_into_a_folder(tmp_path):
@@ -222,7 +221,7 @@ def test_a_trial_runs_without_mlflow_into_a_folder(tmp_path):
 def test_a_failed_trial_says_why_in_its_folder(tmp_path):
     tracker = FolderTracker.start(tmp_path / "runs", "bad")
     trial = _tiny_trial()
-    trial.eval_models = ["NoSuchNet"]
+    trial.eval = replace(trial.eval, models=("NoSuchNet",))  # past the resolver's check: the trial's own
     with pytest.raises(Exception, match="NoSuchNet"):
         run_trial(trial, tracker, progress=False, output_dir=tmp_path / "out")
     assert json.loads((tracker.folder / "meta.json").read_text())["status"] == Status.FAILED

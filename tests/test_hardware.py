@@ -147,14 +147,14 @@ def test_a_sweep_trial_fails_with_the_reason_before_it_distils(tmp_path, avx2_cp
     monkeypatch.setattr(type(get_method("datadam")), "distill", lambda *args, **kwargs: distilled.append(1))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     context = SweepContext(uri, "ddorch", "parent", str(tmp_path / "runs"), None, device="cpu")
-    trial = build_trial(tiny_preset(eval_precision="bf16"), {}, context)
+    trial = build_trial(tiny_preset(precision="bf16"), {}, context)
     tracker = Tracker.start(uri)
     with pytest.raises(DDError):
         run_trial(trial, tracker, progress=False, output_dir=tmp_path / "runs")
     run = tracker.client.get_run(tracker.run_id)
     assert run.info.status == Status.FAILED and not distilled
     assert run.data.tags[Tag.FAILURE].startswith("bf16 evaluation asked for on AMD EPYC (AVX2), which lacks")
-    forced = build_trial(tiny_preset(eval_precision="bf16"), {}, replace(context, force_bf16=True))
+    forced = build_trial(tiny_preset(precision="bf16"), {}, replace(context, force_bf16=True))
     assert forced.force_bf16 and bf16_asked(forced) == "bf16 evaluation"
 
 

@@ -96,7 +96,7 @@ class OracleExecutor:
         if mean is None:  # the trial fails, as `execute` reports a failure
             request.tracker.finish(failure="ValueError: boom")
             return request, TrialOutcome("failed", note="ValueError: boom")
-        model = request.trial.eval_models[0]
+        model = request.trial.eval.models[0]
         request.tracker.log_metrics({f"acc_{model}_mean": mean, f"acc_{model}_std": self.std})
         request.tracker.finish()
         return request, TrialOutcome("finished", mean, self.std)
@@ -221,7 +221,7 @@ def test_budget_stops_launching_and_reports_what_is_known(workspace, shared_stor
 def test_random_subset_is_seeded_real_images_the_same_as_datadams_real_start():
     data = load_dataset("digits")
     method = get_method("random")
-    config = method.config("paper", "digits", 3).with_overrides(seed=4, iterations=500)
+    config = method.config(None, "digits", 3).with_overrides(seed=4, iterations=500)  # its one preset
     assert config.iterations == 1  # picking is one step in every budget: one trial, one key
     reports = []
     picked = method.distill(data, config, callback=reports.append)

@@ -7,8 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from ddcore.methods import get_method
+from ddcore.evaluate import EvalSpec
 from orchestrator.cli import app
+from orchestrator.engine.resolve import Layers, resolve_trial
 from orchestrator.engine.trial import TrialConfig, TrialStopped, run_trial
 from orchestrator.store.run_schema import EVAL_ACCURACY, GRID_IMAGE, Tag, run_name
 from orchestrator.store.tracking import Tracker
@@ -17,14 +18,9 @@ RUN = ["run", "--dataset", "digits", "--ipc", "2", "--iterations", "4", "--eval-
 
 
 def tiny_trial(iterations: int = 6) -> TrialConfig:
-    config = (
-        get_method("datadam")
-        .config("paper", "digits", 1)
-        .with_overrides(iterations=iterations, batch_real=8, model="ConvNetD1", device="cpu", log_every=1)
-    )
-    return TrialConfig(
-        "digits", "datadam", config, eval_models=["ConvNetD1"], eval_seeds=1, eval_epochs=2, baseline=False
-    )
+    flags = dict(iterations=iterations, batch_real=8, model="ConvNetD1", device="cpu", log_every=1)
+    evaluation = EvalSpec(("ConvNetD1",), seeds=1, epochs=2)
+    return resolve_trial("datadam", "digits", "paper", 1, evaluation, Layers(flags=flags), baseline=False)
 
 
 def image_steps(client: MlflowClient, run_id: str) -> list[str]:

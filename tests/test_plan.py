@@ -81,11 +81,11 @@ def test_lossless_grid_and_worst_case_bisection():
 
 
 def test_trial_seconds_scale_with_iterations_images_and_epochs():
-    from ddcore.methods import get_method
-    from orchestrator.engine.trial import TrialConfig
+    from ddcore.evaluate import EvalSpec
+    from orchestrator.engine.resolve import Layers, resolve_trial
 
-    config = get_method("datadam").config("paper", "digits", 2).with_overrides(iterations=100, batch_real=8)
-    trial = TrialConfig("digits", "datadam", config, eval_models=["ConvNetD1"], eval_seeds=3, eval_epochs=50)
+    flags = Layers(flags={"iterations": 100, "batch_real": 8})
+    trial = resolve_trial("datadam", "digits", "paper", 2, EvalSpec(("ConvNetD1",), seeds=3, epochs=50), flags)
     calibration = Calibration({"datadam": 0.01}, train_per_image=0.001, test_seconds=2.0, threads=1)
     iteration = 0.01 * 10 * (2 + 8)  # per image x classes x (synthetic + real batch)
     evaluation = 50 * 2 * 10 * 0.001 + 2.0
@@ -138,9 +138,9 @@ def test_calibration_times_the_precision_that_will_run(monkeypatch):
 
     import ddcore.models
     from ddcore.data import load_dataset
-    from ddcore.methods import get_method
+    from ddcore.evaluate import EvalSpec
     from orchestrator.engine.plan import _evaluation_rates
-    from orchestrator.engine.trial import TrialConfig
+    from orchestrator.engine.resolve import Layers, resolve_trial
 
     seen: list[tuple[bool, bool]] = []  # (training, under bf16 autocast) of every forward
 
@@ -155,9 +155,11 @@ def test_calibration_times_the_precision_that_will_run(monkeypatch):
 
     monkeypatch.setattr(ddcore.models, "get_model", lambda *args: Probe())
     data = load_dataset("digits")
-    method = get_method("datadam").config("paper", "digits", 1).with_overrides(device="cpu")
     for precision in ("fp32", "bf16"):
         seen.clear()
-        _evaluation_rates(data, TrialConfig("digits", "datadam", method, eval_precision=precision))
+        evaluation = EvalSpec(precision=precision)
+        _evaluation_rates(
+            data, resolve_trial("datadam", "digits", "paper", 1, evaluation, Layers(flags={"device": "cpu"}))
+        )
         assert {training for training, _ in seen} == {True, False}
         assert {autocast for _, autocast in seen} == {precision == "bf16"}

@@ -59,6 +59,7 @@ def test_run_on_digits_logs_everything(workspace):
     assert run.info.status == "FINISHED"
     assert run.data.params["method_config.ipc"] == "2" and run.data.params["dataset"] == "digits"
     assert run.data.tags["ddorch.method"] == "datadam"
+    assert run.data.tags[Tag.SETTINGS_FROM] == "device: flags, ipc: flags, iterations: flags"
     assert len(client.get_metric_history(run.info.run_id, "loss")) >= 1
     for name in ("acc_ConvNetD3_mean", "acc_MLP_std", "baseline_acc_ConvNetD3", "distill_seconds", "flops_MLP"):
         assert name in run.data.metrics
@@ -81,6 +82,7 @@ def test_run_on_digits_logs_everything(workspace):
         (["--model", "Nope"], "unknown model 'Nope'"),
         (["--eval-models", "Nope"], "unknown model 'Nope'"),
         (["--preset", "weird"], "unknown preset 'weird' for datadam; known: paper, official, course"),
+        (["--method", "random"], "unknown preset 'paper' for random; known: default"),  # QUICK names paper
         (["--ipc", "0"], "ipc must be at least 1"),
         (["--ipc", "100000"], "more than the smallest class holds"),
         (["--lr-images", "-1"], "lr_images must be positive"),

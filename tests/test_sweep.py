@@ -7,6 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
+from ddcore.evaluate import EvalSpec
 from orchestrator.engine.cluster import check_resources, connect
 from orchestrator.engine.experiments import AshaSettings, ExperimentPreset, load_space
 from orchestrator.engine.sweep import SweepSettings, record_in_parent, run_sweep, summarize
@@ -21,7 +22,7 @@ def ray_session():
     ray.shutdown()
 
 
-def tiny_preset(**changes) -> ExperimentPreset:
+def tiny_preset(precision: str = "fp32", **changes) -> ExperimentPreset:
     values = dict(
         name="tiny",
         dataset="digits",
@@ -30,9 +31,7 @@ def tiny_preset(**changes) -> ExperimentPreset:
         num_samples=3,
         max_concurrent=2,
         cpus_per_trial=1,
-        eval_models=("ConvNetD2",),
-        eval_seeds=1,
-        eval_epochs=2,
+        eval=EvalSpec(("ConvNetD2",), seeds=1, epochs=2, precision=precision),
         report_every=5,
         fixed={"iterations": 10, "ipc": 2, "batch_real": 8, "model": "ConvNetD2"},
         asha=AshaSettings(grace_period=5, reduction_factor=2),

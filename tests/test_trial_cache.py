@@ -7,7 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
+from ddcore.evaluate import EvalSpec
 from ddcore.methods import get_method
+from orchestrator.engine.resolve import Layers, resolve_trial
 from orchestrator.engine.trial import TrialConfig, distillation_key, run_trial
 from orchestrator.store.run_schema import Tag
 from orchestrator.store.tracking import Tracker
@@ -15,14 +17,9 @@ from orchestrator.store.trial_cache import TrialCache
 
 
 def tiny_trial(seeds: int) -> TrialConfig:
-    method_config = (
-        get_method("datadam")
-        .config("paper", "digits", 1)
-        .with_overrides(iterations=3, batch_real=8, model="ConvNetD1", device="cpu")
-    )
-    return TrialConfig(
-        "digits", "datadam", method_config, eval_models=["ConvNetD1"], eval_seeds=seeds, eval_epochs=3, baseline=False
-    )
+    flags = Layers(flags=dict(iterations=3, batch_real=8, model="ConvNetD1", device="cpu"))
+    evaluation = EvalSpec(("ConvNetD1",), seeds=seeds, epochs=3)
+    return resolve_trial("datadam", "digits", "paper", 1, evaluation, flags, baseline=False)
 
 
 def run(trial, uri, cache=None):
@@ -56,7 +53,8 @@ def test_a_cache_refuses_another_distillation_and_retrains_a_broken_seed(workspa
     first = run(trial, uri, cache)
     other = replace(trial, method_config=trial.method_config.with_overrides(iterations=4))
     assert distillation_key(other) != cache.key
-    assert distillation_key(replace(trial, eval_epochs=5, eval_seeds=3)) == cache.key  # evaluation is not in it
+    evaluated_otherwise = replace(trial, eval=replace(trial.eval, epochs=5, seeds=3))
+    assert distillation_key(evaluated_otherwise) == cache.key  # evaluation is not in it
     with pytest.raises(DDError, match="holds another distillation"):
         run(other, uri, TrialCache(cache.folder, distillation_key(other)))
     (seed_file,) = cache.folder.glob("eval_*seed0.json")

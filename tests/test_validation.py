@@ -100,3 +100,14 @@ def test_reproduce_flags_are_the_run_commands_options():
         and _toml_value("0,1", "str") == '"0,1"'
         and _toml_value("2", "int") == "2"
     )
+
+
+def test_a_random_run_logged_with_another_methods_preset_name_reproduces_with_its_own():
+    """Before random had one preset (`default`) it answered to official/paper/course, and runs logged those."""
+    from orchestrator.store.reproduce import command_from_params
+
+    params = {"dataset": "digits", "method": "random", "preset": "official", "method_config.ipc": "2"}
+    command, unchecked = command_from_params(params)
+    assert command == "ddorch run --dataset digits --method random --ipc 2" and unchecked == []
+    command, _ = command_from_params({**params, "method": "datadam"})  # a preset it has: kept
+    assert "--preset official" in command

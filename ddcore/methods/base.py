@@ -55,11 +55,12 @@ class MethodConfig:
         types = {f.name: f.type for f in fields(self)}
         return replace(self, **{name: _typed(name, value, types[name]) for name, value in overrides.items()})
 
-    def validate(self, images_per_class: list[int]) -> None:
-        """One-line errors for values no run can use."""
+    def validate(self, images_per_class: list[int] | None = None) -> None:
+        """One-line errors for values no run can use; `images_per_class` None: class sizes not known yet
+        (before the data is loaded), so `ipc` is checked against them later."""
         if self.ipc < 1:
             raise DDError(f"ipc must be at least 1, got {self.ipc}")
-        if self.ipc > min(images_per_class):
+        if images_per_class is not None and self.ipc > min(images_per_class):
             raise DDError(
                 f"ipc {self.ipc} is more than the smallest class holds ({min(images_per_class)} training images)"
             )
@@ -190,13 +191,6 @@ class Method:
         if preset not in self.presets:
             raise DDError(f"unknown preset '{preset}' for {self.name}; known: {', '.join(self.presets)}")
         return self.presets[preset](dataset, ipc)
-
-    def configure(
-        self, preset: str | None, dataset: str, ipc: int | None, overrides: dict[str, Any]
-    ) -> tuple[str, MethodConfig]:
-        """The preset's name (None: the default) and its config with `overrides`: what a trial records."""
-        preset = preset or self.default_preset
-        return preset, self.config(preset, dataset, ipc).with_overrides(**overrides)
 
     def prepare(self, data: RealDataset, config: MethodConfig, progress: bool = False) -> Preparation:
         """The method's work before distilling (PAD trains or finds its experts); nothing for most."""

@@ -59,7 +59,7 @@ class DataDAMConfig(MethodConfig):
     bf16: bool = False  # bf16 autocast for the network forwards (losses stay fp32)
     real_chunk_mib: float = 12.0  # CPU: size of a real chunk's first activation map (cache-sized; same result)
 
-    def validate(self, images_per_class: list[int]) -> None:
+    def validate(self, images_per_class: list[int] | None = None) -> None:
         super().validate(images_per_class)
         if self.batch_real < 1 or self.updates_per_network < 1 or self.network_steps < 0:
             raise DDError(

@@ -45,7 +45,7 @@ def run(
             "The method's named defaults. DataDAM: official (the released main_DataDAM.py: batch-norm ConvNet, "
             "attention power 1, 20,000 iterations, real batch 64), paper (the paper's table: instance "
             "norm, power 4, 8,000 iterations, lambda 0.01; the default), course (the seed's bi-level setting). PAD: paper. "
-            "Default: the method's first."
+            "random: default. Default: the method's first."
         ),
     ),
     iterations: int | None = typer.Option(
@@ -107,18 +107,17 @@ def run(
 
     Example: ddorch run --dataset digits --method datadam --ipc 10 --iterations 200
     """
-    import sys
-
-    from ddcore.methods import get_method
+    from ddcore.evaluate import EvalSpec
     from orchestrator.engine.experiments import parse_overrides
+    from orchestrator.engine.resolve import Layers, check_data, resolve_trial
     from orchestrator.engine.sets import distill_seeds as check_distill_seeds
-    from orchestrator.engine.trial import TrialConfig, check_precision, run_trial
+    from orchestrator.engine.trial import check_precision, run_trial
     from orchestrator.store.run_schema import run_name
     from orchestrator.store.tracking import Tracker
 
     check_distill_seeds(seed, distill_seeds)
-    chosen = get_method(method)
     flags = dict(
+        ipc=ipc,
         init=init,
         model=model,
         iterations=iterations,
@@ -132,28 +131,30 @@ def run(
         device=device,
     )
     overrides = parse_overrides(settings, method)
-    preset, method_config = chosen.configure(preset, dataset, ipc, {**flags, **overrides})
-    trial = TrialConfig(
-        dataset=dataset,
-        method=method,
-        method_config=method_config,
-        preset=preset,
-        eval_models=split_names(eval_models) if eval_models else [method_config.model],
-        eval_seeds=eval_seeds,
-        eval_protocol=eval_protocol,
-        eval_epochs=eval_epochs,
-        eval_batch_size=eval_batch_size,
-        eval_precision=eval_precision.value,
+    evaluation = EvalSpec(
+        models=tuple(split_names(eval_models or "")),
+        seeds=eval_seeds,
+        protocol=eval_protocol,
+        epochs=eval_epochs,
+        batch_size=eval_batch_size,
+        precision=eval_precision.value,
+    )
+    trial = resolve_trial(
+        method,
+        dataset,
+        preset,
+        None,  # --ipc is a flag: the preset's per-IPC defaults follow the IPC that wins
+        evaluation,
+        Layers(flags=flags, settings=overrides),
         checkpoint_eval_every=checkpoint_eval_every,
         baseline=baseline,
         data_root=str(data_root) if data_root else None,
         image_size=image_size,
         force_bf16=force_bf16,
     )
-    # Bad settings fail before a run is recorded (the class sizes are checked once the data is loaded).
-    method_config.validate([sys.maxsize])
-    protocol = trial.protocol()
+    check_data([trial])  # loaded here, as the trial will (it reuses the load)
     check_precision(trial)
+    method_config, protocol = trial.method_config, trial.protocol()
     name = run_name(dataset, method, method_config.ipc, {"init": method_config.init, **overrides})
     tracker = Tracker.start(tracking_uri, experiment, run_name=name)
     title = (
@@ -169,7 +170,7 @@ def run(
     if result.best_checkpoint:
         iteration, accuracy = result.best_checkpoint
         console.print(
-            f"best checkpoint ({trial.eval_models[0]}, selected on the test set): {100 * accuracy:.2f} % "
+            f"best checkpoint ({trial.eval.models[0]}, selected on the test set): {100 * accuracy:.2f} % "
             f"at iteration {iteration}"
         )
     if result.prepare_seconds:  # a method that prepares (PAD), however short it took

@@ -30,7 +30,11 @@ from orchestrator.views.tables import console
 def sweep(
     experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`."),
     space_file: Path | None = typer.Option(None, "--space", help="Search space TOML (default: the preset's)."),
-    overrides: list[str] = typer.Option([], "--set", help="Fix a method setting, e.g. --set ipc=10 (repeatable)."),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Fix a method setting in every trial, over the preset's and the sampled values, e.g. --set ipc=10 (repeatable).",
+    ),
     num_samples: int | None = typer.Option(
         None, "--num-samples", min=1, help="Trials sampled from the space (default: the preset's)."
     ),
@@ -93,8 +97,8 @@ def sweep(
     from orchestrator.engine.experiments import check_protocol, load_experiment, load_space, parse_overrides
     from orchestrator.engine.sweep import (
         SweepSettings,
-        check_precisions,
         check_resumable,
+        check_sweep,
         failures,
         record_in_parent,
         run_sweep,
@@ -104,16 +108,17 @@ def sweep(
     from orchestrator.store.tracking import check_reachable, resolve_tracking_uri
 
     preset = load_experiment(experiment)
-    preset = replace(
-        preset,
-        fixed={**preset.fixed, **parse_overrides(overrides, preset.method)},
-        eval_protocol=eval_protocol or preset.eval_protocol,
-        eval_precision=eval_precision.value if eval_precision else preset.eval_precision,
+    evaluation = replace(
+        preset.eval,
+        protocol=eval_protocol or preset.eval.protocol,
+        precision=eval_precision.value if eval_precision else preset.eval.precision,
     )
+    preset = replace(preset, settings=parse_overrides(overrides, preset.method), eval=evaluation)
     check_protocol(preset)
-    space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, preset.fixed)
-    if requested_address(address)[0] is None:  # trials run on this machine: bf16 it lacks is refused now
-        check_precisions(preset, space, device, force_bf16)
+    fixed = {**preset.fixed, **preset.settings}
+    space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, fixed)
+    local = requested_address(address)[0] is None  # trials run on this machine: its data and bf16 are checked now
+    check_sweep(preset, space, str(resolve_data_root(data_root)), device, force_bf16, local)
     sweep_name, storage = name or preset.name, str(storage_path.resolve())
     if resume:
         check_resumable(sweep_name, storage)  # before starting Ray

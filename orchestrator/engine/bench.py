@@ -349,24 +349,16 @@ def _cached_runs(row: Row) -> dict:
 
 
 def trial_config(row: Row, device: str = "auto"):
-    """The `orchestrator.engine.trial.TrialConfig` of a trial row."""
-    from ddcore.methods import get_method
-    from orchestrator.engine.trial import TrialConfig
+    """The `orchestrator.engine.trial.TrialConfig` of a trial row (`resolve_trial`: the row's settings are `--set`)."""
+    from ddcore.evaluate import EvalSpec
+    from orchestrator.engine.resolve import Layers, resolve_trial
 
-    overrides = {"init": row.init, "iterations": row.iterations, "device": device, **row.settings}
-    preset, method_config = get_method(row.method).configure(row.preset, row.dataset, row.ipc, overrides)
-    return TrialConfig(
-        dataset=row.dataset,
-        method=row.method,
-        method_config=method_config,
-        preset=preset,
-        eval_models=[row.eval_model],
-        eval_seeds=row.eval_seeds,
-        eval_protocol=row.eval_protocol,
-        eval_epochs=row.eval_epochs,
-        eval_precision=row.eval_precision,
-        baseline=False,
+    evaluation = EvalSpec(
+        (row.eval_model,), row.eval_seeds, row.eval_protocol, row.eval_epochs, precision=row.eval_precision
     )
+    flags = {"init": row.init, "iterations": row.iterations, "device": device}
+    layers = Layers(flags=flags, settings=row.settings)
+    return resolve_trial(row.method, row.dataset, row.preset, row.ipc, evaluation, layers, baseline=False)
 
 
 def _trial_cache(row: Row, parts: Path, device: str = "auto"):

@@ -20,9 +20,9 @@ import torch
 from ddcore import hardware
 from ddcore.baseline import cache_dir
 from ddcore.data import DATASETS, dataset_status, load_dataset, resolve_data_root
-from ddcore.methods import get_method
+from ddcore.evaluate import EvalSpec
 from ddcore.runtime import resolve_device
-from orchestrator.engine.trial import TrialConfig
+from orchestrator.engine.resolve import Layers, resolve_trial
 from orchestrator.store.tracking import git_commit, package_versions, resolve_tracking_uri
 
 CALIBRATION_DATASETS = ("mnist", "digits")  # the first found: MNIST is what RESULTS.md's speeds are on
@@ -91,8 +91,9 @@ def calibration_lines(data_root: str | Path | None) -> list[str]:
     lines = [f"calibration on {dataset} ({device.type}), as `--dry-run` does:"]
     for precision in precisions:
         started = time.perf_counter()
-        preset, method = get_method("datadam").configure(None, dataset, None, {"bf16": precision == "bf16"})
-        trial = TrialConfig(dataset, "datadam", method, preset, [method.model], eval_precision=precision)
+        flags = {"bf16": precision == "bf16"}
+        trial = resolve_trial("datadam", dataset, None, None, EvalSpec(precision=precision), Layers(flags=flags))
+        preset, method = trial.preset, trial.method_config
         measured = calibrate(data, [trial], torch.get_num_threads())
         seconds = time.perf_counter() - started
         protocol = trial.protocol()

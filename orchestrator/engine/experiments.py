@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass, field, fields
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -25,9 +24,8 @@ from typing import Any
 import tomllib
 
 import orchestrator
-from ddcore.data import get_spec
 from ddcore.errors import DDError
-from ddcore.evaluate import get_protocol
+from ddcore.evaluate import EvalSpec
 from ddcore.methods import get_method
 
 PRESETS_ENV = "DDORCH_PRESETS"
@@ -100,14 +98,11 @@ class ExperimentPreset:
     max_concurrent: int = 2
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
-    eval_models: tuple[str, ...] = ("ConvNetD3",)
-    eval_seeds: int = 3
-    eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
-    eval_epochs: int | None = None
-    eval_precision: str = "fp32"  # or "bf16": the evaluation forwards (ddcore.evaluate.PRECISIONS)
+    eval: EvalSpec = EvalSpec(models=("ConvNetD3",))  # the file's `eval_models`, `eval_seeds`, ... keys
     report_every: int = 100
     cross_arch_models: tuple[str, ...] = ()  # finished trials also train these on their set (ddorch cross-arch)
     fixed: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # `ddorch sweep --set`: over every trial's values
     asha: AshaSettings = AshaSettings()
 
 
@@ -116,6 +111,10 @@ def shipped_folder(kind: str) -> Traversable:
     or on PYTHONPATH) the checkout's top-level folder, where presets are edited."""
     packaged = files("orchestrator") / "presets" / kind
     return packaged if packaged.is_dir() else Path(orchestrator.__file__).resolve().parents[1] / kind
+
+
+# The file's keys for the evaluation (`eval_models = [...]`, flat as a trial's params): EvalSpec's fields.
+EVAL_KEYS = {f"eval_{f.name}": f.name for f in fields(EvalSpec)}
 
 
 def preset_folders(kind: str) -> list[Traversable]:
@@ -152,14 +151,15 @@ def load_experiment(name: str) -> ExperimentPreset:
     if path is None:
         raise DDError(f"unknown experiment '{name}'; known experiments: {', '.join(list_experiments())}")
     raw = _read_toml(path)
-    known = {f.name for f in fields(ExperimentPreset)} - {"name"}
+    known = {f.name for f in fields(ExperimentPreset)} - {"name", "eval", "settings"} | set(EVAL_KEYS)
     unknown = set(raw) - known
     if unknown:
         raise DDError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     asha = AshaSettings(**raw.pop("asha", {}))
-    raw["eval_models"] = tuple(raw.get("eval_models", ("ConvNetD3",)))
+    evaluation = {EVAL_KEYS[key]: raw.pop(key) for key in set(raw) & set(EVAL_KEYS)}
+    evaluation["models"] = tuple(evaluation.get("models", ExperimentPreset.eval.models))
     raw["cross_arch_models"] = tuple(raw.get("cross_arch_models", ()))
-    preset = ExperimentPreset(name=name, asha=asha, **raw)
+    preset = ExperimentPreset(name=name, asha=asha, eval=EvalSpec(**evaluation), **raw)
     _check_method_fields(preset.method, preset.fixed, f"{path} [fixed]")
     check_values(preset.method, preset.dataset, [preset.fixed], f"{path} [fixed]", preset.preset)
     check_protocol(preset)
@@ -168,15 +168,11 @@ def load_experiment(name: str) -> ExperimentPreset:
 
 def check_protocol(preset: ExperimentPreset) -> None:
     """A one-line error for an unknown protocol or bad epochs, before any trial starts."""
-    get_protocol(
-        preset.eval_protocol or get_spec(preset.dataset).eval_protocol,
-        epochs=preset.eval_epochs,
-        precision=preset.eval_precision,
-    )
+    preset.eval.protocol_for(preset.dataset)
 
 
 def _check_method_fields(method: str, values: dict[str, Any], where: str) -> None:
-    config_fields = {f.name for f in fields(type(get_method(method).config("paper", "digits")))}
+    config_fields = {f.name for f in fields(get_method(method).config_class)}
     unknown = set(values) - config_fields
     if unknown:
         raise DDError(
@@ -197,7 +193,7 @@ def check_values(
     try:
         base = get_method(method).config(preset, dataset).with_overrides(**(fixed or {}))
         for overrides in candidates:
-            base.with_overrides(**overrides).validate([sys.maxsize])
+            base.with_overrides(**overrides).validate()  # class sizes: when the data is loaded
     except DDError as error:
         raise DDError(f"{where}: {error}") from None
 

@@ -28,16 +28,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from ddcore.baseline import cache_dir, caching_in, full_data_baseline
-from ddcore.data import get_spec, load_dataset
+from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
-from ddcore.evaluate import get_protocol, without_later_defaults
-from ddcore.methods import get_method
+from ddcore.evaluate import EvalSpec, without_later_defaults
 from ddcore.tables import plural
 from orchestrator.engine.cluster import (
     TaskFailed,
@@ -50,6 +49,7 @@ from orchestrator.engine.cluster import (
     requested_address,
 )
 from orchestrator.engine.ipc_search import Decision, IPCSearch, decide
+from orchestrator.engine.resolve import Layers, resolve_trial
 from orchestrator.engine.trial import (
     TrialConfig,
     TrialStopped,
@@ -120,13 +120,6 @@ class LosslessConfig:
     def validate(self) -> None:
         if not self.methods:
             raise DDError("give at least one method")
-        for method in self.methods:
-            get_method(method)  # one-line error for unknown names
-        get_protocol(
-            self.eval_protocol or get_spec(self.dataset).eval_protocol,
-            epochs=self.eval_epochs,
-            precision=self.eval_precision,
-        )
         checks = [
             (self.max_ipc >= 1, f"max IPC must be at least 1, got {self.max_ipc}"),
             (self.eval_seeds >= 1, f"eval seeds must be at least 1, got {self.eval_seeds}"),
@@ -148,9 +141,16 @@ class LosslessConfig:
         for ok, message in checks:
             if not ok:
                 raise DDError(message)
+        trials = [build_request(self, method, 1, threshold=0.0).trial for method in self.methods]  # every value
         if requested_address(self.address)[0] is None:  # trials run on this machine: bf16 it lacks is refused now
-            for method in self.methods:
-                check_precision(build_request(self, method, 1, threshold=0.0).trial)
+            for trial in trials:
+                check_precision(trial)
+
+    def eval_spec(self) -> EvalSpec:
+        """How each trial's set is evaluated: on `model` (the fields stay flat: `identity` hashes them)."""
+        return EvalSpec(
+            (self.model,), self.eval_seeds, self.eval_protocol, self.eval_epochs, precision=self.eval_precision
+        )
 
 
 # --- trials and their outcomes --------------------------------------------------------------------
@@ -200,23 +200,20 @@ class Evaluation:
 
 def build_request(config: LosslessConfig, method: str, ipc: int, threshold: float) -> TrialRequest:
     """The method's preset at this IPC (its per-IPC defaults), distilled and evaluated on `config.model`."""
-    overrides = {"model": config.model, "device": config.device, "iterations": config.iterations}
-    preset, method_config = get_method(method).configure(config.preset, config.dataset, ipc, overrides)
-    report_every = method_config.iterations // 2 if config.early_stop_margin is not None else 0
-    trial = TrialConfig(
-        dataset=config.dataset,
-        method=method,
-        method_config=reporting_every(method_config, report_every),
-        preset=preset,
-        eval_models=[config.model],
-        eval_seeds=config.eval_seeds,
-        eval_protocol=config.eval_protocol,
-        eval_epochs=config.eval_epochs,
-        eval_precision=config.eval_precision,
-        force_bf16=config.force_bf16,
+    flags = {"model": config.model, "device": config.device, "iterations": config.iterations}
+    trial = resolve_trial(
+        method,
+        config.dataset,
+        config.preset,
+        ipc,
+        config.eval_spec(),
+        Layers(flags=flags),
         baseline=config.target_accuracy is None,  # the cached baseline; never retrain it in every trial
         data_root=config.data_root,
+        force_bf16=config.force_bf16,
     )
+    report_every = trial.method_config.iterations // 2 if config.early_stop_margin is not None else 0
+    trial = replace(trial, method_config=reporting_every(trial.method_config, report_every))
     return TrialRequest(
         method,
         ipc,
@@ -264,7 +261,7 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
         return TrialOutcome("stopped early", accuracy_mean=stopped_at[-1], note=str(stop))
     except DDError as error:
         return TrialOutcome("failed", note=str(error))
-    evaluation = result.evaluations[request.trial.eval_models[0]]
+    evaluation = result.evaluations[request.trial.eval.models[0]]
     return TrialOutcome("finished", evaluation.accuracy_mean, evaluation.accuracy_std)
 
 
@@ -303,7 +300,7 @@ class TrialStore:
             [self.parent.experiment_id],
             tag_filter(Tag.TRIAL_KEY, request.key),
         )
-        model = request.trial.eval_models[0]
+        model = request.trial.eval.models[0]
         for run in found:
             metrics = run.data.metrics
             if run.info.status == Status.FINISHED and schema.acc_mean(model) in metrics:

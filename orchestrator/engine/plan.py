@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.evaluate import EvalProtocol, autocast, train_network
 from ddcore.methods import MethodConfig, get_method
@@ -26,6 +25,7 @@ from ddcore.runtime import resolve_device
 from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
 from orchestrator.engine.ipc_search import geometric_grid
 from orchestrator.engine.lossless import LosslessConfig, build_request
+from orchestrator.engine.resolve import check_data
 from orchestrator.engine.trial import TrialConfig
 
 DAY_SECONDS = 24 * 3600
@@ -60,7 +60,7 @@ class Calibration:
         """Distillation, the one-seed quick evaluations, then every eval model with every seed."""
         config = trial.method_config
         evaluation = self.evaluation_seconds(config.ipc, classes, trial.protocol().epochs)
-        final = trial.eval_seeds * len(trial.eval_models)
+        final = trial.eval.seeds * len(trial.eval.models)
         return (
             config.iterations * self.iteration_seconds(trial.method, config, trial.dataset, classes)
             + (quick_evaluations + final) * evaluation
@@ -109,7 +109,7 @@ def _evaluation_rates(data: RealDataset, trial: TrialConfig) -> tuple[float, flo
     from ddcore.models import get_model
 
     device = resolve_device(trial.method_config.device)
-    model = get_model(trial.eval_models[0], data.channels, data.num_classes, data.image_size).to(device)
+    model = get_model(trial.eval.models[0], data.channels, data.num_classes, data.image_size).to(device)
     picked = torch.cat([indices[:CALIBRATION_IMAGES_PER_CLASS] for indices in data.class_indices])
     protocol: EvalProtocol = replace(trial.protocol(), epochs=CALIBRATION_EPOCHS)
     images, labels = data.train_images[picked].to(device), data.train_labels[picked].to(device)
@@ -211,9 +211,8 @@ def sweep_plan(
 ) -> SweepPlan:
     from orchestrator.engine.sweep import preset_trial
 
-    data = load_dataset(preset.dataset, data_root)
     trials = [preset_trial(preset, point, data_root, device, force_bf16) for point in sweep_points(space)[0]]
-    check_trials(trials, data)
+    data = check_data(trials)
     first = trials[0]
     iterations = first.method_config.iterations
     total_trials = num_samples * sweep_points(space)[1]
@@ -224,7 +223,7 @@ def sweep_plan(
     at_most = total_trials * mean_trial / slots
     grace = min(preset.asha.grace_period, iterations)
     ran, finished = asha_shares(grace, preset.asha.reduction_factor, iterations)
-    final = first.eval_seeds * len(first.eval_models)
+    final = first.eval.seeds * len(first.eval.models)
     evaluation_share = final / (quick + final) if quick + final else 0.0
     with_asha = at_most * ((1 - evaluation_share) * ran + evaluation_share * finished)
     searched = "; ".join(_distribution_text(d) for d in space.distributions)
@@ -238,7 +237,7 @@ def sweep_plan(
         f"trials: {total_trials}",
         f"ASHA: grace period {grace}, reduction factor {preset.asha.reduction_factor}, "
         f"evaluation every {preset.report_every} iterations",
-        f"evaluation: {', '.join(first.eval_models)}, {first.eval_seeds} seed(s), "
+        f"evaluation: {', '.join(first.eval.models)}, {first.eval.seeds} seed(s), "
         f"{first.protocol().name} protocol ({first.protocol().epochs} epochs)",
         resources_line(cpus, gpus, slots, available),
         calibration_line(calibration),
@@ -282,11 +281,10 @@ class LosslessPlan:
 
 def lossless_plan(config: LosslessConfig, available: dict[str, float]) -> LosslessPlan:
     config.validate()
-    data = load_dataset(config.dataset, config.data_root)
     grid, bisection = lossless_ipcs(config.max_ipc)
     requests = {m: {ipc: build_request(config, m, ipc, threshold=0.0) for ipc in grid} for m in config.methods}
     trials_by_method = {m: {ipc: r.trial for ipc, r in by_ipc.items()} for m, by_ipc in requests.items()}
-    check_trials([t for by_ipc in trials_by_method.values() for t in by_ipc.values()], data)
+    data = check_data([t for by_ipc in trials_by_method.values() for t in by_ipc.values()])
     quick_evaluations = 1 if config.early_stop_margin is not None else 0
     slots = concurrent_trials(config.max_concurrent, config.cpus_per_trial, config.gpus_per_trial, available)
     trials = [trial for by_ipc in trials_by_method.values() for trial in by_ipc.values()]
@@ -330,9 +328,3 @@ def lossless_plan(config: LosslessConfig, available: dict[str, float]) -> Lossle
         ),
     ]
     return LosslessPlan(lines, at_most)
-
-
-def check_trials(trials: list[TrialConfig], data: RealDataset) -> None:
-    """What a planned trial would refuse (an IPC above a class's size, ...), refused now in one line."""
-    for trial in trials:
-        trial.method_config.validate(data.class_counts())

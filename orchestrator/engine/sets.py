@@ -97,11 +97,11 @@ def run_sets(
 
 
 def summarize(config: TrialConfig, sets: list[TrialResult]) -> dict[str, OverSets]:
-    if not config.eval_seeds:
+    if not config.eval.seeds:
         return {}
     return {
         name: over_sets([[run.accuracy for run in result.evaluations[name].runs] for result in sets])
-        for name in config.eval_models
+        for name in config.eval.models
     }
 
 

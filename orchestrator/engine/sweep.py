@@ -19,11 +19,11 @@ from typing import Any
 
 from ddcore.baseline import cache_dir, caching_in
 from ddcore.errors import DDError
-from ddcore.methods import get_method
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_grids
 from orchestrator.engine.cluster import check_resources
 from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
+from orchestrator.engine.resolve import Layers, check_data, resolve_trial
 from orchestrator.engine.trial import Resume, TrialConfig, check_precision, run_trial, trial_key
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Status, Tag, tag_filter
@@ -51,42 +51,42 @@ class SweepContext:
 
 
 def build_trial(preset: ExperimentPreset, sampled: dict[str, Any], context: SweepContext) -> TrialConfig:
-    """The typed trial config of one sampled point: preset defaults < fixed values < sampled values."""
+    """The typed trial config of one sampled point (`preset_trial` with the driver's paths and device)."""
     return preset_trial(preset, sampled, context.data_root, context.device, context.force_bf16)
 
 
 def preset_trial(
     preset: ExperimentPreset, sampled: dict[str, Any], data_root: str | None, device: str, force_bf16: bool = False
 ) -> TrialConfig:
-    values = {**preset.fixed, **sampled}
-    overrides = {**values, "device": device, "log_every": _log_every(preset)}
-    method_preset, method_config = get_method(preset.method).configure(
-        preset.preset, preset.dataset, values.get("ipc"), overrides
-    )
-    return TrialConfig(
-        dataset=preset.dataset,
-        method=preset.method,
-        method_config=method_config,
-        preset=method_preset,
-        eval_models=list(preset.eval_models),
-        eval_seeds=preset.eval_seeds,
-        eval_protocol=preset.eval_protocol,
-        eval_epochs=preset.eval_epochs,
-        eval_precision=preset.eval_precision,
-        baseline=True,
+    """The trial of one sampled point: the preset's fixed values, the point, the device and log cadence
+    (flags) and `--set`, in `resolve_trial`'s order."""
+    flags = {"device": device, "log_every": _log_every(preset)}
+    return resolve_trial(
+        preset.method,
+        preset.dataset,
+        preset.preset,
+        None,
+        preset.eval,
+        Layers(fixed=preset.fixed, sampled=sampled, flags=flags, settings=preset.settings),
         data_root=data_root,
-        cross_arch_models=list(preset.cross_arch_models),
+        cross_arch_models=preset.cross_arch_models,
         force_bf16=force_bf16,
     )
 
 
-def check_precisions(preset: ExperimentPreset, space: SearchSpace, device: str, force_bf16: bool) -> None:
-    """Every trial the sweep can sample, checked against this machine's bf16 (`check_precision`): for
-    a sweep whose trials run here, refused before Ray starts or a run is recorded."""
+def check_sweep(
+    preset: ExperimentPreset, space: SearchSpace, data_root: str | None, device: str, force_bf16: bool, local: bool
+) -> None:
+    """Every trial the sweep can sample, refused in one line before Ray starts or a run is recorded:
+    its values (`resolve_trial`) and, for trials that run on this machine, its data and this
+    machine's bf16 (`check_precision`)."""
     from orchestrator.engine.plan import sweep_points
 
-    for point in sweep_points(space)[0]:
-        check_precision(preset_trial(preset, point, None, device, force_bf16))
+    trials = [preset_trial(preset, point, data_root, device, force_bf16) for point in sweep_points(space)[0]]
+    if local:
+        check_data(trials)
+        for trial in trials:
+            check_precision(trial)
 
 
 def trial_length(preset: ExperimentPreset) -> int:
@@ -148,7 +148,7 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
         on_checkpoint=report,
         resume=resume,
     )
-    first = result.evaluations[trial.eval_models[0]]
+    first = result.evaluations[trial.eval.models[0]]
     tune.report(
         {
             METRIC: first.accuracy_mean,
@@ -166,7 +166,7 @@ def _report_finished(run, trial: TrialConfig) -> None:
 
     tune.report(
         {
-            METRIC: run.data.metrics[schema.acc_mean(trial.eval_models[0])],
+            METRIC: run.data.metrics[schema.acc_mean(trial.eval.models[0])],
             TIME_ATTR: trial.method_config.iterations,
             "child_run_id": run.info.run_id,
             "node_id": run.data.tags.get(Tag.NODE_ID, ""),

@@ -31,9 +31,9 @@ from ddcore.errors import DDError
 from ddcore.evaluate import (
     EvalProtocol,
     EvalResult,
+    EvalSpec,
     architecture_flops,
     evaluate,
-    get_protocol,
     without_later_defaults,
 )
 from ddcore.hardware import require_native_bf16
@@ -52,18 +52,14 @@ from orchestrator.store.trial_cache import Distilled, TrialCache
 
 @dataclass
 class TrialConfig:
-    """Everything that defines a trial; the method's own knobs live in `method_config`."""
+    """Everything that defines a trial; the method's own knobs live in `method_config`, the evaluation's
+    in `eval`. Built by `orchestrator.engine.resolve.resolve_trial`, which checks every value."""
 
     dataset: str
     method: str
     method_config: MethodConfig
-    preset: str = "paper"
-    eval_models: list[str] = field(default_factory=lambda: ["ConvNetD3"])
-    eval_seeds: int = 3  # 0: distil and save only (a part of a longer trial that a `TrialCache` keeps)
-    eval_protocol: str | None = None  # a name from ddcore.evaluate.PROTOCOLS; None: the data set's (DatasetSpec)
-    eval_epochs: int | None = None  # override the protocol's epochs (quick runs)
-    eval_batch_size: int | None = None  # override the protocol's batch size
-    eval_precision: str = "fp32"  # or "bf16": the evaluation forwards (ddcore.evaluate.PRECISIONS)
+    preset: str  # the method's preset the config started from
+    eval: EvalSpec
     # Also evaluate the first eval model with all seeds every N iterations (best-of-checkpoints; a
     # resumed trial only knows the checkpoints since it resumed).
     checkpoint_eval_every: int | None = None
@@ -72,15 +68,21 @@ class TrialConfig:
     data_root: str | None = None
     image_size: int | None = None
     force_bf16: bool = False  # run bf16 where the hardware lacks it (recorded as Tag.BF16_FORCED)
+    # Which settings layer set each method setting that differs from the preset's (resolve_trial);
+    # recorded as a tag, not part of the trial's identity or params.
+    sources: dict[str, str] = field(default_factory=dict)
 
     def protocol(self) -> EvalProtocol:
         """The resolved evaluation protocol (a one-line error for unknown names)."""
-        name = self.eval_protocol or get_spec(self.dataset).eval_protocol
-        return get_protocol(name, self.eval_batch_size, self.eval_epochs, self.eval_precision)
+        return self.eval.protocol_for(self.dataset)
 
     def to_dict(self) -> dict:
-        """Every setting, and the protocol's resolved values under `protocol` (logged as `protocol.*`)."""
-        values = asdict(self)
+        """Every setting, flat as runs have always logged them (`eval_models`, ...), and the protocol's
+        resolved values under `protocol` (logged as `protocol.*`)."""
+        values = {}
+        for name, value in asdict(self).items():
+            values.update(self.eval.params() if name == "eval" else {name: value})
+        del values["sources"]
         values["method_config"] = self.method_config.to_dict()
         values["protocol"] = asdict(self.protocol())
         return values
@@ -124,7 +126,7 @@ def bf16_asked(config: TrialConfig) -> str | None:
         name
         for name, asked in (
             ("distillation forwards", getattr(config.method_config, "bf16", False)),
-            ("evaluation", config.eval_precision == "bf16"),
+            ("evaluation", config.eval.precision == "bf16"),
         )
         if asked
     ]
@@ -155,8 +157,8 @@ def describe(config: TrialConfig, distill_sets: int = 1) -> str:
     )
     return (
         f"{sets}{config.method} on {config.dataset}, IPC {method.ipc} ({config.preset} preset), {method.iterations} "
-        f"iterations with {method.model}; evaluated on {', '.join(config.eval_models)} with the "
-        f"{config.protocol().name} protocol, {config.eval_seeds} seed(s).\n\nReproduce it with:\n\n    {command}\n"
+        f"iterations with {method.model}; evaluated on {', '.join(config.eval.models)} with the "
+        f"{config.protocol().name} protocol, {config.eval.seeds} seed(s).\n\nReproduce it with:\n\n    {command}\n"
     )
 
 
@@ -207,7 +209,7 @@ class TrialResult:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(dataset: str, data_root: str | None, image_size: int | None):
+def load_cached(dataset: str, data_root: str | None, image_size: int | None):
     """Trials that share a process (Ray Tune reuses actors) load the data set once; on a cluster, a data
     set missing on a node says which node."""
     try:
@@ -216,7 +218,7 @@ def _load_cached(dataset: str, data_root: str | None, image_size: int | None):
         raise DDError(f"{on_node()}{error}") from None
 
 
-def _check_models(names: list[str], channels: int, classes: int, size: int) -> None:
+def check_models(names: list[str], channels: int, classes: int, size: int) -> None:
     for name in names:
         get_model(name, channels, classes, size)  # raises a one-line DDError for unknown names
 
@@ -307,11 +309,11 @@ class _Trial:
         self.report_every, self.on_checkpoint, self.resume = report_every, on_checkpoint, resume
         self.cache, self.from_cache = cache, False
         self.method = get_method(config.method)
-        self.data = _load_cached(config.dataset, config.data_root, config.image_size)
+        self.data = load_cached(config.dataset, config.data_root, config.image_size)
         self.method_config = reporting_every(config.method_config, config.checkpoint_eval_every)
         self.method_config.validate(self.data.class_counts())
-        models = [self.method_config.model, *config.eval_models, *config.cross_arch_models]
-        _check_models(models, self.data.channels, self.data.num_classes, self.data.image_size)
+        models = [self.method_config.model, *config.eval.models, *config.cross_arch_models]
+        check_models(models, self.data.channels, self.data.num_classes, self.data.image_size)
         self.protocol = config.protocol()
         if cache is not None:
             cache.claim()
@@ -319,12 +321,14 @@ class _Trial:
             tracker.log_params(config.to_dict())
             tracker.set_tags({Tag.NOTE: describe(config)})
         tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
+        if config.sources:
+            tracker.set_tags({Tag.SETTINGS_FROM: ", ".join(f"{k}: {v}" for k, v in sorted(config.sources.items()))})
         forced = check_precision(config)  # here, on the worker's own hardware, before any work
         if forced:
             tracker.set_tags({Tag.BF16_FORCED: forced})
         self.reached = 0  # the last iteration evaluated on the way (where a trial stopped early stopped)
-        self.seeds = tuple(range(config.eval_seeds))
-        self.first_model = config.eval_models[0]
+        self.seeds = tuple(range(config.eval.seeds))
+        self.first_model = config.eval.models[0]
         self.curves: dict[str, list[tuple[int, float]]] = {}
         self.checkpoints: list[tuple[int, float]] = []  # (iteration, mean over all seeds) of the first eval model
 
@@ -459,7 +463,7 @@ class _Trial:
         if not self.seeds:
             return evaluations, baselines
         self.tracker.log_metrics({"eval_lr": self.protocol.training_lr(synthetic.learned_lr)})
-        for name in self.config.eval_models:
+        for name in self.config.eval.models:
             result = evaluations[name] = self.evaluate_final(name, synthetic)
             self.tracker.log_metrics(
                 {
@@ -519,12 +523,12 @@ class _Trial:
         config = self.config
         settings = CrossArchConfig(
             tuple(config.cross_arch_models),
-            config.eval_seeds,
-            config.eval_epochs,
+            config.eval.seeds,
+            config.eval.epochs,
             self.method_config.device,
-            eval_protocol=config.eval_protocol,
-            eval_batch_size=config.eval_batch_size,
-            eval_precision=config.eval_precision,
+            eval_protocol=config.eval.protocol,
+            eval_batch_size=config.eval.batch_size,
+            eval_precision=config.eval.precision,
             force_bf16=config.force_bf16,  # checked, and recorded, with the trial itself
         )
         record_analysis(

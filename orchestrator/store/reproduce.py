@@ -37,6 +37,7 @@ def command_from_params(params: dict[str, str]) -> tuple[str, list[str]]:
 
     flags = RUN_FLAGS
     parts = ["ddorch", "run"]
+    params = {**params, "preset": str(_preset(params))}
     for name, flag in flags.items():
         value = params.get(name, params.get(f"method_config.{name}", "None"))
         if name in SPECIAL_FLAGS or value == "None":
@@ -52,7 +53,7 @@ def command_from_params(params: dict[str, str]) -> tuple[str, list[str]]:
         parts.append("--no-baseline")
     try:
         preset = get_method(params["method"]).config(
-            params.get("preset"), params["dataset"], int(params["method_config.ipc"])
+            _preset(params), params["dataset"], int(params["method_config.ipc"])
         )
     except (DDError, KeyError, ValueError):
         return shlex.join(parts), ["the method's preset could not be resolved: settings not compared"]
@@ -67,6 +68,19 @@ def command_from_params(params: dict[str, str]) -> tuple[str, list[str]]:
             continue
         parts += ["--set", f"{spec.name}={_toml_value(value, spec.type)}"]
     return shlex.join(parts), []
+
+
+def _preset(params: dict[str, str]) -> str | None:
+    """The preset the run logged, or None (the method's default) where its method has only one preset,
+    under another name: random logged other methods' preset names before it had its own (`default`)."""
+    from ddcore.methods import get_method
+
+    logged = params.get("preset")
+    try:
+        presets = get_method(params.get("method", "")).presets
+    except DDError:
+        return logged
+    return None if len(presets) == 1 and logged not in presets else logged
 
 
 # Options rendered apart (lists, switches) or not part of what a trial computes.

@@ -58,6 +58,9 @@ class Tag:
     BF16_FORCED = "ddorch.bf16_forced"  # a trial run in bf16 (--force-bf16) where it is not native: what and where
     CACHE_KEY = "ddorch.cache_key"  # a shared-cache entry (experiment ddorch-cache): its path in the cache folder
     STALE_CLAIM = "ddorch.stale_claim"  # a shared-cache claim ended by a waiter: its holder went silent
+    # A trial: which settings layer set each method setting that differs from its preset's, e.g.
+    # "iterations: flags, lr_images: --set" (orchestrator.engine.resolve names the layers and their order)
+    SETTINGS_FROM = "ddorch.settings_from"
 
 
 EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASHA and the lossless search

@@ -119,7 +119,7 @@ class PADConfig(MethodConfig):
             dsa_strategy=self.dsa_strategy,  # the official buffer and distillation share one DSA strategy
         )
 
-    def validate(self, images_per_class: list[int]) -> None:
+    def validate(self, images_per_class: list[int] | None = None) -> None:
         super().validate(images_per_class)
         trained = self.trajectory_epochs
         if self.expert_epochs < 1 or self.syn_steps < 1:
