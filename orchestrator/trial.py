@@ -320,18 +320,17 @@ class _Trial:
         self.reached = 0  # the last iteration evaluated on the way (where a trial stopped early stopped)
         self.seeds = tuple(range(config.eval_seeds))
         self.first_model = config.eval_models[0]
-        iterations = self.method_config.iterations
-        start_iteration = resume.iteration if resume else 0
+        self.hooks = self.build_hooks(report_every, on_checkpoint)
+
+    def build_hooks(self, report_every: int | None, on_checkpoint: CheckpointHook | None) -> list[TrialHook]:
+        """Called in this order: losses, the grid, the checkpoint evaluation, then the quick one (Tune reports last)."""
+        tracker, iterations = self.tracker, self.method_config.iterations
+        start_iteration = self.resume.iteration if self.resume else 0
         self.metrics = MetricsLogger(tracker, self.method_config.device, iterations, start_iteration)
-        every = config.checkpoint_eval_every
+        every = self.config.checkpoint_eval_every
         self.checkpoint_eval = CheckpointEvaluation(tracker, every, self.first_model, self.seeds, iterations)
-        # Called in this order (the grid before the evaluations' metrics and Tune's report, as before hooks).
-        self.hooks: list[TrialHook] = [
-            self.metrics,
-            GridLogger(tracker),
-            self.checkpoint_eval,
-            QuickEvaluation(tracker, report_every, on_checkpoint, iterations),
-        ]
+        quick = QuickEvaluation(tracker, report_every, on_checkpoint, iterations)
+        return [self.metrics, GridLogger(tracker), self.checkpoint_eval, quick]
 
     def evaluate_set(self, model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False):
         return evaluate(
