@@ -1,5 +1,6 @@
 """The `ddorch` CLI: results on the embedded data set, one-line errors for bad input."""
 
+import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
@@ -12,6 +13,7 @@ def invoke(args, tmp_path):
     return runner.invoke(app, args, env=env)
 
 
+@pytest.mark.slow
 def test_baseline_on_digits_prints_accuracy_and_cache(tmp_path):
     result = invoke(["baseline", "--dataset", "digits", "--model", "ConvNetD2", "--device", "cpu"], tmp_path)
     assert result.exit_code == 0, result.output

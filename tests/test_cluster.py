@@ -20,6 +20,8 @@ from orchestrator.engine.cluster import connect
 from tests.test_server import free_port
 from tests.test_sweep import sweep, tiny_preset
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[1]
 
 

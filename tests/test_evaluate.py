@@ -3,6 +3,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from ddcore.baseline import full_data_baseline
 from ddcore.data.base import RealDataset
@@ -49,11 +50,26 @@ def test_untrained_network_is_near_chance():
     assert balanced == pytest.approx(1 / 3)
 
 
-def test_soft_labels_and_learned_lr_accepted():
+@pytest.fixture
+def step_lrs():
+    """The lr of every optimizer step taken while the test runs, as the optimizer holds it when it steps
+    (a global pre-hook: `torch.optim.optimizer.register_optimizer_step_pre_hook`, torch.optim's docs)."""
+    seen: list[float] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: seen.append(optimizer.param_groups[0]["lr"])
+    )
+    yield seen
+    handle.remove()
+
+
+def test_soft_labels_and_learned_lr_accepted(step_lrs):
     data = toy_dataset()
     soft = torch.nn.functional.one_hot(data.train_labels, 3).float() * 0.8 + 0.2 / 3
     result = evaluate("MLP", data.train_images, soft, data, QUICK, seeds=(0,), device="cpu", lr=0.02)
     assert result.accuracy_mean > 0.9
+    # The network trained with the learned lr: QUICK's cosine schedule starts there and only decays.
+    steps = QUICK.epochs * -(-len(data.train_images) // QUICK.batch_size)
+    assert len(step_lrs) == steps and step_lrs[0] == 0.02 and max(step_lrs) == 0.02 and step_lrs[-1] < 0.02
 
 
 def test_bad_labels_rejected():
@@ -135,19 +151,15 @@ def test_each_protocol_augments_with_its_own_augmentation(monkeypatch):
     assert seen == ["crop", "crop", "dc", "dc"]  # dc-aug: DC's augmentation whatever the set's DSA strategy
 
 
-def test_learned_lr_reaches_training_only_where_the_protocol_takes_it(monkeypatch):
-    import ddcore.evaluate as evaluate_module
+def test_learned_lr_reaches_training_only_where_the_protocol_takes_it(step_lrs):
+    from ddcore.evaluate import get_protocol
 
-    seen = []
-    real_sgd = torch.optim.SGD
-    monkeypatch.setattr(
-        evaluate_module.torch.optim, "SGD", lambda params, lr, **kw: seen.append(lr) or real_sgd(params, lr, **kw)
-    )
-    data = toy_dataset(n_per_class=4)
+    data = toy_dataset(n_per_class=4)  # 12 images: one step an epoch
     for name in ("datm", "datadam"):
-        protocol = evaluate_module.get_protocol(name, epochs=1)
+        protocol = get_protocol(name, epochs=2)
         evaluate("MLP", data.train_images, data.train_labels, data, protocol, device="cpu", lr=0.003)
-    assert seen == [0.003, 0.01]
+    # The lr each step trained with: the step schedule's, divided by 10 for the second half.
+    assert step_lrs == pytest.approx([0.003, 0.0003, 0.01, 0.001])
 
 
 def test_mhist_baseline_uses_small_batches():

@@ -44,6 +44,7 @@ sys.meta_path.insert(0, Block())
 """
 
 
+@pytest.mark.slow
 def test_smoke_runs_every_kind_of_row_and_skips_what_does_not_fit(tmp_path):
     """`gpu_suite.sh --smoke`, as CI runs it, without MLflow and Ray (as on the GPU machine): bundle built,
     each row's line written, the long row skipped."""

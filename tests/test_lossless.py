@@ -232,6 +232,7 @@ def test_random_subset_is_seeded_real_images_the_same_as_datadams_real_start():
     assert torch.equal(picked.images, initial_images(data, datadam, torch.Generator().manual_seed(4 * 1_000_003)))
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_on_digits_then_rerun_reuses_everything(workspace, shared_store):
     # the target given (digits' measured ConvNetD3 baseline): training it here would double the test's time
     args = [

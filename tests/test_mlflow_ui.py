@@ -9,6 +9,8 @@ import pytest
 from orchestrator.store.tracking import TRAINING_VIEW, ui_address
 from tests.ui_browser import EXPANDER, Browser, chromium, log_tiny_sweep, mlflow_ui
 
+pytestmark = pytest.mark.integration
+
 LOADED_IMAGES = "[...document.images].filter(i => i.src.includes('get-artifact') && i.naturalWidth > 0).length"
 
 

@@ -343,6 +343,7 @@ def test_pad_runs_through_ddorch_and_compares_with_datadam(workspace):
     assert "peak memory MiB" in compared.output and "prepare time s" in compared.output and "pad" in compared.output
 
 
+@pytest.mark.slow
 def test_experts_train_as_parallel_ray_tasks_like_in_process(workspace, monkeypatch):
     from ddcore.data import load_dataset
     from orchestrator.engine.cluster import TaskPool, connect
@@ -359,6 +360,7 @@ def test_experts_train_as_parallel_ray_tasks_like_in_process(workspace, monkeypa
         assert torch.allclose(serial.trajectory(index), ray_trajectories[index], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_experts_command_trains_once_then_reuses_and_logs_to_mlflow_and_pad_finds_them(workspace):
     from mlflow.tracking import MlflowClient
 

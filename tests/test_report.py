@@ -107,6 +107,7 @@ def test_stopped_trials_and_searched_settings_in_the_method_table():
     assert "nan" not in str(table.rows) and "KILLED" not in str(table.rows)
 
 
+@pytest.mark.integration
 def test_html_renders_in_headless_chromium_without_broken_images(report, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:

@@ -73,6 +73,7 @@ def kill_when(tmp_path: Path, driver: subprocess.Popen, done: int) -> None:
     raise AssertionError(f"never saw {done} trials ended and one running: {(tmp_path / 'driver.log').read_text()}")
 
 
+@pytest.mark.integration
 def test_sweep_killed_at_several_points_ends_every_trial_once_with_its_settings(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     kill_when(tmp_path, start(tmp_path, resume=False), done=0)  # no trial ended yet
@@ -141,6 +142,7 @@ def crashes_once(config: dict, flag: str) -> None:
     tune.report({"eval_accuracy": config["x"] / 10, "iteration": 10})
 
 
+@pytest.mark.integration
 def test_tuner_restore_brings_back_the_live_view_with_the_trials_seen_before(workspace, capsys):
     """`Tuner.restore` takes no callbacks: the live view comes back from the run config Tune pickled
     and its checkpointed state (`ddorch sweep --resume` relies on both; a Ray upgrade may not)."""

@@ -51,6 +51,7 @@ def artefact_paths(client, run_id, folder=None):
     return paths
 
 
+@pytest.mark.slow
 def test_run_on_digits_logs_everything(workspace):
     result = invoke(["run", *QUICK, "--eval-models", "ConvNetD3,MLP"])
     assert result.exit_code == 0, result.output

@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 
+pytestmark = pytest.mark.integration
+
 START_TIMEOUT_S = 30
 
 

@@ -71,6 +71,7 @@ def children(client, parent):
     return client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.run_id}'")
 
 
+@pytest.mark.slow
 def test_tiny_sweep_logs_parent_and_one_child_per_trial(ray_session, tmp_path):
     client, parent, rows = sweep(
         tmp_path, tiny_preset(), '[lr_images]\ntype = "choice"\nvalues = [0.5, 1.0, 2.0]\n', "tiny"
@@ -97,6 +98,7 @@ def test_tiny_sweep_logs_parent_and_one_child_per_trial(ray_session, tmp_path):
     assert {"results.csv", "plots", "best_trial"} <= names
 
 
+@pytest.mark.slow
 def test_failing_trial_is_retried_then_failed_and_others_finish(ray_session, tmp_path):
     # lr_images 1e30 makes the loss infinite: that trial raises, is retried once, then gives up.
     client, parent, rows = sweep(

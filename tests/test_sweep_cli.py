@@ -1,5 +1,6 @@
 """`ddorch sweep` / `ddorch results` from the command line: a tiny digits sweep, and bad input."""
 
+import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -33,6 +34,7 @@ def sampled(client, sweep: str) -> list[dict]:
     return sorted((r.data.params["method_config.lr_images"], r.data.params["method_config.ipc"]) for r in children)
 
 
+@pytest.mark.slow
 def test_sweep_then_results(workspace):
     result = invoke(["sweep", "digits_datadam", *TINY, "--name", "cli-sweep", "--seed", "7"])
     assert result.exit_code == 0, result.output

@@ -59,19 +59,18 @@ class RandomSubsetRun(DistillRun):
         progress: bool,
     ):
         self.data, self.config = data, config
-        self.picked: SyntheticSet | None = None
+        self.picked: torch.Tensor | None = None  # indices into the training images
 
     def step(self, iteration: int) -> dict[str, torch.Tensor]:
-        config, data = self.config, self.data
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003)  # DataDAM's draw for its real init
-        index = data.sample_per_class(config.ipc, generator).flatten()
-        labels = torch.arange(data.num_classes).repeat_interleave(config.ipc)
-        self.picked = SyntheticSet.of(data, data.train_images[index], labels, "random", config.to_dict())
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003)  # DataDAM's draw for its real init
+        self.picked = self.data.sample_per_class(self.config.ipc, generator).flatten()
         return {}
 
     def snapshot(self) -> SyntheticSet:
         assert self.picked is not None, "snapshot before the pick"
-        return self.picked
+        data, config = self.data, self.config
+        labels = torch.arange(data.num_classes).repeat_interleave(config.ipc)
+        return SyntheticSet.of(data, data.train_images[self.picked], labels, "random", config.to_dict())  # a copy
 
 
 @register_method

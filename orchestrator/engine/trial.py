@@ -20,7 +20,6 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -39,11 +38,20 @@ from ddcore.evaluate import (
 from ddcore.hardware import require_native_bf16
 from ddcore.methods import MethodConfig, StepReport, get_method
 from ddcore.models import architecture_fingerprint, get_model
-from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
+from ddcore.runtime import resolve_device
 from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_curves, save_grids
 from orchestrator.engine.analyses import record_analysis
 from orchestrator.engine.cluster import on_node
+from orchestrator.engine.trial_hooks import (
+    CheckpointEvaluation,
+    CheckpointHook,
+    GridLogger,
+    MetricsLogger,
+    QuickEvaluation,
+    Step,
+    TrialHook,
+)
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Tag
 from orchestrator.store.tracking import Tracker, logged_params
@@ -169,21 +177,12 @@ def reporting_every(method_config: MethodConfig, every: int | None) -> MethodCon
     return replace(method_config, log_every=math.gcd(method_config.log_every, every))
 
 
-def best_checkpoint(checkpoints: list[tuple[int, float]]) -> tuple[int, float]:
-    """(iteration, mean accuracy) of the best checkpoint; the earliest of ties."""
-    return max(checkpoints, key=lambda point: (point[1], -point[0]))
-
-
 @dataclass
 class Resume:
     """Where a restored trial picks up: its checkpointed set and iteration (momentum restarts)."""
 
     synthetic: SyntheticSet
     iteration: int
-
-
-# Called at every intermediate evaluation: (iterations done, current set, eval accuracy).
-CheckpointHook = Callable[[int, SyntheticSet, float], None]
 
 
 class TrialStopped(Exception):
@@ -290,8 +289,9 @@ def _run(trial: _Trial, output_dir: Path | None) -> TrialResult:
 
 
 class _Trial:
-    """One trial's steps, in order: check, prepare, distil (with its intermediate evaluations), save,
-    evaluate, best checkpoint, cross-architecture, summary. Everything it learns goes to `tracker`."""
+    """One trial's steps, in order: check, prepare, distil (its hooks log, evaluate and report on the
+    way: orchestrator.engine.trial_hooks), save, evaluate, best checkpoint, cross-architecture, summary.
+    Everything it learns goes to `tracker`."""
 
     def __init__(
         self,
@@ -306,7 +306,7 @@ class _Trial:
         if config.checkpoint_eval_every is not None and config.checkpoint_eval_every < 1:
             raise DDError(f"checkpoint_eval_every must be positive, got {config.checkpoint_eval_every}")
         self.config, self.tracker, self.progress = config, tracker, progress
-        self.report_every, self.on_checkpoint, self.resume = report_every, on_checkpoint, resume
+        self.resume = resume
         self.cache, self.from_cache = cache, False
         self.method = get_method(config.method)
         self.data = load_cached(config.dataset, config.data_root, config.image_size)
@@ -329,8 +329,17 @@ class _Trial:
         self.reached = 0  # the last iteration evaluated on the way (where a trial stopped early stopped)
         self.seeds = tuple(range(config.eval.seeds))
         self.first_model = config.eval.models[0]
-        self.curves: dict[str, list[tuple[int, float]]] = {}
-        self.checkpoints: list[tuple[int, float]] = []  # (iteration, mean over all seeds) of the first eval model
+        self.hooks = self.build_hooks(report_every, on_checkpoint)
+
+    def build_hooks(self, report_every: int | None, on_checkpoint: CheckpointHook | None) -> list[TrialHook]:
+        """Called in this order: losses, the grid, the checkpoint evaluation, then the quick one (Tune reports last)."""
+        tracker, iterations = self.tracker, self.method_config.iterations
+        start_iteration = self.resume.iteration if self.resume else 0
+        self.metrics = MetricsLogger(tracker, self.method_config.device, iterations, start_iteration)
+        every = self.config.checkpoint_eval_every
+        self.checkpoint_eval = CheckpointEvaluation(tracker, every, self.first_model, self.seeds, iterations)
+        quick = QuickEvaluation(tracker, report_every, on_checkpoint, iterations)
+        return [self.metrics, GridLogger(tracker), self.checkpoint_eval, quick]
 
     def evaluate_set(self, model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False):
         return evaluate(
@@ -346,39 +355,17 @@ class _Trial:
             progress=show,
         )
 
-    def record_checkpoint(self, iteration: int, result: EvalResult) -> None:
-        self.checkpoints.append((iteration, result.accuracy_mean))
-        self.tracker.log_metrics({schema.checkpoint_acc_mean(self.first_model): result.accuracy_mean}, step=iteration)
-
-    def _due(self, every: int | None, iteration: int) -> bool:
-        return bool(every) and iteration % every == 0 and iteration < self.method_config.iterations
-
     def on_step(self, report: StepReport) -> None:
-        """The loop's callback: losses, then the checkpoint and quick evaluations that fall due."""
-        self.tracker.log_metrics(report.losses, step=report.iteration)
-        for name, value in report.losses.items():
-            self.curves.setdefault(name, []).append((report.iteration, value))
-        checkpoint = self._due(self.config.checkpoint_eval_every, report.iteration)
-        quick = self._due(self.report_every, report.iteration)
-        if not (checkpoint or quick):
-            return
-        snapshot = report.snapshot()
-        # One evaluation serves both: each seed trains alone, so seed 0 of all seeds is the quick check.
-        result = self.evaluate_set(self.first_model, snapshot, self.seeds if checkpoint else (0,))
-        self.reached = report.iteration
-        self.log_grid(snapshot, report.iteration)
-        if checkpoint:
-            self.record_checkpoint(report.iteration, result)
-        if quick:
-            accuracy = result.runs[0].accuracy
-            self.tracker.log_metrics({schema.EVAL_ACCURACY: accuracy}, step=report.iteration)
-            if self.on_checkpoint is not None:
-                self.on_checkpoint(report.iteration, snapshot, accuracy)
+        """The loop's callback: every hook's `after_step`, in order, sharing one evaluation (if any is due)."""
+        seeds = tuple(sorted({seed for hook in self.hooks for seed in hook.seeds_at(report.iteration)}))
+        step = Step(report, seeds, self.evaluate_step)
+        for hook in self.hooks:
+            hook.after_step(step)
 
-    def log_grid(self, synthetic: SyntheticSet, iteration: int) -> None:
-        """The all-classes grid as a step of one image key: the UI shows the set over iterations."""
-        with tempfile.TemporaryDirectory() as folder:
-            self.tracker.log_image(save_grids(synthetic, folder)[0], schema.GRID_IMAGE, iteration)
+    def evaluate_step(self, iteration: int, snapshot: SyntheticSet, seeds: tuple[int, ...]) -> EvalResult:
+        result = self.evaluate_set(self.first_model, snapshot, seeds)
+        self.reached = iteration
+        return result
 
     def distilled(self) -> Distilled:
         """The set and its timings: the cache's if it holds them, else prepared and distilled here (then cached)."""
@@ -419,29 +406,21 @@ class _Trial:
         return seconds
 
     def distil(self) -> tuple[SyntheticSet, float, float]:
-        """The synthetic set, the seconds it took and the peak memory (MiB)."""
-        device = resolve_device(self.method_config.device)
-        reset_peak_memory(device)
-        start_iteration = self.resume.iteration if self.resume else 0
-        started = time.perf_counter()
+        """The synthetic set, the seconds it took and the peak memory (MiB), between the hooks'
+        `before_distill` and `after_distill` (as detectron2's `TrainerBase.train`)."""
+        for hook in self.hooks:
+            hook.before_distill()
         synthetic = self.method.distill(
             self.data,
             self.method_config,
             callback=self.on_step,
             progress=self.progress,
             start=self.resume.synthetic if self.resume else None,
-            start_iteration=start_iteration,
+            start_iteration=self.resume.iteration if self.resume else 0,
         )
-        seconds = time.perf_counter() - started
-        peak_mib = peak_memory_mib(device)
-        self.tracker.log_metrics(
-            {
-                schema.DISTILL_SECONDS: seconds,
-                schema.PEAK_MEMORY_MIB: peak_mib,
-                schema.ITERATIONS_PER_SECOND: (self.method_config.iterations - start_iteration) / seconds,
-            }
-        )
-        return synthetic, seconds, peak_mib
+        for hook in self.hooks:
+            hook.after_distill()
+        return synthetic, self.metrics.seconds, self.metrics.peak_mib
 
     def save(self, synthetic: SyntheticSet, artefacts: Path) -> Path:
         """The set, its grids and the loss curve, on disk under `artefacts` and in MLflow."""
@@ -451,8 +430,8 @@ class _Trial:
             self.tracker.log_artifact(path, "grids")
         self.tracker.log_image(grids[0], schema.GRID_IMAGE, self.method_config.iterations)
         self.tracker.log_artifact(artefacts / "synthetic.pt")
-        if self.curves:
-            curve = save_curves(self.curves, artefacts / "loss_curve.png", "iteration", "loss", log_y=True)
+        if self.metrics.curves:
+            curve = save_curves(self.metrics.curves, artefacts / "loss_curve.png", "iteration", "loss", log_y=True)
             self.tracker.log_artifact(curve)
         return artefacts
 
@@ -509,15 +488,7 @@ class _Trial:
         """With `checkpoint_eval_every`: the best of the checkpoints, the final set being the last one."""
         if not (self.config.checkpoint_eval_every and evaluations):
             return None
-        self.record_checkpoint(self.method_config.iterations, evaluations[self.first_model])
-        best = best_checkpoint(self.checkpoints)
-        self.tracker.log_metrics(
-            {
-                schema.best_checkpoint_acc(self.first_model): best[1],
-                schema.best_checkpoint_iteration(self.first_model): best[0],
-            }
-        )
-        return best
+        return self.checkpoint_eval.best(evaluations[self.first_model])
 
     def cross_arch(self, synthetic: SyntheticSet, folder: Path) -> None:
         config = self.config
@@ -549,7 +520,7 @@ class _Trial:
                 "note": "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean",
                 "model": self.first_model,
                 "every": self.config.checkpoint_eval_every,
-                "mean_by_iteration": self.checkpoints,
+                "mean_by_iteration": self.checkpoint_eval.checkpoints,
                 "best_iteration": best[0],
                 "best_mean": best[1],
             }
