@@ -131,7 +131,7 @@ def difficulty_scores(
 ) -> DifficultyScores:
     """EL2N and GraNd of every training sample, from the cache when it holds this configuration."""
     config.validate()
-    path = _cache_file(data.name, data.channels, data.num_classes, data.image_size, config)
+    path = _cache_file(data.training_part, data.channels, data.num_classes, data.image_size, config)
     if path.exists() and not refresh:
         try:
             cached = torch.load(path, weights_only=True)
