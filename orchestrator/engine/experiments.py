@@ -105,6 +105,7 @@ class ExperimentPreset:
     eval_precision: str = "fp32"  # or "bf16": the evaluation forwards (ddcore.evaluate.PRECISIONS)
     report_every: int = 100
     cross_arch_models: tuple[str, ...] = ()  # finished trials also train these on their set (ddorch cross-arch)
+    selection: str = "val"  # what ASHA and the ranking read (run_schema.SELECTIONS): the validation part by default
     fixed: dict[str, Any] = field(default_factory=dict)
     asha: AshaSettings = AshaSettings()
 

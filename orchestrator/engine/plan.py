@@ -27,6 +27,7 @@ from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
 from orchestrator.engine.ipc_search import geometric_grid
 from orchestrator.engine.lossless import LosslessConfig, build_request
 from orchestrator.engine.trial import TrialConfig
+from orchestrator.store.run_schema import SELECTED_ON
 
 DAY_SECONDS = 24 * 3600
 CALIBRATION_ITERATIONS = 2  # the first warms up (set-up); the interval to the second is timed
@@ -283,6 +284,7 @@ class LosslessPlan:
 def lossless_plan(config: LosslessConfig, available: dict[str, float]) -> LosslessPlan:
     config.validate()
     data = load_dataset(config.dataset, config.data_root)
+    data = data.with_validation() if config.selection == "val" else data
     grid, bisection = lossless_ipcs(config.max_ipc)
     requests = {m: {ipc: build_request(config, m, ipc, threshold=0.0) for ipc in grid} for m in config.methods}
     trials_by_method = {m: {ipc: r.trial for ipc, r in by_ipc.items()} for m, by_ipc in requests.items()}
@@ -306,6 +308,12 @@ def lossless_plan(config: LosslessConfig, available: dict[str, float]) -> Lossle
         else f"the full-data baseline of {config.model} (cached, or trained first: not in the estimate)"
     )
     first = trials[0]
+    # The estimate counts `eval_seeds` networks; sequential seeds may add up to `max_eval_seeds`.
+    seeds = (
+        f"{config.eval_seeds} to {config.max_eval_seeds}"
+        if config.max_eval_seeds > config.eval_seeds
+        else config.eval_seeds
+    )
     lines = [
         f"Dry run of the lossless search on {config.dataset}: nothing is started and nothing is logged to MLflow.",
         f"data set: {config.dataset} ({len(data.train_labels)} training images, {data.num_classes} classes, "
@@ -316,7 +324,8 @@ def lossless_plan(config: LosslessConfig, available: dict[str, float]) -> Lossle
         f"then at most {bisection} bisection step(s)",
         f"per IPC: {first.method_config.iterations} iterations, "
         + ("a halfway check stops hopeless trials, " if quick_evaluations else "")
-        + f"{config.eval_seeds} evaluation seed(s), {first.protocol().name} protocol ({first.protocol().epochs} epochs)",
+        + f"{seeds} evaluation seed(s), {first.protocol().name} protocol ({first.protocol().epochs} epochs), "
+        f"decided on the {SELECTED_ON[config.selection]}",
         resources_line(config.cpus_per_trial, config.gpus_per_trial, slots, available),
         calibration_line(calibration),
         *(

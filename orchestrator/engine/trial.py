@@ -71,6 +71,12 @@ class TrialConfig:
     data_root: str | None = None
     image_size: int | None = None
     force_bf16: bool = False  # run bf16 where the hardware lacks it (recorded as Tag.BF16_FORCED)
+    # What chooses (schema.SELECTIONS): "val" holds the data set's validation part out of everything that
+    # learns and reads it for the quick evaluations and the best checkpoint; "test": the papers' protocol.
+    selection: str = "test"
+    # Sequential seeds: evaluate the first eval model with `eval_seeds` networks, then add one at a time up
+    # to this many while `run_trial`'s `more_seeds` asks for it (None: exactly `eval_seeds`).
+    max_eval_seeds: int | None = None
 
     def protocol(self) -> EvalProtocol:
         """The resolved evaluation protocol (a one-line error for unknown names)."""
@@ -87,12 +93,18 @@ class TrialConfig:
 
 def trial_key(trial: TrialConfig) -> str:
     """A hash of everything in the trial that changes its result (not the device, paths, log cadence)."""
-    values = trial.to_dict()
+    values = without_new_defaults(trial.to_dict())
     for name in ("data_root", "baseline", "force_bf16"):
         values.pop(name)
     for name in ("device", "log_every"):
         values["method_config"].pop(name)
     return settings_key(without_later_defaults(values))
+
+
+def without_new_defaults(values: dict) -> dict:
+    """`values` less `selection` "test" and `max_eval_seeds` None: keys of trials recorded before they existed."""
+    new = {"selection": "test", "max_eval_seeds": None}
+    return {k: v for k, v in values.items() if k not in new or v != new[k]}
 
 
 def distillation_key(config: TrialConfig) -> str:
@@ -103,6 +115,8 @@ def distillation_key(config: TrialConfig) -> str:
         method.pop(name)
     size = config.image_size or get_spec(config.dataset).image_size
     values = {"dataset": config.dataset, "image_size": size, "method": config.method, "method_config": method}
+    if config.selection == "val":  # distilled from the training images less the validation part
+        values["selection"] = config.selection
     return settings_key({**values, "network": network_fingerprint(config, method["model"])})
 
 
@@ -166,9 +180,21 @@ def reporting_every(method_config: MethodConfig, every: int | None) -> MethodCon
     return replace(method_config, log_every=math.gcd(method_config.log_every, every))
 
 
-def best_checkpoint(checkpoints: list[tuple[int, float]]) -> tuple[int, float]:
-    """(iteration, mean accuracy) of the best checkpoint; the earliest of ties."""
+def best_checkpoint(checkpoints: list[tuple[int, float, float]]) -> tuple[int, float, float]:
+    """(iteration, chosen mean, test mean) of the best checkpoint by the chosen mean; the earliest of ties."""
     return max(checkpoints, key=lambda point: (point[1], -point[0]))
+
+
+def val_metrics(result: EvalResult, mean_name: str, std_name: str | None = None) -> dict[str, float]:
+    """The validation mean (and std) under these names; nothing when the data set held no part out."""
+    if result.val_accuracy_mean is None:
+        return {}
+    return {mean_name: result.val_accuracy_mean, **({std_name: result.val_accuracy_std} if std_name else {})}
+
+
+def eval_metrics(result: EvalResult) -> dict[str, float]:
+    """The stepped eval-accuracy points of `result` (test, and validation where held out)."""
+    return {schema.EVAL_ACCURACY: result.accuracy_mean, **val_metrics(result, schema.VAL_EVAL_ACCURACY)}
 
 
 @dataclass
@@ -179,8 +205,17 @@ class Resume:
     iteration: int
 
 
-# Called at every intermediate evaluation: (iterations done, current set, eval accuracy).
+# Called at every intermediate evaluation: (iterations done, current set, eval accuracy: the selection's).
 CheckpointHook = Callable[[int, SyntheticSet, float], None]
+# Sequential seeds: given the first eval model's result so far, whether another network is needed.
+SeedRule = Callable[[EvalResult], bool]
+
+
+def selected(result: EvalResult, selection: str) -> tuple[float, float]:
+    """(mean, population std) over seeds of the accuracy that chooses under `selection`."""
+    if selection == "val":
+        return result.val_accuracy_mean, result.val_accuracy_std
+    return result.accuracy_mean, result.accuracy_std
 
 
 class TrialStopped(Exception):
@@ -201,14 +236,17 @@ class TrialResult:
     artefact_dir: Path
     prepare_seconds: float = 0.0  # the method's work before distilling (PAD: experts)
     peak_memory_mib: float = 0.0  # GPU: peak allocated during distillation; CPU: process peak RSS
-    best_checkpoint: tuple[int, float] | None = None  # (iteration, mean) with `checkpoint_eval_every`
+    # (iteration, mean test accuracy) of the checkpoint the selection chose, with `checkpoint_eval_every`
+    best_checkpoint: tuple[int, float] | None = None
     from_cache: bool = False  # the set or some evaluation seeds were read from a `TrialCache`
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(dataset: str, data_root: str | None, image_size: int | None):
-    """Trials that share a process (Ray Tune reuses actors) load the data set once."""
-    return load_dataset(dataset, data_root, image_size)
+def _load_cached(dataset: str, data_root: str | None, image_size: int | None, selection: str = "test"):
+    """Trials that share a process (Ray Tune reuses actors) load the data set once; with selection "val",
+    less its validation part."""
+    data = load_dataset(dataset, data_root, image_size)
+    return data.with_validation() if selection == "val" else data
 
 
 def _check_models(names: list[str], channels: int, classes: int, size: int) -> None:
@@ -225,6 +263,7 @@ def run_trial(
     on_checkpoint: CheckpointHook | None = None,
     resume: Resume | None = None,
     cache: TrialCache | None = None,
+    more_seeds: SeedRule | None = None,
 ) -> TrialResult:
     """Distil, save and log artefacts, evaluate on each architecture, compare with baselines.
 
@@ -232,10 +271,12 @@ def run_trial(
     seed) and logged as `eval_accuracy`; `on_checkpoint` then receives it (Ray Tune reports and
     checkpoints there). `resume` continues a checkpointed distillation. `cache` keeps the finished
     set and final evaluation seeds on disk, and reads what an earlier run of the trial left there.
+    `more_seeds` (with `config.max_eval_seeds`) adds networks on the first eval model while it says so.
     """
     trial = None
     try:
         trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume, cache)
+        trial.more_seeds = more_seeds
         return _run(trial, output_dir)
     except DDError as error:
         tracker.finish(failure=str(error))
@@ -298,11 +339,13 @@ class _Trial:
     ) -> None:
         if config.checkpoint_eval_every is not None and config.checkpoint_eval_every < 1:
             raise DDError(f"checkpoint_eval_every must be positive, got {config.checkpoint_eval_every}")
+        if config.selection not in schema.SELECTIONS:
+            raise DDError(f"unknown selection '{config.selection}'; use one of {', '.join(schema.SELECTIONS)}")
         self.config, self.tracker, self.progress = config, tracker, progress
         self.report_every, self.on_checkpoint, self.resume = report_every, on_checkpoint, resume
         self.cache, self.from_cache = cache, False
         self.method = get_method(config.method)
-        self.data = _load_cached(config.dataset, config.data_root, config.image_size)
+        self.data = _load_cached(config.dataset, config.data_root, config.image_size, config.selection)
         self.method_config = reporting_every(config.method_config, config.checkpoint_eval_every)
         self.method_config.validate(self.data.class_counts())
         models = [self.method_config.model, *config.eval_models, *config.cross_arch_models]
@@ -313,6 +356,10 @@ class _Trial:
         if resume is None:
             tracker.log_params(config.to_dict())
             tracker.set_tags({Tag.NOTE: describe(config)})
+            if self.data.val_labels is not None:
+                tracker.log_params(
+                    {schema.VAL_SIZE: len(self.data.val_labels), schema.VAL_DIGEST: self.data.val_digest}
+                )
         tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
         forced = check_precision(config)  # here, on the worker's own hardware, before any work
         if forced:
@@ -321,7 +368,9 @@ class _Trial:
         self.seeds = tuple(range(config.eval_seeds))
         self.first_model = config.eval_models[0]
         self.curves: dict[str, list[tuple[int, float]]] = {}
-        self.checkpoints: list[tuple[int, float]] = []  # (iteration, mean over all seeds) of the first eval model
+        # (iteration, chosen mean, test mean) over all seeds of the first eval model
+        self.checkpoints: list[tuple[int, float, float]] = []
+        self.more_seeds: SeedRule | None = None
 
     def evaluate_set(self, model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False):
         return evaluate(
@@ -338,8 +387,11 @@ class _Trial:
         )
 
     def record_checkpoint(self, iteration: int, result: EvalResult) -> None:
-        self.checkpoints.append((iteration, result.accuracy_mean))
-        self.tracker.log_metrics({schema.checkpoint_acc_mean(self.first_model): result.accuracy_mean}, step=iteration)
+        self.checkpoints.append((iteration, selected(result, self.config.selection)[0], result.accuracy_mean))
+        metrics = {schema.checkpoint_acc_mean(self.first_model): result.accuracy_mean}
+        if result.val_accuracy_mean is not None:
+            metrics[schema.val_acc_mean(self.first_model)] = result.val_accuracy_mean
+        self.tracker.log_metrics(metrics, step=iteration)
 
     def _due(self, every: int | None, iteration: int) -> bool:
         return bool(every) and iteration % every == 0 and iteration < self.method_config.iterations
@@ -361,10 +413,10 @@ class _Trial:
         if checkpoint:
             self.record_checkpoint(report.iteration, result)
         if quick:
-            accuracy = result.runs[0].accuracy
-            self.tracker.log_metrics({schema.EVAL_ACCURACY: accuracy}, step=report.iteration)
+            quick_result = EvalResult(result.model, result.protocol, result.flops_per_image, result.runs[:1])
+            self.tracker.log_metrics(eval_metrics(quick_result), step=report.iteration)
             if self.on_checkpoint is not None:
-                self.on_checkpoint(report.iteration, snapshot, accuracy)
+                self.on_checkpoint(report.iteration, snapshot, selected(quick_result, self.config.selection)[0])
 
     def log_grid(self, synthetic: SyntheticSet, iteration: int) -> None:
         """The all-classes grid as a step of one image key: the UI shows the set over iterations."""
@@ -456,6 +508,8 @@ class _Trial:
         self.tracker.log_metrics({"eval_lr": self.protocol.training_lr(synthetic.learned_lr)})
         for name in self.config.eval_models:
             result = evaluations[name] = self.evaluate_final(name, synthetic)
+            if name == self.first_model:
+                result = evaluations[name] = self.add_seeds(name, synthetic, result)
             self.tracker.log_metrics(
                 {
                     schema.acc_mean(name): result.accuracy_mean,
@@ -463,11 +517,13 @@ class _Trial:
                     schema.balanced_acc_mean(name): result.balanced_accuracy_mean,
                     schema.train_seconds(name): result.train_seconds_mean,
                     schema.flops(name): result.flops_per_image,
+                    **val_metrics(result, schema.val_acc_mean(name), schema.val_acc_std(name)),
                 }
             )
             if name == self.first_model:  # the eval-accuracy curve's last point: the final set
                 steps = self.method_config.iterations
-                self.tracker.log_metrics({schema.EVAL_ACCURACY: result.accuracy_mean}, step=steps)
+                self.tracker.log_metrics(eval_metrics(result), step=steps)
+                self.tracker.log_metrics({schema.EVAL_NETWORKS: len(result.runs)})
             if self.config.baseline:
                 device = self.method_config.device
                 baseline = baselines[name] = full_data_baseline(self.data, name, device=device, progress=self.progress)[
@@ -477,6 +533,7 @@ class _Trial:
                     {
                         schema.baseline_acc(name): baseline.accuracy_mean,
                         schema.baseline_train_seconds(name): baseline.train_seconds_mean,
+                        **val_metrics(baseline, schema.baseline_val_acc(name)),
                     }
                 )
         return evaluations, baselines
@@ -496,19 +553,24 @@ class _Trial:
         flops = architecture_flops(name, data.channels, data.num_classes, data.image_size)
         return EvalResult(name, self.protocol.name, flops, [cached[seed] for seed in self.seeds])
 
+    def add_seeds(self, name: str, synthetic: SyntheticSet, result: EvalResult) -> EvalResult:
+        """Sequential seeds: one more network at a time, up to `max_eval_seeds`, while `more_seeds` asks."""
+        while self.more_seeds and len(result.runs) < (self.config.max_eval_seeds or 0) and self.more_seeds(result):
+            result.runs += self.evaluate_set(name, synthetic, (len(result.runs),), self.progress).runs
+        return result
+
     def best_checkpoint(self, evaluations: dict[str, EvalResult]) -> tuple[int, float] | None:
-        """With `checkpoint_eval_every`: the best of the checkpoints, the final set being the last one."""
+        """With `checkpoint_eval_every`: the best of the checkpoints by the selection's accuracy, the final
+        set being the last one; (its iteration, its test accuracy)."""
         if not (self.config.checkpoint_eval_every and evaluations):
             return None
         self.record_checkpoint(self.method_config.iterations, evaluations[self.first_model])
-        best = best_checkpoint(self.checkpoints)
+        iteration, _, test = best_checkpoint(self.checkpoints)
+        chosen = schema.best_checkpoint_val_selected if self.config.selection == "val" else schema.best_checkpoint_acc
         self.tracker.log_metrics(
-            {
-                schema.best_checkpoint_acc(self.first_model): best[1],
-                schema.best_checkpoint_iteration(self.first_model): best[0],
-            }
+            {chosen(self.first_model): test, schema.best_checkpoint_iteration(self.first_model): iteration}
         )
-        return best
+        return iteration, test
 
     def cross_arch(self, synthetic: SyntheticSet, folder: Path) -> None:
         config = self.config
@@ -537,7 +599,11 @@ class _Trial:
         checkpoints = None
         if best:
             checkpoints = {
-                "note": "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean",
+                "note": (
+                    "best of the checkpoints by validation accuracy; its test accuracy"
+                    if self.config.selection == "val"
+                    else "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean"
+                ),
                 "model": self.first_model,
                 "every": self.config.checkpoint_eval_every,
                 "mean_by_iteration": self.checkpoints,
