@@ -203,7 +203,10 @@ def test_a_failed_trial_counts_lossy_is_named_and_runs_again_on_rerun(workspace,
     )
     result = report.results["datadam"]
     assert result.failed() == [12] and result.smallest_lossless == 13
-    assert result.summary() == "smallest lossless IPC 13 (98.50 % on 1 set, 3 networks); trial failed at IPC 12, counted lossy"
+    assert (
+        result.summary()
+        == "smallest lossless IPC 13 (98.50 % on 1 set, 3 networks); trial failed at IPC 12, counted lossy"
+    )
     again = OracleExecutor(planted)
     rerun = search_lossless(config, executor=lambda: again)
     assert again.submitted == [("datadam", 12)] and rerun.results["datadam"].failed() == []

@@ -66,3 +66,140 @@ def test_baseline_learns_only_the_training_part(digits, tmp_path, monkeypatch):
     assert len(seen[0]) == 1006 and not rows(seen[0]) & rows(digits.val_images)
     assert result.runs[0].val_accuracy is not None
     assert digits.training_part in str(next(tmp_path.rglob("*.json")))  # cached apart from the whole-set baseline
+
+
+# --- what learns: distillation, PAD's experts and difficulty scores, the baseline, through the real paths ---
+
+
+def test_a_val_trial_learns_nothing_from_the_validation_part(workspace, monkeypatch):
+    import ddcore.baseline
+    from ddcore.methods import get_method
+    from orchestrator.engine.trial import TrialConfig, run_trial
+    from orchestrator.store.tracking import Tracker
+
+    held = load_dataset("digits").with_validation()
+    datadam = type(get_method("datadam"))
+    seen = {}
+    distill, train = datadam.distill, ddcore.baseline.train_and_test
+    monkeypatch.setattr(
+        datadam, "distill", lambda self, data, *a, **k: seen.setdefault("distil", data) and distill(self, data, *a, **k)
+    )
+    monkeypatch.setattr(
+        ddcore.baseline,
+        "train_and_test",
+        lambda m, images, *a, **k: seen.setdefault("baseline", images) is None or train(m, images, *a, **k),
+    )
+    method_config = (
+        get_method("datadam")
+        .config("paper", "digits", 1)
+        .with_overrides(iterations=2, batch_real=8, model="MLP", init="real", device="cpu", log_every=1)
+    )
+    trial = TrialConfig(
+        "digits", "datadam", method_config, eval_models=["MLP"], eval_seeds=2, eval_epochs=1, selection="val"
+    )
+    monkeypatch.setattr(
+        ddcore.baseline, "baseline_protocol", lambda dataset, batch=None: get_protocol("full", epochs=1)
+    )
+    tracker = Tracker.start("sqlite:///mlflow.db", run_name="val")
+    result = run_trial(trial, tracker, progress=False, output_dir=workspace / "runs", report_every=1)
+    assert len(seen["distil"].train_labels) == 1006 and not rows(seen["distil"].train_images) & rows(held.val_images)
+    assert len(seen["baseline"]) == 1006 and not rows(seen["baseline"]) & rows(held.val_images)
+    run = tracker.client.get_run(result.run_id)
+    assert run.data.params["val_size"] == "252" and run.data.params["val_digest"] == held.val_digest
+    assert {"val_acc_MLP_mean", "val_acc_MLP_std", "baseline_val_acc_MLP", "acc_MLP_mean"} <= run.data.metrics.keys()
+    assert run.data.params["selection"] == "val" and run.data.metrics["eval_networks"] == 2
+    steps = tracker.client.get_metric_history(result.run_id, "val_eval_accuracy")
+    assert [m.step for m in steps] == [1, 2]  # the quick evaluation and the final set
+
+
+def test_pad_experts_and_difficulty_never_see_the_validation_part(digits, tmp_path, monkeypatch):
+    import importlib
+    from dataclasses import replace
+
+    import ddcore.methods.pad.difficulty as difficulty
+
+    experts = importlib.import_module("ddcore.methods.pad.experts")  # the package's `experts` is a function
+
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path))
+    seen = []
+    train, score = experts.train_expert, difficulty.train_network
+    monkeypatch.setattr(
+        experts, "train_expert", lambda data, *a, **k: seen.append(data.train_images) or train(data, *a, **k)
+    )
+    monkeypatch.setattr(
+        difficulty, "train_network", lambda net, images, *a, **k: seen.append(images) or score(net, images, *a, **k)
+    )
+    config = experts.ExpertConfig.for_dataset("digits", 8, "MLP", epochs=1, batch_size=64, dsa_strategy="none")
+    config = replace(config, difficulty=replace(config.difficulty, networks=1, epochs=1))
+    bank = experts.obtain_experts(digits, config, 1, device="cpu")
+    # a Ray task loads the data set itself: it holds the same part out, by the config's digest
+    experts._train_expert_task("digits", None, bank.config, 1, torch.zeros(1006))
+    assert len(seen) == 3 and all(len(images) == 1006 and not rows(images) & rows(digits.val_images) for images in seen)
+    assert bank.config.holdout == f"252:{digits.val_digest}"
+    whole = experts.with_architecture(replace(bank.config, holdout=""), 1, 10)
+    assert whole.key() != bank.config.key()  # experts of the whole training set are cached apart
+
+
+# --- what chooses: ASHA's metric, the sweep's best, the lossless decision ---------------------------
+
+
+def fake_evaluate(val_of, test_of):
+    """`evaluate` without training: seed s scores val_of(s) on the validation part, test_of(s) on the test set."""
+    from ddcore.evaluate import EvalResult, SeedRun
+
+    def evaluate(model, images, labels, data, protocol, seeds, *args, **kwargs):
+        runs = [SeedRun(s, test_of(s), test_of(s), 0.0, val_of(s)) for s in seeds]
+        return EvalResult(model, protocol.name, 0, runs)
+
+    return evaluate
+
+
+def test_asha_receives_the_validation_metric_and_the_sweep_chooses_on_it(workspace, monkeypatch):
+    from types import SimpleNamespace
+
+    import ray
+    from ray import tune
+
+    import orchestrator.engine.trial as trial_module
+    from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
+    from orchestrator.engine.sweep import SweepContext, _trial, metric, record_in_parent, summarize
+    from orchestrator.store.tracking import Tracker
+
+    preset = ExperimentPreset(
+        "tiny",
+        "digits",
+        "datadam",
+        "unused",
+        eval_models=("MLP",),
+        eval_seeds=1,
+        eval_epochs=1,
+        report_every=1,
+        fixed={"ipc": 1, "iterations": 2, "batch_real": 8, "model": "MLP"},
+    )
+    assert preset.selection == "val" and metric(preset) == "val_eval_accuracy"
+    uri = "sqlite:///mlflow.db"
+    parent = Tracker.start(uri, run_name="sweep")
+    context = SweepContext(uri, "Default", parent.run_id, str(workspace / "runs"), None, device="cpu")
+    reports = []
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "node"))
+    evaluated = fake_evaluate(lambda s: 0.95, lambda s: 0.97)
+    baseline = lambda data, model, **k: (evaluated(model, None, None, data, get_protocol("full"), (0,)), [True])  # noqa: E731
+    monkeypatch.setattr(trial_module, "full_data_baseline", baseline)
+    results = []
+    for trial_id, (val, test) in {"a": (0.9, 0.5), "b": (0.6, 0.8)}.items():  # the orderings differ
+        monkeypatch.setattr(tune, "get_context", lambda t=trial_id: SimpleNamespace(get_trial_id=lambda: t))
+        monkeypatch.setattr(trial_module, "evaluate", fake_evaluate(lambda s, v=val: v, lambda s, t=test: t))
+        reports.clear()
+        _trial({"lr_images": test}, preset, context)
+        assert all(report["val_eval_accuracy"] == val for report in reports)
+        assert reports[-1]["eval_accuracy"] == test
+        assert len(reports) == 2  # iteration 1 (an ASHA rung), then the final set at 2
+        results.append(SimpleNamespace(metrics=reports[-1], error=None, path=trial_id, config={"lr_images": test}))
+    rows = summarize(results, 1, "val")
+    assert [r.val_accuracy for r in rows] == [0.9, 0.6] and rows[0].selected_by == "val"
+    record_in_parent(parent, rows, SearchSpace("none", ()), workspace / "runs")
+    metrics = parent.client.get_run(parent.run_id).data.metrics
+    assert metrics["best_val_eval_accuracy"] == 0.9 and metrics["chosen_trial_test_accuracy"] == 0.5
+    assert metrics["max_test_accuracy_of_trials"] == 0.8 and metrics["winners_curse"] == pytest.approx(0.3)
