@@ -203,3 +203,120 @@ def test_asha_receives_the_validation_metric_and_the_sweep_chooses_on_it(workspa
     metrics = parent.client.get_run(parent.run_id).data.metrics
     assert metrics["best_val_eval_accuracy"] == 0.9 and metrics["chosen_trial_test_accuracy"] == 0.5
     assert metrics["max_test_accuracy_of_trials"] == 0.8 and metrics["winners_curse"] == pytest.approx(0.3)
+
+
+class InProcess:
+    """The lossless search's executor, running `execute` here (no Ray)."""
+
+    def __init__(self, output_dir):
+        self.output_dir, self.queue = str(output_dir), []
+
+    def submit(self, request):
+        self.queue.append(request)
+
+    def wait_one(self):
+        from orchestrator.engine.lossless import execute
+
+        request = self.queue.pop(0)
+        return request, execute(request, self.output_dir)
+
+
+def lossless_config(**changes):
+    from orchestrator.engine.lossless import LosslessConfig
+
+    values = dict(
+        dataset="digits", methods=("random",), model="MLP", max_ipc=1, eval_epochs=1, target_accuracy=90.0,
+        early_stop_margin=None, device="cpu", tracking_uri="sqlite:///mlflow.db",
+    )  # fmt: skip
+    return LosslessConfig(**{**values, **changes})
+
+
+@pytest.mark.parametrize(
+    "vals, networks",
+    [
+        ([0.5, 0.52], 2),  # far under the threshold: decided (lossy) on 2 networks
+        ([0.95, 0.96, 0.955], 3),  # 2 networks straddle 90 %, 3 do not
+        ([0.88, 0.92, 0.89, 0.91, 0.9], 5),  # within noise to the end: up to --max-eval-seeds
+    ],
+)
+def test_lossless_decides_on_validation_adding_seeds_only_while_undecided(workspace, monkeypatch, vals, networks):
+    import orchestrator.engine.trial as trial_module
+    from orchestrator.engine.lossless import build_request, execute
+    from orchestrator.store.tracking import Tracker
+
+    monkeypatch.setattr(trial_module, "evaluate", fake_evaluate(lambda s: vals[s], lambda s: 0.99))
+    config = lossless_config()
+    assert (config.selection, config.eval_seeds, config.max_eval_seeds) == ("val", 2, 5)
+    request = build_request(config, "random", 1, threshold=0.9)
+    request.tracker = Tracker.start(config.tracking_uri, run_name="ipc1")
+    outcome = execute(request, str(workspace / "runs"))
+    assert outcome.seeds == networks and outcome.accuracy_mean == pytest.approx(sum(vals) / len(vals))
+    assert outcome.test_accuracy == pytest.approx(0.99)  # reported; lossless by test, it is decided on validation
+    metrics = request.tracker.client.get_run(request.tracker.run_id).data.metrics
+    assert metrics["eval_networks"] == networks and metrics["val_acc_MLP_mean"] == outcome.accuracy_mean
+
+
+def test_lossless_answer_reports_test_and_a_rerun_reuses_the_seeds_it_took(workspace, monkeypatch):
+    import orchestrator.engine.trial as trial_module
+    from orchestrator.engine.lossless import search_lossless
+
+    monkeypatch.setattr(trial_module, "evaluate", fake_evaluate(lambda s: [0.95, 0.96, 0.955][s], lambda s: 0.99))
+    report = search_lossless(lossless_config(), executor=lambda: InProcess(workspace / "runs"))
+    summary = report.results["random"].summary()
+    assert summary == "smallest lossless IPC 1 (95.50 % on the validation part on 1 set, 3 networks; test 99.00 %)"
+    assert report.networks() == (3, 5)
+    parent = report.parent_run_id
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(report.tracking_uri).get_run(parent).data.metrics["eval_networks_saved"] == 2
+    rerun = search_lossless(lossless_config(), executor=None)  # everything reused: no executor is made
+    (evaluation,) = rerun.results["random"].evaluations
+    assert rerun.launched == 0 and evaluation.reused and evaluation.decision.seeds == 3
+    assert evaluation.test_accuracy == pytest.approx(0.99)
+
+
+# --- what readers show: both columns, which chose; runs recorded before still read --------------------
+
+
+def fake_run(params: dict, metrics: dict):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        info=SimpleNamespace(run_id="0123456789"), data=SimpleNamespace(params=params, metrics=metrics)
+    )
+
+
+def test_report_chooses_on_validation_where_every_run_has_it_and_shows_the_winners_curse():
+    from orchestrator.views.report import Trial, summary_section, winners_curse
+
+    params = {"eval_models": "['MLP']", "dataset": "digits", "method": "datadam", "method_config.ipc": "1"}
+    by_val = Trial(fake_run({**params, "selection": "val"}, {"acc_MLP_mean": 0.80, "val_acc_MLP_mean": 0.90}))
+    by_test = Trial(fake_run({**params, "selection": "val"}, {"acc_MLP_mean": 0.85, "val_acc_MLP_mean": 0.70}))
+    text = summary_section([by_val, by_test]).text[0]
+    assert text.startswith("Best (chosen on the validation part): 80.00 % test accuracy")
+    old = Trial(fake_run(params, {"acc_MLP_mean": 0.85}))  # recorded before validation parts: test chose
+    assert summary_section([by_val, old]).text[0].startswith("Best (chosen on the test set): 85.00 %")
+    curse = {"best_val_eval_accuracy": 0.9, "chosen_trial_test_accuracy": 0.8, "max_test_accuracy_of_trials": 0.85}
+    (line,) = winners_curse(fake_run({}, {**curse, "winners_curse": 0.05}))
+    assert "80.00 % test accuracy" in line and "85.00 %" in line and "5.00 points more" in line
+    assert winners_curse(fake_run({}, {"best_eval_accuracy": 0.9})) == []  # a sweep ranked on the test set
+
+
+def test_the_live_view_shows_both_columns_and_says_which_chose():
+    from rich.console import Console
+
+    from orchestrator.views.live import SweepProgress
+
+    progress = SweepProgress("s", 2, 10, clock=lambda: 0.0, selection="val")
+    progress.result("a", {"lr": 1}, {"iteration": 10, "val_eval_accuracy": 0.9, "eval_accuracy": 0.5})
+    progress.result("b", {"lr": 2}, {"iteration": 10, "val_eval_accuracy": 0.6, "eval_accuracy": 0.8})
+    assert progress.best().config == {"lr": 1}
+    console = Console(width=200, record=True)
+    console.print(progress.render())
+    text = console.export_text()
+    assert (
+        "val % (chose)" in text
+        and "test %" in text
+        and "best so far: 90.00 %" in text
+        and "ranked on the validation part" in text
+    )

@@ -205,8 +205,8 @@ class SweepProgress:
         sets = plural(DISTILL_SETS_PER_TRIAL, "distilled set")
         on = schema.SELECTED_ON[self.selection]
         return (
-            f"best so far on the {on}: {100 * best.chosen(self.selection):.2f} % at iteration {best.iteration} "
-            f"on {sets} ({settings})"
+            f"best so far: {100 * best.chosen(self.selection):.2f} % at iteration {best.iteration} "
+            f"on {sets} ({settings}), ranked on the {on}"
         )
 
     def render(self) -> Group:
