@@ -293,9 +293,9 @@ def test_report_chooses_on_validation_where_every_run_has_it_and_shows_the_winne
     by_val = Trial(fake_run({**params, "selection": "val"}, {"acc_MLP_mean": 0.80, "val_acc_MLP_mean": 0.90}))
     by_test = Trial(fake_run({**params, "selection": "val"}, {"acc_MLP_mean": 0.85, "val_acc_MLP_mean": 0.70}))
     text = summary_section([by_val, by_test]).text[0]
-    assert text.startswith("Best (chosen on the validation part): 80.00 % test accuracy")
+    assert text.startswith("Best by validation: 80.00 % test accuracy")
     old = Trial(fake_run(params, {"acc_MLP_mean": 0.85}))  # recorded before validation parts: test chose
-    assert summary_section([by_val, old]).text[0].startswith("Best (chosen on the test set): 85.00 %")
+    assert summary_section([by_val, old]).text[0].startswith("Best: 85.00 %")
     curse = {"best_val_eval_accuracy": 0.9, "chosen_trial_test_accuracy": 0.8, "max_test_accuracy_of_trials": 0.85}
     (line,) = winners_curse(fake_run({}, {**curse, "winners_curse": 0.05}))
     assert "80.00 % test accuracy" in line and "85.00 %" in line and "5.00 points more" in line

@@ -62,7 +62,7 @@ def sweep(tmp_path: Path, preset: ExperimentPreset, space_text: str, name: str, 
         "device": "cpu",
     }
     results, parent, iterations = run_sweep(preset, space, settings, context, resume=resume)
-    rows = summarize(results, iterations)
+    rows = summarize(results, iterations, preset.selection)
     record_in_parent(parent, rows, space, tmp_path / "runs")
     return MlflowClient(uri), parent, rows
 

@@ -391,7 +391,7 @@ class TrialRow:
         return self.val_accuracy if self.selected_by == "val" else self.accuracy
 
 
-def summarize(results, iterations: int, selection: str = "test") -> list[TrialRow]:
+def summarize(results, iterations: int, selection: str) -> list[TrialRow]:
     """Rows of Ray's ResultGrid, best first by `selection`'s accuracy; `stopped early` = ASHA ended it
     before the last iteration."""
     rows = []
@@ -456,9 +456,9 @@ def record_in_parent(parent: Tracker, rows: list[TrialRow], space: SearchSpace, 
 def winners_curse(finished: list[TrialRow]) -> dict[str, float]:
     """The chosen trial's test accuracy, the best test accuracy of all finished trials and how far the
     first is below the second: choosing on the test set would have reported the second, an upward-biased
-    estimate (the winner's curse). `finished` best first."""
+    estimate (the winner's curse). `finished` best first; nothing when the test set chose (no difference)."""
     tested = [r.accuracy for r in finished if r.accuracy is not None]
-    if finished[0].accuracy is None:
+    if finished[0].selected_by != "val" or finished[0].accuracy is None:
         return {}
     return {
         schema.SWEEP_CHOSEN_TEST: finished[0].accuracy,

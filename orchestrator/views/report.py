@@ -280,9 +280,9 @@ def summary_section(trials: list[Trial]) -> Section | None:
     key = (lambda s: s[0].run.data.metrics[schema.val_acc_mean(s[1])]) if validated else (lambda s: s[2])
     trial, model, accuracy = max(scored, key=key)
     dataset, ipc = trial.param("dataset"), int(trial.param("method_config.ipc", "0"))
-    chosen = "chosen on the validation part" if validated else "chosen on the test set"
     parts = [
-        f"Best ({chosen}): {100 * accuracy:.2f} % test accuracy on {model}, run {trial.run_id[:8]} "
+        f"Best{' by validation' if validated else ''}: {100 * accuracy:.2f} % test accuracy on {model}, "
+        f"run {trial.run_id[:8]} "
         f"({trial.param('method')} on {dataset}, IPC {ipc}, {trial.param('method_config.init')} init)"
     ]
     full = _full_data(trials, dataset, model)
