@@ -320,3 +320,26 @@ def test_the_live_view_shows_both_columns_and_says_which_chose():
         and "best so far: 90.00 %" in text
         and "ranked on the validation part" in text
     )
+
+
+def test_run_with_selection_val_picks_its_checkpoint_on_validation(workspace):
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    args = ["run", "--dataset", "digits", "--ipc", "1", "--iterations", "4", "--model", "ConvNetD1", "--eval-seeds",
+            "2", "--eval-epochs", "1", "--device", "cpu", "--no-baseline", "--checkpoint-eval-every", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--selection", "val"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "best checkpoint (ConvNetD1, selected on the validation part):" in result.output
+    client = MlflowClient("sqlite:///mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
+    metrics = run.data.metrics
+    assert "acc_ConvNetD1_best_checkpoint_val_selected" in metrics
+    assert "acc_ConvNetD1_best_checkpoint_test_selected" not in metrics
+    by_step = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "checkpoint_val_acc_ConvNetD1_mean")}
+    best = max(by_step, key=lambda step: (by_step[step], -step))
+    assert metrics["acc_ConvNetD1_best_checkpoint_iteration"] == best  # chosen on validation
+    bad = CliRunner().invoke(app, [*args, "--selection", "train"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2 and "'train' is not one of" in bad.output

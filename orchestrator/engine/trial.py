@@ -390,7 +390,7 @@ class _Trial:
         self.checkpoints.append((iteration, selected(result, self.config.selection)[0], result.accuracy_mean))
         metrics = {schema.checkpoint_acc_mean(self.first_model): result.accuracy_mean}
         if result.val_accuracy_mean is not None:
-            metrics[schema.val_acc_mean(self.first_model)] = result.val_accuracy_mean
+            metrics[schema.checkpoint_val_acc_mean(self.first_model)] = result.val_accuracy_mean
         self.tracker.log_metrics(metrics, step=iteration)
 
     def _due(self, every: int | None, iteration: int) -> bool:

@@ -189,6 +189,7 @@ baseline_val_acc = PerModel("baseline_val_acc_{model}")
 baseline_train_seconds = PerModel("baseline_train_seconds_{model}")
 # Stepped: the mean over seeds at each evaluation checkpoint during distillation.
 checkpoint_acc_mean = PerModel("checkpoint_acc_{model}_mean")
+checkpoint_val_acc_mean = PerModel("checkpoint_val_acc_{model}_mean")  # the same on the validation part
 # The best checkpoint, chosen on the test set (the DataDAM / PAD papers' number): optimistic.
 best_checkpoint_acc = PerModel("acc_{model}_best_checkpoint_test_selected")
 # With `--selection val`: the test accuracy of the checkpoint the validation part chose (honest).
