@@ -1,5 +1,7 @@
 """Choices on held-out validation data (issue 36): the split, what learns from it (nothing), what reads it."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -100,7 +102,7 @@ def test_a_val_trial_learns_nothing_from_the_validation_part(workspace, monkeypa
     monkeypatch.setattr(
         ddcore.baseline, "baseline_protocol", lambda dataset, batch=None: get_protocol("full", epochs=1)
     )
-    tracker = Tracker.start("sqlite:///mlflow.db", run_name="val")
+    tracker = Tracker.start(f"sqlite:///{workspace / 'mlflow.db'}", run_name="val")
     result = run_trial(trial, tracker, progress=False, output_dir=workspace / "runs", report_every=1)
     assert len(seen["distil"].train_labels) == 1006 and not rows(seen["distil"].train_images) & rows(held.val_images)
     assert len(seen["baseline"]) == 1006 and not rows(seen["baseline"]) & rows(held.val_images)
@@ -177,7 +179,7 @@ def test_asha_receives_the_validation_metric_and_the_sweep_chooses_on_it(workspa
         fixed={"ipc": 1, "iterations": 2, "batch_real": 8, "model": "MLP"},
     )
     assert preset.selection == "val" and metric(preset) == "val_eval_accuracy"
-    uri = "sqlite:///mlflow.db"
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
     parent = Tracker.start(uri, run_name="sweep")
     context = SweepContext(uri, "Default", parent.run_id, str(workspace / "runs"), None, device="cpu")
     reports = []
@@ -226,9 +228,9 @@ def lossless_config(**changes):
 
     values = dict(
         dataset="digits", methods=("random",), model="MLP", max_ipc=1, eval_epochs=1, target_accuracy=90.0,
-        early_stop_margin=None, device="cpu", tracking_uri="sqlite:///mlflow.db",
+        early_stop_margin=None, device="cpu",
     )  # fmt: skip
-    return LosslessConfig(**{**values, **changes})
+    return LosslessConfig(**{**values, "tracking_uri": f"sqlite:///{Path.cwd() / 'mlflow.db'}", **changes})
 
 
 @pytest.mark.parametrize(
@@ -333,7 +335,7 @@ def test_run_with_selection_val_picks_its_checkpoint_on_validation(workspace):
     result = CliRunner().invoke(app, [*args, "--selection", "val"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "best checkpoint (ConvNetD1, selected on the validation part):" in result.output
-    client = MlflowClient("sqlite:///mlflow.db")
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("ddorch").experiment_id])
     metrics = run.data.metrics
     assert "acc_ConvNetD1_best_checkpoint_val_selected" in metrics
