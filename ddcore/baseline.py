@@ -86,6 +86,8 @@ def full_data_baseline(
 ) -> tuple[EvalResult, list[bool]]:
     """Train `model_name` on all real training images once per seed, reusing cached seeds.
 
+    With a validation part held out (`RealDataset.with_validation`) only the rest: cached apart.
+
     Returns the result and, per seed, whether it came from the cache. `protocol=None` is the
     data set's full-data protocol (`baseline_protocol`).
     """
@@ -97,7 +99,9 @@ def full_data_baseline(
     # One seed at a time, not as one wide network (`evaluate`): a full-data seed takes an hour on a
     # laptop CPU, and a run stopped midway keeps every seed it finished.
     for seed in seeds:
-        path = _cache_file(data.name, data.channels, data.num_classes, data.image_size, model_name, protocol, seed)
+        path = _cache_file(
+            data.training_part, data.channels, data.num_classes, data.image_size, model_name, protocol, seed
+        )
         with shared_entry(path, lambda path=path: SeedRun.load(path, "baseline") is not None, refresh) as produce:
             if produce:
                 run = train_and_test(

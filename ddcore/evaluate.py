@@ -210,12 +210,14 @@ def autocast(protocol: EvalProtocol, device: torch.device) -> torch.autocast:
 
 @dataclass
 class SeedRun:
-    """One network trained from scratch with one seed and tested on the real test set."""
+    """One network trained from scratch with one seed and tested on the real test set (and on the
+    validation part, when the data set holds one out: `RealDataset.with_validation`)."""
 
     seed: int
     accuracy: float
     balanced_accuracy: float
     train_seconds: float
+    val_accuracy: float | None = None
 
     def save(self, path: Path, **provenance: object) -> Path:
         """The run as JSON (under "run", beside `provenance`), written atomically."""
@@ -231,6 +233,7 @@ class SeedRun:
         try:
             run = cls(**json.loads(path.read_text())["run"])
             valid = 0 <= run.accuracy <= 1 and 0 <= run.balanced_accuracy <= 1 and run.train_seconds >= 0
+            valid = valid and (run.val_accuracy is None or 0 <= run.val_accuracy <= 1)
         except (ValueError, KeyError, TypeError) as error:
             valid, reason = False, f"{type(error).__name__}: {error}"
         else:
@@ -257,6 +260,17 @@ class EvalResult:
     @property
     def accuracy_std(self) -> float:
         return statistics.pstdev(r.accuracy for r in self.runs)
+
+    @property
+    def val_accuracy_mean(self) -> float | None:
+        """Mean validation accuracy over the seeds; None when the data set held no validation part out."""
+        values = [r.val_accuracy for r in self.runs]
+        return None if None in values else statistics.fmean(values)
+
+    @property
+    def val_accuracy_std(self) -> float | None:
+        values = [r.val_accuracy for r in self.runs]
+        return None if None in values else statistics.pstdev(values)
 
     @property
     def balanced_accuracy_mean(self) -> float:
@@ -292,12 +306,12 @@ def architecture_flops(model_name: str, channels: int, num_classes: int, image_s
 
 @torch.inference_mode()
 def _predictions(
-    forward: Callable[[torch.Tensor], torch.Tensor], data: RealDataset, device: torch.device, batch_size: int
+    forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, device: torch.device, batch_size: int
 ) -> torch.Tensor:
-    """(K, N) predicted classes of the real test set; `forward` maps a (B, C, H, W) batch to (K, B, classes)."""
+    """(K, N) predicted classes of `images`; `forward` maps a (B, C, H, W) batch to (K, B, classes)."""
     predictions = []
-    for start in range(0, len(data.test_labels), batch_size):
-        batch = data.test_images[start : start + batch_size].to(device, non_blocking=True)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(device, non_blocking=True)
         predictions.append(forward(batch).argmax(dim=2).cpu())
     return torch.cat(predictions, dim=1)
 
@@ -314,8 +328,18 @@ def measure_accuracy(
 ) -> tuple[float, float]:
     """Accuracy and balanced accuracy (mean per-class recall) on the real test set."""
     model.eval()
-    predicted = _predictions(lambda x: model(x).unsqueeze(0), data, device, batch_size)
+    predicted = _predictions(lambda x: model(x).unsqueeze(0), data.test_images, device, batch_size)
     return _scores(predicted[0], data.test_labels)
+
+
+def val_accuracies(
+    forward: Callable[[torch.Tensor], torch.Tensor], data: RealDataset, device: torch.device, networks: int
+) -> list[float | None]:
+    """Each of the `networks` networks' accuracy on the data set's validation part (None: it has none)."""
+    if data.val_labels is None:
+        return [None] * networks
+    predicted = _predictions(forward, data.val_images, device, batch_size=1024)
+    return (predicted == data.val_labels).float().mean(dim=1).tolist()
 
 
 def _lr_at(protocol: EvalProtocol, lr: float, step: int, total_steps: int, epoch: int) -> float:
@@ -443,7 +467,8 @@ def train_and_test(
     seconds = time.perf_counter() - started
     with autocast(protocol, device):
         accuracy, balanced = measure_accuracy(model, data, device)
-    return SeedRun(seed=seed, accuracy=accuracy, balanced_accuracy=balanced, train_seconds=seconds)
+        (val,) = val_accuracies(lambda x: model(x).unsqueeze(0), data, device, 1)
+    return SeedRun(seed=seed, accuracy=accuracy, balanced_accuracy=balanced, train_seconds=seconds, val_accuracy=val)
 
 
 def train_and_test_seeds(
@@ -482,8 +507,12 @@ def train_and_test_seeds(
     share = (time.perf_counter() - started) / len(seeds)
     wide.eval()
     with autocast(protocol, device):
-        predicted = _predictions(wide.forward_shared, data, device, batch_size=1024)
-    return [SeedRun(seed, *_scores(row, data.test_labels), train_seconds=share) for seed, row in zip(seeds, predicted)]
+        predicted = _predictions(wide.forward_shared, data.test_images, device, batch_size=1024)
+        vals = val_accuracies(wide.forward_shared, data, device, len(seeds))
+    return [
+        SeedRun(seed, *_scores(row, data.test_labels), train_seconds=share, val_accuracy=val)
+        for seed, row, val in zip(seeds, predicted, vals)
+    ]
 
 
 def check_labels(labels: torch.Tensor, num_images: int, num_classes: int) -> None:
@@ -508,7 +537,8 @@ def evaluate(
     dsa_strategy: str = "",
     progress: bool = False,
 ) -> EvalResult:
-    """Train `model_name` from scratch on (images, labels) once per seed; test each on the real test set."""
+    """Train `model_name` from scratch on (images, labels) once per seed; test each on the real test set
+    and, when `data` holds a validation part out, on it too (`SeedRun.val_accuracy`)."""
     check_labels(labels, len(images), data.num_classes)
     device = resolve_device(device)
     flops = architecture_flops(model_name, data.channels, data.num_classes, data.image_size)

@@ -32,7 +32,11 @@ RUN = ["run", "--dataset", "digits", "--iterations", "2", "--eval-epochs", "1", 
         ([*RUN, "--output-dir", "/proc/x"], "Invalid value for '--output-dir'"),
         (["report", "0123abcd", "--output-dir", "/proc/x"], "Invalid value for '--output-dir'"),
         (["sweep", "digits_datadam", "--device", "tpu"], "Invalid value for '--device'"),
-        (["lossless", "--dataset", "digits", "--address", "127.0.0.1:9"], "error: cannot reach the Ray cluster"),
+        (
+            ["lossless", "--dataset", "digits", "--max-ipc", "50", "--address", "127.0.0.1:9"],
+            "error: cannot reach the Ray cluster",
+        ),
+        (["lossless", "--dataset", "digits"], "less the validation part): pass --max-ipc 98 or less"),
         # Checked before the run exists (issue 34: each of these once left a FAILED run behind).
         ([*RUN, "--eval-models", "ConvNetD3,NoSuchNet"], "error: unknown model 'NoSuchNet'"),
         ([*RUN, "--dataset", "mnist", "--data-root", "/nonexistent/dir"], "error: MNIST not found"),

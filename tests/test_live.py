@@ -50,7 +50,9 @@ def test_counts_best_and_time_left():
         "Sweep demo: 1 running, 1 finished, 1 stopped early, 1 failed, 1 waiting of 5 trials; "
         "elapsed 1:00, about 0:40 left"
     )
-    assert progress.best_line() == "best so far: 91.00 % at iteration 100 on 1 distilled set (lr_images=0.1)"
+    assert progress.best_line() == (
+        "best so far: 91.00 % at iteration 100 on 1 distilled set (lr_images=0.1), ranked on the test set"
+    )
 
 
 def test_nothing_reported_yet():

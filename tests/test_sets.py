@@ -174,6 +174,8 @@ def test_results_of_a_sweep_recorded_before_the_sets_column_read_as_one_set(tmp_
         "child_run_id",
         "error",
         "distill_sets",
+        "val_accuracy",
+        "selected_by",
         "param.ipc",
     ]
-    assert row.split()[-2:] == ["1", "1"]
+    assert row.split()[-4:] == ["1", "None", "test", "1"] and "ranked on the test set" in result.output

@@ -61,7 +61,7 @@ def sweep(tmp_path: Path, preset: ExperimentPreset, space_text: str, name: str, 
         "device": "cpu",
     }
     results, parent, iterations = run_sweep(preset, space, settings, context, resume=resume)
-    rows = summarize(results, iterations)
+    rows = summarize(results, iterations, preset.selection)
     record_in_parent(parent, rows, space, tmp_path / "runs")
     return MlflowClient(uri), parent, rows
 
@@ -93,7 +93,7 @@ def test_tiny_sweep_logs_parent_and_one_child_per_trial(ray_session, tmp_path):
         assert steps == list(range(5, row.iteration + 1, 5))  # every report, and the final set's at 10
         assert run.data.tags["mlflow.note.content"].count("ddorch run --dataset digits") == 1
     parent_run = client.get_run(parent.run_id)
-    assert parent_run.info.status == "FINISHED" and "best_eval_accuracy" in parent_run.data.metrics
+    assert parent_run.info.status == "FINISHED" and "best_val_eval_accuracy" in parent_run.data.metrics
     names = {a.path for a in client.list_artifacts(parent.run_id)}
     assert {"results.csv", "plots", "best_trial"} <= names
 

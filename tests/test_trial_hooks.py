@@ -121,6 +121,7 @@ def test_metric_names_and_steps_are_those_of_the_single_callback(spied_trial):
         schema.flops(MODEL),
         schema.best_checkpoint_acc(MODEL),
         schema.best_checkpoint_iteration(MODEL),
+        schema.EVAL_NETWORKS,  # networks the first eval model's result rests on (sequential seeds)
     ]
     assert steps == {
         **dict.fromkeys(losses, every_iteration),

@@ -18,11 +18,13 @@ from orchestrator.cli.options import (
     ExperimentOption,
     ForceBf16Option,
     OutputDirOption,
+    Selection,
     TrackingUriOption,
     VerboseOption,
     friendly_errors,
     quiet_libraries,
     say_ray_address,
+    selection_option,
     split_names,
 )
 from orchestrator.views import tables
@@ -52,8 +54,16 @@ def lossless(
     ),
     max_ipc: int = typer.Option(100, "--max-ipc", min=1, help="Largest IPC tried."),
     eval_seeds: int = typer.Option(
-        3, "--eval-seeds", min=1, help="Networks trained per synthetic set (K): the mean and its t-interval."
+        2, "--eval-seeds", min=1, help="Networks first trained per synthetic set: the mean and its t-interval."
     ),
+    max_eval_seeds: int = typer.Option(
+        5,
+        "--max-eval-seeds",
+        min=1,
+        help="Sequential seeds: add one network at a time, up to this many, while the interval straddles "
+        "the threshold (equal to --eval-seeds: a fixed number).",
+    ),
+    selection: Selection = selection_option(Selection.val),
     confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the interval over seeds."),
     iterations: int | None = typer.Option(
         None, "--iterations", help="Distillation iterations (default: the preset's)."
@@ -113,6 +123,8 @@ def lossless(
         tolerance=tolerance,
         max_ipc=max_ipc,
         eval_seeds=eval_seeds,
+        max_eval_seeds=max_eval_seeds,
+        selection=selection.value,
         confidence=confidence,
         iterations=iterations,
         eval_protocol=eval_protocol,
@@ -150,6 +162,8 @@ def lossless(
     tables.show(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", confidence))
     for name, result in report.results.items():
         console.print(f"{name}: {result.summary()}")
+    trained, fixed = report.networks()
+    console.print(f"sequential seeds: {trained} networks trained on the sets run here, {fixed} with a fixed count")
     if report.budget_spent:
         console.print(f"budget of {budget_hours:g} h spent: no new IPCs were launched after it")
     console.print(

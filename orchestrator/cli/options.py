@@ -122,6 +122,24 @@ EvalPrecisionOption = typer.Option(
 )
 
 
+class Selection(str, enum.Enum):
+    """What chooses trials, IPCs and checkpoints (orchestrator.store.run_schema.SELECTIONS)."""
+
+    test = "test"
+    val = "val"
+
+
+def selection_option(default: Selection) -> typer.models.OptionInfo:
+    """--selection with a command's default (`run`: test, the papers' protocol; `sweep`, `lossless`: val)."""
+    return typer.Option(
+        default,
+        "--selection",
+        help="What chooses: val holds the data set's validation part (DatasetSpec.val_size, fixed) out of "
+        "everything that learns and decides on it, reporting the chosen one's test accuracy; test decides on "
+        "the test set, the training part being the whole training set (the papers' protocol).",
+    )
+
+
 ForceBf16Option = typer.Option(
     False,
     "--force-bf16",

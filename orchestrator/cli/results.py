@@ -30,8 +30,9 @@ def results(
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.store.run_schema import Tag, tag_filter
+    from orchestrator.store.run_schema import SELECTED_ON, Tag, tag_filter
     from orchestrator.store.tracking import check_reachable, resolve_tracking_uri
+    from orchestrator.views.report import winners_curse
 
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
@@ -44,8 +45,16 @@ def results(
         table = pd.read_csv(client.download_artifacts(runs[0].info.run_id, "results.csv", folder))
     if "distill_sets" not in table:  # sweeps recorded before the column: one set per trial, as ever
         table.insert(table.columns.get_loc("error") + 1, "distill_sets", 1)
-    console.print(f"Sweep {sweep_name} (parent run {runs[0].info.run_id}, {runs[0].info.status})")
+    if "selected_by" not in table:  # sweeps recorded before validation parts: ranked on the test set
+        table.insert(table.columns.get_loc("distill_sets") + 1, "val_accuracy", None)
+        table.insert(table.columns.get_loc("val_accuracy") + 1, "selected_by", "test")
+    chose = SELECTED_ON[table["selected_by"].iloc[0]] if len(table) else SELECTED_ON["test"]
+    console.print(
+        f"Sweep {sweep_name} (parent run {runs[0].info.run_id}, {runs[0].info.status}), ranked on the {chose}"
+    )
     console.print(table.to_string(index=False))
+    for line in winners_curse(runs[0]):
+        console.print(line, soft_wrap=True)
 
 
 @friendly_errors

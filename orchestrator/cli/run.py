@@ -19,10 +19,13 @@ from orchestrator.cli.options import (
     ForceBf16Option,
     ImageSizeOption,
     OutputDirOption,
+    Selection,
     TrackingUriOption,
     friendly_errors,
+    selection_option,
     split_names,
 )
+from orchestrator.store.run_schema import SELECTED_ON
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
@@ -88,12 +91,14 @@ def run(
     eval_batch_size: int | None = EvalBatchSizeOption,
     eval_precision: EvalPrecision = EvalPrecisionOption,
     force_bf16: bool = ForceBf16Option,
+    selection: Selection = selection_option(Selection.test),
     checkpoint_eval_every: int | None = typer.Option(
         None,
         "--checkpoint-eval-every",
         min=1,
         help="Also evaluate the first eval model (all seeds) every N iterations and log the best mean "
-        "(selected on the test set, as DataDAM's and PAD's scripts report; not comparable with the final mean). Default: off.",
+        "(selected as --selection says: on the test set, as DataDAM's and PAD's scripts report, it is not "
+        "comparable with the final mean). Default: off.",
     ),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
     tracking_uri: str | None = TrackingUriOption,
@@ -147,6 +152,7 @@ def run(
         evaluation,
         Layers(flags=flags, settings=overrides),
         checkpoint_eval_every=checkpoint_eval_every,
+        selection=selection.value,
         baseline=baseline,
         data_root=str(data_root) if data_root else None,
         image_size=image_size,
@@ -170,7 +176,8 @@ def run(
     if result.best_checkpoint:
         iteration, accuracy = result.best_checkpoint
         console.print(
-            f"best checkpoint ({trial.eval.models[0]}, selected on the test set): {100 * accuracy:.2f} % "
+            f"best checkpoint ({trial.eval.models[0]}, selected on the {SELECTED_ON[trial.selection]}): "
+            f"{100 * accuracy:.2f} % test accuracy "
             f"at iteration {iteration}"
         )
     if result.prepare_seconds:  # a method that prepares (PAD), however short it took

@@ -17,6 +17,7 @@ from orchestrator.cli.options import (
     ExperimentOption,
     ForceBf16Option,
     OutputDirOption,
+    Selection,
     TrackingUriOption,
     friendly_errors,
     quiet_libraries,
@@ -61,6 +62,9 @@ def sweep(
         help=f"fp32 or bf16 evaluation forwards (default: the preset's, fp32); bf16 {NATIVE_BF16}.",
     ),
     force_bf16: bool = ForceBf16Option,
+    selection: Selection | None = typer.Option(
+        None, "--selection", help="What ASHA and the ranking read: val (default) or test (see `ddorch run --help`)."
+    ),
     resume: bool = typer.Option(
         False,
         "--resume",
@@ -113,7 +117,12 @@ def sweep(
         protocol=eval_protocol or preset.eval.protocol,
         precision=eval_precision.value if eval_precision else preset.eval.precision,
     )
-    preset = replace(preset, settings=parse_overrides(overrides, preset.method), eval=evaluation)
+    preset = replace(
+        preset,
+        settings=parse_overrides(overrides, preset.method),
+        eval=evaluation,
+        selection=selection.value if selection else preset.selection,
+    )
     check_protocol(preset)
     fixed = {**preset.fixed, **preset.settings}
     space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, fixed)
@@ -164,7 +173,7 @@ def sweep(
     check_reachable(uri)
     check_shared_store(uri, address)
     console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
-    callbacks = () if verbose else (_live_view(settings, space, trial_length(preset)),)
+    callbacks = () if verbose else (_live_view(settings, space, trial_length(preset), preset.selection),)
     context = {
         "tracking_uri": uri,
         "experiment": mlflow_experiment,
@@ -176,7 +185,7 @@ def sweep(
     results, parent, iterations = run_sweep(
         preset, space, settings, context, resume=resume, callbacks=callbacks, verbose=verbose
     )
-    rows = summarize(results, iterations)
+    rows = summarize(results, iterations, preset.selection)
     folder = record_in_parent(parent, rows, space, output_dir.resolve())
     tables.show(tables.sweep_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names()))
     console.print(
@@ -189,7 +198,8 @@ def sweep(
         raise typer.Exit(code=1)
 
 
-def _live_view(settings, space, iterations: int):
+def _live_view(settings, space, iterations: int, selection: str):
     from orchestrator.views.live import LiveView, SweepProgress
 
-    return LiveView(SweepProgress(settings.name, space.trial_count(settings.num_samples), iterations), console)
+    progress = SweepProgress(settings.name, space.trial_count(settings.num_samples), iterations, selection=selection)
+    return LiveView(progress, console)

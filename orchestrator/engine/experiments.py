@@ -101,6 +101,7 @@ class ExperimentPreset:
     eval: EvalSpec = EvalSpec(models=("ConvNetD3",))  # the file's `eval_models`, `eval_seeds`, ... keys
     report_every: int = 100
     cross_arch_models: tuple[str, ...] = ()  # finished trials also train these on their set (ddorch cross-arch)
+    selection: str = "val"  # what ASHA and the ranking read (run_schema.SELECTIONS): the validation part by default
     fixed: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # `ddorch sweep --set`: over every trial's values
     asha: AshaSettings = AshaSettings()

@@ -17,6 +17,12 @@ Three layers, so that the search can be tested with an accuracy oracle:
   `Executor` (Ray tasks by default; several at a time), stops launching when the budget is spent,
   and records everything under one parent MLflow run with a table and an accuracy-vs-IPC plot.
 
+Choices on held-out data (`selection` "val", the default): the data set's validation part is held out
+of everything that learns (distillation, experts, the full-data target), the target is the baseline's
+validation accuracy, each IPC is decided on its set's validation accuracy, and the test accuracy of the
+answer is reported beside it. Sequential seeds: each IPC starts with `eval_seeds` networks and adds one
+at a time, up to `max_eval_seeds`, only while the t-interval straddles the threshold.
+
 Early stop (ASHA-style, but against the target instead of against other trials): each learned
 method's set is evaluated once (one seed) halfway through distillation; a trial more than
 `early_stop_margin` points below the lossless threshold is stopped and counted as lossy. ASHA
@@ -36,7 +42,7 @@ from ddcore.baseline import cache_dir, caching_in, full_data_baseline
 from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
-from ddcore.evaluate import EvalSpec, without_later_defaults
+from ddcore.evaluate import EvalResult, EvalSpec, without_later_defaults
 from ddcore.tables import plural
 from orchestrator.engine.cluster import (
     TaskFailed,
@@ -59,6 +65,7 @@ from orchestrator.engine.trial import (
     settings_key,
     trial_key,
 )
+from orchestrator.engine.trial_hooks import selected
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Status, Tag, tag_filter
 from orchestrator.store.shared_cache import sharing
@@ -75,7 +82,9 @@ class LosslessConfig:
     preset: str | None = None  # the method's preset (None: each method's default); it sets the per-IPC defaults
     tolerance: float = 0.0  # points below the target that still count as lossless
     max_ipc: int = 100
-    eval_seeds: int = 3  # K networks trained on each synthetic set
+    eval_seeds: int = 2  # networks first trained on each synthetic set
+    max_eval_seeds: int = 5  # more, one at a time, while the decision is within noise (sequential seeds)
+    selection: str = "val"  # what decides (run_schema.SELECTIONS): the validation part held out, or the test set
     confidence: float = 0.95  # of the t-interval over the K seeds
     iterations: int | None = None  # override the preset's distillation iterations (not for `random`)
     eval_protocol: str | None = None  # how each set is evaluated (ddcore.evaluate.PROTOCOLS); None: the data set's
@@ -115,7 +124,12 @@ class LosslessConfig:
 
     def identity(self) -> dict:
         """The settings that define the search's results (a rerun with the same ones resumes it)."""
-        return without_later_defaults({k: v for k, v in asdict(self).items() if k not in self.EXECUTION})
+        values = {k: v for k, v in asdict(self).items() if k not in self.EXECUTION}
+        if values["max_eval_seeds"] <= self.eval_seeds:  # fixed seeds: the identity of searches before sequential ones
+            del values["max_eval_seeds"]
+        if values["selection"] == "test":
+            del values["selection"]
+        return without_later_defaults(values)
 
     def validate(self) -> None:
         if not self.methods:
@@ -123,6 +137,11 @@ class LosslessConfig:
         checks = [
             (self.max_ipc >= 1, f"max IPC must be at least 1, got {self.max_ipc}"),
             (self.eval_seeds >= 1, f"eval seeds must be at least 1, got {self.eval_seeds}"),
+            (
+                self.max_eval_seeds >= self.eval_seeds,
+                f"max eval seeds ({self.max_eval_seeds}) must be at least the eval seeds ({self.eval_seeds})",
+            ),
+            (self.selection in schema.SELECTIONS, f"unknown selection '{self.selection}'; use test or val"),
             (self.baseline_seeds >= 1, f"baseline seeds must be at least 1, got {self.baseline_seeds}"),
             (0 <= self.tolerance < 100, f"tolerance is in accuracy points, 0 to 100, got {self.tolerance}"),
             (0 < self.confidence < 1, f"confidence must be between 0 and 1, got {self.confidence}"),
@@ -167,6 +186,8 @@ class TrialRequest:
     tracker: Tracker | None = None  # the child run; set by the driver when launched
     stop_below: float | None = None  # intermediate accuracy (fraction) under which to stop early
     report_every: int | None = None  # distillation iterations between intermediate evaluations
+    threshold: float = 0.0  # the lossless threshold (fraction) sequential seeds decide against
+    confidence: float = 0.95
 
 
 @dataclass
@@ -174,9 +195,11 @@ class TrialOutcome:
     """What came back from running a request."""
 
     status: str  # finished | stopped early | failed
-    accuracy_mean: float | None = None  # over the eval seeds; when stopped early, the one-seed check
+    accuracy_mean: float | None = None  # the selection's, over the eval seeds; when stopped early, the one-seed check
     accuracy_std: float | None = None  # population std over the seeds
     note: str = ""
+    seeds: int = 0  # networks the accuracy rests on (sequential seeds: 2 up to `max_eval_seeds`)
+    test_accuracy: float | None = None  # mean test accuracy over them (finished trials)
 
 
 @dataclass
@@ -192,6 +215,8 @@ class Evaluation:
     reused: bool = False  # found in MLflow from an earlier search, not run again
     note: str = ""
     distill_sets: int = 1  # the distilled sets the decision rests on: one per IPC (its interval is over networks)
+    test_accuracy: float | None = None  # reported, never decides under `selection` val
+    seeds: int = 0
 
     @property
     def lossless(self) -> bool:
@@ -211,6 +236,8 @@ def build_request(config: LosslessConfig, method: str, ipc: int, threshold: floa
         baseline=config.target_accuracy is None,  # the cached baseline; never retrain it in every trial
         data_root=config.data_root,
         force_bf16=config.force_bf16,
+        selection=config.selection,
+        max_eval_seeds=config.max_eval_seeds if config.max_eval_seeds > config.eval_seeds else None,
     )
     report_every = trial.method_config.iterations // 2 if config.early_stop_margin is not None else 0
     trial = replace(trial, method_config=reporting_every(trial.method_config, report_every))
@@ -221,6 +248,8 @@ def build_request(config: LosslessConfig, method: str, ipc: int, threshold: floa
         trial_key(trial),
         report_every=report_every or None,
         stop_below=threshold - config.early_stop_margin / 100 if report_every else None,
+        threshold=threshold,
+        confidence=config.confidence,
     )
 
 
@@ -246,6 +275,12 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
 
     if node_id():
         request.tracker.set_tags({Tag.NODE_ID: node_id()})
+    selection = request.trial.selection
+
+    def undecided(result: EvalResult) -> bool:  # sequential seeds: another network could flip the decision
+        mean, std = selected(result, selection)
+        return decide(mean, std, len(result.runs), request.threshold, request.confidence).within_noise
+
     try:
         # the driver's folder, given as a value; shared through its tracking server
         with caching_in(baseline_cache), sharing(request.tracker.tracking_uri):
@@ -256,13 +291,15 @@ def execute(request: TrialRequest, output_dir: str, baseline_cache: str | None =
                 output_dir=Path(output_dir),
                 report_every=request.report_every,
                 on_checkpoint=stop_if_hopeless,
+                more_seeds=undecided,
             )
     except TrialStopped as stop:
         return TrialOutcome("stopped early", accuracy_mean=stopped_at[-1], note=str(stop))
     except DDError as error:
         return TrialOutcome("failed", note=str(error))
     evaluation = result.evaluations[request.trial.eval.models[0]]
-    return TrialOutcome("finished", evaluation.accuracy_mean, evaluation.accuracy_std)
+    mean, std = selected(evaluation, selection)
+    return TrialOutcome("finished", mean, std, seeds=len(evaluation.runs), test_accuracy=evaluation.accuracy_mean)
 
 
 class RayExecutor:
@@ -300,14 +337,17 @@ class TrialStore:
             [self.parent.experiment_id],
             tag_filter(Tag.TRIAL_KEY, request.key),
         )
-        model = request.trial.eval.models[0]
+        model, selection = request.trial.eval.models[0], request.trial.selection
+        mean, std = schema.selected_acc(selection)
         for run in found:
             metrics = run.data.metrics
-            if run.info.status == Status.FINISHED and schema.acc_mean(model) in metrics:
+            if run.info.status == Status.FINISHED and mean(model) in metrics:
+                seeds = int(metrics.get(schema.EVAL_NETWORKS, request.trial.eval.seeds))  # runs before it: fixed
+                test = metrics.get(schema.acc_mean(model))
                 return run.info.run_id, TrialOutcome(
-                    "finished", metrics[schema.acc_mean(model)], metrics[schema.acc_std(model)]
+                    "finished", metrics[mean(model)], metrics[std(model)], seeds=seeds, test_accuracy=test
                 )
-            halfway = metrics.get(schema.EVAL_ACCURACY)
+            halfway = metrics.get(schema.eval_metric(selection))
             if (
                 run.data.tags.get(Tag.STOPPED_EARLY) == "true"
                 and halfway is not None
@@ -360,8 +400,9 @@ def parent_run(config: LosslessConfig, tracking_uri: str) -> Tracker:
 
 @dataclass(frozen=True)
 class Target:
-    accuracy: float  # fraction
+    accuracy: float  # fraction; the selection's (the baseline's validation accuracy under `selection` val)
     source: str
+    test_accuracy: float | None = None  # the baseline's test accuracy, reported beside a validation target
 
 
 def resolve_target(config: LosslessConfig, data: RealDataset, progress: bool = False) -> Target:
@@ -376,9 +417,10 @@ def resolve_target(config: LosslessConfig, data: RealDataset, progress: bool = F
         progress=progress,
     )
     return Target(
+        selected(result, config.selection)[0],
+        f"full-data baseline of {config.model} ({result.protocol} protocol, {len(from_cache)} seed(s), "
+        f"{sum(from_cache)} from the cache) on the {schema.SELECTED_ON[config.selection]}",
         result.accuracy_mean,
-        f"full-data baseline of {config.model}, {result.protocol} protocol, "
-        f"{len(from_cache)} seed(s), {sum(from_cache)} from the cache",
     )
 
 
@@ -392,6 +434,7 @@ class MethodResult:
     method: str
     evaluations: list[Evaluation]
     search: IPCSearch
+    selection: str = "test"  # which accuracy decided (run_schema.SELECTIONS)
 
     @property
     def smallest_lossless(self) -> int | None:
@@ -418,10 +461,18 @@ class MethodResult:
             best_text += ", halfway check of a trial stopped early"
         lo, hi = self.search.bounds()
         if self.search.done and hi is not None:
-            decision = next(e.decision for e in self.evaluations if e.ipc == hi and e.decision)
-            sets = next(e.distill_sets for e in self.evaluations if e.ipc == hi and e.decision)
-            noise = ", within noise" if decision.within_noise else ""
-            return f"smallest lossless IPC {hi} ({100 * decision.mean:.2f} % on {plural(sets, 'set')}{noise})"
+            answer = next(e for e in self.evaluations if e.ipc == hi and e.decision)
+            noise = ", within noise" if answer.decision.within_noise else ""
+            on = f" on the {schema.SELECTED_ON[self.selection]}" if self.selection == "val" else ""
+            test = (
+                ""
+                if answer.test_accuracy is None or self.selection == "test"
+                else f"; test {100 * answer.test_accuracy:.2f} %"
+            )
+            return (
+                f"smallest lossless IPC {hi} ({100 * answer.decision.mean:.2f} %{on} on {plural(answer.distill_sets, 'set')}, "
+                f"{plural(answer.seeds or answer.decision.seeds, 'network')}{noise}{test})"
+            )
         if self.search.done:
             return f"not reached up to max IPC {self.search.max_ipc} ({best_text})"
         if hi is not None:
@@ -443,6 +494,11 @@ class LosslessReport:
     table: Path
     launched: int  # trials actually run (not reused)
     budget_spent: bool
+
+    def networks(self) -> tuple[int, int]:
+        """(networks trained on the sets the search ran, networks fixed `max_eval_seeds` would have trained)."""
+        ran = [e for r in self.results.values() for e in r.evaluations if e.decision and not e.reused]
+        return sum(e.seeds for e in ran), self.config.max_eval_seeds * len(ran)
 
     def compression_ratio(self, ipc: int) -> float:
         return self.train_size / (ipc * self.num_classes)
@@ -494,10 +550,12 @@ def search_lossless(
     started = clock()
     config.validate()
     data = load_dataset(config.dataset, config.data_root)
+    data = data.with_validation() if config.selection == "val" else data
     if config.max_ipc > min(data.class_counts()):
         raise DDError(
             f"max IPC {config.max_ipc} is more than the smallest class of {config.dataset} holds "
-            f"({min(data.class_counts())} training images)"
+            f"({min(data.class_counts())} training images{', less the validation part' if config.selection == 'val' else ''}): "
+            f"pass --max-ipc {min(data.class_counts())} or less"
         )
     uri = resolve_tracking_uri(config.tracking_uri)
     check_reachable(uri)
@@ -537,7 +595,9 @@ def search_lossless(
     finally:
         watch.end()
     results = {
-        m: MethodResult(m, sorted((e for e in evaluations if e.method == m), key=lambda e: e.ipc), searches[m])
+        m: MethodResult(
+            m, sorted((e for e in evaluations if e.method == m), key=lambda e: e.ipc), searches[m], config.selection
+        )
         for m in config.methods
     }
     folder = Path(output_dir) / parent.run_id
@@ -627,9 +687,19 @@ def _evaluation(
 ) -> Evaluation:
     decision = None
     if outcome.status == "finished":
-        decision = decide(outcome.accuracy_mean, outcome.accuracy_std, config.eval_seeds, threshold, config.confidence)
+        seeds = outcome.seeds or config.eval_seeds
+        decision = decide(outcome.accuracy_mean, outcome.accuracy_std, seeds, threshold, config.confidence)
     return Evaluation(
-        request.method, request.ipc, outcome.status, outcome.accuracy_mean, decision, run_id, reused, outcome.note
+        request.method,
+        request.ipc,
+        outcome.status,
+        outcome.accuracy_mean,
+        decision,
+        run_id,
+        reused,
+        outcome.note,
+        test_accuracy=outcome.test_accuracy,
+        seeds=outcome.seeds,
     )
 
 
@@ -673,6 +743,10 @@ def _record_in_parent(report: LosslessReport, parent: Tracker) -> None:
     )
     parent.log_artifact(report.table)
     parent.log_artifact(report.plot)
+    trained, fixed = report.networks()
+    parent.log_metrics({"eval_networks": trained, "eval_networks_saved": fixed - trained})
+    if report.target.test_accuracy is not None:
+        parent.log_metrics({"target_test_accuracy": report.target.test_accuracy})
     for method, result in report.results.items():
         if result.smallest_lossless is not None:
             parent.log_metrics({f"smallest_lossless_ipc_{method}": result.smallest_lossless})
@@ -684,7 +758,10 @@ TABLE_COLUMNS = (
     "method",
     "ipc",
     "compression_ratio",
-    "accuracy_mean_pct",
+    "accuracy_mean_pct",  # the accuracy that decided: validation under `selection` val (`selected_by`)
+    "test_accuracy_pct",
+    "selected_by",
+    "eval_networks",
     "ci_low_pct",
     "ci_high_pct",
     "decision",
@@ -702,6 +779,9 @@ def _row(report: LosslessReport, evaluation: Evaluation) -> tuple:
         evaluation.ipc,
         report.compression_ratio(evaluation.ipc),
         None if evaluation.accuracy_mean is None else 100 * evaluation.accuracy_mean,
+        None if evaluation.test_accuracy is None else 100 * evaluation.test_accuracy,
+        report.config.selection,
+        evaluation.seeds or None,
         100 * d.low if d else None,
         100 * d.high if d else None,
         "lossless" if evaluation.lossless else "lossy",

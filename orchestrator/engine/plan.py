@@ -27,6 +27,7 @@ from orchestrator.engine.ipc_search import geometric_grid
 from orchestrator.engine.lossless import LosslessConfig, build_request
 from orchestrator.engine.resolve import check_data
 from orchestrator.engine.trial import TrialConfig
+from orchestrator.store.run_schema import SELECTED_ON
 
 DAY_SECONDS = 24 * 3600
 CALIBRATION_ITERATIONS = 2  # the first warms up (set-up); the interval to the second is timed
@@ -304,6 +305,12 @@ def lossless_plan(config: LosslessConfig, available: dict[str, float]) -> Lossle
         else f"the full-data baseline of {config.model} (cached, or trained first: not in the estimate)"
     )
     first = trials[0]
+    # The estimate counts `eval_seeds` networks; sequential seeds may add up to `max_eval_seeds`.
+    seeds = (
+        f"{config.eval_seeds} to {config.max_eval_seeds}"
+        if config.max_eval_seeds > config.eval_seeds
+        else config.eval_seeds
+    )
     lines = [
         f"Dry run of the lossless search on {config.dataset}: nothing is started and nothing is logged to MLflow.",
         f"data set: {config.dataset} ({len(data.train_labels)} training images, {data.num_classes} classes, "
@@ -314,7 +321,8 @@ def lossless_plan(config: LosslessConfig, available: dict[str, float]) -> Lossle
         f"then at most {bisection} bisection step(s)",
         f"per IPC: {first.method_config.iterations} iterations, "
         + ("a halfway check stops hopeless trials, " if quick_evaluations else "")
-        + f"{config.eval_seeds} evaluation seed(s), {first.protocol().name} protocol ({first.protocol().epochs} epochs)",
+        + f"{seeds} evaluation seed(s), {first.protocol().name} protocol ({first.protocol().epochs} epochs), "
+        f"decided on the {SELECTED_ON[config.selection]}",
         resources_line(config.cpus_per_trial, config.gpus_per_trial, slots, available),
         calibration_line(calibration),
         *(

@@ -69,6 +69,8 @@ def resolve_trial(
     data_root: str | None = None,
     image_size: int | None = None,
     force_bf16: bool = False,
+    selection: str = "test",
+    max_eval_seeds: int | None = None,
 ) -> TrialConfig:
     """The trial of `method` on `dataset`: its `preset` (None: the method's default) for `ipc` (None: the
     preset's), overridden by `layers` in `PRECEDENCE` order, evaluated as `eval` says (no models: the
@@ -93,6 +95,8 @@ def resolve_trial(
         data_root=data_root,
         image_size=image_size,
         force_bf16=force_bf16,
+        selection=selection,
+        max_eval_seeds=max_eval_seeds,
         sources={k: v for k, v in sources.items() if getattr(method_config, k) != getattr(requested, k)},
     )
     check_trial(trial)
@@ -111,10 +115,10 @@ def check_trial(trial: TrialConfig) -> None:
 
 
 def check_data(trials: list[TrialConfig]) -> RealDataset:
-    """The trials' data set (one data set, root and size for all), loaded as their trial will load it
-    (a missing data set is one line), with every trial's IPC checked against its class sizes."""
+    """The trials' data set (one data set, root, size and selection for all), loaded as their trial will
+    load it (a missing data set is one line), with every trial's IPC checked against its class sizes."""
     first = trials[0]
-    data = load_cached(first.dataset, first.data_root, first.image_size)
+    data = load_cached(first.dataset, first.data_root, first.image_size, first.selection)
     for trial in trials:
         trial.method_config.validate(data.class_counts())
     return data

@@ -1,7 +1,8 @@
 """Ray Tune sweeps: many trials of `run_trial`, early-stopped by ASHA, one MLflow parent run.
 
 Each trial is the same trial function as `ddorch run`, with an evaluation every `report_every`
-distillation iterations that it reports to Tune (metric `eval_accuracy`, time attribute
+distillation iterations that it reports to Tune (metric `val_eval_accuracy`, on the validation part
+held out of the training images, or `eval_accuracy` with `selection` test; time attribute
 `iteration`) together with a checkpoint of the synthetic set, so ASHA can stop weak trials and a
 restored trial continues where it stopped. Trials log to one child MLflow run each, nested under
 the sweep's parent run and tagged with the trial's id and a hash of its settings: a restored
@@ -25,12 +26,12 @@ from orchestrator.engine.cluster import check_resources
 from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
 from orchestrator.engine.resolve import Layers, check_data, resolve_trial
 from orchestrator.engine.trial import Resume, TrialConfig, check_precision, run_trial, trial_key
+from orchestrator.engine.trial_hooks import eval_metrics
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Status, Tag, tag_filter
 from orchestrator.store.shared_cache import sharing
 from orchestrator.store.tracking import Tracker, command_line
 
-METRIC = schema.EVAL_ACCURACY
 TIME_ATTR = "iteration"
 DISTILL_SETS_PER_TRIAL = 1  # a trial distils one set: its accuracy (and the best trial's) rests on one set
 
@@ -71,6 +72,7 @@ def preset_trial(
         data_root=data_root,
         cross_arch_models=preset.cross_arch_models,
         force_bf16=force_bf16,
+        selection=preset.selection,
     )
 
 
@@ -135,7 +137,7 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
                 json.dumps({"iteration": iteration, "child_run_id": tracker.run_id})
             )
             tune.report(
-                {METRIC: accuracy, TIME_ATTR: iteration, "child_run_id": tracker.run_id},
+                {metric(preset): accuracy, TIME_ATTR: iteration, "child_run_id": tracker.run_id},
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
 
@@ -151,7 +153,7 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
     first = result.evaluations[trial.eval.models[0]]
     tune.report(
         {
-            METRIC: first.accuracy_mean,
+            **eval_metrics(first),
             TIME_ATTR: trial.method_config.iterations,
             "child_run_id": tracker.run_id,
             "final_accuracy_std": first.accuracy_std,
@@ -164,14 +166,21 @@ def _trial(sampled: dict[str, Any], preset: ExperimentPreset, context: SweepCont
 def _report_finished(run, trial: TrialConfig) -> None:
     from ray import tune
 
+    model, metrics = trial.eval.models[0], run.data.metrics
+    finished = {schema.EVAL_ACCURACY: schema.acc_mean, schema.VAL_EVAL_ACCURACY: schema.val_acc_mean}
     tune.report(
         {
-            METRIC: run.data.metrics[schema.acc_mean(trial.eval.models[0])],
+            **{name: metrics[per_model(model)] for name, per_model in finished.items() if per_model(model) in metrics},
             TIME_ATTR: trial.method_config.iterations,
             "child_run_id": run.info.run_id,
             "node_id": run.data.tags.get(Tag.NODE_ID, ""),
         }
     )
+
+
+def metric(preset: ExperimentPreset) -> str:
+    """What ASHA reads and the sweep ranks by: the validation part's accuracy, or the test set's."""
+    return schema.eval_metric(preset.selection)
 
 
 def _child_tracker(
@@ -301,7 +310,7 @@ def run_sweep(
             fn,
             param_space=space.to_tune(),
             tune_config=tune.TuneConfig(
-                metric=METRIC,
+                metric=metric(preset),
                 mode="max",
                 num_samples=settings.num_samples,
                 reuse_actors=True,  # no new process (torch import, data load) per trial
@@ -370,16 +379,23 @@ class TrialRow:
 
     trial_id: str
     params: dict[str, Any]
-    accuracy: float | None
+    accuracy: float | None  # test; None for a trial stopped early under `selection` val (never tested)
     iteration: int
     status: str  # finished | stopped early | failed
     child_run_id: str | None
     error: str | None = None
     distill_sets: int = DISTILL_SETS_PER_TRIAL  # what `accuracy` rests on (results.csv says it)
+    val_accuracy: float | None = None  # on the validation part (`selection` val)
+    selected_by: str = "test"  # which of the two ranked the trials and chose the best (schema.SELECTIONS)
+
+    @property
+    def chosen(self) -> float | None:
+        return self.val_accuracy if self.selected_by == "val" else self.accuracy
 
 
-def summarize(results, iterations: int) -> list[TrialRow]:
-    """Rows of Ray's ResultGrid, best first; `stopped early` = ASHA ended it before the last iteration."""
+def summarize(results, iterations: int, selection: str) -> list[TrialRow]:
+    """Rows of Ray's ResultGrid, best first by `selection`'s accuracy; `stopped early` = ASHA ended it
+    before the last iteration."""
     rows = []
     for result in results:
         metrics = result.metrics or {}
@@ -392,14 +408,16 @@ def summarize(results, iterations: int) -> list[TrialRow]:
             TrialRow(
                 trial_id=metrics.get("trial_id", result.path.rsplit("/", 1)[-1] if result.path else "?"),
                 params=dict(result.config or {}),
-                accuracy=metrics.get(METRIC),
+                accuracy=metrics.get(schema.EVAL_ACCURACY),
                 iteration=reached,
                 status=status,
                 child_run_id=metrics.get("child_run_id"),
                 error=str(result.error).splitlines()[0] if result.error else None,
+                val_accuracy=metrics.get(schema.VAL_EVAL_ACCURACY),
+                selected_by=selection,
             )
         )
-    return sorted(rows, key=lambda r: (r.accuracy is None, -(r.accuracy or 0.0)))
+    return sorted(rows, key=lambda r: (r.chosen is None, -(r.chosen or 0.0)))
 
 
 def record_in_parent(parent: Tracker, rows: list[TrialRow], space: SearchSpace, output_dir: Path) -> Path:
@@ -416,24 +434,39 @@ def record_in_parent(parent: Tracker, rows: list[TrialRow], space: SearchSpace, 
     csv = folder / "results.csv"
     table.to_csv(csv, index=False)
     parent.log_artifact(csv)
-    scored = [r for r in rows if r.accuracy is not None]
+    scored = [r for r in rows if r.chosen is not None]
+    chosen_by = schema.eval_metric(rows[0].selected_by) if rows else schema.EVAL_ACCURACY
     for name in space.names():
         points = [
-            (r.params.get(name), r.accuracy, r.status) for r in scored if isinstance(r.params.get(name), (int, float))
+            (r.params.get(name), r.chosen, r.status) for r in scored if isinstance(r.params.get(name), (int, float))
         ]
         if points:
-            parent.log_artifact(save_scatter(points, folder / f"accuracy_vs_{name}.png", name, METRIC), "plots")
+            parent.log_artifact(save_scatter(points, folder / f"accuracy_vs_{name}.png", name, chosen_by), "plots")
     finished = [r for r in scored if r.status == "finished"]
     if finished:
         best = finished[0]
         parent.log_params({f"best.{k}": v for k, v in best.params.items()})
-        parent.log_metrics({f"best_{METRIC}": best.accuracy})
+        parent.log_metrics({f"best_{chosen_by}": best.chosen, **winners_curse(finished)})
         if best.child_run_id:
             grid = parent.client.download_artifacts(best.child_run_id, "grids/grid_all_classes.png", str(folder))
             parent.log_artifact(grid, "best_trial")
     close_children(parent, rows)
     parent.finish(failure=None if finished else failures(rows))
     return folder
+
+
+def winners_curse(finished: list[TrialRow]) -> dict[str, float]:
+    """The chosen trial's test accuracy, the best test accuracy of all finished trials and how far the
+    first is below the second: choosing on the test set would have reported the second, an upward-biased
+    estimate (the winner's curse). `finished` best first; nothing when the test set chose (no difference)."""
+    tested = [r.accuracy for r in finished if r.accuracy is not None]
+    if finished[0].selected_by != "val" or finished[0].accuracy is None:
+        return {}
+    return {
+        schema.SWEEP_CHOSEN_TEST: finished[0].accuracy,
+        schema.SWEEP_MAX_TEST: max(tested),
+        schema.SWEEP_CURSE: max(tested) - finished[0].accuracy,
+    }
 
 
 def failures(rows: list[TrialRow]) -> str | None:

@@ -20,6 +20,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -51,6 +52,8 @@ from orchestrator.engine.trial_hooks import (
     QuickEvaluation,
     Step,
     TrialHook,
+    eval_metrics,
+    val_metrics,
 )
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Tag
@@ -79,6 +82,12 @@ class TrialConfig:
     # Which settings layer set each method setting that differs from the preset's (resolve_trial);
     # recorded as a tag, not part of the trial's identity or params.
     sources: dict[str, str] = field(default_factory=dict)
+    # What chooses (schema.SELECTIONS): "val" holds the data set's validation part out of everything that
+    # learns and reads it for the quick evaluations and the best checkpoint; "test": the papers' protocol.
+    selection: str = "test"
+    # Sequential seeds: evaluate the first eval model with `eval_seeds` networks, then add one at a time up
+    # to this many while `run_trial`'s `more_seeds` asks for it (None: exactly `eval_seeds`).
+    max_eval_seeds: int | None = None
 
     def protocol(self) -> EvalProtocol:
         """The resolved evaluation protocol (a one-line error for unknown names)."""
@@ -98,12 +107,18 @@ class TrialConfig:
 
 def trial_key(trial: TrialConfig) -> str:
     """A hash of everything in the trial that changes its result (not the device, paths, log cadence)."""
-    values = trial.to_dict()
+    values = without_new_defaults(trial.to_dict())
     for name in ("data_root", "baseline", "force_bf16"):
         values.pop(name)
     for name in ("device", "log_every"):
         values["method_config"].pop(name)
     return settings_key(without_later_defaults(values))
+
+
+def without_new_defaults(values: dict) -> dict:
+    """`values` less `selection` "test" and `max_eval_seeds` None: keys of trials recorded before they existed."""
+    new = {"selection": "test", "max_eval_seeds": None}
+    return {k: v for k, v in values.items() if k not in new or v != new[k]}
 
 
 def distillation_key(config: TrialConfig) -> str:
@@ -114,6 +129,8 @@ def distillation_key(config: TrialConfig) -> str:
         method.pop(name)
     size = config.image_size or get_spec(config.dataset).image_size
     values = {"dataset": config.dataset, "image_size": size, "method": config.method, "method_config": method}
+    if config.selection == "val":  # distilled from the training images less the validation part
+        values["selection"] = config.selection
     return settings_key({**values, "network": network_fingerprint(config, method["model"])})
 
 
@@ -185,6 +202,10 @@ class Resume:
     iteration: int
 
 
+# Sequential seeds: given the first eval model's result so far, whether another network is needed.
+SeedRule = Callable[[EvalResult], bool]
+
+
 class TrialStopped(Exception):
     """Raised by a `CheckpointHook` to end its trial on purpose (e.g. it cannot reach a target).
 
@@ -203,18 +224,20 @@ class TrialResult:
     artefact_dir: Path
     prepare_seconds: float = 0.0  # the method's work before distilling (PAD: experts)
     peak_memory_mib: float = 0.0  # GPU: peak allocated during distillation; CPU: process peak RSS
-    best_checkpoint: tuple[int, float] | None = None  # (iteration, mean) with `checkpoint_eval_every`
+    # (iteration, mean test accuracy) of the checkpoint the selection chose, with `checkpoint_eval_every`
+    best_checkpoint: tuple[int, float] | None = None
     from_cache: bool = False  # the set or some evaluation seeds were read from a `TrialCache`
 
 
 @functools.lru_cache(maxsize=2)
-def load_cached(dataset: str, data_root: str | None, image_size: int | None):
-    """Trials that share a process (Ray Tune reuses actors) load the data set once; on a cluster, a data
-    set missing on a node says which node."""
+def load_cached(dataset: str, data_root: str | None, image_size: int | None, selection: str = "test"):
+    """Trials that share a process (Ray Tune reuses actors) load the data set once; with selection "val",
+    less its validation part; on a cluster, a data set missing on a node says which node."""
     try:
-        return load_dataset(dataset, data_root, image_size)
+        data = load_dataset(dataset, data_root, image_size)
     except DDError as error:
         raise DDError(f"{on_node()}{error}") from None
+    return data.with_validation() if selection == "val" else data
 
 
 def check_models(names: list[str], channels: int, classes: int, size: int) -> None:
@@ -231,6 +254,7 @@ def run_trial(
     on_checkpoint: CheckpointHook | None = None,
     resume: Resume | None = None,
     cache: TrialCache | None = None,
+    more_seeds: SeedRule | None = None,
 ) -> TrialResult:
     """Distil, save and log artefacts, evaluate on each architecture, compare with baselines.
 
@@ -238,10 +262,12 @@ def run_trial(
     seed) and logged as `eval_accuracy`; `on_checkpoint` then receives it (Ray Tune reports and
     checkpoints there). `resume` continues a checkpointed distillation. `cache` keeps the finished
     set and final evaluation seeds on disk, and reads what an earlier run of the trial left there.
+    `more_seeds` (with `config.max_eval_seeds`) adds networks on the first eval model while it says so.
     """
     trial = None
     try:
         trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume, cache)
+        trial.more_seeds = more_seeds
         return _run(trial, output_dir)
     except DDError as error:
         tracker.finish(failure=str(error))
@@ -305,11 +331,13 @@ class _Trial:
     ) -> None:
         if config.checkpoint_eval_every is not None and config.checkpoint_eval_every < 1:
             raise DDError(f"checkpoint_eval_every must be positive, got {config.checkpoint_eval_every}")
+        if config.selection not in schema.SELECTIONS:
+            raise DDError(f"unknown selection '{config.selection}'; use one of {', '.join(schema.SELECTIONS)}")
         self.config, self.tracker, self.progress = config, tracker, progress
         self.resume = resume
         self.cache, self.from_cache = cache, False
         self.method = get_method(config.method)
-        self.data = load_cached(config.dataset, config.data_root, config.image_size)
+        self.data = load_cached(config.dataset, config.data_root, config.image_size, config.selection)
         self.method_config = reporting_every(config.method_config, config.checkpoint_eval_every)
         self.method_config.validate(self.data.class_counts())
         models = [self.method_config.model, *config.eval.models, *config.cross_arch_models]
@@ -320,6 +348,10 @@ class _Trial:
         if resume is None:
             tracker.log_params(config.to_dict())
             tracker.set_tags({Tag.NOTE: describe(config)})
+            if self.data.val_labels is not None:
+                tracker.log_params(
+                    {schema.VAL_SIZE: len(self.data.val_labels), schema.VAL_DIGEST: self.data.val_digest}
+                )
         tracker.set_tags({Tag.DATASET: config.dataset, Tag.METHOD: config.method, Tag.PRESET: config.preset})
         if config.sources:
             tracker.set_tags({Tag.SETTINGS_FROM: ", ".join(f"{k}: {v}" for k, v in sorted(config.sources.items()))})
@@ -329,6 +361,7 @@ class _Trial:
         self.reached = 0  # the last iteration evaluated on the way (where a trial stopped early stopped)
         self.seeds = tuple(range(config.eval.seeds))
         self.first_model = config.eval.models[0]
+        self.more_seeds: SeedRule | None = None
         self.hooks = self.build_hooks(report_every, on_checkpoint)
 
     def build_hooks(self, report_every: int | None, on_checkpoint: CheckpointHook | None) -> list[TrialHook]:
@@ -337,8 +370,10 @@ class _Trial:
         start_iteration = self.resume.iteration if self.resume else 0
         self.metrics = MetricsLogger(tracker, self.method_config.device, iterations, start_iteration)
         every = self.config.checkpoint_eval_every
-        self.checkpoint_eval = CheckpointEvaluation(tracker, every, self.first_model, self.seeds, iterations)
-        quick = QuickEvaluation(tracker, report_every, on_checkpoint, iterations)
+        self.checkpoint_eval = CheckpointEvaluation(
+            tracker, every, self.first_model, self.seeds, iterations, self.config.selection
+        )
+        quick = QuickEvaluation(tracker, report_every, on_checkpoint, iterations, self.config.selection)
         return [self.metrics, GridLogger(tracker), self.checkpoint_eval, quick]
 
     def evaluate_set(self, model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False):
@@ -444,6 +479,8 @@ class _Trial:
         self.tracker.log_metrics({"eval_lr": self.protocol.training_lr(synthetic.learned_lr)})
         for name in self.config.eval.models:
             result = evaluations[name] = self.evaluate_final(name, synthetic)
+            if name == self.first_model:
+                result = evaluations[name] = self.add_seeds(name, synthetic, result)
             self.tracker.log_metrics(
                 {
                     schema.acc_mean(name): result.accuracy_mean,
@@ -451,11 +488,13 @@ class _Trial:
                     schema.balanced_acc_mean(name): result.balanced_accuracy_mean,
                     schema.train_seconds(name): result.train_seconds_mean,
                     schema.flops(name): result.flops_per_image,
+                    **val_metrics(result, schema.val_acc_mean(name), schema.val_acc_std(name)),
                 }
             )
             if name == self.first_model:  # the eval-accuracy curve's last point: the final set
                 steps = self.method_config.iterations
-                self.tracker.log_metrics({schema.EVAL_ACCURACY: result.accuracy_mean}, step=steps)
+                self.tracker.log_metrics(eval_metrics(result), step=steps)
+                self.tracker.log_metrics({schema.EVAL_NETWORKS: len(result.runs)})
             if self.config.baseline:
                 device = self.method_config.device
                 baseline = baselines[name] = full_data_baseline(self.data, name, device=device, progress=self.progress)[
@@ -465,6 +504,7 @@ class _Trial:
                     {
                         schema.baseline_acc(name): baseline.accuracy_mean,
                         schema.baseline_train_seconds(name): baseline.train_seconds_mean,
+                        **val_metrics(baseline, schema.baseline_val_acc(name)),
                     }
                 )
         return evaluations, baselines
@@ -484,8 +524,15 @@ class _Trial:
         flops = architecture_flops(name, data.channels, data.num_classes, data.image_size)
         return EvalResult(name, self.protocol.name, flops, [cached[seed] for seed in self.seeds])
 
+    def add_seeds(self, name: str, synthetic: SyntheticSet, result: EvalResult) -> EvalResult:
+        """Sequential seeds: one more network at a time, up to `max_eval_seeds`, while `more_seeds` asks."""
+        while self.more_seeds and len(result.runs) < (self.config.max_eval_seeds or 0) and self.more_seeds(result):
+            result.runs += self.evaluate_set(name, synthetic, (len(result.runs),), self.progress).runs
+        return result
+
     def best_checkpoint(self, evaluations: dict[str, EvalResult]) -> tuple[int, float] | None:
-        """With `checkpoint_eval_every`: the best of the checkpoints, the final set being the last one."""
+        """With `checkpoint_eval_every`: the best of the checkpoints by the selection's accuracy, the final
+        set being the last one; (its iteration, its test accuracy)."""
         if not (self.config.checkpoint_eval_every and evaluations):
             return None
         return self.checkpoint_eval.best(evaluations[self.first_model])
@@ -517,7 +564,11 @@ class _Trial:
         checkpoints = None
         if best:
             checkpoints = {
-                "note": "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean",
+                "note": (
+                    "best of the checkpoints by validation accuracy; its test accuracy"
+                    if self.config.selection == "val"
+                    else "best of the checkpoints by test accuracy: optimistic, not comparable with the final mean"
+                ),
                 "model": self.first_model,
                 "every": self.config.checkpoint_eval_every,
                 "mean_by_iteration": self.checkpoint_eval.checkpoints,

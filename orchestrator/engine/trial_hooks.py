@@ -33,7 +33,7 @@ from ddcore.visualize import save_grids
 from orchestrator.store import run_schema as schema
 from orchestrator.store.tracking import Tracker
 
-# Called at every quick evaluation: (iterations done, current set, eval accuracy). Ray Tune reports
+# Called at every quick evaluation: (iterations done, current set, eval accuracy: the selection's). Ray Tune reports
 # and checkpoints there (orchestrator.engine.sweep); a lossless search stops hopeless trials there.
 CheckpointHook = Callable[[int, SyntheticSet, float], None]
 
@@ -139,13 +139,15 @@ def log_grid(tracker: Tracker, synthetic: SyntheticSet, iteration: int) -> None:
 
 class CheckpointEvaluation(TrialHook):
     """Best-of-checkpoints: the first eval model, all seeds, every `every` iterations (None: never);
-    the trial adds the final set with `best` (a resumed trial knows the checkpoints since it resumed)."""
+    the trial adds the final set with `best` (a resumed trial knows the checkpoints since it resumed).
+    The accuracy `selection` names chooses the checkpoint; its test accuracy is the result."""
 
     def __init__(
-        self, tracker: Tracker, every: int | None, model: str, seeds: tuple[int, ...], iterations: int
+        self, tracker: Tracker, every: int | None, model: str, seeds: tuple[int, ...], iterations: int, selection: str
     ) -> None:
         self.tracker, self.every, self.model, self.seeds, self.iterations = tracker, every, model, seeds, iterations
-        self.checkpoints: list[tuple[int, float]] = []  # (iteration, mean over all seeds)
+        self.selection = selection
+        self.checkpoints: list[tuple[int, float, float]] = []  # (iteration, chosen mean, test mean) over all seeds
 
     def seeds_at(self, iteration: int) -> tuple[int, ...]:
         return self.seeds if due(self.every, iteration, self.iterations) else ()
@@ -155,32 +157,60 @@ class CheckpointEvaluation(TrialHook):
             self.record(step.iteration, step.evaluation)
 
     def record(self, iteration: int, result: EvalResult) -> None:
-        self.checkpoints.append((iteration, result.accuracy_mean))
-        self.tracker.log_metrics({schema.checkpoint_acc_mean(self.model): result.accuracy_mean}, step=iteration)
+        self.checkpoints.append((iteration, selected(result, self.selection)[0], result.accuracy_mean))
+        metrics = {schema.checkpoint_acc_mean(self.model): result.accuracy_mean}
+        self.tracker.log_metrics(
+            {**metrics, **val_metrics(result, schema.checkpoint_val_acc_mean(self.model))}, iteration
+        )
 
     def best(self, final: EvalResult) -> tuple[int, float]:
-        """The final set as the last checkpoint, then (iteration, mean) of the best, logged."""
+        """The final set as the last checkpoint, then (iteration, test mean) of the best, logged."""
         self.record(self.iterations, final)
-        best = best_checkpoint(self.checkpoints)
-        self.tracker.log_metrics(
-            {schema.best_checkpoint_acc(self.model): best[1], schema.best_checkpoint_iteration(self.model): best[0]}
-        )
-        return best
+        iteration, _, test = best_checkpoint(self.checkpoints)
+        chosen = schema.best_checkpoint_val_selected if self.selection == "val" else schema.best_checkpoint_acc
+        self.tracker.log_metrics({chosen(self.model): test, schema.best_checkpoint_iteration(self.model): iteration})
+        return iteration, test
 
 
-def best_checkpoint(checkpoints: list[tuple[int, float]]) -> tuple[int, float]:
-    """(iteration, mean accuracy) of the best checkpoint; the earliest of ties."""
+def best_checkpoint(checkpoints: list[tuple[int, float, float]]) -> tuple[int, float, float]:
+    """(iteration, chosen mean, test mean) of the best checkpoint by the chosen mean; the earliest of ties."""
     return max(checkpoints, key=lambda point: (point[1], -point[0]))
+
+
+def selected(result: EvalResult, selection: str) -> tuple[float, float]:
+    """(mean, population std) over seeds of the accuracy that chooses under `selection`."""
+    if selection == "val":
+        return result.val_accuracy_mean, result.val_accuracy_std
+    return result.accuracy_mean, result.accuracy_std
+
+
+def val_metrics(result: EvalResult, mean_name: str, std_name: str | None = None) -> dict[str, float]:
+    """The validation mean (and std) under these names; nothing when the data set held no part out."""
+    if result.val_accuracy_mean is None:
+        return {}
+    return {mean_name: result.val_accuracy_mean, **({std_name: result.val_accuracy_std} if std_name else {})}
+
+
+def eval_metrics(result: EvalResult) -> dict[str, float]:
+    """The stepped eval-accuracy points of `result` (test, and validation where held out)."""
+    return {schema.EVAL_ACCURACY: result.accuracy_mean, **val_metrics(result, schema.VAL_EVAL_ACCURACY)}
 
 
 class QuickEvaluation(TrialHook):
     """Every `every` iterations (None: never) the first eval model with seed 0, logged as
-    `eval_accuracy` and handed to `on_checkpoint` (where Ray Tune reports)."""
+    `eval_accuracy` (and `val_eval_accuracy`), and the accuracy `selection` names handed to
+    `on_checkpoint` (where Ray Tune reports)."""
 
     def __init__(
-        self, tracker: Tracker, every: int | None, on_checkpoint: CheckpointHook | None, iterations: int
+        self,
+        tracker: Tracker,
+        every: int | None,
+        on_checkpoint: CheckpointHook | None,
+        iterations: int,
+        selection: str,
     ) -> None:
         self.tracker, self.every, self.on_checkpoint, self.iterations = tracker, every, on_checkpoint, iterations
+        self.selection = selection
 
     def seeds_at(self, iteration: int) -> tuple[int, ...]:
         return (0,) if due(self.every, iteration, self.iterations) else ()
@@ -188,7 +218,8 @@ class QuickEvaluation(TrialHook):
     def after_step(self, step: Step) -> None:
         if not due(self.every, step.iteration, self.iterations):
             return
-        accuracy = step.evaluation.runs[0].accuracy  # seed 0: the first of the seeds asked for
-        self.tracker.log_metrics({schema.EVAL_ACCURACY: accuracy}, step=step.iteration)
+        result = step.evaluation  # seed 0: the first of the seeds asked for
+        quick = EvalResult(result.model, result.protocol, result.flops_per_image, result.runs[:1])
+        self.tracker.log_metrics(eval_metrics(quick), step=step.iteration)
         if self.on_checkpoint is not None:
-            self.on_checkpoint(step.iteration, step.snapshot, accuracy)
+            self.on_checkpoint(step.iteration, step.snapshot, selected(quick, self.selection)[0])

@@ -65,6 +65,26 @@ class Tag:
 
 EVAL_ACCURACY = "eval_accuracy"  # stepped: the quick evaluations (one seed) ASHA and the lossless search
 # read, and at the last iteration the final set's mean over the eval seeds (what Tune's last report holds)
+VAL_EVAL_ACCURACY = "val_eval_accuracy"  # the same on the validation part (`--selection val`)
+# What chooses trials, IPCs and checkpoints: the test set (the papers' protocol) or a validation part held
+# out of the training images (ddcore `RealDataset.with_validation`).
+SELECTIONS = ("test", "val")
+SELECTED_ON = {"test": "test set", "val": "validation part"}  # how readers say which one chose
+VAL_SIZE = "val_size"  # a run that holds a validation part out: its size and the digest of its indices (params)
+VAL_DIGEST = "val_digest"
+# A sweep's parent run: the chosen (best) trial's test accuracy, the best test accuracy of all its
+# finished trials, and the difference (fractions; the winner's curse when the test set had chosen).
+SWEEP_CHOSEN_TEST = "chosen_trial_test_accuracy"
+SWEEP_MAX_TEST = "max_test_accuracy_of_trials"
+SWEEP_CURSE = "winners_curse"
+EVAL_NETWORKS = "eval_networks"  # networks trained on the final set of the first eval model (sequential seeds)
+
+
+def eval_metric(selection: str) -> str:
+    """The stepped metric that chooses under `selection` (ASHA's, the lossless early stop's)."""
+    return VAL_EVAL_ACCURACY if selection == "val" else EVAL_ACCURACY
+
+
 GRID_IMAGE = "synthetic_set"  # stepped image: the all-classes grid at each evaluation and at the end
 PREPARE_SECONDS = "prepare_seconds"  # a method's work before distilling (PAD's expert trajectories)
 DISTILL_SECONDS = "distill_seconds"
@@ -102,6 +122,16 @@ class PerModel:
 # The headline: the final set's test accuracy on `model`, mean over the evaluation seeds.
 acc_mean = PerModel("acc_{model}_mean")
 acc_std = PerModel("acc_{model}_std")
+# The same on the validation part, in runs that hold one out (`--selection val`): what chooses there.
+val_acc_mean = PerModel("val_acc_{model}_mean")
+val_acc_std = PerModel("val_acc_{model}_std")
+
+
+def selected_acc(selection: str) -> tuple[PerModel, PerModel]:
+    """(mean, std) names of the accuracy that chooses under `selection`."""
+    return (val_acc_mean, val_acc_std) if selection == "val" else (acc_mean, acc_std)
+
+
 # Several distilled sets (`ddorch run --distill-seeds N`, its parent run; ddcore.spread): "over sets" is
 # over the N sets' means (the headline), "over networks" over all N x eval-seeds networks pooled. A
 # single-set run has none of them: its `acc_{model}_mean` / `_std` are over its networks (one set).
@@ -160,11 +190,15 @@ balanced_acc_mean = PerModel("balanced_acc_{model}_mean")
 train_seconds = PerModel("train_seconds_{model}")
 flops = PerModel("flops_{model}")
 baseline_acc = PerModel("baseline_acc_{model}")
+baseline_val_acc = PerModel("baseline_val_acc_{model}")
 baseline_train_seconds = PerModel("baseline_train_seconds_{model}")
 # Stepped: the mean over seeds at each evaluation checkpoint during distillation.
 checkpoint_acc_mean = PerModel("checkpoint_acc_{model}_mean")
+checkpoint_val_acc_mean = PerModel("checkpoint_val_acc_{model}_mean")  # the same on the validation part
 # The best checkpoint, chosen on the test set (the DataDAM / PAD papers' number): optimistic.
 best_checkpoint_acc = PerModel("acc_{model}_best_checkpoint_test_selected")
+# With `--selection val`: the test accuracy of the checkpoint the validation part chose (honest).
+best_checkpoint_val_selected = PerModel("acc_{model}_best_checkpoint_val_selected")
 best_checkpoint_iteration = PerModel("acc_{model}_best_checkpoint_iteration")
 
 

@@ -22,7 +22,8 @@ from rich.text import Text
 
 from ddcore.tables import plural
 from orchestrator.engine.ipc_search import IPCSearch
-from orchestrator.engine.sweep import DISTILL_SETS_PER_TRIAL, METRIC, TIME_ATTR
+from orchestrator.engine.sweep import DISTILL_SETS_PER_TRIAL, TIME_ATTR
+from orchestrator.store import run_schema as schema
 
 if TYPE_CHECKING:
     from orchestrator.engine.lossless import Evaluation
@@ -34,6 +35,10 @@ Clock = Callable[[], float]
 
 def _value(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.2f}"
 
 
 def _duration(seconds: float) -> str:
@@ -128,7 +133,11 @@ class TrialProgress:
     config: dict[str, Any]
     state: TrialState = TrialState.RUNNING
     iteration: int = 0
-    accuracy: float | None = None
+    accuracy: float | None = None  # test
+    val_accuracy: float | None = None
+
+    def chosen(self, selection: str) -> float | None:
+        return self.val_accuracy if selection == "val" else self.accuracy
 
 
 @dataclass
@@ -140,6 +149,7 @@ class SweepProgress:
     iterations: int
     clock: Clock = time.monotonic
     trials: dict[str, TrialProgress] = field(default_factory=dict)
+    selection: str = "test"  # which accuracy ranks the trials (schema.SELECTIONS)
 
     def __post_init__(self) -> None:
         self.stopwatch = Stopwatch(self.clock)
@@ -150,7 +160,8 @@ class SweepProgress:
     def result(self, trial_id: str, config: dict[str, Any], metrics: dict[str, Any]) -> None:
         trial = self.trials.setdefault(trial_id, TrialProgress(dict(config)))
         trial.iteration = int(metrics.get(TIME_ATTR, trial.iteration))
-        trial.accuracy = metrics.get(METRIC, trial.accuracy)
+        trial.accuracy = metrics.get(schema.EVAL_ACCURACY, trial.accuracy)
+        trial.val_accuracy = metrics.get(schema.VAL_EVAL_ACCURACY, getattr(trial, "val_accuracy", None))
 
     def complete(self, trial_id: str) -> None:
         trial = self.trials[trial_id]
@@ -163,8 +174,12 @@ class SweepProgress:
         return sum(trial.state == state for trial in list(self.trials.values()))
 
     def best(self) -> TrialProgress | None:
-        scored = [t for t in list(self.trials.values()) if t.accuracy is not None and t.state != TrialState.FAILED]
-        return max(scored, key=lambda t: t.accuracy, default=None)
+        scored = [
+            t
+            for t in list(self.trials.values())
+            if t.chosen(self.selection) is not None and t.state != TrialState.FAILED
+        ]
+        return max(scored, key=lambda t: t.chosen(self.selection), default=None)
 
     def seconds_left(self) -> float | None:
         """Ended trials count whole, running ones by their iteration."""
@@ -188,16 +203,21 @@ class SweepProgress:
             return "best so far: none reported yet"
         settings = ", ".join(f"{k}={_value(v)}" for k, v in best.config.items())
         sets = plural(DISTILL_SETS_PER_TRIAL, "distilled set")
-        return f"best so far: {100 * best.accuracy:.2f} % at iteration {best.iteration} on {sets} ({settings})"
+        on = schema.SELECTED_ON[self.selection]
+        return (
+            f"best so far: {100 * best.chosen(self.selection):.2f} % at iteration {best.iteration} "
+            f"on {sets} ({settings}), ranked on the {on}"
+        )
 
     def render(self) -> Group:
         trials = list(self.trials.items())  # a snapshot: the display's thread draws while Tune reports
         names = sorted({k for _, t in trials for k in t.config})
-        table = _table(("trial", "state", "iteration", "accuracy %", *names), left=("trial", "state"))
+        columns = [f"{name} %" + (" (chose)" if name == self.selection else "") for name in schema.SELECTIONS[::-1]]
+        table = _table(("trial", "state", "iteration", *columns, *names), left=("trial", "state"))
         for trial_id, t in trials:
-            accuracy = "-" if t.accuracy is None else f"{100 * t.accuracy:.2f}"
+            scores = [_percent(getattr(t, "val_accuracy", None)), _percent(t.accuracy)]
             iteration = f"{t.iteration}/{self.iterations}"
-            table.add_row(trial_id, t.state.value, iteration, accuracy, *(_value(t.config.get(n, "-")) for n in names))
+            table.add_row(trial_id, t.state.value, iteration, *scores, *(_value(t.config.get(n, "-")) for n in names))
         return Group(Text(self.headline()), Text(self.best_line()), table)
 
 

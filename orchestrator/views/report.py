@@ -200,6 +200,17 @@ def _accuracy(trial: Trial, model: str) -> str:
     return "-" if found is None else percent(found.mean, found.std)
 
 
+def _val_accuracy(trial: Trial, model: str) -> str:
+    """The validation mean of a run that held a validation part out (`--selection val`); "-" otherwise."""
+    found = trial.run.data.metrics.get(schema.val_acc_mean(model))
+    return "-" if found is None else f"{100 * found:.2f}"
+
+
+def _chose(trial: Trial) -> str:
+    """What chose among a run's checkpoints (and its sweep among trials); runs before the setting: test."""
+    return trial.param("selection", "test")
+
+
 def _sets(trial: Trial) -> str:
     """How many distilled sets a run's accuracy rests on (1 for runs recorded before several existed)."""
     return str(int(trial.run.data.metrics.get(schema.DISTILL_SETS, 1)))
@@ -226,7 +237,9 @@ def setup_section(collector: Collector, trials: list[Trial]) -> Section:
     text = [
         f"MLflow store: `{collector.uri}`; generated {time.strftime('%Y-%m-%d %H:%M:%S')} with {now}; {recorded}.",
         "Accuracies are test accuracy in %: mean ± std over the evaluation networks of one distilled set, or, "
-        "where a run has several sets (the `sets` column), mean ± std over the sets' means. FLOPs: fvcore's convention, "
+        "where a run has several sets (the `sets` column), mean ± std over the sets' means. `val %`: the mean on "
+        "the validation part held out of the training images, in runs with `--selection val` (`chose`: which of "
+        "the two chose the run's checkpoint and its sweep's ranking). FLOPs: fvcore's convention, "
         "one multiply-add = one FLOP, per image, forward pass.",
     ]
     return Section("Setup", text=text, tables=[ResultTable("Runs in this report", columns, rows)])
@@ -262,10 +275,14 @@ def summary_section(trials: list[Trial]) -> Section | None:
     scored = [(trial, *headline) for trial in trials if (headline := _headline(trial))]
     if not scored:
         return None
-    trial, model, accuracy = max(scored, key=lambda s: s[2])
+    # Chosen on validation where every run has it: the best by test would be the winner's curse.
+    validated = all(schema.val_acc_mean(model) in trial.run.data.metrics for trial, model, _ in scored)
+    key = (lambda s: s[0].run.data.metrics[schema.val_acc_mean(s[1])]) if validated else (lambda s: s[2])
+    trial, model, accuracy = max(scored, key=key)
     dataset, ipc = trial.param("dataset"), int(trial.param("method_config.ipc", "0"))
     parts = [
-        f"Best: {100 * accuracy:.2f} % test accuracy on {model}, run {trial.run_id[:8]} "
+        f"Best{' by validation' if validated else ''}: {100 * accuracy:.2f} % test accuracy on {model}, "
+        f"run {trial.run_id[:8]} "
         f"({trial.param('method')} on {dataset}, IPC {ipc}, {trial.param('method_config.init')} init)"
     ]
     full = _full_data(trials, dataset, model)
@@ -347,6 +364,8 @@ def method_sections(trials: list[Trial], searched: list[str]) -> list[Section]:
                 *[_short(t.param(f"method_config.{name}")) for name in settings],
                 _sets(t),
                 *[_accuracy(t, m) for m in models],
+                *[_val_accuracy(t, m) for m in models],
+                _chose(t),
                 _seconds(t.run.data.metrics.get(schema.DISTILL_SECONDS)),
                 _status(t),
             ]
@@ -363,6 +382,8 @@ def method_sections(trials: list[Trial], searched: list[str]) -> list[Section]:
             *settings,
             "sets",
             *[f"{m} acc. %" for m in models],
+            *[f"{m} val %" for m in models],
+            "chose",
             "distill s",
             "status",
         ]
@@ -517,7 +538,7 @@ def sweep_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
         for trial in members:
             counts["stopped early" if trial.stopped_at else trial.run.info.status.lower()] += 1
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-        section = Section(f"Sweep {name}", text=[f"{len(members)} trials: {summary}."])
+        section = Section(f"Sweep {name}", text=[f"{len(members)} trials: {summary}.", *winners_curse(parent)])
         for folder in ("plots", "best_trial"):
             for path in collector.artefacts(parent.info.run_id, folder):
                 if path.endswith(".png"):
@@ -526,6 +547,20 @@ def sweep_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
                     )
         sections.append(section)
     return sections
+
+
+def winners_curse(parent) -> list[str]:
+    """The sweep's best trial by validation, its test accuracy beside the best test accuracy of all its
+    trials and the difference; nothing for sweeps ranked on the test set (recorded before validation parts)."""
+    metrics = parent.data.metrics
+    if schema.SWEEP_CURSE not in metrics or f"best_{schema.VAL_EVAL_ACCURACY}" not in metrics:
+        return []
+    return [
+        f"Best trial by validation: {100 * metrics[f'best_{schema.VAL_EVAL_ACCURACY}']:.2f} % on the validation part, "
+        f"{100 * metrics[schema.SWEEP_CHOSEN_TEST]:.2f} % test accuracy; the best test accuracy of all finished "
+        f"trials is {100 * metrics[schema.SWEEP_MAX_TEST]:.2f} %: choosing on the test set would have reported "
+        f"{100 * metrics[schema.SWEEP_CURSE]:.2f} points more (the winner's curse)."
+    ]
 
 
 def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section]:

@@ -155,6 +155,7 @@ def sweep_rows(title: str, rows: Any, names: list[str]) -> Table:
         [
             str(rank),
             *(value(row.params.get(n)) for n in names),
+            "-" if row.val_accuracy is None else _percent(row.val_accuracy),
             "-" if row.accuracy is None else _percent(row.accuracy),
             str(row.distill_sets),
             str(row.iteration),
@@ -163,7 +164,9 @@ def sweep_rows(title: str, rows: Any, names: list[str]) -> Table:
         ]
         for rank, row in enumerate(rows, 1)
     )
-    return table(title, ("#", *names, "eval accuracy %", "sets", "iterations", "status", "MLflow child run"), body)
+    chose = rows[0].selected_by if rows else "test"
+    scores = [f"{name} %" + (" (chose)" if name == chose else "") for name in ("val", "test")]
+    return table(title, ("#", *names, *scores, "sets", "iterations", "status", "MLflow child run"), body)
 
 
 def lossless(report: Any, title: str, confidence: float) -> Table:
@@ -178,6 +181,8 @@ def lossless(report: Any, title: str, confidence: float) -> Table:
                     str(e.ipc),
                     f"{report.compression_ratio(e.ipc):,.0f}x",
                     "-" if e.accuracy_mean is None else _percent(e.accuracy_mean),
+                    "-" if e.test_accuracy is None else _percent(e.test_accuracy),
+                    str(e.seeds or "-"),
                     f"{_percent(d.low)} .. {_percent(d.high)}" if d else "-",
                     "lossless" if e.lossless else "lossy",
                     "yes" if d and d.within_noise else "",
@@ -186,14 +191,18 @@ def lossless(report: Any, title: str, confidence: float) -> Table:
                 ]
             )
     title = (
-        f"{title}: target {_percent(report.target.accuracy)} % ({report.target.source}), "
+        f"{title}: target {_percent(report.target.accuracy)} % ({report.target.source}"
+        + ("" if report.target.test_accuracy is None else f"; test {_percent(report.target.test_accuracy)} %")
+        + "), "
         f"lossless from {100 * report.threshold:.2f} %"
     )
     columns = (
         "method",
         "IPC",
         "compression",
-        "accuracy %",
+        f"{report.config.selection} % (decides)",
+        "test %",
+        "networks",
         f"{100 * confidence:g}% interval",
         "decision",
         "within noise",

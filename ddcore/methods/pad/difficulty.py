@@ -132,7 +132,7 @@ def difficulty_scores(
 ) -> DifficultyScores:
     """EL2N and GraNd of every training sample, from the cache when it holds this configuration."""
     config.validate()
-    path = _cache_file(data.name, data.channels, data.num_classes, data.image_size, config)
+    path = _cache_file(data.training_part, data.channels, data.num_classes, data.image_size, config)
     with shared_entry(path, lambda: _read_scores(path, len(data.train_labels)) is not None, refresh) as produce:
         if produce:
             _compute_scores(data, config, path, device, progress)

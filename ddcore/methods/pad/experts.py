@@ -125,6 +125,9 @@ class ExpertConfig:
     difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
     seed: int = 0
     architecture: str = ""  # the network's fingerprint, set by `obtain_experts`: a changed network never reuses a cache
+    # "<size>:<digest>" of the validation part held out of the training images (`RealDataset.with_validation`),
+    # set by `obtain_experts`; "" when experts learn from every training image.
+    holdout: str = ""
 
     @classmethod
     def for_dataset(
@@ -148,7 +151,10 @@ class ExpertConfig:
         return replace(config, difficulty=difficulty)
 
     def key(self) -> str:
-        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        values = asdict(self)
+        if not self.holdout:  # the keys of experts cached before validation parts existed
+            del values["holdout"]
+        digest = hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
         kind = "pad" if self.schedule else "all"
         return f"{self.dataset}-{self.image_size}px_{self.model}_{self.epochs}ep_lr{self.lr:g}_{kind}_{digest}"
 
@@ -234,6 +240,11 @@ def _train_expert_task(
     from ddcore.data import load_dataset
 
     data = load_dataset(dataset, data_root, config.image_size)
+    if config.holdout:
+        size, digest = config.holdout.split(":")
+        data = data.with_validation(int(size))
+        if data.val_digest != digest:
+            raise DDError(f"the validation part of {dataset} on this worker differs from the driver's ({digest})")
     return train_expert(data, config, index, scores)
 
 
@@ -323,6 +334,12 @@ def with_architecture(config: ExpertConfig, channels: int, num_classes: int) -> 
     return replace(config, architecture=fingerprint)
 
 
+def with_holdout(config: ExpertConfig, data: RealDataset) -> ExpertConfig:
+    """`config` with the validation part `data` holds out, if any: experts that never saw it are cached apart."""
+    holdout = "" if data.val_labels is None else f"{len(data.val_labels)}:{data.val_digest}"
+    return replace(config, holdout=holdout)
+
+
 def cached_experts(config: ExpertConfig, num_experts: int, channels: int, num_classes: int) -> int:
     """How many of the first `num_experts` experts the cache holds: `obtain_experts` trains only the others."""
     manifest = _read_manifest(with_architecture(config, channels, num_classes).folder())
@@ -349,7 +366,7 @@ def obtain_experts(
         raise DDError(f"need at least one expert, got {num_experts}")
     config.validate()
     started = time.perf_counter()
-    config = with_architecture(config, data.channels, data.num_classes)
+    config = with_holdout(with_architecture(config, data.channels, data.num_classes), data)
     folder = config.folder()
     folder.mkdir(parents=True, exist_ok=True)
     num_parameters = sum(
