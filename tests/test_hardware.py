@@ -109,7 +109,20 @@ def test_local_sweeps_and_searches_refuse_it_before_ray_or_a_run(workspace, avx2
 @pytest.mark.parametrize(
     "args, environment",
     [
-        (["lossless", "--dataset", "digits", "--eval-precision", "bf16", "--address", "127.0.0.1:9"], {}),
+        (
+            [
+                "lossless",
+                "--dataset",
+                "digits",
+                "--max-ipc",
+                "50",
+                "--eval-precision",
+                "bf16",
+                "--address",
+                "127.0.0.1:9",
+            ],
+            {},
+        ),
         (["sweep", "digits_datadam", "--eval-precision", "bf16"], {"RAY_ADDRESS": "127.0.0.1:9"}),
     ],
 )

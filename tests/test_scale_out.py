@@ -327,7 +327,9 @@ def test_a_data_set_missing_on_a_node_names_the_node_the_path_and_the_fix(scale_
 
     data = scale_out.work / "data"  # the driver's folder: the other node does not have it
     write_idx_release(data / "MNIST" / "raw", n_train=200)
-    done = lossless(scale_out, "--dataset", "mnist", "--data-root", str(data))
+    done = lossless(
+        scale_out, "--dataset", "mnist", "--data-root", str(data), "--selection", "test"
+    )  # 200 images: no val part
     assert done.returncode == 1, done.stderr[-3000:]  # a failed trial: the search is incomplete
     failures = [r.data.tags.get("ddorch.failure", "") for r in lossless_children(scale_out, done.stdout)]
     failed = [f for f in failures if f]

@@ -14,11 +14,13 @@ from orchestrator.cli.options import (
     DeviceOption,
     ExperimentOption,
     ImageSizeOption,
+    Selection,
     TrackingUriOption,
     VerboseOption,
     friendly_errors,
     quiet_libraries,
     say_ray_address,
+    selection_option,
 )
 from orchestrator.views.tables import console
 
@@ -32,6 +34,7 @@ def experts(
     num_experts: int | None = typer.Option(
         None, "--num-experts", min=1, help="Experts wanted (cached ones are reused). Default: PAD's preset."
     ),
+    selection: Selection = selection_option(Selection.val),
     epochs: int | None = typer.Option(
         None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs). Default: PAD's preset."
     ),
@@ -82,6 +85,7 @@ def experts(
     from orchestrator.store.tracking import Tracker, resolve_tracking_uri
 
     data = load_dataset(dataset, data_root, image_size)
+    data = data.with_validation() if selection == Selection.val else data  # as the trials it serves hold out
     pad = get_method("pad").config("paper", dataset)
     pad = pad.with_overrides(
         model=model,

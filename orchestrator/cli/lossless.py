@@ -12,11 +12,13 @@ from orchestrator.cli.options import (
     DatasetOption,
     DeviceOption,
     DryRunOption,
+    EvalEpochsOption,
     EvalPrecision,
     EvalPrecisionOption,
     EvalProtocolOption,
     ExperimentOption,
     ForceBf16Option,
+    IterationsOption,
     OutputDirOption,
     Selection,
     TrackingUriOption,
@@ -65,13 +67,9 @@ def lossless(
     ),
     selection: Selection = selection_option(Selection.val),
     confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the interval over seeds."),
-    iterations: int | None = typer.Option(
-        None, "--iterations", help="Distillation iterations (default: the preset's)."
-    ),
+    iterations: int | None = IterationsOption,
     eval_protocol: str = EvalProtocolOption,
-    eval_epochs: int | None = typer.Option(
-        None, "--eval-epochs", help="Override the protocol's epochs, for quick runs (default: the protocol's)."
-    ),
+    eval_epochs: int | None = EvalEpochsOption,
     eval_precision: EvalPrecision = EvalPrecisionOption,
     force_bf16: bool = ForceBf16Option,
     target_accuracy: float | None = typer.Option(

@@ -85,6 +85,10 @@ EvalProtocolOption = typer.Option(
 )
 
 
+IterationsOption = typer.Option(None, "--iterations", help="Distillation iterations (default: the preset's).")
+EvalEpochsOption = typer.Option(
+    None, "--eval-epochs", help="Override the protocol's epochs, for quick runs (default: the protocol's)."
+)
 EvalBatchSizeOption = typer.Option(
     None, "--eval-batch-size", min=1, help="Override the protocol's batch size (default: the protocol's)."
 )

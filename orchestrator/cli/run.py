@@ -12,12 +12,14 @@ from orchestrator.cli.options import (
     DatasetOption,
     DeviceOption,
     EvalBatchSizeOption,
+    EvalEpochsOption,
     EvalPrecision,
     EvalPrecisionOption,
     EvalProtocolOption,
     ExperimentOption,
     ForceBf16Option,
     ImageSizeOption,
+    IterationsOption,
     OutputDirOption,
     Selection,
     TrackingUriOption,
@@ -51,9 +53,7 @@ def run(
             "random: default. Default: the method's first."
         ),
     ),
-    iterations: int | None = typer.Option(
-        None, "--iterations", help="Distillation iterations (default: the preset's)."
-    ),
+    iterations: int | None = IterationsOption,
     lr_images: float | None = typer.Option(
         None, "--lr-images", help="Learning rate of the synthetic images (default: the preset's)."
     ),
@@ -85,9 +85,7 @@ def run(
     ),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
     eval_protocol: str = EvalProtocolOption,
-    eval_epochs: int | None = typer.Option(
-        None, "--eval-epochs", help="Override the protocol's epochs (default: the protocol's)."
-    ),
+    eval_epochs: int | None = EvalEpochsOption,
     eval_batch_size: int | None = EvalBatchSizeOption,
     eval_precision: EvalPrecision = EvalPrecisionOption,
     force_bf16: bool = ForceBf16Option,

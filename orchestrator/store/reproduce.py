@@ -22,7 +22,7 @@ RUN_FLAGS = {
     for name in (
         "dataset method ipc init model preset iterations lr_images batch_real mmd_weight attention_power "
         "dsa_strategy bf16 settings seed distill_seeds eval_models eval_seeds eval_protocol eval_epochs "
-        "eval_batch_size eval_precision force_bf16 checkpoint_eval_every baseline tracking_uri experiment "
+        "eval_batch_size eval_precision force_bf16 selection checkpoint_eval_every baseline tracking_uri experiment "
         "output_dir data_root image_size device"
     ).split()
 }
