@@ -287,7 +287,7 @@ def test_a_digits_sweep_runs_trials_on_both_nodes_and_logs_through_the_server(sc
 
 def test_experts_trained_once_serve_a_pad_sweep_on_both_nodes(scale_out):
     experts = scale_out.ddorch(
-        "experts", "--dataset", "digits", "--model", EXPERTS["model"], "--num-experts", str(EXPERTS["num_experts"]),
+        "experts", "--dataset", "digits", "--selection", "val", "--model", EXPERTS["model"], "--num-experts", str(EXPERTS["num_experts"]),
         "--epochs", str(EXPERTS["trajectory_epochs"]), "--address", scale_out.address,
         "--tracking-uri", scale_out.tracking_uri, "--device", "cpu",
     )  # fmt: skip

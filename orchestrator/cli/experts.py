@@ -34,7 +34,7 @@ def experts(
     num_experts: int | None = typer.Option(
         None, "--num-experts", min=1, help="Experts wanted (cached ones are reused). Default: PAD's preset."
     ),
-    selection: Selection = selection_option(Selection.val),
+    selection: Selection = selection_option(Selection.test),
     epochs: int | None = typer.Option(
         None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs). Default: PAD's preset."
     ),
@@ -85,7 +85,8 @@ def experts(
     from orchestrator.store.tracking import Tracker, resolve_tracking_uri
 
     data = load_dataset(dataset, data_root, image_size)
-    data = data.with_validation() if selection == Selection.val else data  # as the trials it serves hold out
+    # As the trials it serves hold out: `--selection val` for sweeps and lossless searches (their default).
+    data = data.with_validation() if selection == Selection.val else data
     pad = get_method("pad").config("paper", dataset)
     pad = pad.with_overrides(
         model=model,
