@@ -76,17 +76,17 @@ def experts(
 
     Example: ddorch experts --dataset mnist --num-experts 10 --epochs 50
     """
-    from ddcore.data import given_data_root, load_dataset
+    from ddcore.data import given_data_root
     from ddcore.methods import get_method
     from ddcore.methods.pad.experts import log_experts, obtain_experts
     from orchestrator.engine.cluster import TaskPool, check_shared_store, connect
+    from orchestrator.engine.trial import load_cached
     from orchestrator.store.run_schema import Tag
     from orchestrator.store.shared_cache import sharing
     from orchestrator.store.tracking import Tracker, resolve_tracking_uri
 
-    data = load_dataset(dataset, data_root, image_size)
-    # As the trials it serves hold out: `--selection val` for sweeps and lossless searches (their default).
-    data = data.with_validation() if selection == Selection.val else data
+    # As the trials it serves load it: `--selection val` for sweeps and lossless searches (their default).
+    data = load_cached(dataset, data_root, image_size, selection.value)
     pad = get_method("pad").config("paper", dataset)
     pad = pad.with_overrides(
         model=model,

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from ddcore.baseline import cache_dir, caching_in, full_data_baseline
-from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalResult, EvalSpec, without_later_defaults
@@ -60,6 +59,7 @@ from orchestrator.engine.trial import (
     TrialConfig,
     TrialStopped,
     check_precision,
+    load_cached,
     reporting_every,
     run_trial,
     settings_key,
@@ -549,8 +549,7 @@ def search_lossless(
     """
     started = clock()
     config.validate()
-    data = load_dataset(config.dataset, config.data_root)
-    data = data.with_validation() if config.selection == "val" else data
+    data = load_cached(config.dataset, config.data_root, None, config.selection)  # as the trials load it
     if config.max_ipc > min(data.class_counts()):
         raise DDError(
             f"max IPC {config.max_ipc} is more than the smallest class of {config.dataset} holds "
