@@ -504,3 +504,20 @@ def test_a_unit_without_a_price_is_one_line():
     datadam = get_method("datadam")
     config = datadam.config("paper", "mnist", 50)
     assert datadam.cost(config, "mnist").images_per_iteration == 50 + config.batch_real  # synthetic + real batch
+
+
+def test_a_scale_out_line_gets_its_own_table_and_leaves_the_accuracy_tables_alone(tmp_path, folder):
+    suite.run_suite([TINY], args(), folder, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)
+    trial = {"node": "aaaa", "seconds": 10.0}
+    line = {
+        "name": "scale_out_digits_sweep", "key": "scale_out_digits_sweep", "kind": bench_tables.SCALE_OUT,
+        "sweep": "digits_datadam", "one_node_seconds": 200.0, "two_nodes_seconds": 110.0, "ratio": 200 / 110,
+        "two_nodes_trials": [trial, {**trial, "node": "bbbb"}], "second_node_trials": 1,
+        "pad_second_node_experts_trained": 0, "pad_second_node_prepare_seconds": [0.4, 0.5],
+        "machine": "m", "load_start": 0.1, "load_end": 1.5, "commit": "c",
+    }  # fmt: skip
+    text = bench_tables.render_tables([*suite.load_results(folder.results), line], [TINY])
+    assert (
+        "### scale out" in text and "| `digits_datadam` | 200.0 | 110.0 | **1.82x** | 1 of 2 | 0 / 0.4, 0.5 |" in text
+    )
+    assert text.count("| `tiny_digits` |") == 1 and "scale_out_digits_sweep" not in text  # not an accuracy row
