@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from ddcore.errors import DDError
-from orchestrator.cli.options import AddressOption, DeviceOption, TrackingUriOption, friendly_errors
+from orchestrator.cli.options import AddressOption, DeviceOption, TrackingUriOption, _writable_folder, friendly_errors
 from orchestrator.engine.bench import RunOptions, check_device, load_results, pending, run_suite
 from orchestrator.engine.study import (
     find_study,
@@ -131,3 +131,29 @@ def run(
     typer.echo(
         f"{len(done)} part(s) run now, {len(todo) - len(pending(todo, load_results(bench.results)))} done in all of {len(todo)}; results in {bench.results}"
     )
+
+
+@study_app.command()
+@friendly_errors
+def report(
+    name: str = typer.Argument(..., help="A study's name (`ddorch study list`)."),
+    output_dir: Path | None = typer.Option(
+        None,
+        "--output-dir",
+        callback=lambda path: path and _writable_folder(path),
+        help="Folder for report.html (self-contained), report.md and images/ (default: the study's folder).",
+    ),
+    tracking_uri: str | None = TrackingUriOption,
+    folder: Path | None = StudyFolderOption,
+) -> None:
+    """Write a study's HTML and Markdown report, by its sections: tables, grids, analyses, provenance.
+
+    Parts not run yet are listed with the command that runs them.
+
+    Example: ddorch study report project-a --output-dir report
+    """
+    from orchestrator.views.study_report import build_study_report
+
+    study = load_study(find_study(name))
+    written = build_study_report(study, study_folder(study, folder), output_dir, tracking_uri)
+    typer.echo(f"report: {written.html_path} and {written.markdown_path} ({len(written.sections)} sections)")

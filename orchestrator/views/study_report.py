@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ddcore.tables import ResultTable, percent
 from orchestrator.engine.bench import EXPERIMENT, BenchFolder, Row, compare_lines, load_results
+from orchestrator.engine.study import Section as StudySection
+from orchestrator.engine.study import Study
 from orchestrator.store.runs import find_run
 from orchestrator.store.tracking import package_versions, resolve_tracking_uri
 from orchestrator.views.bench_tables import COLUMNS, table_cells
@@ -45,9 +47,11 @@ class Part:
         return (self.line or {}).get("mlflow_run")
 
 
-def build_study_report(study, folder: BenchFolder, out: Path | None = None, tracking_uri: str | None = None) -> Report:
-    """Write report.html and report.md (and images/) for `study` (`orchestrator.engine.study.Study`) from
-    the results lines in `folder`, into `out` (default: the folder itself)."""
+def build_study_report(
+    study: Study, folder: BenchFolder, out: Path | None = None, tracking_uri: str | None = None
+) -> Report:
+    """Write report.html and report.md (and images/) for `study` from the results lines in `folder`, into
+    `out` (default: the folder itself)."""
     out = out or folder.path
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -93,7 +97,7 @@ def settings_text(row: Row) -> str:
     return ", ".join(f"{k}={v}" for k, v in given.items())
 
 
-def overview_section(study, folder: BenchFolder, collector: Collector | None, tracking_uri, parts) -> Section:
+def overview_section(study: Study, folder: BenchFolder, collector: Collector | None, tracking_uri, parts) -> Section:
     store = collector.uri if collector else f"{resolve_tracking_uri(tracking_uri)} (not found: no figures)"
     rows = [
         [
@@ -125,7 +129,7 @@ def _accuracy(part: Part) -> str:
     return percent(part.line["mean"], part.line["std"])
 
 
-def study_section(study: str, section, parts: list[Part], collector: Collector | None) -> Section:
+def study_section(study: str, section: StudySection, parts: list[Part], collector: Collector | None) -> Section:
     """One section of the study: its question, the measured parts' table, the baselines' cost, methods side by
     side, analyses and searches, the synthetic sets' grids, and every part's command."""
     out = Section(section.title, text=[f"Question: {section.question}"] if section.question else [])
