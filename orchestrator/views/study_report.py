@@ -61,13 +61,20 @@ def build_study_report(
     for part in parts:
         part.run = find_run(collector.client, part.run_id, collector.uri) if collector and part.run_id else None
     sections = [overview_section(study, folder, collector, tracking_uri, parts)]
-    for section in study.sections:
+    for section in sections_of(study):
         members = [part for part in parts if part.row.group == section.id]
         sections.append(study_section(study.name, section, members, collector))
     report = Report(study.title, sections, out / "report.md", out / "report.html")
     report.markdown_path.write_text(to_markdown(report))
     report.html_path.write_text(to_html(report))
     return report
+
+
+def sections_of(study: Study) -> list[StudySection]:
+    """The study's sections; for a study without any (the benchmark's rows file), one per group, in order."""
+    if study.sections:
+        return list(study.sections)
+    return [StudySection(group, group or "other") for group in dict.fromkeys(row.group for row in study.rows)]
 
 
 def open_store(tracking_uri: str | None, images: Path) -> Collector | None:
@@ -139,10 +146,9 @@ def study_section(study: str, section: StudySection, parts: list[Part], collecto
         out.tables.append(results_table(section.title, measured))
     tables = [baseline_table(measured), side_by_side(measured)]
     out.tables += [table for table in tables if table is not None]
-    for part in done:
-        adds = {"analysis": _add_analysis, "search": _add_search, "trial": _add_grid}
-        if part.row.kind in adds:
-            adds[part.row.kind](out, part, collector)
+    adds = {"analysis": _add_analysis, "search": _add_search, "trial": _add_grid}  # what each kind shows
+    for part in (p for p in done if p.row.kind in adds):
+        adds[part.row.kind](out, part, collector)
     pending = [p for p in parts if not p.line]
     if pending:
         out.text.append("Not run yet: " + ", ".join(f"`{p.name}` ({p.row.kind})" for p in pending) + ".")
@@ -193,12 +199,12 @@ def _flops(line: dict) -> float:
 
 
 def side_by_side(parts: list[Part]) -> ResultTable | None:
-    """Trials of different methods at the same data set, IPC and evaluation network (PAD against DataDAM):
+    """Trials of different methods at the same data set, IPC, evaluation network and protocol (PAD against DataDAM):
     the difference and its interval (`engine.bench.compare_lines`) and their times."""
     trials = [p for p in parts if p.row.kind == "trial"]
     rows = []
     for a, b in combinations(trials, 2):
-        same = all(a.line[k] == b.line[k] for k in ("dataset", "ipc", "eval_model"))
+        same = all(a.line[k] == b.line[k] for k in ("dataset", "ipc", "eval_model", "protocol"))
         if not same or a.line["method"] == b.line["method"]:
             continue
         rows.append(
