@@ -115,7 +115,7 @@ def run(
         lines = plan(rows, bench, budget, on_gpu)
         for line in lines:
             typer.echo(line.text())
-        left_out = [line.row.name for line in lines if line.left_out]
+        left_out = [line.row.name for line in lines if line.note.startswith("left out")]
         typer.echo(f"{len(lines)} parts; a run here would leave out: {', '.join(left_out) or 'none'}")
         return
     for row in on_gpu:

@@ -281,9 +281,14 @@ def append(line: dict, path: Path) -> None:
 
 
 def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[Row]:
-    """The rows still to run: those with no result of the same settings (all of them with `rerun`)."""
+    """The rows still to run: those with no result of the same settings (all of them with `rerun`),
+    each settings once (a study's second row of the same settings reads the first one's line)."""
     done = {r["key"] for r in results}
-    return [row for row in rows if rerun or row.key() not in done]
+    todo: dict[str, Row] = {}
+    for row in rows:
+        if rerun or row.key() not in done:
+            todo.setdefault(row.key(), row)
+    return list(todo.values())
 
 
 # --- the time model -------------------------------------------------------------------------------
@@ -995,8 +1000,8 @@ def outcome_text(row: Row, line: dict) -> str:
 
 
 def minutes_text(minutes: float) -> str:
-    """`12` or `?` (no estimate)."""
-    return "?" if math.isinf(minutes) else f"{minutes:.0f}"
+    """`12`, `0.4` or `?` (no estimate)."""
+    return "?" if math.isinf(minutes) else f"{minutes:.1f}" if minutes < 10 else f"{minutes:.0f}"
 
 
 def part_text(row: Row, part: Row) -> str:

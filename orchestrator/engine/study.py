@@ -155,7 +155,7 @@ class PlanLine:
     done: bool
     cpu_minutes: float
     gpu_minutes: float
-    left_out: str = ""  # why a run would leave it out ("" when it runs)
+    note: str = ""  # why a run leaves it out, or whose run it shares ("" when it runs)
 
     def text(self) -> str:
         why = unpriced(self.row)
@@ -165,29 +165,32 @@ class PlanLine:
             f"{self.row.group}"
             + (f" (no estimate: {why})" if why and not self.done else "")
             + (f" (no GPU figure for {self.row.dataset})" if not why and math.isinf(self.gpu_minutes) else "")
-            + (f"; left out: {self.left_out}" if self.left_out else "")
+            + (f"; {self.note}" if self.note else "")
         )
 
 
 def plan(rows: list[Row], folder: BenchFolder, budget_minutes: float | None, gpu_left_out: list[Row]) -> list[PlanLine]:
     """What `study run` would do, part by part, without running anything: the budget is spent in
-    order on the pending parts that fit whole (a run may also start the part of a longer one that fits)."""
+    order on the pending parts that fit whole (a run may also start the piece of a longer trial that fits)."""
     from orchestrator.engine.bench import load_results, machine
 
     results, here = load_results(folder.results), machine()
     done = {line["key"] for line in results}
     left = budget_minutes
-    lines = []
+    lines, first = [], {}  # first: the row that runs each settings
     for row in rows:
-        is_done = row.key() in done
-        minutes = 0.0 if is_done else row_minutes(row, results, here, folder.parts)
-        reason = ""
-        if row in gpu_left_out and not is_done:
-            reason = "a GPU part (run it here with --only " + row.name + ")"
-        elif left is not None and not is_done:
-            if minutes > left:
-                reason = f"over the budget ({minutes_text(minutes)} min, {left:.0f} min left)"
-            else:
-                left -= minutes
-        lines.append(PlanLine(row, is_done, minutes, gpu_seconds(row) / 60, reason))
+        key = row.key()
+        if key in done or key in first:
+            note = f"the same settings as {first[key]}, whose run it shares" if key in first else ""
+            lines.append(PlanLine(row, key in done, 0.0, 0.0, note))
+            continue
+        first[key] = row.name
+        minutes, note = row_minutes(row, results, here, folder.parts), ""
+        if row in gpu_left_out:
+            note = f"left out: a GPU part (--only {row.name} runs it here)"
+        elif left is not None and minutes > left:
+            note = f"left out: over the budget ({minutes_text(minutes)} min, {left:.0f} min left)"
+        elif left is not None:
+            left -= minutes
+        lines.append(PlanLine(row, False, minutes, gpu_seconds(row) / 60, note))
     return lines
