@@ -21,7 +21,7 @@ finished row is appended at once to `OUT/results.jsonl` (trial and baseline rows
 finished; `OUT/env.json` holds the GPU, driver, torch and CUDA versions; a summary goes to stdout. The device has no MLflow:
 each trial's run is written to a folder (`orchestrator.store.tracking.FolderTracker`), packed as
 `OUT/runs.tar.gz`. Estimates come from the probe once it has run, else from the first week's H100
-figures (`GPU_FIGURES`).
+figures (`orchestrator.engine.bench.GPU_FIGURES`, which the studies' dry runs read too).
 
     python benchmarks/gpu_suite.py --dry-run              # the plan and its estimates, nothing run
     bash benchmarks/gpu_suite.sh --smoke                  # the same, end to end on the CPU, tiny sizes
@@ -54,22 +54,6 @@ BENCH = BenchFolder(HERE)  # the repository's benchmark folder: its rows, result
 GPU_RESULTS = HERE / "gpu_results.jsonl"  # probe and lossless lines (trial/baseline lines go to results.jsonl)
 MHIST_VARIANT = "webp95"  # the bundle's MHIST: lossy WebP q95 at the release's 128 px (benchmarks/gpu_bundle.py)
 
-# Seconds on the GPU before the probe has measured them: the first week's H100 (RESULTS.md, issues
-# 2 and 3: 31 DataDAM iterations/s at MNIST IPC 10, overhead-bound, so taken for every MNIST IPC;
-# ConvNetD3 full-data seeds of 20 epochs in 14.4-23.1 s; MHIST ConvNetD7 seeds in 36.5-44.2 s at
-# batch 32). Evaluation and MHIST iterations were not measured there: 4 ms a training step of one
-# seed (a batch of at most 256 images; its share when seeds are packed) and 5 MHIST iterations/s are
-# guesses, replaced by the probe's figures.
-GPU_FIGURES = {
-    "its:mnist": 31.0,
-    "its:mhist": 5.0,
-    "eval_step": 0.004,
-    "epoch:mnist": 1.0,
-    "epoch:mhist": 2.0,
-    "pad_student_step": 0.01,
-    "expert_epoch": 1.5,
-    "difficulty_epoch": 2.0,
-}
 # The CPU smoke (digits, 8 px): the 2-core development host with a test run beside it (load 2).
 SMOKE_FIGURES = {
     "its:digits": 25.0,
@@ -234,40 +218,12 @@ def _smoke_rows() -> tuple[GpuRow, ...]:
 
 
 PROFILES = {
-    "gpu": Profile("gpu", "cuda", 480.0, GPU_FIGURES, _gpu_rows()),
+    "gpu": Profile("gpu", "cuda", 480.0, bench.GPU_FIGURES, _gpu_rows()),
     "smoke": Profile("smoke", "cpu", 45.0, SMOKE_FIGURES, _smoke_rows()),
 }
 
 
 # --- estimates ------------------------------------------------------------------------------------
-
-
-def _eval_seconds(figures: dict[str, float], images: int, epochs: int) -> float:
-    """One seed's training: `epochs` x its batches of at most 256 (DC's batch) x one step's time."""
-    return epochs * math.ceil(images / 256) * figures["eval_step"]
-
-
-def _iterations_per_second(figures: dict[str, float], dataset: str, ipc: int) -> float:
-    return figures.get(f"its:{dataset}:ipc{ipc}", figures.get(f"its:{dataset}", 1.0))
-
-
-def trial_seconds(row: Row, figures: dict[str, float]) -> float:
-    """A suite row here: distillation, then its seeds (`eval_step` is a seed's share of a packed step)."""
-    from ddcore.data import get_spec
-
-    classes = get_spec(row.dataset).num_classes
-    if row.kind == "baseline":
-        return row.eval_seeds * 20 * figures.get(f"epoch:{row.dataset}", 1.0)
-    config = bench.trial_config(row).method_config
-    if row.method == "datadam":
-        distill = config.iterations / _iterations_per_second(figures, row.dataset, row.ipc)
-    elif row.method == "pad":
-        distill = config.iterations * config.syn_steps * figures["pad_student_step"]
-        distill += config.num_experts * config.trajectory_epochs * figures["expert_epoch"]
-    else:
-        distill = 0.0
-    epochs = row.eval_epochs or 1000
-    return row.distill_seeds * (distill + row.eval_seeds * _eval_seconds(figures, classes * row.ipc, epochs))
 
 
 def bracket_step(bracket: Bracket, ipc: int) -> Row:
@@ -290,13 +246,18 @@ def estimate(gpu_row: GpuRow, figures: dict[str, float]) -> float:
     if gpu_row.probe:
         p = gpu_row.probe
         distil = sum(
-            2 * p["iterations"] / _iterations_per_second(figures, dataset, ipc) for dataset, ipc in p["datadam"]
+            2 * p["iterations"] / bench.gpu_iterations_per_second(figures, dataset, ipc)
+            for dataset, ipc in p["datadam"]
         )
         dataset, ipc, epochs = p["eval"]
-        return START_SECONDS + len(p["precisions"]) * distil + 2 * p["seeds"] * _eval_seconds(figures, 10 * ipc, epochs)
+        return (
+            START_SECONDS
+            + len(p["precisions"]) * distil
+            + 2 * p["seeds"] * bench.gpu_eval_seconds(figures, 10 * ipc, epochs)
+        )
     if gpu_row.bracket:
-        return START_SECONDS + trial_seconds(bracket_step(gpu_row.bracket, gpu_row.bracket.ipcs[0]), figures)
-    return START_SECONDS + trial_seconds(gpu_row.row, figures)
+        return START_SECONDS + bench.gpu_seconds(bracket_step(gpu_row.bracket, gpu_row.bracket.ipcs[0]), figures)
+    return START_SECONDS + bench.gpu_seconds(gpu_row.row, figures)
 
 
 def batches(rows: tuple[GpuRow, ...]) -> list[list[GpuRow]]:
@@ -386,7 +347,7 @@ def run_bracket(gpu_row: GpuRow, profile: Profile, out: Path, deadline: float | 
     figures = figures_from(read_lines(out), profile.figures)
     for ipc in bracket.ipcs:
         step = bracket_step(bracket, ipc)
-        if time.time() + START_SECONDS + trial_seconds(step, figures) > deadline:
+        if time.time() + START_SECONDS + bench.gpu_seconds(step, figures) > deadline:
             break
         line = measure(step, profile, out)
         append_line(line, out)

@@ -23,6 +23,7 @@ import gpu_suite  # noqa: E402
 from gpu_suite import Bracket, GpuRow, Outcome, Profile  # noqa: E402
 
 from ddcore.evaluate import EvalSpec  # noqa: E402
+from orchestrator.engine import bench  # noqa: E402
 from orchestrator.engine.bench import Row  # noqa: E402
 from orchestrator.engine.resolve import Layers, resolve_trial  # noqa: E402
 from orchestrator.engine.trial import TrialConfig, run_trial  # noqa: E402
@@ -137,10 +138,10 @@ def test_the_summary_shows_each_row_its_own_line():
 
 def test_probe_figures_replace_the_guesses():
     lines = [{"kind": "probe", "precision": "fp32", "figures": {"its:mnist:ipc10": 300.0, "eval_step": 0.001}}]
-    figures = gpu_suite.figures_from(lines, gpu_suite.GPU_FIGURES)
+    figures = gpu_suite.figures_from(lines, bench.GPU_FIGURES)
     row = Row("r", "mnist", preset="paper", ipc=10, iterations=3000, eval_seeds=3)
-    assert gpu_suite.trial_seconds(row, figures) == pytest.approx(3000 / 300 + 3 * 1000 * 1 * 0.001)
-    assert gpu_suite.trial_seconds(row, gpu_suite.GPU_FIGURES) > 3000 / 31  # the H100 figure before the probe
+    assert bench.gpu_seconds(row, figures) == pytest.approx(3000 / 300 + 3 * 1000 * 1 * 0.001)
+    assert bench.gpu_seconds(row, bench.GPU_FIGURES) > 3000 / 31  # the H100 figure before the probe
 
 
 def test_import_sorts_lines_into_the_results_files(tmp_path):

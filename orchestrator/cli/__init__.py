@@ -23,6 +23,7 @@ from orchestrator.cli import (
     results,
     run,
     server,
+    study,
     sweep,
     ui,
 )
@@ -76,6 +77,7 @@ COMMANDS = (
 for command in COMMANDS:
     app.command()(command)
 app.add_typer(bench.bench_app, name="bench")
+app.add_typer(study.study_app, name="study")
 
 
 def main() -> None:

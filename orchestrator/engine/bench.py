@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import platform
 import shutil
@@ -82,12 +83,15 @@ class BenchFolder:
 
 
 # Row fields added after rows were first keyed, and their defaults: left out of the key where they hold them.
-LATER = {"data_variant": "", "hardware": "", "distill_seeds": 1}
+LATER = {"data_variant": "", "hardware": "", "distill_seeds": 1, "of": "", "analysis": "", "of_key": ""}
+KINDS = ("trial", "baseline", "analysis", "search")
 
 
 @dataclass(frozen=True)
 class Row:
-    """One measurement. `kind` "trial" distils and evaluates; "baseline" trains on all real data."""
+    """One measurement. `kind` "trial" distils and evaluates; "baseline" trains on all real data;
+    "analysis" analyses the set of the trial row named by `of` (`orchestrator.engine.analyses`, its
+    config fields in `settings`); "search" is a lossless-IPC search (`LosslessConfig` fields in `settings`)."""
 
     name: str
     dataset: str
@@ -107,6 +111,9 @@ class Row:
     data_variant: str = ""  # the data set's files differ from its release's (e.g. MHIST recompressed to travel)
     hardware: str = ""  # "gpu": a GPU-suite row (benchmarks/gpu_suite.py), apart from the CPU row of its settings
     distill_seeds: int = 1  # distilled sets, each evaluated by `eval_seeds` networks (see the module docstring)
+    of: str = ""  # an analysis: the trial row whose set it reads (that row's results line names its MLflow run)
+    analysis: str = ""  # an analysis: cross_arch | continual | nas_proxy
+    of_key: str = ""  # set by the loader: the key of the row `of` names, so a changed trial re-runs its analyses
 
     def key(self) -> str:
         """The row's settings without its name, hashed: the same measurement whatever the commit."""
@@ -115,7 +122,9 @@ class Row:
 
         # fields added later are left out where they hold their defaults, so earlier rows keep their keys
         values = {
-            k: v for k, v in asdict(self).items() if k not in ("name", "group") and (k not in LATER or v != LATER[k])
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("name", "group", "of") and (k not in LATER or v != LATER[k])
         }
         values = without_later_defaults(values)
         return settings_key(values)[:16]
@@ -125,29 +134,110 @@ class Row:
 
 
 def load_rows(path: Path) -> list[Row]:
-    """The `[[row]]` tables of a rows file, in order; a missing file, a row without a name or dataset
-    and a key that is no `Row` field are one-line errors naming the file and the row."""
+    """The `[[row]]` tables of a rows file, sources before the analyses that read them (`rows_from`);
+    a missing file is a one-line error."""
     if not path.is_file():
         raise DDError(f"no rows file {path}: run from a checkout (its benchmarks/ folder) or give --folder")
+    return rows_from(path, read_toml(path).get("row", []))
+
+
+def read_toml(path: Path) -> dict:
     try:
-        tables = tomllib.loads(path.read_text()).get("row", [])
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise DDError(f"{path}: {error}") from None
-    known = {f.name for f in fields(Row)}
-    rows = []
+
+
+# Keys an analysis row may not give: it takes them from the trial it reads, or the loader sets them.
+FROM_SOURCE = ("dataset", "ipc", "of_key")
+
+
+def rows_from(path: Path, tables: list[dict]) -> list[Row]:
+    """Rows from `[[row]]` tables, in dependency order (each analysis after the trial it reads, else
+    the file's order). A key that is no `Row` field, a missing name or dataset, an unknown kind, an
+    `of` naming no trial row, a cycle of `of` and settings its kind does not take are one-line errors
+    naming the file and the row."""
+    known = {f.name for f in fields(Row)} - {"of_key"}
+    by_name: dict[str, dict] = {}
     for number, table in enumerate(tables, 1):
         where = f"{path}, row {number} ({table.get('name', 'no name')})"
         unknown = sorted(set(table) - known)
         if unknown:
             raise DDError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if not {"name", "dataset"} <= set(table):
-            raise DDError(f"{where}: a row needs a name and a dataset")
-        rows.append(Row(**table))
-    names = [row.name for row in rows]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise DDError(f"{path}: row name(s) {', '.join(twice)} given more than once")
-    return rows
+        analysis = table.get("kind") == "analysis"
+        needed = {"name", "of", "analysis"} if analysis else {"name", "dataset"}
+        if not needed <= set(table):
+            raise DDError(f"{where}: a row of kind {table.get('kind', 'trial')} needs {', '.join(sorted(needed))}")
+        if table.get("kind", "trial") not in KINDS:
+            raise DDError(f"{where}: unknown kind {table['kind']!r}; kinds: {', '.join(KINDS)}")
+        given = sorted(set(table) & set(FROM_SOURCE)) if analysis else ["of"] if "of" in table else []
+        if given:
+            raise DDError(
+                f"{where}: {', '.join(given)} " + ("come(s) from the row it reads" if analysis else "is for analyses")
+            )
+        if table["name"] in by_name:
+            raise DDError(f"{path}: row name(s) {table['name']} given more than once")
+        by_name[table["name"]] = table
+    rows: dict[str, Row] = {}
+    for name in _dependency_order(path, by_name):
+        table = by_name[name]
+        source = rows.get(table.get("of", ""))
+        if source is not None:
+            if source.kind != "trial":
+                raise DDError(
+                    f"{path}, row {name}: of = {source.name!r} is a {source.kind} row; an analysis reads a trial"
+                )
+            table = {**table, "dataset": source.dataset, "ipc": source.ipc, "of_key": source.key()}
+        row = Row(**table)
+        check_settings(row, f"{path}, row {name}")
+        rows[name] = row
+    return list(rows.values())
+
+
+def _dependency_order(path: Path, tables: dict[str, dict]) -> list[str]:
+    """Row names with every `of` before the row naming it, otherwise in the file's order."""
+    ordered: list[str] = []
+    for name in tables:
+        chain = [name]
+        while (source := tables[chain[-1]].get("of")) and source not in ordered:
+            if source not in tables:
+                raise DDError(f"{path}, row {chain[-1]}: of = {source!r} names no row; rows: {', '.join(tables)}")
+            if source in chain:
+                cycle = " -> ".join([*chain[chain.index(source) :], source])
+                raise DDError(f"{path}, row {name}: a cycle in `of`: {cycle}")
+            chain.append(source)
+        ordered += [n for n in reversed(chain) if n not in ordered]
+    return ordered
+
+
+def check_settings(row: Row, where: str) -> None:
+    """An analysis's or a search's `settings` checked against its config class (one line naming the field)."""
+    if row.kind not in ("analysis", "search"):
+        return
+    try:
+        config = analysis_config(row) if row.kind == "analysis" else search_config(row)
+        if row.kind == "search":
+            config.validate()
+    except (TypeError, DDError) as error:  # TypeError: a settings key the config class lacks
+        raise DDError(f"{where}: {error}") from None
+
+
+def analysis_config(row: Row):
+    """An analysis row's config (`orchestrator.engine.analyses.ANALYSES`), from its `settings`."""
+    from orchestrator.engine.analyses import ANALYSES
+
+    if row.analysis not in ANALYSES:
+        raise DDError(f"unknown analysis {row.analysis!r}; analyses: {', '.join(ANALYSES)}")
+    config_class = ANALYSES[row.analysis][0]
+    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.settings.items()})
+
+
+def search_config(row: Row, tracking_uri: str | None = None, device: str = "auto"):
+    """A search row's `orchestrator.engine.lossless.LosslessConfig`: its `settings`, on the row's data set."""
+    from orchestrator.engine.lossless import LosslessConfig
+
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in row.settings.items()}
+    return LosslessConfig(dataset=row.dataset, tracking_uri=tracking_uri, device=device, **settings)
 
 
 def select(rows: list[Row], names: str | None) -> list[Row]:
@@ -191,9 +281,14 @@ def append(line: dict, path: Path) -> None:
 
 
 def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[Row]:
-    """The rows still to run: those with no result of the same settings (all of them with `rerun`)."""
+    """The rows still to run: those with no result of the same settings (all of them with `rerun`),
+    each settings once (a study's second row of the same settings reads the first one's line)."""
     done = {r["key"] for r in results}
-    return [row for row in rows if rerun or row.key() not in done]
+    todo: dict[str, Row] = {}
+    for row in rows:
+        if rerun or row.key() not in done:
+            todo.setdefault(row.key(), row)
+    return list(todo.values())
 
 
 # --- the time model -------------------------------------------------------------------------------
@@ -219,6 +314,108 @@ CPU_EVAL_EPOCH_IMAGE = 0.0045
 CPU_FULL_DATA_EPOCH = 210.0
 CPU_THREADS = 2
 BASELINE_EPOCHS = 20
+
+# Seconds on a GPU, for the GPU suite's plan (benchmarks/gpu_suite.py, which replaces them by its probe's
+# figures once measured) and the studies' dry runs: the first week's H100 (benchmarks/RESULTS.md,
+# issues 2 and 3: 31 DataDAM iterations/s at MNIST IPC 10, overhead-bound, so taken for every MNIST
+# IPC; ConvNetD3 full-data seeds of 20 epochs in 14.4-23.1 s; MHIST ConvNetD7 seeds in 36.5-44.2 s at
+# batch 32). Evaluation and MHIST iterations were not measured there: 4 ms a training step of one
+# seed (a batch of at most 256 images; its share when seeds are packed) and 5 MHIST iterations/s are
+# guesses, replaced by the probe's figures.
+GPU_FIGURES = {
+    "its:mnist": 31.0,
+    "its:mhist": 5.0,
+    "eval_step": 0.004,
+    "epoch:mnist": 1.0,
+    "epoch:mhist": 2.0,
+    "pad_student_step": 0.01,
+    "expert_epoch": 1.5,
+    "difficulty_epoch": 2.0,
+}
+UNKNOWN = math.inf  # the estimate of a row no time model prices (`unpriced` says why): never fits a budget
+
+
+def gpu_eval_seconds(figures: dict[str, float], images: int, epochs: int) -> float:
+    """One network's training: `epochs` x its batches of at most 256 (DC's batch) x one step's time."""
+    return epochs * math.ceil(images / 256) * figures["eval_step"]
+
+
+def gpu_iterations_per_second(figures: dict[str, float], dataset: str, ipc: int) -> float:
+    """Measured DataDAM iterations per second (of this IPC, else of the data set); 0 where none is."""
+    return figures.get(f"its:{dataset}:ipc{ipc}", figures.get(f"its:{dataset}", 0.0))
+
+
+def gpu_seconds(row: Row, figures: dict[str, float] = GPU_FIGURES) -> float:
+    """A row on a GPU: distillation, then its seeds (`eval_step` is a seed's share of a packed step);
+    an analysis's networks; a search's budget; `UNKNOWN` where no figure prices it."""
+    from ddcore.data import get_spec
+
+    classes = get_spec(row.dataset).num_classes
+    if row.kind in ("analysis", "search"):
+        trainings = analysis_trainings(row) if row.kind == "analysis" else None
+        if trainings is None:
+            return 60 * search_minutes(row) if row.kind == "search" else UNKNOWN
+        return sum(count * gpu_eval_seconds(figures, images, epochs) for count, images, epochs in trainings)
+    if row.kind == "baseline":
+        return row.eval_seeds * BASELINE_EPOCHS * figures.get(f"epoch:{row.dataset}", UNKNOWN)
+    config = trial_config(row).method_config
+    if row.method == "datadam":
+        speed = gpu_iterations_per_second(figures, row.dataset, row.ipc)
+        distill = config.iterations / speed if speed else UNKNOWN
+    elif row.method == "pad":
+        distill = config.iterations * config.syn_steps * figures["pad_student_step"]
+        distill += config.num_experts * config.trajectory_epochs * figures["expert_epoch"]
+    else:
+        distill = 0.0 if row.method == "random" else UNKNOWN
+    epochs = row.eval_epochs or 1000
+    return row.distill_seeds * (distill + row.eval_seeds * gpu_eval_seconds(figures, classes * row.ipc, epochs))
+
+
+def analysis_trainings(row: Row) -> list[tuple[int, int, int]] | None:
+    """An analysis's networks as (how many, images, epochs) trainings, for both time models; None
+    where it has no model (`unpriced` says why)."""
+    from ddcore.data import get_spec
+    from ddcore.evaluate import get_protocol
+
+    config, spec = analysis_config(row), get_spec(row.dataset)
+    images = row.ipc * spec.num_classes
+    if row.analysis == "cross_arch":  # each network on the set and on a random real subset of its size
+        epochs = config.epochs or get_protocol(config.eval_protocol or spec.eval_protocol).epochs
+        return [(2 * len(config.models) * config.seeds, images, epochs)]
+    if row.analysis == "nas_proxy" and config.full_per_class:  # each network on the set and on real images
+        networks = len(config.pool) * config.seeds
+        return [
+            (networks, images, config.proxy_epochs or get_protocol("dc").epochs),
+            (networks, config.full_per_class * spec.num_classes, config.full_epochs or BASELINE_EPOCHS),
+        ]
+    return None
+
+
+def search_minutes(row: Row) -> float:
+    """A search's length is its budget (`budget_hours`); without one, `UNKNOWN`."""
+    hours = row.settings.get("budget_hours")
+    return 60 * hours if hours else UNKNOWN
+
+
+def unpriced(row: Row) -> str:
+    """Why a row has no estimate ("" when it has one)."""
+    if row.kind == "search" and not row.settings.get("budget_hours"):
+        return "a search runs until it answers: give it settings.budget_hours"
+    if row.kind == "analysis" and analysis_trainings(row) is None:
+        if row.analysis == "nas_proxy":
+            return "a NAS proxy on all real images has no time model: give it settings.full_per_class"
+        return f"no time model for the {row.analysis} analysis"
+    return ""
+
+
+def analysis_minutes(row: Row) -> float:
+    """An analysis or search on this CPU: its networks by the image-epoch figure (`UNKNOWN` if unpriced)."""
+    if row.kind == "search":
+        return search_minutes(row)
+    trainings = analysis_trainings(row)
+    if trainings is None:
+        return UNKNOWN
+    return sum(count * images * epochs * CPU_EVAL_EPOCH_IMAGE for count, images, epochs in trainings) / 60
 
 
 def priced(units: dict[str, float], seconds: dict[str, float] = CPU_UNIT_SECONDS) -> float:
@@ -265,6 +462,8 @@ def work_left(row: Row, results: list[dict], here: str, parts: Path) -> WorkLeft
     machine's speed today, which varies 1.5x between sessions), else as in its last whole run here,
     else as the CPU figures above and the method's `cost` say."""
     earlier = _earlier(row, results, here)
+    if row.kind in ("analysis", "search"):  # one piece, never in parts
+        return WorkLeft(earlier["wall_seconds"] / 60 if earlier else analysis_minutes(row), 0.0, 0)
     if row.kind == "baseline":
         cached = _cached_runs(row)
         last = statistics.fmean(earlier["train_seconds_per_seed"]) if earlier else None
@@ -419,7 +618,7 @@ def list_lines(rows: list[Row], results: list[dict], parts: Path, device: str) -
         )
         kept = kept if state == "pending" else ""
         lines.append(
-            f"{row.name:36} {state:8} ~{row_minutes(row, results, here, parts):5.0f} min  {row.group}"
+            f"{row.name:36} {state:8} ~{minutes_text(row_minutes(row, results, here, parts)):>5} min  {row.group}"
             + (f" ({kept})" if kept else "")
             + (preparation_note(row, work, device) if state == "pending" else "")
         )
@@ -478,11 +677,16 @@ def exclusive(lock: Path) -> Iterator[None]:
 # --- running a row --------------------------------------------------------------------------------
 
 
-def run_row(row: Row, tracking_uri: str | None, device: str, parts: Path) -> dict:
+def run_row(row: Row, tracking_uri: str | None, device: str, parts: Path, results: list[dict] = ()) -> dict:
     """Run one row; the measured values (without the bookkeeping `record` adds). A trial's parts are
-    kept under `parts` (the GPU suite keeps them apart from the repository's)."""
+    kept under `parts` (the GPU suite keeps them apart from the repository's); an analysis finds the
+    run it reads in `results`."""
     if row.kind == "baseline":
         return _run_baseline(row, device)
+    if row.kind == "analysis":
+        return _run_analysis(row, tracking_uri, device, results)
+    if row.kind == "search":
+        return _run_search(row, tracking_uri, device)
     if row.distill_seeds > 1:
         return _run_sets(row, tracking_uri, device, parts)
     return _run_trial(row, tracking_uri, device, parts)
@@ -504,6 +708,49 @@ def _run_baseline(row: Row, device: str) -> dict:
         "from_cache": from_cache,
         "distill_seconds": 0.0,
         "eval_seconds": sum(run.train_seconds for run in result.runs),
+    }
+
+
+def source_line(row: Row, results: list[dict]) -> dict | None:
+    """The results line of the trial an analysis reads (the last of its settings), or None."""
+    return next((r for r in reversed(results) if r["key"] == row.of_key), None)
+
+
+def _run_analysis(row: Row, tracking_uri: str | None, device: str, results: list[dict]) -> dict:
+    """The analysis as `ddorch cross-arch | continual | nas-proxy RUN` runs it, on the set of the run its
+    source row's line names (a several-set row: its first set's)."""
+    from orchestrator.engine.analyses import analyse_run
+
+    if tracking_uri and tracking_uri.startswith(FOLDER_STORE):
+        raise DDError(f"{row.name}: an analysis reads its trial's run from MLflow, not from {tracking_uri}")
+    source = source_line(row, results)
+    if source is None:
+        raise DDError(f"{row.name}: {row.of} has no result yet; run it first")
+    source_run = (source.get("set_runs") or [source["mlflow_run"]])[0]
+    config = replace(analysis_config(row), device=device)
+    started = time.perf_counter()
+    outcome = analyse_run(row.analysis, source_run, config, tracking_uri, progress=True)
+    table = outcome.result.table()
+    return {
+        "table": asdict(table),
+        "metrics": outcome.result.metrics(),
+        "mlflow_run": outcome.run_id,
+        "source_run": source_run,
+        "eval_seconds": time.perf_counter() - started,
+    }
+
+
+def _run_search(row: Row, tracking_uri: str | None, device: str) -> dict:
+    """A lossless-IPC search (`orchestrator.engine.lossless.search_lossless`, as `ddorch lossless` runs it)."""
+    from orchestrator.engine.lossless import search_lossless
+
+    report = search_lossless(search_config(row, tracking_uri, device), progress=True)
+    return {
+        "smallest_ipc": {m: r.smallest_lossless for m, r in report.results.items()},
+        "answers": {m: r.summary() for m, r in report.results.items()},
+        "target_accuracy": report.target.accuracy,
+        "mlflow_run": report.parent_run_id,
+        "budget_spent": report.budget_spent,
     }
 
 
@@ -626,11 +873,13 @@ def record(row: Row, measured: dict, load_start: float, load_end: float, ignored
 
     from orchestrator.store.tracking import git_commit
 
-    per_seed = measured["per_seed"]
+    per_seed = measured.get("per_seed")  # none for an analysis or a search
     if "per_set" in measured:
         spread = over_sets_fields(measured["per_set"])
-    else:
+    elif per_seed:
         spread = {"seeds": len(per_seed), "mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed)}
+    else:
+        spread = {}
     return {
         **asdict(row),
         "key": row.key(),
@@ -660,6 +909,7 @@ class RunOptions:
     ignore_load: bool = False
     tracking_uri: str | None = None
     device: str = "auto"
+    rerun_hint: bool = True  # a done line names `bench run --rerun` (a study's rows have no such command)
 
 
 Runner = Callable[[Row, "str | None", str], dict]  # (row or part, tracking URI, device) -> measured values
@@ -674,7 +924,7 @@ def run_suite(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[dict]:
     """Run the pending rows one after the other within the budget; the lines appended."""
-    runner = runner or (lambda row, uri, device: run_row(row, uri, device, folder.parts))
+    runner = runner or (lambda row, uri, device: run_row(row, uri, device, folder.parts, load_results(folder.results)))
     results = load_results(folder.results)
     here, parts = machine(), folder.parts
     todo = pending(rows, results, options.rerun)
@@ -683,6 +933,9 @@ def run_suite(
     appended, ran = [], False
     with exclusive(folder.lock):
         for position, row in enumerate(todo, 1):
+            if row.of and source_line(row, results + appended) is None:
+                print(f"skip {row.name}: it reads {row.of}, which has no result", flush=True)
+                continue
             estimate = row_minutes(row, results, here, parts)
             left = None if deadline is None else (deadline - time.monotonic()) / 60
             part = row
@@ -691,8 +944,9 @@ def run_suite(
                 if part is None:
                     work = work_left(set_rows(row)[0], results, here, parts)
                     print(
-                        f"skip {row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left"
-                        + preparation_note(row, work, options.device),
+                        f"skip {row.name}: estimate {minutes_text(estimate)} min, {left:.0f} min of the budget left"
+                        + preparation_note(row, work, options.device)
+                        + (f" ({unpriced(row)})" if math.isinf(estimate) else ""),
                         flush=True,
                     )
                     continue
@@ -730,13 +984,24 @@ def run_suite(
                 for one in set_rows(row):
                     shutil.rmtree(_trial_cache(one, parts)[0].folder, ignore_errors=True)
             took = f"{line['wall_seconds'] / 60:.1f} min" + (" (its last part)" if line.get("from_cache") else "")
-            over = f" over {row.distill_seeds} sets" if row.distill_seeds > 1 else " (1 set)"
-            print(
-                f"done {row.name}: {100 * line['mean']:.2f} ± {100 * line['std']:.2f} %{over} "
-                f"in {took}; rerun: {row.command()} --rerun",
-                flush=True,
-            )
+            hint = f"; rerun: {row.command()} --rerun" if options.rerun_hint else ""
+            print(f"done {row.name}: {outcome_text(row, line)} in {took}{hint}", flush=True)
     return appended
+
+
+def outcome_text(row: Row, line: dict) -> str:
+    """A recorded line in a few words: accuracy over the sets, an analysis's run, a search's answers."""
+    if row.kind == "analysis":
+        return f"{row.analysis} of {row.of} in run {line['mlflow_run']}"
+    if row.kind == "search":
+        return "; ".join(f"{method}: {answer}" for method, answer in line["answers"].items())
+    over = f" over {row.distill_seeds} sets" if row.distill_seeds > 1 else " (1 set)"
+    return f"{100 * line['mean']:.2f} ± {100 * line['std']:.2f} %{over}"
+
+
+def minutes_text(minutes: float) -> str:
+    """`12`, `0.4` or `?` (no estimate)."""
+    return "?" if math.isinf(minutes) else f"{minutes:.1f}" if minutes < 10 else f"{minutes:.0f}"
 
 
 def part_text(row: Row, part: Row) -> str:
@@ -756,6 +1021,6 @@ def status_line(
     """One line as a row starts (minutes); the trial's own progress bars follow while it runs."""
     budget = "no budget" if left is None else f"{left:.0f} min of the budget left"
     return (
-        f"row {position} of {count}: {row.name} (estimate {estimate:.0f} min, load {load:.2f}); "
+        f"row {position} of {count}: {row.name} (estimate {minutes_text(estimate)} min, load {load:.2f}); "
         f"suite elapsed {elapsed:.0f} min, {budget}"
     )

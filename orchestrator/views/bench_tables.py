@@ -37,10 +37,8 @@ def render_tables(results: list[dict], rows: list[Row]) -> str:
         out += [
             f"### {group}",
             "",
-            "| row | data set | method (preset) | IPC | init | iterations | network / eval | protocol | "
-            "accuracy % (mean ± std) | sets | per seed (per set: its mean) | distil / eval / wall min | machine | "
-            "load start / end | commit |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| " + " | ".join(COLUMNS) + " |",
+            "|" + " --- |" * len(COLUMNS),
         ]
         out += [_table_line(r) for r in lines]
         out.append("")
@@ -58,8 +56,34 @@ def render_tables(results: list[dict], rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+COLUMNS = (
+    "row",
+    "data set",
+    "method (preset)",
+    "IPC",
+    "init",
+    "iterations",
+    "network / eval",
+    "protocol",
+    "accuracy % (mean ± std)",
+    "sets",
+    "per seed (per set: its mean)",
+    "distil / eval / wall min",
+    "machine",
+    "load start / end",
+    "commit",
+)
+
+
 def _table_line(r: dict) -> str:
     """One row of a table: a results.jsonl line with the name (`row`) and group it is shown under."""
+    cells = table_cells(r)
+    cells[COLUMNS.index("accuracy % (mean ± std)")] = f"**{cells[COLUMNS.index('accuracy % (mean ± std)')]}**"
+    return "| " + " | ".join(cells) + " |"
+
+
+def table_cells(r: dict) -> list[str]:
+    """A results.jsonl line as the cells of `COLUMNS` (`row`: the name it is shown under; also the study report's)."""
     baseline = r["kind"] == "baseline"
     method = "full data" if baseline else f"{r['method']} ({r.get('preset') or '-'})"
     if r.get("settings"):  # settings beyond the preset's, as given to `--set`
@@ -72,14 +96,23 @@ def _table_line(r: dict) -> str:
     measured_as = f" (measured as `{r['name']}`)" if r["name"] != r["row"] else ""
     # a row done in parts over several runs: its wall time would be only the last one's
     wall = "-" if baseline or r.get("from_cache") else f"{r['wall_seconds'] / 60:.1f}"
-    return (
-        f"| `{r['row']}`{measured_as} | {r['dataset']} | {method} | {'-' if baseline else r['ipc']} | "
-        f"{'-' if baseline else r['init']} | {r.get('iterations') or '-'} | "
-        f"{r.get('network', r['eval_model'])} / {r['eval_model']} | {r['protocol']} | "
-        f"**{100 * r['mean']:.2f} ± {100 * r['std']:.2f}** | {sets} | {seeds} | "
-        f"{r['distill_seconds'] / 60:.1f} / {r['eval_seconds'] / 60:.1f} / {wall} | {r['machine']} | "
-        f"{r['load_start']:.2f} / {r['load_end']:.2f}{flag} | {r['commit']} |"
-    )
+    return [
+        f"`{r['row']}`{measured_as}",
+        r["dataset"],
+        method,
+        "-" if baseline else str(r["ipc"]),
+        "-" if baseline else r["init"],
+        str(r.get("iterations") or "-"),
+        f"{r.get('network', r['eval_model'])} / {r['eval_model']}",
+        r["protocol"],
+        f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}",
+        str(sets),
+        seeds,
+        f"{r['distill_seconds'] / 60:.1f} / {r['eval_seconds'] / 60:.1f} / {wall}",
+        r["machine"],
+        f"{r['load_start']:.2f} / {r['load_end']:.2f}{flag}",
+        r["commit"],
+    ]
 
 
 def _scale_out_table(lines: list[dict]) -> list[str]:

@@ -38,6 +38,7 @@ ANALYSIS_TITLES = {
     "continual": "Class-incremental continual learning",
     "nas_proxy": "Architecture-search proxy",
 }
+GRID = "grids/grid_all_classes.png"  # a trial's synthetic set, one row per class (orchestrator.engine.trial)
 
 
 @dataclass
@@ -455,7 +456,7 @@ def image_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
     grids, curves = Section("Synthetic sets"), Section("Distillation loss curves")
     for trial in _by_setting(trials):
         shown = trial.sets[0].info.run_id if trial.sets else trial.run_id  # several sets: the first set's grid
-        grid = collector.image(shown, "grids/grid_all_classes.png")
+        grid = collector.image(shown, GRID)
         if grid:
             grids.figures.append(Figure(trial.label, grid))
         curve = collector.image(trial.run_id, "loss_curve.png")
@@ -540,11 +541,7 @@ def sweep_sections(collector: Collector, trials: list[Trial]) -> list[Section]:
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         section = Section(f"Sweep {name}", text=[f"{len(members)} trials: {summary}.", *winners_curse(parent)])
         for folder in ("plots", "best_trial"):
-            for path in collector.artefacts(parent.info.run_id, folder):
-                if path.endswith(".png"):
-                    section.figures.append(
-                        Figure(f"{name}: {Path(path).stem}", collector.image(parent.info.run_id, path))
-                    )
+            section.figures += plot_figures(collector, parent.info.run_id, folder, name)
         sections.append(section)
     return sections
 
@@ -577,12 +574,14 @@ def analysis_sections(collector: Collector, trials: list[Trial]) -> list[Section
                 continue
             table.title = f"{table.title} (run {trial.run_id[:8]}, recorded in {run_id[:8]})"
             sections[kind].tables.append(table)
-            for path in collector.artefacts(run_id, kind):
-                if path.endswith(".png"):
-                    sections[kind].figures.append(
-                        Figure(f"{table.title}: {Path(path).stem}", collector.image(run_id, path))
-                    )
+            sections[kind].figures += plot_figures(collector, run_id, kind, table.title)
     return [s for s in sections.values() if s.tables]
+
+
+def plot_figures(collector: Collector, run_id: str, folder: str | None, title: str) -> list[Figure]:
+    """The plots (PNG) run `run_id` holds in `folder` (None: at the top), each captioned `title: <its name>`."""
+    plots = [path for path in collector.artefacts(run_id, folder) if path.endswith(".png")]
+    return [Figure(f"{title}: {Path(path).stem}", collector.image(run_id, path)) for path in plots]
 
 
 def run_command(trial: Trial) -> tuple[str, list[str]]:
