@@ -166,8 +166,9 @@ def rows_from(path: Path, tables: list[dict]) -> list[Row]:
             raise DDError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         analysis = table.get("kind") == "analysis"
         needed = {"name", "of", "analysis"} if analysis else {"name", "dataset"}
-        if not needed <= set(table):
-            raise DDError(f"{where}: a row of kind {table.get('kind', 'trial')} needs {', '.join(sorted(needed))}")
+        missing = sorted(needed - set(table))
+        if missing:
+            raise DDError(f"{where}: a {table.get('kind', 'trial')} row needs {', '.join(missing)} (missing)")
         if table.get("kind", "trial") not in KINDS:
             raise DDError(f"{where}: unknown kind {table['kind']!r}; kinds: {', '.join(KINDS)}")
         given = sorted(set(table) & set(FROM_SOURCE)) if analysis else ["of"] if "of" in table else []
