@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from orchestrator.cli.options import (
-    DataRootOption,
-    DeviceOption,
-    EvalBatchSizeOption,
-    EvalPrecision,
-    EvalPrecisionOption,
-    EvalProtocolOption,
-    ForceBf16Option,
-    OutputDirOption,
-    TrackingUriOption,
+    EvalOptions,
+    Offer,
+    Setup,
     friendly_errors,
+    option_groups,
     split_names,
 )
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
+# What an analysis reads and writes: the run's store, the data set, the device, a local copy of its files.
+AnalysisSetup = Annotated[Setup, Offer("tracking_uri", "output_dir", "data_root", "device")]
 
-def _analyse(kind: str, run_id: str, config, tracking_uri, data_root, output_dir) -> None:
+
+def _analyse(kind: str, run_id: str, config, setup: Setup) -> None:
     from orchestrator.engine.analyses import analyse_run
 
-    outcome = analyse_run(kind, run_id, config, tracking_uri, data_root, output_dir, progress=True)
+    outcome = analyse_run(kind, run_id, config, setup.tracking_uri, setup.data_root, setup.output_dir, progress=True)
     tables.show(tables.analysis(outcome.result.table()))
     console.print(f"MLflow run {outcome.run_id} (child of {run_id}); table, numbers and plots in {outcome.folder}")
 
 
 @friendly_errors
+@option_groups
 def cross_arch(
     run_id: str = typer.Argument(
         ..., help="An MLflow run (id or unique prefix) with a synthetic set, from `ddorch run` or a sweep trial."
@@ -43,14 +42,10 @@ def cross_arch(
     epochs: int | None = typer.Option(
         None, "--epochs", help="Override the protocol's epochs (default: the protocol's)."
     ),
-    device: str = DeviceOption,
-    eval_protocol: str = EvalProtocolOption,
-    eval_batch_size: int | None = EvalBatchSizeOption,
-    eval_precision: EvalPrecision = EvalPrecisionOption,
-    force_bf16: bool = ForceBf16Option,
-    tracking_uri: str | None = TrackingUriOption,
-    data_root: Path | None = DataRootOption,
-    output_dir: Path = OutputDirOption,
+    evaluation: Annotated[
+        EvalOptions, Offer("eval_protocol", "eval_batch_size", "eval_precision", "force_bf16")
+    ] = EvalOptions(),
+    setup: AnalysisSetup = Setup(),
 ) -> None:
     """Train each network on the run's synthetic set and on random real subsets of its size: the cross-architecture matrix.
 
@@ -62,16 +57,17 @@ def cross_arch(
         tuple(split_names(eval_models)),
         eval_seeds,
         epochs,
-        device,
-        eval_protocol,
-        eval_batch_size,
-        eval_precision.value,
-        force_bf16,
+        setup.device,
+        evaluation.eval_protocol,
+        evaluation.eval_batch_size,
+        evaluation.eval_precision.value,
+        evaluation.force_bf16,
     )
-    _analyse("cross_arch", run_id, config, tracking_uri, data_root, output_dir)
+    _analyse("cross_arch", run_id, config, setup)
 
 
 @friendly_errors
+@option_groups
 def continual(
     run_id: str = typer.Argument(..., help="An MLflow run (id or unique prefix) with a synthetic set."),
     classes_per_task: int = typer.Option(2, "--classes-per-task", help="Classes arriving per task."),
@@ -84,10 +80,7 @@ def continual(
         5, "--herding-epochs", help="Full-data protocol epochs of the herding feature network."
     ),
     memories: str = typer.Option("distilled,random,herding", "--memories", help="Memory types to compare."),
-    device: str = DeviceOption,
-    tracking_uri: str | None = TrackingUriOption,
-    data_root: Path | None = DataRootOption,
-    output_dir: Path = OutputDirOption,
+    setup: AnalysisSetup = Setup(),
 ) -> None:
     """Class-incremental learning: distilled memory vs random and herding exemplars, accuracy after each task.
 
@@ -96,12 +89,13 @@ def continual(
     from ddcore.analyses.continual import ContinualConfig
 
     config = ContinualConfig(
-        classes_per_task, model, eval_seeds, epochs, herding_epochs, tuple(split_names(memories)), device
+        classes_per_task, model, eval_seeds, epochs, herding_epochs, tuple(split_names(memories)), setup.device
     )
-    _analyse("continual", run_id, config, tracking_uri, data_root, output_dir)
+    _analyse("continual", run_id, config, setup)
 
 
 @friendly_errors
+@option_groups
 def nas_proxy(
     run_id: str = typer.Argument(..., help="An MLflow run (id or unique prefix) with a synthetic set."),
     eval_models: str | None = typer.Option(
@@ -115,10 +109,7 @@ def nas_proxy(
     full_per_class: int | None = typer.Option(
         None, "--full-per-class", help="Real images per class for the real side (default: all)."
     ),
-    device: str = DeviceOption,
-    tracking_uri: str | None = TrackingUriOption,
-    data_root: Path | None = DataRootOption,
-    output_dir: Path = OutputDirOption,
+    setup: AnalysisSetup = Setup(),
 ) -> None:
     """Rank a pool of networks by training on the synthetic set vs on real data: Spearman correlation, time saved.
 
@@ -127,5 +118,5 @@ def nas_proxy(
     from ddcore.analyses.nas_proxy import DEFAULT_POOL, NasProxyConfig
 
     candidates = tuple(split_names(eval_models)) if eval_models else DEFAULT_POOL
-    config = NasProxyConfig(candidates, eval_seeds, proxy_epochs, full_epochs, full_per_class, device)
-    _analyse("nas_proxy", run_id, config, tracking_uri, data_root, output_dir)
+    config = NasProxyConfig(candidates, eval_seeds, proxy_epochs, full_epochs, full_per_class, setup.device)
+    _analyse("nas_proxy", run_id, config, setup)

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from orchestrator.cli.options import (
     PROTOCOL_CHOICES,
-    DataRootOption,
     DatasetOption,
-    DeviceOption,
     DownloadOption,
-    ImageSizeOption,
+    Offer,
+    Setup,
     friendly_errors,
+    option_groups,
 )
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
 @friendly_errors
+@option_groups
 def baseline(
     dataset: str = DatasetOption,
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
@@ -34,9 +35,7 @@ def baseline(
         help="Training batch size (default: the data set's full-data batch, 256; 32 for digits and mhist).",
     ),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if a cached result exists."),
-    data_root: Path | None = DataRootOption,
-    image_size: int | None = ImageSizeOption,
-    device: str = DeviceOption,
+    setup: Annotated[Setup, Offer("data_root", "image_size", "device")] = Setup(),
     download: bool = DownloadOption,
 ) -> None:
     """Train MODEL on the whole real training set and test it: the full-data upper bound.
@@ -50,13 +49,13 @@ def baseline(
     chosen_protocol = (
         baseline_protocol(dataset, batch_size) if protocol == "full" else get_protocol(protocol, batch_size)
     )
-    data = load_dataset(dataset, data_root, image_size, download)
+    data = load_dataset(dataset, setup.data_root, setup.image_size, download)
     console.print(
         f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images, "
         f"{data.channels}x{data.image_size}x{data.image_size}, {data.num_classes} classes"
     )
     result, from_cache = full_data_baseline(
-        data, model, tuple(range(eval_seeds)), chosen_protocol, device, refresh=refresh, progress=True
+        data, model, tuple(range(eval_seeds)), chosen_protocol, setup.device, refresh=refresh, progress=True
     )
     console.print(
         tables.baseline(

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from orchestrator.cli.options import (
     EXPERT_BATCHES,
     AddressOption,
-    DataRootOption,
     DatasetOption,
-    DeviceOption,
-    ExperimentOption,
-    ImageSizeOption,
+    Offer,
     Selection,
-    TrackingUriOption,
+    Setup,
     VerboseOption,
     friendly_errors,
+    option_groups,
     quiet_libraries,
     say_ray_address,
     selection_option,
@@ -26,6 +24,7 @@ from orchestrator.views.tables import console
 
 
 @friendly_errors
+@option_groups
 def experts(
     dataset: str = DatasetOption,
     model: str | None = typer.Option(
@@ -63,11 +62,7 @@ def experts(
     gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0, help="GPUs (or a fraction) per expert."),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if cached experts exist."),
     verbose: bool = VerboseOption,
-    tracking_uri: str | None = TrackingUriOption,
-    experiment: str = ExperimentOption,
-    data_root: Path | None = DataRootOption,
-    image_size: int | None = ImageSizeOption,
-    device: str = DeviceOption,
+    setup: Annotated[Setup, Offer("tracking_uri", "experiment", "data_root", "image_size", "device")] = Setup(),
 ) -> None:
     """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow.
 
@@ -86,7 +81,7 @@ def experts(
     from orchestrator.store.tracking import Tracker, resolve_tracking_uri
 
     # As the trials it serves load it: `--selection val` for sweeps and lossless searches (their default).
-    data = load_cached(dataset, data_root, image_size, selection.value)
+    data = load_cached(dataset, setup.data_root, setup.image_size, selection.value)
     pad = get_method("pad").config("paper", dataset)
     pad = pad.with_overrides(
         model=model,
@@ -107,10 +102,10 @@ def experts(
         say_ray_address(address)
         connect(address, verbose=verbose)
         pool = TaskPool(cpus_per_expert, gpus_per_expert)
-        check_shared_store(resolve_tracking_uri(tracking_uri), address)
+        check_shared_store(resolve_tracking_uri(setup.tracking_uri), address)
     tracker = Tracker.start(
-        tracking_uri,
-        experiment,
+        setup.tracking_uri,
+        setup.experiment,
         run_name=f"experts-{dataset}-{config.model}-{config.epochs}ep",
         tags={Tag.DATASET: dataset, Tag.STAGE: "experts"},
     )
@@ -121,8 +116,8 @@ def experts(
                 config,
                 pad.num_experts,
                 pool.map_unordered if pool is not None else None,  # an idle pool is empty, so falsy
-                given_data_root(data_root),  # a node without it resolves its own default
-                device=device,
+                given_data_root(setup.data_root),  # a node without it resolves its own default
+                device=setup.device,
                 refresh=refresh,
                 progress=True,
             )

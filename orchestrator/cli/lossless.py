@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from orchestrator.cli.options import (
     AddressOption,
-    DataRootOption,
     DatasetOption,
-    DeviceOption,
     DryRunOption,
-    EvalEpochsOption,
-    EvalPrecision,
-    EvalPrecisionOption,
-    EvalProtocolOption,
-    ExperimentOption,
-    ForceBf16Option,
+    EvalOptions,
     IterationsOption,
-    OutputDirOption,
+    Offer,
     Selection,
-    TrackingUriOption,
+    Setup,
     VerboseOption,
     friendly_errors,
+    option_groups,
     quiet_libraries,
     say_ray_address,
     selection_option,
@@ -34,6 +28,7 @@ from orchestrator.views.tables import console
 
 
 @friendly_errors
+@option_groups
 def lossless(
     dataset: str = DatasetOption,
     method: str = typer.Option(
@@ -68,10 +63,9 @@ def lossless(
     selection: Selection = selection_option(Selection.val),
     confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the interval over seeds."),
     iterations: int | None = IterationsOption,
-    eval_protocol: str = EvalProtocolOption,
-    eval_epochs: int | None = EvalEpochsOption,
-    eval_precision: EvalPrecision = EvalPrecisionOption,
-    force_bf16: bool = ForceBf16Option,
+    evaluation: Annotated[
+        EvalOptions, Offer("eval_protocol", "eval_epochs", "eval_precision", "force_bf16")
+    ] = EvalOptions(),
     target_accuracy: float | None = typer.Option(
         None,
         "--target-accuracy",
@@ -100,11 +94,7 @@ def lossless(
     address: str | None = AddressOption,
     verbose: bool = VerboseOption,
     dry_run: bool = DryRunOption,
-    tracking_uri: str | None = TrackingUriOption,
-    mlflow_experiment: str = ExperimentOption,
-    output_dir: Path = OutputDirOption,
-    data_root: Path | None = DataRootOption,
-    device: str = DeviceOption,
+    setup: Annotated[Setup, Offer("tracking_uri", "experiment", "output_dir", "data_root", "device")] = Setup(),
 ) -> None:
     """Find the smallest IPC whose synthetic set matches the full-data accuracy (grid, then bisection, on Ray).
 
@@ -125,10 +115,10 @@ def lossless(
         selection=selection.value,
         confidence=confidence,
         iterations=iterations,
-        eval_protocol=eval_protocol,
-        eval_epochs=eval_epochs,
-        eval_precision=eval_precision.value,
-        force_bf16=force_bf16,
+        eval_protocol=evaluation.eval_protocol,
+        eval_epochs=evaluation.eval_epochs,
+        eval_precision=evaluation.eval_precision.value,
+        force_bf16=evaluation.force_bf16,
         target_accuracy=target_accuracy,
         baseline_seeds=baseline_seeds,
         early_stop_margin=early_stop_margin if early_stop else None,
@@ -137,11 +127,11 @@ def lossless(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         address=address,
-        data_root=given_data_root(data_root),  # a node without it resolves its own default
-        tracking_uri=tracking_uri,
-        experiment=mlflow_experiment,
-        output_dir=str(output_dir),
-        device=device,
+        data_root=given_data_root(setup.data_root),  # a node without it resolves its own default
+        tracking_uri=setup.tracking_uri,
+        experiment=setup.experiment,
+        output_dir=str(setup.output_dir),
+        device=setup.device,
         verbose=verbose,
     )
     say_ray_address(address)

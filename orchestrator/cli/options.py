@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 import tempfile
+import typing
 from collections.abc import Callable
+from copy import copy
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import typer
 
@@ -157,6 +162,116 @@ DryRunOption = typer.Option(
     "--dry-run",
     help="Print the plan and a wall-time estimate from a short calibration here; start nothing, log nothing.",
 )
+
+
+def _option(shared: typer.models.OptionInfo):
+    """An option group's field, declared by the shared option: its default is the option's."""
+    return field(default=shared.default, metadata={"option": shared})
+
+
+class OptionGroup:
+    """Options several commands share, passed to a command as one object (see `option_groups`)."""
+
+    panel: ClassVar[str]  # their heading in `--help`
+
+
+@dataclass(frozen=True)
+class Setup(OptionGroup):
+    """Where a command reads its data, computes and records: the settings most commands share."""
+
+    panel = "Data, device and MLflow"
+    tracking_uri: str | None = _option(TrackingUriOption)
+    experiment: str = _option(ExperimentOption)
+    output_dir: Path = _option(OutputDirOption)
+    data_root: Path | None = _option(DataRootOption)
+    image_size: int | None = _option(ImageSizeOption)
+    device: str = _option(DeviceOption)
+
+
+@dataclass(frozen=True)
+class EvalOptions(OptionGroup):
+    """How the evaluation networks are trained on a set: the protocol and what may override it."""
+
+    panel = "Evaluation protocol"
+    eval_protocol: str | None = _option(EvalProtocolOption)
+    eval_epochs: int | None = _option(EvalEpochsOption)
+    eval_batch_size: int | None = _option(EvalBatchSizeOption)
+    eval_precision: EvalPrecision = _option(EvalPrecisionOption)
+    force_bf16: bool = _option(ForceBf16Option)
+
+    def spec(self, models: tuple[str, ...], seeds: int):
+        """ddcore's `EvalSpec` of these settings (imported here: `--help` does not import torch)."""
+        from ddcore.evaluate import EvalSpec
+
+        return EvalSpec(
+            models=models,
+            seeds=seeds,
+            protocol=self.eval_protocol,
+            epochs=self.eval_epochs,
+            batch_size=self.eval_batch_size,
+            precision=self.eval_precision.value,
+        )
+
+
+class Offer:
+    """The options of a group a command offers, in the group's order (`Annotated[Setup, Offer("device")]`);
+    the others keep their defaults. A group typed alone offers all of them."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+
+def option_groups(command: Callable) -> Callable:
+    """Expand each parameter typed as an option group (`Setup`, `EvalOptions`) into the group's options, in
+    its place and in the group's help panel, and call the command with one object of the group.
+
+    Typer reads a command's parameters with `inspect.signature` (typer/utils.py, get_params_from_function,
+    typer 0.29), which returns a function's `__signature__` when it has one (Python docs, inspect.signature);
+    help panels: https://typer.tiangolo.com/tutorial/options/help/#cli-options-help-panels
+    """
+    hints = typing.get_type_hints(command, include_extras=True)
+    parameters, groups = [], {}
+    for parameter in inspect.signature(command).parameters.values():
+        group, offer = _group_of(hints[parameter.name])
+        if group is None:
+            parameters.append(parameter.replace(annotation=hints[parameter.name]))
+            continue
+        offered = [f for f in fields(group) if offer is None or f.name in offer.names]
+        group_hints = typing.get_type_hints(group)
+        groups[parameter.name] = (group, [f.name for f in offered])
+        parameters += [
+            inspect.Parameter(
+                f.name,
+                parameter.kind,
+                default=_in_panel(f.metadata["option"], group.panel),
+                annotation=group_hints[f.name],
+            )
+            for f in offered
+        ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        for name, (group, offered) in groups.items():
+            kwargs[name] = group(**{option: kwargs.pop(option) for option in offered})
+        return command(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(parameters)
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
+
+
+def _group_of(annotation) -> tuple[type | None, Offer | None]:
+    """(the option group, its `Offer` or None) of a parameter's annotation; (None, None) for a plain one."""
+    kind, *extras = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Annotated else (annotation,)
+    if not (isinstance(kind, type) and issubclass(kind, OptionGroup)):
+        return None, None
+    return kind, next((extra for extra in extras if isinstance(extra, Offer)), None)
+
+
+def _in_panel(option: typer.models.OptionInfo, panel: str) -> typer.models.OptionInfo:
+    shown = copy(option)
+    shown.rich_help_panel = panel
+    return shown
 
 
 def friendly_errors(command: Callable) -> Callable:

@@ -8,22 +8,13 @@ import typer
 
 from orchestrator.cli.options import (
     NATIVE_BF16,
-    DataRootOption,
     DatasetOption,
-    DeviceOption,
-    EvalBatchSizeOption,
-    EvalEpochsOption,
-    EvalPrecision,
-    EvalPrecisionOption,
-    EvalProtocolOption,
-    ExperimentOption,
-    ForceBf16Option,
-    ImageSizeOption,
+    EvalOptions,
     IterationsOption,
-    OutputDirOption,
     Selection,
-    TrackingUriOption,
+    Setup,
     friendly_errors,
+    option_groups,
     selection_option,
     split_names,
 )
@@ -33,6 +24,7 @@ from orchestrator.views.tables import console
 
 
 @friendly_errors
+@option_groups
 def run(
     dataset: str = DatasetOption,
     method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
@@ -84,11 +76,7 @@ def run(
         help="Comma-separated networks trained on the synthetic set (default: the network distilled with).",
     ),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
-    eval_protocol: str = EvalProtocolOption,
-    eval_epochs: int | None = EvalEpochsOption,
-    eval_batch_size: int | None = EvalBatchSizeOption,
-    eval_precision: EvalPrecision = EvalPrecisionOption,
-    force_bf16: bool = ForceBf16Option,
+    evaluation: EvalOptions = EvalOptions(),
     selection: Selection = selection_option(Selection.test),
     checkpoint_eval_every: int | None = typer.Option(
         None,
@@ -99,18 +87,12 @@ def run(
         "comparable with the final mean). Default: off.",
     ),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
-    tracking_uri: str | None = TrackingUriOption,
-    experiment: str = ExperimentOption,
-    output_dir: Path = OutputDirOption,
-    data_root: Path | None = DataRootOption,
-    image_size: int | None = ImageSizeOption,
-    device: str = DeviceOption,
+    setup: Setup = Setup(),
 ) -> None:
     """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow.
 
     Example: ddorch run --dataset digits --method datadam --ipc 10 --iterations 200
     """
-    from ddcore.evaluate import EvalSpec
     from orchestrator.engine.experiments import parse_overrides
     from orchestrator.engine.resolve import Layers, check_data, resolve_trial
     from orchestrator.engine.sets import distill_seeds as check_distill_seeds
@@ -131,44 +113,36 @@ def run(
         dsa_strategy=dsa_strategy,
         bf16=bf16 or None,
         seed=seed,
-        device=device,
+        device=setup.device,
     )
     overrides = parse_overrides(settings, method)
-    evaluation = EvalSpec(
-        models=tuple(split_names(eval_models or "")),
-        seeds=eval_seeds,
-        protocol=eval_protocol,
-        epochs=eval_epochs,
-        batch_size=eval_batch_size,
-        precision=eval_precision.value,
-    )
     trial = resolve_trial(
         method,
         dataset,
         preset,
         None,  # --ipc is a flag: the preset's per-IPC defaults follow the IPC that wins
-        evaluation,
+        evaluation.spec(tuple(split_names(eval_models or "")), eval_seeds),
         Layers(flags=flags, settings=overrides),
         checkpoint_eval_every=checkpoint_eval_every,
         selection=selection.value,
         baseline=baseline,
-        data_root=str(data_root) if data_root else None,
-        image_size=image_size,
-        force_bf16=force_bf16,
+        data_root=str(setup.data_root) if setup.data_root else None,
+        image_size=setup.image_size,
+        force_bf16=evaluation.force_bf16,
     )
     check_data([trial])  # loaded here, as the trial will (it reuses the load)
     check_precision(trial)
     method_config, protocol = trial.method_config, trial.protocol()
     name = run_name(dataset, method, method_config.ipc, {"init": method_config.init, **overrides})
-    tracker = Tracker.start(tracking_uri, experiment, run_name=name)
+    tracker = Tracker.start(setup.tracking_uri, setup.experiment, run_name=name)
     title = (
         f"{method} on {dataset}: IPC {method_config.ipc}, {method_config.init} init, distilled with "
         f"{method_config.model}, evaluated with the {protocol.name} protocol"
     )
     if distill_seeds > 1:
-        _run_sets(trial, distill_seeds, tracker, experiment, name, output_dir, title)
+        _run_sets(trial, distill_seeds, tracker, setup.experiment, name, setup.output_dir, title)
         return
-    result = run_trial(trial, tracker, progress=True, output_dir=output_dir)
+    result = run_trial(trial, tracker, progress=True, output_dir=setup.output_dir)
 
     tables.show(tables.trial(result, title))
     if result.best_checkpoint:

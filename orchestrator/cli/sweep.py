@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -10,16 +11,14 @@ from orchestrator.cli.options import (
     NATIVE_BF16,
     PROTOCOL_CHOICES,
     AddressOption,
-    DataRootOption,
-    DeviceOption,
     DryRunOption,
     EvalPrecision,
-    ExperimentOption,
     ForceBf16Option,
-    OutputDirOption,
+    Offer,
     Selection,
-    TrackingUriOption,
+    Setup,
     friendly_errors,
+    option_groups,
     quiet_libraries,
     say_ray_address,
 )
@@ -28,8 +27,9 @@ from orchestrator.views.tables import console
 
 
 @friendly_errors
+@option_groups
 def sweep(
-    experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`."),
+    preset_name: str = typer.Argument(..., metavar="EXPERIMENT", help="An experiment name from `ddorch experiments`."),
     space_file: Path | None = typer.Option(None, "--space", help="Search space TOML (default: the preset's)."),
     overrides: list[str] = typer.Option(
         [],
@@ -77,11 +77,7 @@ def sweep(
         False, "--verbose", help="Ray Tune's own progress output and worker logs instead of the live view."
     ),
     dry_run: bool = DryRunOption,
-    tracking_uri: str | None = TrackingUriOption,
-    mlflow_experiment: str = ExperimentOption,
-    output_dir: Path = OutputDirOption,
-    data_root: Path | None = DataRootOption,
-    device: str = DeviceOption,
+    setup: Annotated[Setup, Offer("tracking_uri", "experiment", "output_dir", "data_root", "device")] = Setup(),
 ) -> None:
     """Search an experiment's space with Ray Tune and ASHA; every trial is an MLflow child run.
 
@@ -111,7 +107,7 @@ def sweep(
     )
     from orchestrator.store.tracking import check_reachable, resolve_tracking_uri
 
-    preset = load_experiment(experiment)
+    preset = load_experiment(preset_name)
     evaluation = replace(
         preset.eval,
         protocol=eval_protocol or preset.eval.protocol,
@@ -127,7 +123,7 @@ def sweep(
     fixed = {**preset.fixed, **preset.settings}
     space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, fixed)
     local = requested_address(address)[0] is None  # trials run on this machine: its data and bf16 are checked now
-    check_sweep(preset, space, str(resolve_data_root(data_root)), device, force_bf16, local)
+    check_sweep(preset, space, str(resolve_data_root(setup.data_root)), setup.device, force_bf16, local)
     sweep_name, storage = name or preset.name, str(storage_path.resolve())
     if resume:
         check_resumable(sweep_name, storage)  # before starting Ray
@@ -163,30 +159,30 @@ def sweep(
             cpus,
             gpus,
             available,
-            str(resolve_data_root(data_root)),
-            device,
+            str(resolve_data_root(setup.data_root)),
+            setup.device,
             force_bf16,
         )
         console.print("\n".join(plan.lines), soft_wrap=True, markup=False)
         return
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = resolve_tracking_uri(setup.tracking_uri)
     check_reachable(uri)
     check_shared_store(uri, address)
     console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
     callbacks = () if verbose else (_live_view(settings, space, trial_length(preset), preset.selection),)
     context = {
         "tracking_uri": uri,
-        "experiment": mlflow_experiment,
-        "output_dir": str(output_dir.resolve()),
-        "data_root": given_data_root(data_root),  # a node without it resolves its own default
-        "device": device,
+        "experiment": setup.experiment,
+        "output_dir": str(setup.output_dir.resolve()),
+        "data_root": given_data_root(setup.data_root),  # a node without it resolves its own default
+        "device": setup.device,
         "force_bf16": force_bf16,
     }
     results, parent, iterations = run_sweep(
         preset, space, settings, context, resume=resume, callbacks=callbacks, verbose=verbose
     )
     rows = summarize(results, iterations, preset.selection)
-    folder = record_in_parent(parent, rows, space, output_dir.resolve())
+    folder = record_in_parent(parent, rows, space, setup.output_dir.resolve())
     tables.show(tables.sweep_rows(f"Sweep {settings.name}: {len(rows)} trials", rows, space.names()))
     console.print(
         f"MLflow parent run {parent.run_id} in {uri}; artefacts in {folder}; "
