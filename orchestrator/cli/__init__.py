@@ -3,7 +3,8 @@
 This module only builds the app and registers the commands (as `transformers/commands/` and
 `mlflow/cli/__init__.py` do); nothing below the CLI imports it (import-linter's layers contract in
 pyproject.toml). Bad input never shows a traceback: library code raises `DDError` with one line,
-which every command prints as `error: ...` before exiting with status 2 (`options.friendly_errors`).
+which every command prints as `error: ...` before exiting with status 2 (`options.friendly_errors`, applied
+to each command where it is registered, with the option groups: `options.as_command`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from orchestrator.cli import (
     sweep,
     ui,
 )
+from orchestrator.cli.options import as_command
 from orchestrator.store.flags import canonical
 
 app = typer.Typer(
@@ -75,7 +77,7 @@ COMMANDS = (
     report.report,
 )
 for command in COMMANDS:
-    app.command()(command)
+    app.command()(as_command(command))
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(study.study_app, name="study")
 

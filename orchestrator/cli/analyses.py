@@ -10,8 +10,6 @@ from orchestrator.cli.options import (
     EvalOptions,
     Offer,
     Setup,
-    friendly_errors,
-    option_groups,
     split_names,
 )
 from orchestrator.views import tables
@@ -29,8 +27,6 @@ def _analyse(kind: str, run_id: str, config, setup: Setup) -> None:
     console.print(f"MLflow run {outcome.run_id} (child of {run_id}); table, numbers and plots in {outcome.folder}")
 
 
-@friendly_errors
-@option_groups
 def cross_arch(
     run_id: str = typer.Argument(
         ..., help="An MLflow run (id or unique prefix) with a synthetic set, from `ddorch run` or a sweep trial."
@@ -66,8 +62,6 @@ def cross_arch(
     _analyse("cross_arch", run_id, config, setup)
 
 
-@friendly_errors
-@option_groups
 def continual(
     run_id: str = typer.Argument(..., help="An MLflow run (id or unique prefix) with a synthetic set."),
     classes_per_task: int = typer.Option(2, "--classes-per-task", help="Classes arriving per task."),
@@ -94,8 +88,6 @@ def continual(
     _analyse("continual", run_id, config, setup)
 
 
-@friendly_errors
-@option_groups
 def nas_proxy(
     run_id: str = typer.Argument(..., help="An MLflow run (id or unique prefix) with a synthetic set."),
     eval_models: str | None = typer.Option(

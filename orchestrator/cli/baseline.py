@@ -12,15 +12,11 @@ from orchestrator.cli.options import (
     DownloadOption,
     Offer,
     Setup,
-    friendly_errors,
-    option_groups,
 )
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-@friendly_errors
-@option_groups
 def baseline(
     dataset: str = DatasetOption,
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),

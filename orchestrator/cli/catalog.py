@@ -10,12 +10,10 @@ from ddcore.data import DATASET_NAMES, DATASETS
 from orchestrator.cli.options import (
     DataRootOption,
     TrackingUriOption,
-    friendly_errors,
 )
 from orchestrator.views import tables
 
 
-@friendly_errors
 def models(
     dataset: str | None = typer.Option(
         None,
@@ -46,7 +44,6 @@ def models(
     tables.show(tables.table(title, ("model", "parameters", "MFLOPs / image"), rows))
 
 
-@friendly_errors
 def datasets(
     data_root: Path | None = DataRootOption,
 ) -> None:
@@ -61,7 +58,6 @@ def datasets(
     tables.show(tables.table(f"Data sets (data root: {root})", ("name", "status"), rows, first_left=True))
 
 
-@friendly_errors
 def env(
     calibrate: bool = typer.Option(
         False,

@@ -9,13 +9,11 @@ import typer
 from orchestrator.cli.options import (
     TrackingUriOption,
     _writable_folder,
-    friendly_errors,
 )
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-@friendly_errors
 def compare(
     run_ids: list[str] = typer.Argument(..., help="Two or more MLflow run ids or unique prefixes (`ddorch runs`)."),
     tracking_uri: str | None = TrackingUriOption,

@@ -8,23 +8,16 @@ import typer
 
 from orchestrator.cli.options import (
     EXPERT_BATCHES,
-    AddressOption,
     DatasetOption,
     Offer,
+    RayOptions,
     Selection,
     Setup,
-    VerboseOption,
-    friendly_errors,
-    option_groups,
-    quiet_libraries,
-    say_ray_address,
     selection_option,
 )
 from orchestrator.views.tables import console
 
 
-@friendly_errors
-@option_groups
 def experts(
     dataset: str = DatasetOption,
     model: str | None = typer.Option(
@@ -56,12 +49,11 @@ def experts(
         "--seed",
         help="Base seed of the experts and the difficulty scores (each expert adds its index). Default: PAD's preset.",
     ),
-    address: str | None = AddressOption,
+    ray: RayOptions = RayOptions(),
     in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
     cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01, help="CPUs Ray reserves per expert."),
     gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0, help="GPUs (or a fraction) per expert."),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if cached experts exist."),
-    verbose: bool = VerboseOption,
     setup: Annotated[Setup, Offer("tracking_uri", "experiment", "data_root", "image_size", "device")] = Setup(),
 ) -> None:
     """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow.
@@ -96,13 +88,12 @@ def experts(
     config = pad.expert_config(dataset, data.image_size)
     config.validate()  # before anything is recorded
     pool = None
-    if not verbose:
-        quiet_libraries()
+    ray.quiet()
     if not in_process:
-        say_ray_address(address)
-        connect(address, verbose=verbose)
+        ray.announce()
+        connect(ray.address, verbose=ray.verbose)
         pool = TaskPool(cpus_per_expert, gpus_per_expert)
-        check_shared_store(resolve_tracking_uri(setup.tracking_uri), address)
+        check_shared_store(resolve_tracking_uri(setup.tracking_uri), ray.address)
     tracker = Tracker.start(
         setup.tracking_uri,
         setup.experiment,

@@ -7,19 +7,14 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.options import (
-    AddressOption,
     DatasetOption,
     DryRunOption,
     EvalOptions,
     IterationsOption,
     Offer,
+    RayOptions,
     Selection,
     Setup,
-    VerboseOption,
-    friendly_errors,
-    option_groups,
-    quiet_libraries,
-    say_ray_address,
     selection_option,
     split_names,
 )
@@ -27,8 +22,6 @@ from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-@friendly_errors
-@option_groups
 def lossless(
     dataset: str = DatasetOption,
     method: str = typer.Option(
@@ -91,8 +84,7 @@ def lossless(
     max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Trials running at once."),
     cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial."),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial."),
-    address: str | None = AddressOption,
-    verbose: bool = VerboseOption,
+    ray: RayOptions = RayOptions(),
     dry_run: bool = DryRunOption,
     setup: Annotated[Setup, Offer("tracking_uri", "experiment", "output_dir", "data_root", "device")] = Setup(),
 ) -> None:
@@ -126,26 +118,25 @@ def lossless(
         max_concurrent=max_concurrent,
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
-        address=address,
+        address=ray.address,
         data_root=given_data_root(setup.data_root),  # a node without it resolves its own default
         tracking_uri=setup.tracking_uri,
         experiment=setup.experiment,
         output_dir=str(setup.output_dir),
         device=setup.device,
-        verbose=verbose,
+        verbose=ray.verbose,
     )
-    say_ray_address(address)
+    ray.announce()
     if dry_run:
         from orchestrator.engine.cluster import check_resources, cluster_resources
         from orchestrator.engine.plan import lossless_plan
 
-        available = cluster_resources(address)
+        available = cluster_resources(ray.address)
         check_resources(cpus_per_trial, gpus_per_trial, available)
         console.print("\n".join(lossless_plan(config, available).lines), soft_wrap=True, markup=False)
         return
 
-    if not verbose:
-        quiet_libraries()
+    ray.quiet()
     report = search_lossless(config, watch=_lossless_view(config), progress=True)
     tables.show(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", confidence))
     for name, result in report.results.items():

@@ -213,6 +213,28 @@ class EvalOptions(OptionGroup):
         )
 
 
+@dataclass(frozen=True)
+class RayOptions(OptionGroup):
+    """The Ray cluster a command's work runs on, and whether Ray's and MLflow's own output is shown."""
+
+    panel = "Ray cluster"
+    address: str | None = _option(AddressOption)
+    verbose: bool = _option(VerboseOption)
+
+    def announce(self) -> None:
+        """One line when the cluster comes from $RAY_ADDRESS: without --address a command runs locally."""
+        from orchestrator.engine.cluster import requested_address
+
+        joined, source = requested_address(self.address)
+        if source == "RAY_ADDRESS":
+            console.print(f"joining the Ray cluster at {joined} from RAY_ADDRESS", soft_wrap=True, markup=False)
+
+    def quiet(self) -> None:
+        """Only ddorch's own lines on the terminal, unless --verbose."""
+        if not self.verbose:
+            quiet_libraries()
+
+
 class Offer:
     """The options of a group a command offers, in the group's order (`Annotated[Setup, Offer("device")]`);
     the others keep their defaults. A group typed alone offers all of them."""
@@ -274,6 +296,11 @@ def _in_panel(option: typer.models.OptionInfo, panel: str) -> typer.models.Optio
     return shown
 
 
+def as_command(function: Callable) -> Callable:
+    """What the app makes of each command function: its option groups expanded, a `DDError` as one line."""
+    return option_groups(friendly_errors(function))
+
+
 def friendly_errors(command: Callable) -> Callable:
     """Turn a `DDError` into one `error: ...` line on stderr and exit status 2."""
 
@@ -302,12 +329,3 @@ def quiet_libraries() -> None:
 
     quiet_ray()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-
-def say_ray_address(address: str | None) -> None:
-    """One line when the Ray cluster comes from $RAY_ADDRESS: without --address a command runs locally."""
-    from orchestrator.engine.cluster import requested_address
-
-    joined, source = requested_address(address)
-    if source == "RAY_ADDRESS":
-        console.print(f"joining the Ray cluster at {joined} from RAY_ADDRESS", soft_wrap=True, markup=False)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli.options import (
-    friendly_errors,
-)
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-@friendly_errors
 def experiments() -> None:
     """List the named experiment presets (the shipped `experiments/`; `$DDORCH_PRESETS/experiments/` first).
 
@@ -35,7 +31,6 @@ def experiments() -> None:
     tables.show(tables.table("Experiments (ddorch sweep <name>)", columns, rows, first_left=True))
 
 
-@friendly_errors
 def show(experiment: str = typer.Argument(..., help="An experiment name from `ddorch experiments`.")) -> None:
     """Print an experiment's resolved configuration and search space.
 

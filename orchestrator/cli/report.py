@@ -10,12 +10,10 @@ from orchestrator.cli.options import (
     ExperimentOption,
     TrackingUriOption,
     _writable_folder,
-    friendly_errors,
 )
 from orchestrator.views.tables import console
 
 
-@friendly_errors
 def report(
     ids: list[str] = typer.Argument(..., help="Run ids (or unique prefixes), sweep parent run ids or sweep names."),
     output_dir: Path = typer.Option(

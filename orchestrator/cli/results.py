@@ -10,13 +10,11 @@ from ddcore.errors import DDError
 from orchestrator.cli.options import (
     ExperimentOption,
     TrackingUriOption,
-    friendly_errors,
 )
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-@friendly_errors
 def results(
     sweep_name: str = typer.Argument(..., help="The sweep's name (default: the experiment's name)."),
     tracking_uri: str | None = TrackingUriOption,
@@ -57,7 +55,6 @@ def results(
         console.print(line, soft_wrap=True)
 
 
-@friendly_errors
 def runs(
     limit: int = typer.Option(20, "--limit", min=1, help="How many runs, newest first."),
     tracking_uri: str | None = TrackingUriOption,

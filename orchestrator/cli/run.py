@@ -13,8 +13,6 @@ from orchestrator.cli.options import (
     IterationsOption,
     Selection,
     Setup,
-    friendly_errors,
-    option_groups,
     selection_option,
     split_names,
 )
@@ -23,8 +21,6 @@ from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-@friendly_errors
-@option_groups
 def run(
     dataset: str = DatasetOption,
     method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli.options import friendly_errors
 from orchestrator.views.tables import console
 
 
-@friendly_errors
 def server(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface, for other machines)."

@@ -10,26 +10,21 @@ import typer
 from orchestrator.cli.options import (
     NATIVE_BF16,
     PROTOCOL_CHOICES,
-    AddressOption,
     DryRunOption,
     EvalPrecision,
     ForceBf16Option,
     Offer,
+    RayOptions,
     Selection,
     Setup,
-    friendly_errors,
-    option_groups,
     quiet_libraries,
-    say_ray_address,
 )
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-@friendly_errors
-@option_groups
 def sweep(
-    preset_name: str = typer.Argument(..., metavar="EXPERIMENT", help="An experiment name from `ddorch experiments`."),
+    preset_name: str = typer.Argument(..., metavar="experiment", help="An experiment name from `ddorch experiments`."),
     space_file: Path | None = typer.Option(None, "--space", help="Search space TOML (default: the preset's)."),
     overrides: list[str] = typer.Option(
         [],
@@ -48,7 +43,7 @@ def sweep(
     gpus_per_trial: float | None = typer.Option(
         None, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial (default: the preset's)."
     ),
-    address: str | None = AddressOption,
+    ray: Annotated[RayOptions, Offer("address")] = RayOptions(),
     storage_path: Path = typer.Option(
         Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."
     ),
@@ -122,17 +117,17 @@ def sweep(
     check_protocol(preset)
     fixed = {**preset.fixed, **preset.settings}
     space = load_space(space_file or preset.space, preset.method, preset.dataset, preset.preset, fixed)
-    local = requested_address(address)[0] is None  # trials run on this machine: its data and bf16 are checked now
+    local = requested_address(ray.address)[0] is None  # trials run on this machine: its data and bf16 are checked now
     check_sweep(preset, space, str(resolve_data_root(setup.data_root)), setup.device, force_bf16, local)
     sweep_name, storage = name or preset.name, str(storage_path.resolve())
     if resume:
         check_resumable(sweep_name, storage)  # before starting Ray
-    say_ray_address(address)
+    ray.announce()
     if not dry_run:
         if not verbose:
             quiet_libraries()
-        connect(address, verbose=verbose)  # a dry run joins a cluster (--address) only to read its resources
-    available = cluster_resources(address)
+        connect(ray.address, verbose=verbose)  # a dry run joins a cluster (--address) only to read its resources
+    available = cluster_resources(ray.address)
     cpus, gpus, note = preset_resources(
         preset.cpus_per_trial, preset.gpus_per_trial, cpus_per_trial, gpus_per_trial, available
     )
@@ -167,7 +162,7 @@ def sweep(
         return
     uri = resolve_tracking_uri(setup.tracking_uri)
     check_reachable(uri)
-    check_shared_store(uri, address)
+    check_shared_store(uri, ray.address)
     console.print(f"follow it in MLflow: ddorch ui --tracking-uri {uri}")
     callbacks = () if verbose else (_live_view(settings, space, trial_length(preset), preset.selection),)
     context = {

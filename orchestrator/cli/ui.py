@@ -6,12 +6,10 @@ import typer
 
 from orchestrator.cli.options import (
     TrackingUriOption,
-    friendly_errors,
 )
 from orchestrator.views.tables import console
 
 
-@friendly_errors
 def ui(
     tracking_uri: str | None = TrackingUriOption,
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port on 127.0.0.1."),

@@ -54,32 +54,22 @@ from ddcore.errors import DDError
 EXPERIMENT = "benchmarks"
 
 
+def _in_folder(name: str) -> property:
+    """A file or folder of a `BenchFolder`, by its name there."""
+    return property(lambda folder: folder.path / name)
+
+
 @dataclass(frozen=True)
 class BenchFolder:
     """Where a benchmark's rows, results, tables and parts live (the repository's `benchmarks/`)."""
 
     path: Path
-
-    @property
-    def rows(self) -> Path:
-        return self.path / "rows.toml"
-
-    @property
-    def results(self) -> Path:
-        return self.path / "results.jsonl"
-
-    @property
-    def results_md(self) -> Path:
-        return self.path / "RESULTS.md"
-
-    @property
-    def lock(self) -> Path:
-        return self.path / ".suite.lock"
-
-    @property
-    def parts(self) -> Path:
-        """In the folder, not ~/.cache: a row longer than a session goes on from a new checkout."""
-        return self.path / "parts"
+    rows = _in_folder("rows.toml")
+    results = _in_folder("results.jsonl")
+    results_md = _in_folder("RESULTS.md")
+    lock = _in_folder(".suite.lock")
+    # In the folder, not ~/.cache: a row longer than a session goes on from a new checkout.
+    parts = _in_folder("parts")
 
 
 # Row fields added after rows were first keyed, and their defaults: left out of the key where they hold them.

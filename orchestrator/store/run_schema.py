@@ -119,12 +119,15 @@ class PerModel:
         return self.pattern.format(model=model)
 
 
+def _mean_std(accuracy: str, over: str = "") -> tuple[PerModel, PerModel]:
+    """The names of an accuracy's mean and std over seeds (or `over` something else), one rule for all."""
+    return PerModel(f"{accuracy}_{{model}}_mean{over}"), PerModel(f"{accuracy}_{{model}}_std{over}")
+
+
 # The headline: the final set's test accuracy on `model`, mean over the evaluation seeds.
-acc_mean = PerModel("acc_{model}_mean")
-acc_std = PerModel("acc_{model}_std")
+acc_mean, acc_std = _mean_std("acc")
 # The same on the validation part, in runs that hold one out (`--selection val`): what chooses there.
-val_acc_mean = PerModel("val_acc_{model}_mean")
-val_acc_std = PerModel("val_acc_{model}_std")
+val_acc_mean, val_acc_std = _mean_std("val_acc")
 
 
 def selected_acc(selection: str) -> tuple[PerModel, PerModel]:
@@ -138,11 +141,9 @@ def selected_acc(selection: str) -> tuple[PerModel, PerModel]:
 DISTILL_SETS = "distill_sets"
 
 
-acc_mean_over_sets = PerModel("acc_{model}_mean_over_sets")
-# Population std of the sets' means: how much the distillation seed moves the result.
-acc_std_over_sets = PerModel("acc_{model}_std_over_sets")
-acc_mean_over_networks = PerModel("acc_{model}_mean_over_networks")
-acc_std_over_networks = PerModel("acc_{model}_std_over_networks")
+# The std over sets is the population std of the sets' means: how much the distillation seed moves the result.
+acc_mean_over_sets, acc_std_over_sets = _mean_std("acc", "_over_sets")
+acc_mean_over_networks, acc_std_over_networks = _mean_std("acc", "_over_networks")
 # Variance component between sets (fraction squared; ddcore.spread.over_sets).
 between_set_var = PerModel("acc_{model}_between_set_var")
 within_set_var = PerModel("acc_{model}_within_set_var")
