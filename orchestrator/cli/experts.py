@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 import typer
@@ -10,45 +11,55 @@ from orchestrator.cli.options import (
     EXPERT_BATCHES,
     DatasetOption,
     Offer,
+    OptionGroup,
     RayOptions,
     Selection,
     Setup,
+    option_field,
     selection_option,
 )
 from orchestrator.views.tables import console
 
 
-def experts(
-    dataset: str = DatasetOption,
-    model: str | None = typer.Option(
+@dataclass(frozen=True)
+class PadSettings(OptionGroup):
+    """The experts' settings, named as PAD's config names them (`with_overrides`); None: PAD's paper preset."""
+
+    panel = "Experts (default: PAD's preset for the data set)"
+    model: str | None = option_field(
         None, "--model", help="A name from `ddorch models`. Default: PAD's preset for the data set."
-    ),
-    num_experts: int | None = typer.Option(
+    )
+    num_experts: int | None = option_field(
         None, "--num-experts", min=1, help="Experts wanted (cached ones are reused). Default: PAD's preset."
-    ),
-    selection: Selection = selection_option(Selection.test),
-    epochs: int | None = typer.Option(
+    )
+    trajectory_epochs: int | None = option_field(
         None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs). Default: PAD's preset."
-    ),
-    lr: float | None = typer.Option(
+    )
+    lr_teacher: float | None = option_field(
         None, "--lr", help="The experts' SGD learning rate (lr_teacher). Default: PAD's preset."
-    ),
-    batch_size: int | None = typer.Option(
+    )
+    expert_batch: int | None = option_field(
         None, "--batch-size", min=1, help=f"Default: the data set's full-data batch ({EXPERT_BATCHES})."
-    ),
-    schedule: bool | None = typer.Option(
+    )
+    data_schedule: bool | None = option_field(
         None,
         "--schedule/--no-schedule",
         help="PAD's easy-to-hard data schedule, or all data (MTT). Default: PAD's preset.",
-    ),
-    score: str | None = typer.Option(
+    )
+    difficulty_score: str | None = option_field(
         None, "--score", help="Difficulty score ordering the samples: el2n or grand. Default: PAD's preset."
-    ),
-    seed: int | None = typer.Option(
+    )
+    seed: int | None = option_field(
         None,
         "--seed",
         help="Base seed of the experts and the difficulty scores (each expert adds its index). Default: PAD's preset.",
-    ),
+    )
+
+
+def experts(
+    dataset: str = DatasetOption,
+    pad_settings: PadSettings = PadSettings(),
+    selection: Selection = selection_option(Selection.test),
     ray: RayOptions = RayOptions(),
     in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
     cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01, help="CPUs Ray reserves per expert."),
@@ -75,16 +86,7 @@ def experts(
     # As the trials it serves load it: `--selection val` for sweeps and lossless searches (their default).
     data = load_cached(dataset, setup.data_root, setup.image_size, selection.value)
     pad = get_method("pad").config("paper", dataset)
-    pad = pad.with_overrides(
-        model=model,
-        num_experts=num_experts,
-        trajectory_epochs=epochs,
-        lr_teacher=lr,
-        expert_batch=batch_size,
-        data_schedule=schedule,
-        difficulty_score=score,
-        seed=seed,
-    )
+    pad = pad.with_overrides(**asdict(pad_settings))
     config = pad.expert_config(dataset, data.image_size)
     config.validate()  # before anything is recorded
     pool = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 import typer
@@ -12,14 +13,54 @@ from orchestrator.cli.options import (
     EvalOptions,
     IterationsOption,
     Offer,
+    OptionGroup,
     RayOptions,
     Selection,
     Setup,
+    option_field,
     selection_option,
     split_names,
 )
 from orchestrator.views import tables
 from orchestrator.views.tables import console
+
+
+@dataclass(frozen=True)
+class SearchSettings(OptionGroup):
+    """How the search decides and how many trials it runs, named as `LosslessConfig`'s fields."""
+
+    panel = "Search"
+    tolerance: float = option_field(
+        0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."
+    )
+    max_ipc: int = option_field(100, "--max-ipc", min=1, help="Largest IPC tried.")
+    eval_seeds: int = option_field(
+        2, "--eval-seeds", min=1, help="Networks first trained per synthetic set: the mean and its t-interval."
+    )
+    max_eval_seeds: int = option_field(
+        5,
+        "--max-eval-seeds",
+        min=1,
+        help="Sequential seeds: add one network at a time, up to this many, while the interval straddles "
+        "the threshold (equal to --eval-seeds: a fixed number).",
+    )
+    confidence: float = option_field(0.95, "--confidence", help="Confidence of the interval over seeds.")
+    target_accuracy: float | None = option_field(
+        None,
+        "--target-accuracy",
+        help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing.",
+    )
+    baseline_seeds: int = option_field(
+        3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."
+    )
+    budget_hours: float | None = option_field(
+        None,
+        "--budget-hours",
+        help="Stop launching new IPCs after this many hours; report what is known (default: no limit).",
+    )
+    max_concurrent: int = option_field(2, "--max-concurrent", min=1, help="Trials running at once.")
+    cpus_per_trial: float = option_field(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial.")
+    gpus_per_trial: float = option_field(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial.")
 
 
 def lossless(
@@ -39,34 +80,12 @@ def lossless(
         "--preset",
         help="The method's preset (its per-IPC defaults; default: each method's first, see `ddorch run --help`).",
     ),
-    tolerance: float = typer.Option(
-        0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."
-    ),
-    max_ipc: int = typer.Option(100, "--max-ipc", min=1, help="Largest IPC tried."),
-    eval_seeds: int = typer.Option(
-        2, "--eval-seeds", min=1, help="Networks first trained per synthetic set: the mean and its t-interval."
-    ),
-    max_eval_seeds: int = typer.Option(
-        5,
-        "--max-eval-seeds",
-        min=1,
-        help="Sequential seeds: add one network at a time, up to this many, while the interval straddles "
-        "the threshold (equal to --eval-seeds: a fixed number).",
-    ),
+    search: SearchSettings = SearchSettings(),
     selection: Selection = selection_option(Selection.val),
-    confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the interval over seeds."),
     iterations: int | None = IterationsOption,
     evaluation: Annotated[
         EvalOptions, Offer("eval_protocol", "eval_epochs", "eval_precision", "force_bf16")
     ] = EvalOptions(),
-    target_accuracy: float | None = typer.Option(
-        None,
-        "--target-accuracy",
-        help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing.",
-    ),
-    baseline_seeds: int = typer.Option(
-        3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."
-    ),
     early_stop: bool = typer.Option(
         True, "--early-stop/--no-early-stop", help="Stop a trial halfway when it cannot become lossless."
     ),
@@ -76,14 +95,6 @@ def lossless(
         min=0,
         help="Stop when the halfway accuracy is this many points under the threshold.",
     ),
-    budget_hours: float | None = typer.Option(
-        None,
-        "--budget-hours",
-        help="Stop launching new IPCs after this many hours; report what is known (default: no limit).",
-    ),
-    max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Trials running at once."),
-    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial."),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial."),
     ray: RayOptions = RayOptions(),
     dry_run: bool = DryRunOption,
     setup: Annotated[Setup, Offer("tracking_uri", "experiment", "output_dir", "data_root", "device")] = Setup(),
@@ -96,28 +107,18 @@ def lossless(
     from orchestrator.engine.lossless import LosslessConfig, search_lossless
 
     config = LosslessConfig(
+        **asdict(search),
         dataset=dataset,
         methods=tuple(split_names(method)),
         model=model,
         preset=preset,
-        tolerance=tolerance,
-        max_ipc=max_ipc,
-        eval_seeds=eval_seeds,
-        max_eval_seeds=max_eval_seeds,
         selection=selection.value,
-        confidence=confidence,
         iterations=iterations,
         eval_protocol=evaluation.eval_protocol,
         eval_epochs=evaluation.eval_epochs,
         eval_precision=evaluation.eval_precision.value,
         force_bf16=evaluation.force_bf16,
-        target_accuracy=target_accuracy,
-        baseline_seeds=baseline_seeds,
         early_stop_margin=early_stop_margin if early_stop else None,
-        budget_hours=budget_hours,
-        max_concurrent=max_concurrent,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
         address=ray.address,
         data_root=given_data_root(setup.data_root),  # a node without it resolves its own default
         tracking_uri=setup.tracking_uri,
@@ -132,19 +133,19 @@ def lossless(
         from orchestrator.engine.plan import lossless_plan
 
         available = cluster_resources(ray.address)
-        check_resources(cpus_per_trial, gpus_per_trial, available)
+        check_resources(search.cpus_per_trial, search.gpus_per_trial, available)
         console.print("\n".join(lossless_plan(config, available).lines), soft_wrap=True, markup=False)
         return
 
     ray.quiet()
     report = search_lossless(config, watch=_lossless_view(config), progress=True)
-    tables.show(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", confidence))
+    tables.show(tables.lossless(report, f"Lossless IPC on {dataset} with {model}", search.confidence))
     for name, result in report.results.items():
         console.print(f"{name}: {result.summary()}")
     trained, fixed = report.networks()
     console.print(f"sequential seeds: {trained} networks trained on the sets run here, {fixed} with a fixed count")
     if report.budget_spent:
-        console.print(f"budget of {budget_hours:g} h spent: no new IPCs were launched after it")
+        console.print(f"budget of {search.budget_hours:g} h spent: no new IPCs were launched after it")
     console.print(
         f"{report.launched} trial(s) run, the rest reused from MLflow; parent run {report.parent_run_id} "
         f"in {report.tracking_uri}; plot {report.plot}; table {report.table}"

@@ -164,8 +164,10 @@ DryRunOption = typer.Option(
 )
 
 
-def _option(shared: typer.models.OptionInfo):
-    """An option group's field, declared by the shared option: its default is the option's."""
+def option_field(*option, **settings):
+    """An option group's field: a shared option (`option_field(DeviceOption)`) or `typer.Option`'s arguments;
+    the option's default is the field's."""
+    shared = option[0] if len(option) == 1 and not settings else typer.Option(*option, **settings)
     return field(default=shared.default, metadata={"option": shared})
 
 
@@ -180,12 +182,12 @@ class Setup(OptionGroup):
     """Where a command reads its data, computes and records: the settings most commands share."""
 
     panel = "Data, device and MLflow"
-    tracking_uri: str | None = _option(TrackingUriOption)
-    experiment: str = _option(ExperimentOption)
-    output_dir: Path = _option(OutputDirOption)
-    data_root: Path | None = _option(DataRootOption)
-    image_size: int | None = _option(ImageSizeOption)
-    device: str = _option(DeviceOption)
+    tracking_uri: str | None = option_field(TrackingUriOption)
+    experiment: str = option_field(ExperimentOption)
+    output_dir: Path = option_field(OutputDirOption)
+    data_root: Path | None = option_field(DataRootOption)
+    image_size: int | None = option_field(ImageSizeOption)
+    device: str = option_field(DeviceOption)
 
 
 @dataclass(frozen=True)
@@ -193,11 +195,11 @@ class EvalOptions(OptionGroup):
     """How the evaluation networks are trained on a set: the protocol and what may override it."""
 
     panel = "Evaluation protocol"
-    eval_protocol: str | None = _option(EvalProtocolOption)
-    eval_epochs: int | None = _option(EvalEpochsOption)
-    eval_batch_size: int | None = _option(EvalBatchSizeOption)
-    eval_precision: EvalPrecision = _option(EvalPrecisionOption)
-    force_bf16: bool = _option(ForceBf16Option)
+    eval_protocol: str | None = option_field(EvalProtocolOption)
+    eval_epochs: int | None = option_field(EvalEpochsOption)
+    eval_batch_size: int | None = option_field(EvalBatchSizeOption)
+    eval_precision: EvalPrecision = option_field(EvalPrecisionOption)
+    force_bf16: bool = option_field(ForceBf16Option)
 
     def spec(self, models: tuple[str, ...], seeds: int):
         """ddcore's `EvalSpec` of these settings (imported here: `--help` does not import torch)."""
@@ -218,8 +220,8 @@ class RayOptions(OptionGroup):
     """The Ray cluster a command's work runs on, and whether Ray's and MLflow's own output is shown."""
 
     panel = "Ray cluster"
-    address: str | None = _option(AddressOption)
-    verbose: bool = _option(VerboseOption)
+    address: str | None = option_field(AddressOption)
+    verbose: bool = option_field(VerboseOption)
 
     def announce(self) -> None:
         """One line when the cluster comes from $RAY_ADDRESS: without --address a command runs locally."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import typer
@@ -11,8 +12,10 @@ from orchestrator.cli.options import (
     DatasetOption,
     EvalOptions,
     IterationsOption,
+    OptionGroup,
     Selection,
     Setup,
+    option_field,
     selection_option,
     split_names,
 )
@@ -21,17 +24,19 @@ from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-def run(
-    dataset: str = DatasetOption,
-    method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
-    ipc: int | None = typer.Option(None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."),
-    init: str | None = typer.Option(
+@dataclass(frozen=True)
+class MethodSettings(OptionGroup):
+    """The method's preset and the settings given over it: the `flags` layer of `resolve_trial`."""
+
+    panel = "Method settings"
+    ipc: int | None = option_field(None, "--ipc", help="Synthetic images per class (default: the preset's, 10).")
+    init: str | None = option_field(
         None, "--init", help="real (random real images) or noise (default: the preset's, real)."
-    ),
-    model: str | None = typer.Option(
+    )
+    model: str | None = option_field(
         None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."
-    ),
-    preset: str | None = typer.Option(
+    )
+    preset: str | None = option_field(
         None,
         "--preset",
         help=(
@@ -40,24 +45,35 @@ def run(
             "norm, power 4, 8,000 iterations, lambda 0.01; the default), course (the seed's bi-level setting). PAD: paper. "
             "random: default. Default: the method's first."
         ),
-    ),
-    iterations: int | None = IterationsOption,
-    lr_images: float | None = typer.Option(
+    )
+    iterations: int | None = option_field(IterationsOption)
+    lr_images: float | None = option_field(
         None, "--lr-images", help="Learning rate of the synthetic images (default: the preset's)."
-    ),
-    batch_real: int | None = typer.Option(
+    )
+    batch_real: int | None = option_field(
         None, "--batch-real", help="Real images per class per iteration (default: the preset's)."
-    ),
-    mmd_weight: float | None = typer.Option(
+    )
+    mmd_weight: float | None = option_field(
         None, "--lambda", help="Weight of the last-layer (MMD) term (default: the preset's)."
-    ),
-    attention_power: float | None = typer.Option(
+    )
+    attention_power: float | None = option_field(
         None, "--attention-power", help="p in sum_c |f_c|^p (default: the preset's)."
-    ),
-    dsa_strategy: str | None = typer.Option(
+    )
+    dsa_strategy: str | None = option_field(
         None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none (default: the preset's)."
-    ),
-    bf16: bool = typer.Option(False, "--bf16", help=f"bf16 autocast for the distillation forwards; {NATIVE_BF16}."),
+    )
+    bf16: bool = option_field(False, "--bf16", help=f"bf16 autocast for the distillation forwards; {NATIVE_BF16}.")
+
+    def flags(self) -> dict:
+        """The settings by name, None where not given (--bf16 not given leaves the preset's)."""
+        given = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "preset"}
+        return {**given, "bf16": self.bf16 or None}
+
+
+def run(
+    dataset: str = DatasetOption,
+    method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
+    given: MethodSettings = MethodSettings(),
     settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the distillation (the first one with --distill-seeds)."),
     distill_seeds: int = typer.Option(
@@ -97,25 +113,12 @@ def run(
     from orchestrator.store.tracking import Tracker
 
     check_distill_seeds(seed, distill_seeds)
-    flags = dict(
-        ipc=ipc,
-        init=init,
-        model=model,
-        iterations=iterations,
-        lr_images=lr_images,
-        batch_real=batch_real,
-        mmd_weight=mmd_weight,
-        attention_power=attention_power,
-        dsa_strategy=dsa_strategy,
-        bf16=bf16 or None,
-        seed=seed,
-        device=setup.device,
-    )
+    flags = {**given.flags(), "seed": seed, "device": setup.device}
     overrides = parse_overrides(settings, method)
     trial = resolve_trial(
         method,
         dataset,
-        preset,
+        given.preset,
         None,  # --ipc is a flag: the preset's per-IPC defaults follow the IPC that wins
         evaluation.spec(tuple(split_names(eval_models or "")), eval_seeds),
         Layers(flags=flags, settings=overrides),
