@@ -135,3 +135,25 @@ def test_what_the_readme_commands_write_stays_out_of_git_status(monkeypatch):
     ]
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=root, capture_output=True, text=True)
     assert ignored.stdout.split() == written
+
+
+def test_an_option_group_becomes_the_options_it_offers_and_reaches_the_command_as_one_object(tmp_path):
+    from typing import Annotated
+
+    from orchestrator.cli.options import Offer, Setup, as_command
+
+    seen = {}
+
+    def probe(
+        name: str = typer.Option("x", "--name", help="A name."),
+        setup: Annotated[Setup, Offer("data_root", "device")] = Setup(),
+    ) -> None:
+        seen.update(name=name, setup=setup)
+
+    probe_app = typer.Typer()
+    probe_app.command()(as_command(probe))
+    result = runner.invoke(probe_app, ["--device", "cpu", "--data-root", str(tmp_path), "--name", "y"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"name": "y", "setup": Setup(data_root=tmp_path, device="cpu")}  # the rest at their defaults
+    shown = runner.invoke(probe_app, ["--help"], env={"COLUMNS": "200"}).output
+    assert "Data, device and MLflow" in shown and "--device" in shown and "--tracking-uri" not in shown
