@@ -6,20 +6,15 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import (
-    EvalOptions,
-    Offer,
-    Setup,
-    split_names,
-)
+from orchestrator.cli import options
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 # What an analysis reads and writes: the run's store, the data set, the device, a local copy of its files.
-AnalysisSetup = Annotated[Setup, Offer("tracking_uri", "output_dir", "data_root", "device")]
+AnalysisSetup = Annotated[options.Setup, options.Offer("tracking_uri", "output_dir", "data_root", "device")]
 
 
-def _analyse(kind: str, run_id: str, config, setup: Setup) -> None:
+def _analyse(kind: str, run_id: str, config, setup: options.Setup) -> None:
     from orchestrator.engine.analyses import analyse_run
 
     outcome = analyse_run(kind, run_id, config, setup.tracking_uri, setup.data_root, setup.output_dir, progress=True)
@@ -39,9 +34,9 @@ def cross_arch(
         None, "--epochs", help="Override the protocol's epochs (default: the protocol's)."
     ),
     evaluation: Annotated[
-        EvalOptions, Offer("eval_protocol", "eval_batch_size", "eval_precision", "force_bf16")
-    ] = EvalOptions(),
-    setup: AnalysisSetup = Setup(),
+        options.EvalOptions, options.Offer("eval_protocol", "eval_batch_size", "eval_precision", "force_bf16")
+    ] = options.EvalOptions(),
+    setup: AnalysisSetup = options.Setup(),
 ) -> None:
     """Train each network on the run's synthetic set and on random real subsets of its size: the cross-architecture matrix.
 
@@ -50,7 +45,7 @@ def cross_arch(
     from ddcore.analyses.cross_arch import CrossArchConfig
 
     config = CrossArchConfig(
-        tuple(split_names(eval_models)),
+        tuple(options.split_names(eval_models)),
         eval_seeds,
         epochs,
         setup.device,
@@ -74,7 +69,7 @@ def continual(
         5, "--herding-epochs", help="Full-data protocol epochs of the herding feature network."
     ),
     memories: str = typer.Option("distilled,random,herding", "--memories", help="Memory types to compare."),
-    setup: AnalysisSetup = Setup(),
+    setup: AnalysisSetup = options.Setup(),
 ) -> None:
     """Class-incremental learning: distilled memory vs random and herding exemplars, accuracy after each task.
 
@@ -83,7 +78,7 @@ def continual(
     from ddcore.analyses.continual import ContinualConfig
 
     config = ContinualConfig(
-        classes_per_task, model, eval_seeds, epochs, herding_epochs, tuple(split_names(memories)), setup.device
+        classes_per_task, model, eval_seeds, epochs, herding_epochs, tuple(options.split_names(memories)), setup.device
     )
     _analyse("continual", run_id, config, setup)
 
@@ -101,7 +96,7 @@ def nas_proxy(
     full_per_class: int | None = typer.Option(
         None, "--full-per-class", help="Real images per class for the real side (default: all)."
     ),
-    setup: AnalysisSetup = Setup(),
+    setup: AnalysisSetup = options.Setup(),
 ) -> None:
     """Rank a pool of networks by training on the synthetic set vs on real data: Spearman correlation, time saved.
 
@@ -109,6 +104,6 @@ def nas_proxy(
     """
     from ddcore.analyses.nas_proxy import DEFAULT_POOL, NasProxyConfig
 
-    candidates = tuple(split_names(eval_models)) if eval_models else DEFAULT_POOL
+    candidates = tuple(options.split_names(eval_models)) if eval_models else DEFAULT_POOL
     config = NasProxyConfig(candidates, eval_seeds, proxy_epochs, full_epochs, full_per_class, setup.device)
     _analyse("nas_proxy", run_id, config, setup)

@@ -6,23 +6,17 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import (
-    PROTOCOL_CHOICES,
-    DatasetOption,
-    DownloadOption,
-    Offer,
-    Setup,
-)
+from orchestrator.cli import options
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
 def baseline(
-    dataset: str = DatasetOption,
+    dataset: str = options.DatasetOption,
     model: str = typer.Option("ConvNetD3", "--model", help="A name from `ddorch models`."),
     eval_seeds: int = typer.Option(1, "--eval-seeds", min=1, help="Networks trained (seeds 0..N-1)."),
     protocol: str = typer.Option(
-        "full", "--protocol", help=f"full (the default) or a synthetic-set protocol: {PROTOCOL_CHOICES}."
+        "full", "--protocol", help=f"full (the default) or a synthetic-set protocol: {options.PROTOCOL_CHOICES}."
     ),
     batch_size: int | None = typer.Option(
         None,
@@ -31,8 +25,8 @@ def baseline(
         help="Training batch size (default: the data set's full-data batch, 256; 32 for digits and mhist).",
     ),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if a cached result exists."),
-    setup: Annotated[Setup, Offer("data_root", "image_size", "device")] = Setup(),
-    download: bool = DownloadOption,
+    setup: Annotated[options.Setup, options.Offer("data_root", "image_size", "device")] = options.Setup(),
+    download: bool = options.DownloadOption,
 ) -> None:
     """Train MODEL on the whole real training set and test it: the full-data upper bound.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli.options import DeviceOption, TrackingUriOption, friendly_errors
+from orchestrator.cli import options
 from orchestrator.engine.bench import (
     BenchFolder,
     RunOptions,
@@ -41,8 +41,8 @@ RowsOption = typer.Option(None, "--rows", help="Comma-separated row names (defau
 
 
 @bench_app.command("list")
-@friendly_errors
-def list_rows(rows: str | None = RowsOption, device: str = DeviceOption, folder: Path = FolderOption) -> None:
+@options.friendly_errors
+def list_rows(rows: str | None = RowsOption, device: str = options.DeviceOption, folder: Path = FolderOption) -> None:
     """List the rows: done or pending (and what earlier parts kept), the estimate in minutes, the table.
 
     Example: ddorch bench list --rows mnist_pad_ipc10
@@ -54,7 +54,7 @@ def list_rows(rows: str | None = RowsOption, device: str = DeviceOption, folder:
 
 
 @bench_app.command()
-@friendly_errors
+@options.friendly_errors
 def run(
     rows: str | None = RowsOption,
     budget_minutes: float | None = typer.Option(
@@ -64,11 +64,11 @@ def run(
         help="Start no row that would not finish in time; a longer row runs the part that fits, kept for the "
         "next run (default: no budget).",
     ),
-    device: str = DeviceOption,
+    device: str = options.DeviceOption,
     rerun: bool = typer.Option(False, "--rerun", help="Run rows that already have a result."),
     max_load: float = typer.Option(0.5, "--max-load", help="Start no row above this 1-minute load average."),
     ignore_load: bool = typer.Option(False, "--ignore-load", help="Start anyway (recorded in the row)."),
-    tracking_uri: str | None = TrackingUriOption,
+    tracking_uri: str | None = options.TrackingUriOption,
     folder: Path = FolderOption,
 ) -> None:
     """Run the pending rows one at a time (MLflow experiment `benchmarks`), then regenerate RESULTS.md's tables.
@@ -90,7 +90,7 @@ def run(
 
 
 @bench_app.command()
-@friendly_errors
+@options.friendly_errors
 def table(folder: Path = FolderOption) -> None:
     """Regenerate the tables in RESULTS.md from results.jsonl and rows.toml (the prose around them stays).
 

@@ -7,10 +7,7 @@ from pathlib import Path
 import typer
 
 from ddcore.data import DATASET_NAMES, DATASETS
-from orchestrator.cli.options import (
-    DataRootOption,
-    TrackingUriOption,
-)
+from orchestrator.cli import options
 from orchestrator.views import tables
 
 
@@ -45,7 +42,7 @@ def models(
 
 
 def datasets(
-    data_root: Path | None = DataRootOption,
+    data_root: Path | None = options.DataRootOption,
 ) -> None:
     """List the data sets and whether each is found under the data root.
 
@@ -65,8 +62,8 @@ def env(
         help="Also time one DataDAM iteration and one evaluation step in each precision native here "
         "(a few seconds: the dry runs' calibration).",
     ),
-    data_root: Path | None = DataRootOption,
-    tracking_uri: str | None = TrackingUriOption,
+    data_root: Path | None = options.DataRootOption,
+    tracking_uri: str | None = options.TrackingUriOption,
 ) -> None:
     """Print this machine's set-up as plain text to paste into an issue: versions, CPU and GPUs, the
     precisions they compute natively, the data sets found, the tracking store and cache folder in use.

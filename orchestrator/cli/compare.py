@@ -6,21 +6,18 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli.options import (
-    TrackingUriOption,
-    _writable_folder,
-)
+from orchestrator.cli import options
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
 def compare(
     run_ids: list[str] = typer.Argument(..., help="Two or more MLflow run ids or unique prefixes (`ddorch runs`)."),
-    tracking_uri: str | None = TrackingUriOption,
+    tracking_uri: str | None = options.TrackingUriOption,
     output_dir: Path = typer.Option(
         Path("."),
         "--output-dir",
-        callback=_writable_folder,
+        callback=options._writable_folder,
         help="Folder for compare.png, the runs' grids side by side.",
     ),
 ) -> None:

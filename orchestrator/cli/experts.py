@@ -7,49 +7,39 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import (
-    EXPERT_BATCHES,
-    DatasetOption,
-    Offer,
-    OptionGroup,
-    RayOptions,
-    Selection,
-    Setup,
-    option_field,
-    selection_option,
-)
+from orchestrator.cli import options
 from orchestrator.views.tables import console
 
 
 @dataclass(frozen=True)
-class PadSettings(OptionGroup):
+class PadSettings(options.OptionGroup):
     """The experts' settings, named as PAD's config names them (`with_overrides`); None: PAD's paper preset."""
 
     panel = "Experts (default: PAD's preset for the data set)"
-    model: str | None = option_field(
+    model: str | None = options.option_field(
         None, "--model", help="A name from `ddorch models`. Default: PAD's preset for the data set."
     )
-    num_experts: int | None = option_field(
+    num_experts: int | None = options.option_field(
         None, "--num-experts", min=1, help="Experts wanted (cached ones are reused). Default: PAD's preset."
     )
-    trajectory_epochs: int | None = option_field(
+    trajectory_epochs: int | None = options.option_field(
         None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs). Default: PAD's preset."
     )
-    lr_teacher: float | None = option_field(
+    lr_teacher: float | None = options.option_field(
         None, "--lr", help="The experts' SGD learning rate (lr_teacher). Default: PAD's preset."
     )
-    expert_batch: int | None = option_field(
-        None, "--batch-size", min=1, help=f"Default: the data set's full-data batch ({EXPERT_BATCHES})."
+    expert_batch: int | None = options.option_field(
+        None, "--batch-size", min=1, help=f"Default: the data set's full-data batch ({options.EXPERT_BATCHES})."
     )
-    data_schedule: bool | None = option_field(
+    data_schedule: bool | None = options.option_field(
         None,
         "--schedule/--no-schedule",
         help="PAD's easy-to-hard data schedule, or all data (MTT). Default: PAD's preset.",
     )
-    difficulty_score: str | None = option_field(
+    difficulty_score: str | None = options.option_field(
         None, "--score", help="Difficulty score ordering the samples: el2n or grand. Default: PAD's preset."
     )
-    seed: int | None = option_field(
+    seed: int | None = options.option_field(
         None,
         "--seed",
         help="Base seed of the experts and the difficulty scores (each expert adds its index). Default: PAD's preset.",
@@ -57,15 +47,17 @@ class PadSettings(OptionGroup):
 
 
 def experts(
-    dataset: str = DatasetOption,
+    dataset: str = options.DatasetOption,
     pad_settings: PadSettings = PadSettings(),
-    selection: Selection = selection_option(Selection.test),
-    ray: RayOptions = RayOptions(),
+    selection: options.Selection = options.selection_option(options.Selection.test),
+    ray: options.RayOptions = options.RayOptions(),
     in_process: bool = typer.Option(False, "--in-process", help="Train one after the other here, without Ray."),
     cpus_per_expert: float = typer.Option(1, "--cpus-per-expert", min=0.01, help="CPUs Ray reserves per expert."),
     gpus_per_expert: float = typer.Option(0, "--gpus-per-expert", min=0, help="GPUs (or a fraction) per expert."),
     refresh: bool = typer.Option(False, "--refresh", help="Retrain even if cached experts exist."),
-    setup: Annotated[Setup, Offer("tracking_uri", "experiment", "data_root", "image_size", "device")] = Setup(),
+    setup: Annotated[
+        options.Setup, options.Offer("tracking_uri", "experiment", "data_root", "image_size", "device")
+    ] = options.Setup(),
 ) -> None:
     """Train PAD's expert trajectories (one Ray task per expert), cache them and log them to MLflow.
 

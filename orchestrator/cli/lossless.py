@@ -7,64 +7,51 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import (
-    DatasetOption,
-    DryRunOption,
-    EvalOptions,
-    IterationsOption,
-    Offer,
-    OptionGroup,
-    RayOptions,
-    Selection,
-    Setup,
-    option_field,
-    selection_option,
-    split_names,
-)
+from orchestrator.cli import options
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
 @dataclass(frozen=True)
-class SearchSettings(OptionGroup):
+class SearchSettings(options.OptionGroup):
     """How the search decides and how many trials it runs, named as `LosslessConfig`'s fields."""
 
     panel = "Search"
-    tolerance: float = option_field(
+    tolerance: float = options.option_field(
         0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."
     )
-    max_ipc: int = option_field(100, "--max-ipc", min=1, help="Largest IPC tried.")
-    eval_seeds: int = option_field(
+    max_ipc: int = options.option_field(100, "--max-ipc", min=1, help="Largest IPC tried.")
+    eval_seeds: int = options.option_field(
         2, "--eval-seeds", min=1, help="Networks first trained per synthetic set: the mean and its t-interval."
     )
-    max_eval_seeds: int = option_field(
+    max_eval_seeds: int = options.option_field(
         5,
         "--max-eval-seeds",
         min=1,
         help="Sequential seeds: add one network at a time, up to this many, while the interval straddles "
         "the threshold (equal to --eval-seeds: a fixed number).",
     )
-    confidence: float = option_field(0.95, "--confidence", help="Confidence of the interval over seeds.")
-    target_accuracy: float | None = option_field(
+    confidence: float = options.option_field(0.95, "--confidence", help="Confidence of the interval over seeds.")
+    target_accuracy: float | None = options.option_field(
         None,
         "--target-accuracy",
         help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing.",
     )
-    baseline_seeds: int = option_field(
+    baseline_seeds: int = options.option_field(
         3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."
     )
-    budget_hours: float | None = option_field(
+    budget_hours: float | None = options.option_field(
         None,
         "--budget-hours",
         help="Stop launching new IPCs after this many hours; report what is known (default: no limit).",
     )
-    max_concurrent: int = option_field(2, "--max-concurrent", min=1, help="Trials running at once.")
-    cpus_per_trial: float = option_field(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial.")
-    gpus_per_trial: float = option_field(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial.")
+    max_concurrent: int = options.option_field(2, "--max-concurrent", min=1, help="Trials running at once.")
+    cpus_per_trial: float = options.option_field(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial.")
+    gpus_per_trial: float = options.option_field(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial.")
 
 
 def lossless(
-    dataset: str = DatasetOption,
+    dataset: str = options.DatasetOption,
     method: str = typer.Option(
         "datadam",
         "--method",
@@ -81,11 +68,11 @@ def lossless(
         help="The method's preset (its per-IPC defaults; default: each method's first, see `ddorch run --help`).",
     ),
     search: SearchSettings = SearchSettings(),
-    selection: Selection = selection_option(Selection.val),
-    iterations: int | None = IterationsOption,
+    selection: options.Selection = options.selection_option(options.Selection.val),
+    iterations: int | None = options.IterationsOption,
     evaluation: Annotated[
-        EvalOptions, Offer("eval_protocol", "eval_epochs", "eval_precision", "force_bf16")
-    ] = EvalOptions(),
+        options.EvalOptions, options.Offer("eval_protocol", "eval_epochs", "eval_precision", "force_bf16")
+    ] = options.EvalOptions(),
     early_stop: bool = typer.Option(
         True, "--early-stop/--no-early-stop", help="Stop a trial halfway when it cannot become lossless."
     ),
@@ -95,9 +82,11 @@ def lossless(
         min=0,
         help="Stop when the halfway accuracy is this many points under the threshold.",
     ),
-    ray: RayOptions = RayOptions(),
-    dry_run: bool = DryRunOption,
-    setup: Annotated[Setup, Offer("tracking_uri", "experiment", "output_dir", "data_root", "device")] = Setup(),
+    ray: options.RayOptions = options.RayOptions(),
+    dry_run: bool = options.DryRunOption,
+    setup: Annotated[
+        options.Setup, options.Offer("tracking_uri", "experiment", "output_dir", "data_root", "device")
+    ] = options.Setup(),
 ) -> None:
     """Find the smallest IPC whose synthetic set matches the full-data accuracy (grid, then bisection, on Ray).
 
@@ -109,7 +98,7 @@ def lossless(
     config = LosslessConfig(
         **asdict(search),
         dataset=dataset,
-        methods=tuple(split_names(method)),
+        methods=tuple(options.split_names(method)),
         model=model,
         preset=preset,
         selection=selection.value,

@@ -6,11 +6,7 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli.options import (
-    ExperimentOption,
-    TrackingUriOption,
-    _writable_folder,
-)
+from orchestrator.cli import options
 from orchestrator.views.tables import console
 
 
@@ -19,12 +15,12 @@ def report(
     output_dir: Path = typer.Option(
         Path("report"),
         "--output-dir",
-        callback=_writable_folder,
+        callback=options._writable_folder,
         help="Folder for report.html (self-contained), report.md and images/.",
     ),
     title: str | None = typer.Option(None, "--title", help="The report's title (default: the ids it covers)."),
-    tracking_uri: str | None = TrackingUriOption,
-    experiment: str = ExperimentOption,
+    tracking_uri: str | None = options.TrackingUriOption,
+    experiment: str = options.ExperimentOption,
 ) -> None:
     """Write an HTML and a Markdown report over runs and sweeps: tables, grids, curves, analyses, commands.
 

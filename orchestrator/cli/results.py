@@ -7,18 +7,15 @@ import tempfile
 import typer
 
 from ddcore.errors import DDError
-from orchestrator.cli.options import (
-    ExperimentOption,
-    TrackingUriOption,
-)
+from orchestrator.cli import options
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
 def results(
     sweep_name: str = typer.Argument(..., help="The sweep's name (default: the experiment's name)."),
-    tracking_uri: str | None = TrackingUriOption,
-    mlflow_experiment: str = ExperimentOption,
+    tracking_uri: str | None = options.TrackingUriOption,
+    mlflow_experiment: str = options.ExperimentOption,
 ) -> None:
     """Print a finished sweep's results table again, from MLflow.
 
@@ -57,8 +54,8 @@ def results(
 
 def runs(
     limit: int = typer.Option(20, "--limit", min=1, help="How many runs, newest first."),
-    tracking_uri: str | None = TrackingUriOption,
-    experiment: str = ExperimentOption,
+    tracking_uri: str | None = options.TrackingUriOption,
+    experiment: str = options.ExperimentOption,
 ) -> None:
     """List recent MLflow runs; any unique prefix of an id works wherever a command takes a run id.
 

@@ -7,36 +7,27 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli.options import (
-    NATIVE_BF16,
-    DatasetOption,
-    EvalOptions,
-    IterationsOption,
-    OptionGroup,
-    Selection,
-    Setup,
-    option_field,
-    selection_option,
-    split_names,
-)
+from orchestrator.cli import options
 from orchestrator.store.run_schema import SELECTED_ON
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
 @dataclass(frozen=True)
-class MethodSettings(OptionGroup):
+class MethodSettings(options.OptionGroup):
     """The method's preset and the settings given over it: the `flags` layer of `resolve_trial`."""
 
     panel = "Method settings"
-    ipc: int | None = option_field(None, "--ipc", help="Synthetic images per class (default: the preset's, 10).")
-    init: str | None = option_field(
+    ipc: int | None = options.option_field(
+        None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."
+    )
+    init: str | None = options.option_field(
         None, "--init", help="real (random real images) or noise (default: the preset's, real)."
     )
-    model: str | None = option_field(
+    model: str | None = options.option_field(
         None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."
     )
-    preset: str | None = option_field(
+    preset: str | None = options.option_field(
         None,
         "--preset",
         help=(
@@ -46,23 +37,25 @@ class MethodSettings(OptionGroup):
             "random: default. Default: the method's first."
         ),
     )
-    iterations: int | None = option_field(IterationsOption)
-    lr_images: float | None = option_field(
+    iterations: int | None = options.option_field(options.IterationsOption)
+    lr_images: float | None = options.option_field(
         None, "--lr-images", help="Learning rate of the synthetic images (default: the preset's)."
     )
-    batch_real: int | None = option_field(
+    batch_real: int | None = options.option_field(
         None, "--batch-real", help="Real images per class per iteration (default: the preset's)."
     )
-    mmd_weight: float | None = option_field(
+    mmd_weight: float | None = options.option_field(
         None, "--lambda", help="Weight of the last-layer (MMD) term (default: the preset's)."
     )
-    attention_power: float | None = option_field(
+    attention_power: float | None = options.option_field(
         None, "--attention-power", help="p in sum_c |f_c|^p (default: the preset's)."
     )
-    dsa_strategy: str | None = option_field(
+    dsa_strategy: str | None = options.option_field(
         None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none (default: the preset's)."
     )
-    bf16: bool = option_field(False, "--bf16", help=f"bf16 autocast for the distillation forwards; {NATIVE_BF16}.")
+    bf16: bool = options.option_field(
+        False, "--bf16", help=f"bf16 autocast for the distillation forwards; {options.NATIVE_BF16}."
+    )
 
     def flags(self) -> dict:
         """The settings by name, None where not given (--bf16 not given leaves the preset's)."""
@@ -71,7 +64,7 @@ class MethodSettings(OptionGroup):
 
 
 def run(
-    dataset: str = DatasetOption,
+    dataset: str = options.DatasetOption,
     method: str = typer.Option("datadam", "--method", help="A distillation method (datadam or pad)."),
     given: MethodSettings = MethodSettings(),
     settings: list[str] = typer.Option([], "--set", help="Any method setting, e.g. --set syn_steps=20 (repeatable)."),
@@ -88,8 +81,8 @@ def run(
         help="Comma-separated networks trained on the synthetic set (default: the network distilled with).",
     ),
     eval_seeds: int = typer.Option(3, "--eval-seeds", min=1, help="Networks trained per architecture."),
-    evaluation: EvalOptions = EvalOptions(),
-    selection: Selection = selection_option(Selection.test),
+    evaluation: options.EvalOptions = options.EvalOptions(),
+    selection: options.Selection = options.selection_option(options.Selection.test),
     checkpoint_eval_every: int | None = typer.Option(
         None,
         "--checkpoint-eval-every",
@@ -99,7 +92,7 @@ def run(
         "comparable with the final mean). Default: off.",
     ),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Compare with the cached full-data baseline."),
-    setup: Setup = Setup(),
+    setup: options.Setup = options.Setup(),
 ) -> None:
     """Distil one synthetic set, evaluate it, compare with the full-data baseline, log it all to MLflow.
 
@@ -120,7 +113,7 @@ def run(
         dataset,
         given.preset,
         None,  # --ipc is a flag: the preset's per-IPC defaults follow the IPC that wins
-        evaluation.spec(tuple(split_names(eval_models or "")), eval_seeds),
+        evaluation.spec(tuple(options.split_names(eval_models or "")), eval_seeds),
         Layers(flags=flags, settings=overrides),
         checkpoint_eval_every=checkpoint_eval_every,
         selection=selection.value,

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from ddcore.errors import DDError
-from orchestrator.cli.options import AddressOption, DeviceOption, TrackingUriOption, _writable_folder, friendly_errors
+from orchestrator.cli import options
 from orchestrator.engine.bench import RunOptions, check_device, load_results, pending, run_suite
 from orchestrator.engine.study import (
     find_study,
@@ -36,7 +36,7 @@ StudyFolderOption = typer.Option(
 
 
 @study_app.command("list")
-@friendly_errors
+@options.friendly_errors
 def list_command() -> None:
     """List the studies ($DDORCH_PRESETS/studies/ first, then the shipped ones).
 
@@ -47,7 +47,7 @@ def list_command() -> None:
 
 
 @study_app.command()
-@friendly_errors
+@options.friendly_errors
 def show(name: str = typer.Argument(..., help="A study's name (`ddorch study list`).")) -> None:
     """Print a study's sections and their parts.
 
@@ -76,7 +76,7 @@ def _what(row) -> str:
 
 
 @study_app.command()
-@friendly_errors
+@options.friendly_errors
 def run(
     name: str = typer.Argument(..., help="A study's name (`ddorch study list`)."),
     only: str | None = typer.Option(
@@ -92,9 +92,9 @@ def run(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print every part: done or pending, its estimate here and on a GPU; run nothing."
     ),
-    address: str | None = AddressOption,
-    device: str = DeviceOption,
-    tracking_uri: str | None = TrackingUriOption,
+    address: str | None = options.AddressOption,
+    device: str = options.DeviceOption,
+    tracking_uri: str | None = options.TrackingUriOption,
     folder: Path | None = StudyFolderOption,
 ) -> None:
     """Run a study's pending parts in dependency order (done parts, same settings, are reused).
@@ -134,16 +134,16 @@ def run(
 
 
 @study_app.command()
-@friendly_errors
+@options.friendly_errors
 def report(
     name: str = typer.Argument(..., help="A study's name (`ddorch study list`)."),
     output_dir: Path | None = typer.Option(
         None,
         "--output-dir",
-        callback=lambda path: path and _writable_folder(path),
+        callback=lambda path: path and options._writable_folder(path),
         help="Folder for report.html (self-contained), report.md and images/ (default: the study's folder).",
     ),
-    tracking_uri: str | None = TrackingUriOption,
+    tracking_uri: str | None = options.TrackingUriOption,
     folder: Path | None = StudyFolderOption,
 ) -> None:
     """Write a study's HTML and Markdown report, by its sections: tables, grids, analyses, provenance.

@@ -7,18 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import (
-    NATIVE_BF16,
-    PROTOCOL_CHOICES,
-    DryRunOption,
-    EvalPrecision,
-    ForceBf16Option,
-    Offer,
-    RayOptions,
-    Selection,
-    Setup,
-    quiet_libraries,
-)
+from orchestrator.cli import options
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
@@ -43,21 +32,21 @@ def sweep(
     gpus_per_trial: float | None = typer.Option(
         None, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial (default: the preset's)."
     ),
-    ray: Annotated[RayOptions, Offer("address")] = RayOptions(),
+    ray: Annotated[options.RayOptions, options.Offer("address")] = options.RayOptions(),
     storage_path: Path = typer.Option(
         Path("ray_results"), "--storage-path", help="Ray's experiment storage (shared on clusters)."
     ),
     name: str | None = typer.Option(None, "--name", help="Sweep name (default: the experiment's)."),
     eval_protocol: str | None = typer.Option(
-        None, "--eval-protocol", help=f"Default: the preset's. {PROTOCOL_CHOICES}."
+        None, "--eval-protocol", help=f"Default: the preset's. {options.PROTOCOL_CHOICES}."
     ),
-    eval_precision: EvalPrecision | None = typer.Option(
+    eval_precision: options.EvalPrecision | None = typer.Option(
         None,
         "--eval-precision",
-        help=f"fp32 or bf16 evaluation forwards (default: the preset's, fp32); bf16 {NATIVE_BF16}.",
+        help=f"fp32 or bf16 evaluation forwards (default: the preset's, fp32); bf16 {options.NATIVE_BF16}.",
     ),
-    force_bf16: bool = ForceBf16Option,
-    selection: Selection | None = typer.Option(
+    force_bf16: bool = options.ForceBf16Option,
+    selection: options.Selection | None = typer.Option(
         None, "--selection", help="What ASHA and the ranking read: val (default) or test (see `ddorch run --help`)."
     ),
     resume: bool = typer.Option(
@@ -71,8 +60,10 @@ def sweep(
     verbose: bool = typer.Option(
         False, "--verbose", help="Ray Tune's own progress output and worker logs instead of the live view."
     ),
-    dry_run: bool = DryRunOption,
-    setup: Annotated[Setup, Offer("tracking_uri", "experiment", "output_dir", "data_root", "device")] = Setup(),
+    dry_run: bool = options.DryRunOption,
+    setup: Annotated[
+        options.Setup, options.Offer("tracking_uri", "experiment", "output_dir", "data_root", "device")
+    ] = options.Setup(),
 ) -> None:
     """Search an experiment's space with Ray Tune and ASHA; every trial is an MLflow child run.
 
@@ -125,7 +116,7 @@ def sweep(
     ray.announce()
     if not dry_run:
         if not verbose:
-            quiet_libraries()
+            options.quiet_libraries()
         connect(ray.address, verbose=verbose)  # a dry run joins a cluster (--address) only to read its resources
     available = cluster_resources(ray.address)
     cpus, gpus, note = preset_resources(

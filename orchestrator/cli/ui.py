@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli.options import (
-    TrackingUriOption,
-)
+from orchestrator.cli import options
 from orchestrator.views.tables import console
 
 
 def ui(
-    tracking_uri: str | None = TrackingUriOption,
+    tracking_uri: str | None = options.TrackingUriOption,
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port on 127.0.0.1."),
 ) -> None:
     """Start the MLflow web UI on 127.0.0.1 against ddorch's tracking store.
