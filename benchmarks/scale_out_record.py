@@ -80,7 +80,9 @@ def main() -> None:
         "pad_trials": pad,
         "second_node_trials": sum(t["node"] not in head for t in two),
         "pad_second_node_prepare_seconds": [t.get("prepare_seconds") for t in pad if t["node"] not in head],
-        "pad_second_node_experts_trained": int(sum(t.get("experts_trained_now", 0) for t in pad if t["node"] not in head)),
+        "pad_second_node_experts_trained": int(
+            sum(t.get("experts_trained_now", 0) for t in pad if t["node"] not in head)
+        ),
         "load_start": args.load_start,
         "load_end": args.load_end,
     }
