@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from mlflow.tracking import MlflowClient
 
 from orchestrator.engine import bench
 from orchestrator.engine.study import find_study, load_study, on_gpu_only, plan, select_parts, study_folder
@@ -88,6 +89,12 @@ def test_a_tiny_study_runs_end_to_end_then_a_rerun_reuses_every_part(presets, tm
     trial, analysis = lines
     assert analysis["source_run"] == trial["mlflow_run"] and analysis["mlflow_run"] != trial["mlflow_run"]
     assert analysis["table"]["rows"] and analysis["of_key"] == trial["key"]
+    client = MlflowClient(uri)  # the study's own experiment; the analysis a child of the run it read
+    experiment = client.get_experiment_by_name("study-tiny").experiment_id
+    trial_run, analysis_run = (client.get_run(line["mlflow_run"]) for line in lines)
+    assert trial_run.info.experiment_id == analysis_run.info.experiment_id == experiment
+    assert analysis_run.data.tags["mlflow.parentRunId"] == trial["mlflow_run"]
+    assert client.get_experiment_by_name(bench.EXPERIMENT) is None
     again = invoke(*args, env={})
     assert again.exit_code == 0, again.output
     assert "0 part(s) run now, 2 done in all of 2" in again.output

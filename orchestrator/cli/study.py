@@ -123,11 +123,11 @@ def run(
     # A `kill` unwinds like Ctrl-C, so the part's MLflow run ends FAILED instead of staying RUNNING.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # A study is not a timed benchmark: its parts start whatever the load.
-    options = RunOptions(
+    run_options = RunOptions(
         budget_minutes=budget, ignore_load=True, tracking_uri=tracking_uri, device=device, rerun_hint=False
     )
     todo = [row for row in rows if row not in on_gpu]
-    done = run_suite(todo, options, bench)
+    done = run_suite(todo, run_options, bench)
     typer.echo(
         f"{len(done)} part(s) run now, {len(todo) - len(pending(todo, load_results(bench.results)))} done in all of {len(todo)}; results in {bench.results}"
     )
