@@ -530,8 +530,12 @@ def _seed_seconds(kept: dict, last: float | None, formula: float) -> float:
 
 
 def _earlier(row: Row, results: list[dict], here: str) -> dict | None:
-    """The last result of the row's settings on this machine."""
-    return next((r for r in reversed(results) if r["key"] == row.key() and r["machine"] == here), None)
+    """The last result of the row's settings on this machine, run alone (not as one of a study's parts
+    run side by side on a Ray cluster: `ray_cluster`)."""
+    return next(
+        (r for r in reversed(results) if r["key"] == row.key() and r["machine"] == here and not r.get("ray_cluster")),
+        None,
+    )
 
 
 def _cached_runs(row: Row) -> dict:
@@ -618,11 +622,12 @@ def list_lines(rows: list[Row], results: list[dict], parts: Path, device: str) -
     return lines
 
 
-def check_device(device: str) -> None:
-    """An unknown device, or a GPU asked for where none is visible, refused before any row starts."""
+def check_device(device: str) -> bool:
+    """An unknown device, or a GPU asked for where none is visible, refused before any row starts;
+    whether rows run on a GPU here."""
     from ddcore.runtime import resolve_device
 
-    resolve_device(device)
+    return resolve_device(device).type != "cpu"
 
 
 # --- the cores: one run at a time, on idle cores --------------------------------------------------
@@ -975,13 +980,18 @@ def run_suite(
             line = record(row, measured, load_start, loadavg()[0], options.ignore_load, time.perf_counter() - started)
             append(line, folder.results)
             appended.append(line)
-            if row.kind == "trial":  # its parts kept for later runs are not needed any more
-                for one in set_rows(row):
-                    shutil.rmtree(_trial_cache(one, parts)[0].folder, ignore_errors=True)
+            drop_parts(row, parts)
             took = f"{line['wall_seconds'] / 60:.1f} min" + (" (its last part)" if line.get("from_cache") else "")
             hint = f"; rerun: {row.command()} --rerun" if options.rerun_hint else ""
             print(f"done {row.name}: {outcome_text(row, line)} in {took}{hint}", flush=True)
     return appended
+
+
+def drop_parts(row: Row, parts: Path) -> None:
+    """A recorded trial's parts kept for later runs: not needed any more."""
+    if row.kind == "trial":
+        for one in set_rows(row):
+            shutil.rmtree(_trial_cache(one, parts)[0].folder, ignore_errors=True)
 
 
 def outcome_text(row: Row, line: dict) -> str:

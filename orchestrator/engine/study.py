@@ -142,11 +142,10 @@ def select_parts(study: Study, only: str | None) -> list[Row]:
     return [row for row in study.rows if row.name in wanted]
 
 
-def on_gpu_only(rows: list[Row], only: str | None, device: str) -> list[Row]:
-    """GPU parts (`hardware = "gpu"`) a CPU run leaves out: all of them unless `--only` names them."""
-    from ddcore.runtime import resolve_device
-
-    if resolve_device(device).type != "cpu":
+def on_gpu_only(rows: list[Row], only: str | None, gpus: bool) -> list[Row]:
+    """GPU parts (`hardware = "gpu"`) a run without GPUs (`gpus` False) leaves out: all of them unless
+    `--only` names them."""
+    if gpus:
         return []
     named = set((only or "").split(","))
     return [row for row in rows if row.hardware == "gpu" and row.name not in named]
