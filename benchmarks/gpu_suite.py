@@ -324,7 +324,7 @@ def run_row(gpu_row: GpuRow, profile: Profile, out: Path) -> None:
 def measure(row: Row, profile: Profile, out: Path) -> dict:
     """A suite row run here, recorded in the suite's format (its MLflow run a folder under OUT/runs)."""
     started, load = time.perf_counter(), os.getloadavg()[0]
-    measured = bench.run_row(row, f"{bench.FOLDER_STORE}{out / 'runs'}", profile.device, out / "parts")
+    measured = bench.run_row(row, f"{bench.FOLDER_STORE}{out / 'runs'}", profile.device, BenchFolder(out))
     line = bench.record(row, measured, load, os.getloadavg()[0], True, time.perf_counter() - started)
     return {**line, **gpu_fields()}
 

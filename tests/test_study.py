@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from mlflow.tracking import MlflowClient
 
 from orchestrator.engine import bench
 from orchestrator.engine.study import find_study, load_study, on_gpu_only, plan, select_parts, study_folder
@@ -89,6 +90,12 @@ def test_a_tiny_study_runs_end_to_end_then_a_rerun_reuses_every_part(presets, tm
     trial, analysis = lines
     assert analysis["source_run"] == trial["mlflow_run"] and analysis["mlflow_run"] != trial["mlflow_run"]
     assert analysis["table"]["rows"] and analysis["of_key"] == trial["key"]
+    client = MlflowClient(uri)  # the study's own experiment; the analysis a child of the run it read
+    experiment = client.get_experiment_by_name("study-tiny").experiment_id
+    trial_run, analysis_run = (client.get_run(line["mlflow_run"]) for line in lines)
+    assert trial_run.info.experiment_id == analysis_run.info.experiment_id == experiment
+    assert analysis_run.data.tags["mlflow.parentRunId"] == trial["mlflow_run"]
+    assert client.get_experiment_by_name(bench.EXPERIMENT) is None
     again = invoke(*args, env={})
     assert again.exit_code == 0, again.output
     assert "0 part(s) run now, 2 done in all of 2" in again.output
@@ -107,8 +114,9 @@ def test_the_dry_run_prints_cpu_and_gpu_estimates_and_what_the_budget_leaves_out
 
 def test_gpu_parts_are_left_out_on_a_cpu_unless_named(presets):
     study = load_study(write_study(presets, TINY.replace('method = "random"', 'method = "random"\nhardware = "gpu"')))
-    assert on_gpu_only(list(study.rows), None, "cpu") == [study.rows[0]]
-    assert on_gpu_only(list(study.rows), "tiny_random", "cpu") == []
+    assert on_gpu_only(list(study.rows), None, gpus=False) == [study.rows[0]]
+    assert on_gpu_only(list(study.rows), "tiny_random", gpus=False) == []
+    assert on_gpu_only(list(study.rows), None, gpus=True) == []
 
 
 def test_a_part_over_the_budget_or_without_an_estimate_is_left_out_of_the_plan(presets, tmp_path):
@@ -134,7 +142,12 @@ def test_a_part_over_the_budget_or_without_an_estimate_is_left_out_of_the_plan(p
         (["run", "tiny"], TINY.replace('of = "tiny_random"', 'of = "tiny_cross"'), "a cycle in `of`: tiny_cross"),
         (["run", "tiny"], TINY.replace('group = "sets"', 'group = "elsewhere"'), "group 'elsewhere' names no section"),
         (["run", "tiny"], TINY.replace("seeds = 1,", "sedes = 1,"), "row tiny_cross: "),
-        (["run", "tiny", "--address", "auto"], TINY, "not yet"),
+        (["run", "tiny", "--address", "auto", "--budget-hours", "1"], TINY, "--budget-hours is for a run on this"),
+        (
+            ["run", "tiny", "--address", "auto"],
+            TINY.replace("eval_epochs = 2", 'eval_epochs = 2\neval_model = "NoSuchNet"'),
+            "row tiny_random: unknown model 'NoSuchNet'",
+        ),
     ],
 )
 def test_bad_input_is_one_line_naming_the_file_and_nothing_runs(presets, tmp_path, args, text, message):
@@ -143,7 +156,7 @@ def test_bad_input_is_one_line_naming_the_file_and_nothing_runs(presets, tmp_pat
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.output
-    assert args[0] != "run" or str(path) in lines[0] or "not yet" in lines[0]
+    assert args[0] != "run" or str(path) in lines[0] or "--budget-hours" in lines[0]
     assert not (tmp_path / "out").exists() and not Path("mlflow.db").exists()
 
 

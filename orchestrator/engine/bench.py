@@ -4,8 +4,8 @@ A benchmark folder (`benchmarks/` of the repository) holds the rows (`rows.toml`
 measured so far (`results.jsonl`), the tables made from them (`RESULTS.md`, `orchestrator.views.
 bench_tables`) and the parts of rows longer than a session (`parts/`). Each row is a full trial
 through `orchestrator.engine.trial.run_trial` (the `ddorch run` trial: distil, evaluate, compare), or a
-full-data baseline through `ddcore.baseline.full_data_baseline`, logged to MLflow (experiment
-`benchmarks`) and appended to results.jsonl with the machine, the commit, the load average at
+full-data baseline through `ddcore.baseline.full_data_baseline`, logged to MLflow (the folder's
+experiment: `benchmarks`, a study's `study-NAME`) and appended to results.jsonl with the machine, the commit, the load average at
 start and end, per-seed accuracies and the time split.
 
 A row already in results.jsonl with the same settings (commit-independent) is skipped unless
@@ -61,9 +61,11 @@ def _in_folder(name: str) -> property:
 
 @dataclass(frozen=True)
 class BenchFolder:
-    """Where a benchmark's rows, results, tables and parts live (the repository's `benchmarks/`)."""
+    """Where a benchmark's rows, results, tables and parts live (the repository's `benchmarks/`), and the
+    MLflow experiment its trials' runs go to (a study's own: `orchestrator.engine.study.study_folder`)."""
 
     path: Path
+    experiment: str = EXPERIMENT
     rows = _in_folder("rows.toml")
     results = _in_folder("results.jsonl")
     results_md = _in_folder("RESULTS.md")
@@ -528,8 +530,12 @@ def _seed_seconds(kept: dict, last: float | None, formula: float) -> float:
 
 
 def _earlier(row: Row, results: list[dict], here: str) -> dict | None:
-    """The last result of the row's settings on this machine."""
-    return next((r for r in reversed(results) if r["key"] == row.key() and r["machine"] == here), None)
+    """The last result of the row's settings on this machine, run alone (not as one of a study's parts
+    run side by side on a Ray cluster: `ray_cluster`)."""
+    return next(
+        (r for r in reversed(results) if r["key"] == row.key() and r["machine"] == here and not r.get("ray_cluster")),
+        None,
+    )
 
 
 def _cached_runs(row: Row) -> dict:
@@ -616,11 +622,12 @@ def list_lines(rows: list[Row], results: list[dict], parts: Path, device: str) -
     return lines
 
 
-def check_device(device: str) -> None:
-    """An unknown device, or a GPU asked for where none is visible, refused before any row starts."""
+def check_device(device: str) -> bool:
+    """An unknown device, or a GPU asked for where none is visible, refused before any row starts;
+    whether rows run on a GPU here."""
     from ddcore.runtime import resolve_device
 
-    resolve_device(device)
+    return resolve_device(device).type != "cpu"
 
 
 # --- the cores: one run at a time, on idle cores --------------------------------------------------
@@ -668,10 +675,10 @@ def exclusive(lock: Path) -> Iterator[None]:
 # --- running a row --------------------------------------------------------------------------------
 
 
-def run_row(row: Row, tracking_uri: str | None, device: str, parts: Path, results: list[dict] = ()) -> dict:
+def run_row(row: Row, tracking_uri: str | None, device: str, folder: BenchFolder, results: list[dict] = ()) -> dict:
     """Run one row; the measured values (without the bookkeeping `record` adds). A trial's parts are
-    kept under `parts` (the GPU suite keeps them apart from the repository's); an analysis finds the
-    run it reads in `results`."""
+    kept under `folder.parts` (the GPU suite keeps them apart from the repository's), its run goes to
+    `folder.experiment`; an analysis finds the run it reads in `results`."""
     if row.kind == "baseline":
         return _run_baseline(row, device)
     if row.kind == "analysis":
@@ -679,8 +686,8 @@ def run_row(row: Row, tracking_uri: str | None, device: str, parts: Path, result
     if row.kind == "search":
         return _run_search(row, tracking_uri, device)
     if row.distill_seeds > 1:
-        return _run_sets(row, tracking_uri, device, parts)
-    return _run_trial(row, tracking_uri, device, parts)
+        return _run_sets(row, tracking_uri, device, folder)
+    return _run_trial(row, tracking_uri, device, folder)
 
 
 def _run_baseline(row: Row, device: str) -> dict:
@@ -748,8 +755,10 @@ def _run_search(row: Row, tracking_uri: str | None, device: str) -> dict:
 FOLDER_STORE = "folder:"  # a tracking URI `folder:PATH`: runs written to PATH, for machines without MLflow
 
 
-def start_tracker(tracking_uri: str | None, row: Row, name: str | None = None, tags: dict[str, str] | None = None):
-    """The row's run (`name`, `tags`: a set's child run): in MLflow, or in a folder
+def start_tracker(
+    tracking_uri: str | None, experiment: str, row: Row, name: str | None = None, tags: dict[str, str] | None = None
+):
+    """The row's run (`name`, `tags`: a set's child run): in MLflow's `experiment`, or in a folder
     (`orchestrator.store.tracking.FolderTracker`) for `folder:PATH`."""
     from orchestrator.store.run_schema import Tag
     from orchestrator.store.tracking import FolderTracker, Tracker
@@ -757,14 +766,14 @@ def start_tracker(tracking_uri: str | None, row: Row, name: str | None = None, t
     tags = {Tag.BENCHMARK: row.name, **(tags or {})}
     if tracking_uri and tracking_uri.startswith(FOLDER_STORE):
         return FolderTracker.start(tracking_uri.removeprefix(FOLDER_STORE), name or row.name, tags)
-    return Tracker.start(tracking_uri, EXPERIMENT, run_name=name or row.name, tags=tags)
+    return Tracker.start(tracking_uri, experiment, run_name=name or row.name, tags=tags)
 
 
-def _run_trial(row: Row, tracking_uri: str | None, device: str, parts: Path) -> dict:
+def _run_trial(row: Row, tracking_uri: str | None, device: str, folder: BenchFolder) -> dict:
     from orchestrator.engine.trial import run_trial
 
-    cache, trial = _trial_cache(row, parts, device)
-    tracker = start_tracker(tracking_uri, row)
+    cache, trial = _trial_cache(row, folder.parts, device)
+    tracker = start_tracker(tracking_uri, folder.experiment, row)
     started = time.perf_counter()
     result = run_trial(trial, tracker, progress=True, cache=cache)
     wall = time.perf_counter() - started
@@ -785,7 +794,7 @@ def _run_trial(row: Row, tracking_uri: str | None, device: str, parts: Path) -> 
     }
 
 
-def _run_sets(row: Row, tracking_uri: str | None, device: str, parts: Path) -> dict:
+def _run_sets(row: Row, tracking_uri: str | None, device: str, folder: BenchFolder) -> dict:
     """A row of several sets through `orchestrator.engine.sets.run_sets`: a parent run, a child per set, each
     set's parts in its own cache."""
     from orchestrator.engine.sets import run_sets
@@ -793,14 +802,14 @@ def _run_sets(row: Row, tracking_uri: str | None, device: str, parts: Path) -> d
 
     caches = {}
     for one in set_rows(row):
-        cache, trial = _trial_cache(one, parts, device)
+        cache, trial = _trial_cache(one, folder.parts, device)
         caches[trial.method_config.seed] = cache
     trial = trial_config(row, device)
-    parent = start_tracker(tracking_uri, row)
+    parent = start_tracker(tracking_uri, folder.experiment, row)
 
     def start_child(one, seed: int):
         tags = {Tag.PARENT: parent.run_id, Tag.DISTILL_SEED: str(seed)}
-        return start_tracker(tracking_uri, row, f"{row.name} seed={seed}", tags)
+        return start_tracker(tracking_uri, folder.experiment, row, f"{row.name} seed={seed}", tags)
 
     result = run_sets(trial, row.distill_seeds, parent, start_child, cache=lambda one: caches[one.method_config.seed])
     per_set = [[run.accuracy for run in s.evaluations[row.eval_model].runs] for s in result.sets]
@@ -915,7 +924,7 @@ def run_suite(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[dict]:
     """Run the pending rows one after the other within the budget; the lines appended."""
-    runner = runner or (lambda row, uri, device: run_row(row, uri, device, folder.parts, load_results(folder.results)))
+    runner = runner or (lambda row, uri, device: run_row(row, uri, device, folder, load_results(folder.results)))
     results = load_results(folder.results)
     here, parts = machine(), folder.parts
     todo = pending(rows, results, options.rerun)
@@ -971,13 +980,18 @@ def run_suite(
             line = record(row, measured, load_start, loadavg()[0], options.ignore_load, time.perf_counter() - started)
             append(line, folder.results)
             appended.append(line)
-            if row.kind == "trial":  # its parts kept for later runs are not needed any more
-                for one in set_rows(row):
-                    shutil.rmtree(_trial_cache(one, parts)[0].folder, ignore_errors=True)
+            drop_parts(row, parts)
             took = f"{line['wall_seconds'] / 60:.1f} min" + (" (its last part)" if line.get("from_cache") else "")
             hint = f"; rerun: {row.command()} --rerun" if options.rerun_hint else ""
             print(f"done {row.name}: {outcome_text(row, line)} in {took}{hint}", flush=True)
     return appended
+
+
+def drop_parts(row: Row, parts: Path) -> None:
+    """A recorded trial's parts kept for later runs: not needed any more."""
+    if row.kind == "trial":
+        for one in set_rows(row):
+            shutil.rmtree(_trial_cache(one, parts)[0].folder, ignore_errors=True)
 
 
 def outcome_text(row: Row, line: dict) -> str:

@@ -69,17 +69,20 @@ def preset_resources(
     )
 
 
-def check_resources(cpus_per_trial: float, gpus_per_trial: float, available: dict[str, float] | None = None) -> None:
+def check_resources(
+    cpus_per_trial: float, gpus_per_trial: float, available: dict[str, float] | None = None, per: str = "trial"
+) -> None:
     """Before submitting: a GPU request on a cluster without GPUs would pend forever.
-    `available`: the resources to check against (default: the connected cluster's)."""
+    `available`: the resources to check against (default: the connected cluster's); `per`: what the
+    flags are per (`--cpus-per-trial`, `--cpus-per-part`)."""
     if available is None:
         import ray
 
         available = ray.cluster_resources()
     if gpus_per_trial > 0 and available.get("GPU", 0) < gpus_per_trial:
-        raise DDError(f"--gpus-per-trial {gpus_per_trial:g} but the Ray cluster has {available.get('GPU', 0):g} GPUs")
+        raise DDError(f"--gpus-per-{per} {gpus_per_trial:g} but the Ray cluster has {available.get('GPU', 0):g} GPUs")
     if available.get("CPU", 0) < cpus_per_trial:
-        raise DDError(f"--cpus-per-trial {cpus_per_trial:g} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
+        raise DDError(f"--cpus-per-{per} {cpus_per_trial:g} but the Ray cluster has {available.get('CPU', 0):g} CPUs")
 
 
 def quiet_ray() -> None:
@@ -388,30 +391,53 @@ class TaskPool:
             raise DDError("a task pool needs a Ray instance: call orchestrator.engine.cluster.connect first")
         self._ray = ray
         self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries}
-        self._remote = None  # `_located` as a Ray task, made on the first submit
+        self._remote = None  # `_located` as a Ray remote function, made on the first submit
         self._running: dict[Any, Any] = {}
 
     def __len__(self) -> int:
         return len(self._running)
 
-    def submit(self, function: Callable[..., Any], tag: Any, *args: Any) -> None:
-        """Start `function(*args)` as a task; `tag` comes back with its result."""
+    def submit(self, function: Callable[..., Any], tag: Any, *args: Any, gpus: float | None = None) -> None:
+        """Start `function(*args)` as a task; `tag` comes back with its result. `gpus`: this task's
+        GPUs instead of the pool's."""
         if self._remote is None:
-            self._remote = self._ray.remote(_located).options(**self._options)
-        self._running[self._remote.remote(function, *args)] = tag
+            self._remote = self._ray.remote(_located)
+        options = self._options if gpus is None else {**self._options, "num_gpus": gpus}
+        self._running[self._remote.options(**options).remote(function, *args)] = tag
 
     def wait_one(self) -> tuple[Any, Any]:
         """(tag, result) of the next task to finish; raises `DDError` or `TaskFailed` for a failed one."""
+        tag, result, error = self.wait_settled()
+        if error is not None:
+            raise error
+        return tag, result
+
+    def wait_settled(self) -> tuple[Any, Any, Exception | None]:
+        """(tag, result, None) of the next task to finish, or (tag, None, error) for a failed one: a
+        `DDError` (its one line) or `TaskFailed`; the other tasks go on."""
         (ready,), _ = self._ray.wait(list(self._running), num_returns=1)
         tag = self._running.pop(ready)
         try:
-            return tag, self._ray.get(ready)
+            return tag, self._ray.get(ready), None
         except self._ray.exceptions.RayError as error:
             cause = error.as_instanceof_cause() if isinstance(error, self._ray.exceptions.RayTaskError) else error
             if isinstance(cause, DDError):
-                raise DDError(str(cause).splitlines()[-1]) from None
+                return tag, None, DDError(str(cause).splitlines()[-1])
             # the exception's own last line, without Ray's header
-            raise TaskFailed(tag, [line for line in str(error).splitlines() if line.strip()][-1]) from error
+            failed = TaskFailed(tag, [line for line in str(error).splitlines() if line.strip()][-1])
+            failed.__cause__ = error
+            return tag, None, failed
+
+    def interrupt(self, timeout_s: float = 30) -> None:
+        """Interrupt the running tasks and give them `timeout_s` to record it: `ray.cancel` (force=False)
+        raises a KeyboardInterrupt in a running task, as Ctrl-C does in a process, so their MLflow runs end
+        FAILED, not RUNNING (https://docs.ray.io/en/latest/ray-core/api/doc/ray.cancel.html)."""
+        tasks = list(self._running)
+        for task in tasks:
+            self._ray.cancel(task)
+        if tasks:
+            self._ray.wait(tasks, num_returns=len(tasks), timeout=timeout_s)
+        self._running.clear()
 
     def map_unordered(self, function: Callable[..., Any], arguments: Iterable[tuple]) -> Iterator[Any]:
         """`function(*args)` for every tuple, results in completion order (what ddcore calls `parallel_map`)."""

@@ -6,7 +6,9 @@ first) holds a `[study]` table (`name`, `title`, `[[study.section]]` tables of `
 of a trial's set, lossless searches), read by the same parser, each joining a section by its `group`.
 The accuracy benchmark (`benchmarks/rows.toml`, header-less) is the study "benchmarks". A study runs
 through `bench.run_suite` into its folder (`./ddorch-studies/NAME/`: results.jsonl, parts/, the
-report), so done parts are reused and a stopped study resumes.
+report), so done parts are reused and a stopped study resumes; its trials' MLflow runs go to the
+experiment `study-NAME` (analyses are children of the run they read, in its experiment; a search keeps
+`LosslessConfig.experiment`, `ddorch` unless its settings name another).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from ddcore.errors import DDError
 from orchestrator.engine.bench import (
+    EXPERIMENT,
     BenchFolder,
     Row,
     gpu_seconds,
@@ -115,8 +118,10 @@ def list_studies() -> list[Study]:
 
 
 def study_folder(study: Study, folder: Path | None = None) -> BenchFolder:
-    """Where a study's results.jsonl, parts/ and report live: `folder`, else ./ddorch-studies/<name>/."""
-    return BenchFolder(folder or FOLDER / study.name)
+    """Where a study's results.jsonl, parts/ and report live (`folder`, else ./ddorch-studies/<name>/), and
+    the MLflow experiment of its trials' runs: `study-<name>` (the benchmark's rows keep `benchmarks`)."""
+    experiment = EXPERIMENT if study.name == BENCHMARKS else f"study-{study.name}"
+    return BenchFolder(folder or FOLDER / study.name, experiment)
 
 
 def select_parts(study: Study, only: str | None) -> list[Row]:
@@ -137,11 +142,10 @@ def select_parts(study: Study, only: str | None) -> list[Row]:
     return [row for row in study.rows if row.name in wanted]
 
 
-def on_gpu_only(rows: list[Row], only: str | None, device: str) -> list[Row]:
-    """GPU parts (`hardware = "gpu"`) a CPU run leaves out: all of them unless `--only` names them."""
-    from ddcore.runtime import resolve_device
-
-    if resolve_device(device).type != "cpu":
+def on_gpu_only(rows: list[Row], only: str | None, gpus: bool) -> list[Row]:
+    """GPU parts (`hardware = "gpu"`) a run without GPUs (`gpus` False) leaves out: all of them unless
+    `--only` names them."""
+    if gpus:
         return []
     named = set((only or "").split(","))
     return [row for row in rows if row.hardware == "gpu" and row.name not in named]

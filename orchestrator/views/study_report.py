@@ -17,7 +17,7 @@ from itertools import combinations
 from pathlib import Path
 
 from ddcore.tables import ResultTable, percent
-from orchestrator.engine.bench import EXPERIMENT, BenchFolder, Row, compare_lines, load_results
+from orchestrator.engine.bench import BenchFolder, Row, compare_lines, load_results
 from orchestrator.engine.study import Section as StudySection
 from orchestrator.engine.study import Study
 from orchestrator.store.runs import find_run
@@ -56,7 +56,7 @@ def build_study_report(
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     latest = {line["key"]: line for line in load_results(folder.results)}  # a row rerun: its last line
-    collector = open_store(tracking_uri, images)
+    collector = open_store(tracking_uri, folder.experiment, images)
     parts = [Part(row, latest.get(row.key())) for row in study.rows]
     for part in parts:
         part.run = find_run(collector.client, part.run_id, collector.uri) if collector and part.run_id else None
@@ -77,13 +77,13 @@ def sections_of(study: Study) -> list[StudySection]:
     return [StudySection(group, group or "other") for group in dict.fromkeys(row.group for row in study.rows)]
 
 
-def open_store(tracking_uri: str | None, images: Path) -> Collector | None:
-    """The MLflow store the study's runs went to; None when it is a SQLite file that is gone (opening it
-    would create an empty one)."""
+def open_store(tracking_uri: str | None, experiment: str, images: Path) -> Collector | None:
+    """The MLflow store the study's runs went to (they are read by id, whatever their experiment); None
+    when it is a SQLite file that is gone (opening it would create an empty one)."""
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None
-    return Collector(uri, EXPERIMENT, images)
+    return Collector(uri, experiment, images)
 
 
 def run_command(study: str, part: str) -> str:
