@@ -4,8 +4,6 @@ links that resolve; a report from results lines whose MLflow store is gone; the 
 
 import json
 import re
-import shutil
-import subprocess
 from dataclasses import asdict
 
 import pytest
@@ -15,7 +13,7 @@ from orchestrator.cli import app
 from orchestrator.engine.bench import BenchFolder
 from orchestrator.engine.study import load_study
 from orchestrator.views.study_report import build_study_report
-from tests.test_report import PROBE
+from tests.ui_browser import rendered
 
 STUDY = """
 [study]
@@ -205,15 +203,7 @@ def test_a_report_from_results_lines_whose_store_is_gone(tmp_path):
 
 @pytest.mark.integration
 def test_the_study_report_renders_in_headless_chromium(tiny_study, tmp_path):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
     _, out = tiny_study
-    page = tmp_path / "probe.html"  # a copy elsewhere: the embedded image must not need the report's folder
-    page.write_text((out / "report.html").read_text().replace("</body>", PROBE + "</body>"))
-    probe = "--virtual-time-budget=5000"
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", probe, "--dump-dom", page.as_uri()]
-    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
-    counts = {name: int(value) for name, value in re.findall(r'data-(images|broken|control-broken)="(\d+)"', dom)}
+    dom, counts = rendered((out / "report.html").read_text(), tmp_path)
     assert counts == {"images": 1, "broken": 0, "control-broken": 1}
     assert re.findall(r"<h2>(.*?)</h2>", dom) == ["Study", "DataDAM on digits", "The full-data upper bound"]

@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -28,6 +29,35 @@ EXPANDER = 'button[data-component-id$="runnamecellrenderer.tsx_46"]'  # a parent
 
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# Counts the page's images and the broken ones once it has loaded, beside a control image that must be broken.
+PROBE = """<img class="probe-control" src="no-such-image.png">
+<script>window.addEventListener("load", () => {
+  const images = [...document.images];
+  const broken = (list) => list.filter((img) => !img.complete || img.naturalWidth === 0).length;
+  const report = images.filter((img) => !img.classList.contains("probe-control"));
+  document.body.setAttribute("data-images", report.length);
+  document.body.setAttribute("data-broken", broken(report));
+  document.body.setAttribute("data-control-broken", broken(images) - broken(report));
+});</script>"""
+
+
+def rendered(html: str, folder: Path) -> tuple[str, dict[str, int]]:
+    """A report page as headless Chromium leaves it, and the probe's counts (images, broken, control-broken);
+    the calling test is skipped where Chromium is missing. The page is a copy in `folder`: embedded images
+    must not need the report's own folder."""
+    import pytest
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    page = folder / "probe.html"
+    page.write_text(html.replace("</body>", PROBE + "</body>"))
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*command, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    counts = {name: int(value) for name, value in re.findall(r'data-(images|broken|control-broken)="(\d+)"', dom)}
+    return dom, counts
 
 
 def log_tiny_sweep(uri: str, folder: Path) -> dict[str, str]:
