@@ -169,3 +169,14 @@ def test_the_loop_draws_real_batches_on_the_device_without_host_permutations(mon
     monkeypatch.setattr(torch, "randperm", no_randperm)
     losses = [run.step(i)["loss"].item() for i in range(3)]
     assert [again.step(i)["loss"].item() for i in range(3)] == losses  # deterministic
+
+
+def test_the_course_setting_costs_its_network_steps_and_its_larger_real_batch():
+    """The time model's units (`DataDAM.cost`): the paper preset is one IPC-10, 64-real-image iteration; the
+    course's 256 real images cost 2.07 of it (measured) and its 50 network steps are counted apart."""
+
+    method = get_method("datadam")
+    paper = method.cost(method.config("paper", "mnist", 10), "mnist").per_iteration
+    course = method.cost(method.config("course", "mnist", 10), "mnist").per_iteration
+    assert paper == {"datadam_iteration": 1.0}
+    assert course["datadam_network_step"] == 50 and course["datadam_iteration"] == pytest.approx(2.07, abs=0.01)

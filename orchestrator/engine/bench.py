@@ -297,6 +297,9 @@ def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[R
 # suite's PAD row is.
 CPU_UNIT_SECONDS = {
     "datadam_iteration": 1.95,
+    # one of the course preset's 50 network steps after an image update: 0.194 s (suite_speeds.py --preset
+    # course, 2026-12-04: 11.50 s an iteration, 1.82 s without them; its first trial here took 10.6 s)
+    "datadam_network_step": 0.194,
     "pad_student_step": 1.37,
     "expert_epoch": 262.0,
     "difficulty_epoch": 348.0,
