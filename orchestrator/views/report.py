@@ -640,7 +640,7 @@ def to_markdown(report: Report) -> str:
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em;display:block;overflow-x:auto;max-width:100%}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f0f0f0}caption{font-weight:bold;text-align:left;padding:4px 0}figure{display:inline-block;margin:0.5em;
 vertical-align:top;max-width:48%}figure img{max-width:100%}figcaption{font-size:0.8em}pre{background:#f6f6f6;padding:0.6em;
 overflow-x:auto}ul.notes{font-size:0.85em;color:#444}"""
