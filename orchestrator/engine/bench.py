@@ -222,15 +222,19 @@ def analysis_config(row: Row):
     if row.analysis not in ANALYSES:
         raise DDError(f"unknown analysis {row.analysis!r}; analyses: {', '.join(ANALYSES)}")
     config_class = ANALYSES[row.analysis][0]
-    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.settings.items()})
+    return config_class(**_config_values(row))
 
 
 def search_config(row: Row, tracking_uri: str | None = None, device: str = "auto"):
     """A search row's `orchestrator.engine.lossless.LosslessConfig`: its `settings`, on the row's data set."""
     from orchestrator.engine.lossless import LosslessConfig
 
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in row.settings.items()}
-    return LosslessConfig(dataset=row.dataset, tracking_uri=tracking_uri, device=device, **settings)
+    return LosslessConfig(dataset=row.dataset, tracking_uri=tracking_uri, device=device, **_config_values(row))
+
+
+def _config_values(row: Row) -> dict:
+    """A row's `settings` as config fields: TOML arrays become the tuples the frozen configs hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in row.settings.items()}
 
 
 def select(rows: list[Row], names: str | None) -> list[Row]:
