@@ -113,11 +113,25 @@ def test_load_guard_refuses_busy_cores_and_records_an_override(tmp_path, folder)
     assert line["ignored_load"] is True and line["load_start"] == 0.9
 
 
-def test_budget_skips_rows_that_would_not_finish(tmp_path, folder, capsys):
+def test_budget_skips_rows_that_would_not_finish_but_distils_a_long_trial_until_it_ends(
+    tmp_path, folder, capsys, monkeypatch
+):
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    full = Row("full", "mnist", kind="baseline", eval_seeds=1)  # a 70-min seed: no piece of it fits
     big = Row("big", "mnist", preset="paper", iterations=20000)
     assert minutes_left(big, folder.parts) > 60
-    assert suite.run_suite([big], args(budget_minutes=5), folder, runner=fake_runner) == []
-    assert "skip big: estimate" in capsys.readouterr().out
+    ran = []
+
+    def runner(row, tracking_uri, device, deadline=None):
+        ran.append((row.name, row.eval_seeds, deadline))
+        return fake_runner(row, tracking_uri, device)
+
+    calls = dict(loadavg=lambda: (0.1, 0, 0), runner=runner)
+    assert suite.run_suite([full, big], args(budget_minutes=5), folder, **calls) == []
+    shown = capsys.readouterr().out
+    assert "skip full: estimate" in shown and "the distillation until the budget ends, its set kept" in shown
+    ((name, seeds, deadline),) = ran
+    assert (name, seeds) == ("big", 0) and 0 < deadline - time.monotonic() <= 5 * 60
 
 
 def test_only_one_suite_run_at_a_time(tmp_path):
@@ -267,9 +281,10 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, folder
 
 
 def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, folder, monkeypatch, capsys):
-    """Each suite run does the part that fits and keeps it in the row's cache: the distillation alone, then
-    one seed; the last run reads them, runs the rest and records the whole row (its wall time unknown:
-    "-"), then drops the cache."""
+    """Each suite run does the part that fits and keeps it in the row's cache: the distillation alone (here
+    one the formula says takes longer than the budget: it runs until the budget ends, and this tiny one ends
+    first), then one seed; the last run reads them, runs the rest and records the whole row (its wall time
+    unknown: "-"), then drops the cache."""
     monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
     # The formula then says: distillation 2 x 1500 s = 50 min, one seed 2 epochs x 10 images x 120 s = 40 min.
     monkeypatch.setitem(suite.CPU_UNIT_SECONDS, "datadam_iteration", 1500.0)
@@ -277,10 +292,10 @@ def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, folder, monke
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     calls = dict(loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
     assert minutes_left(TINY, folder.parts) == pytest.approx(50 + 2 * 40)
-    assert suite.run_suite([TINY], args(budget_minutes=45), folder, **calls) == []  # not even the distillation
-    assert "skip tiny_digits" in capsys.readouterr().out
-    assert suite.run_suite([TINY], args(budget_minutes=80, tracking_uri=uri), folder, **calls) == []
-    assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in capsys.readouterr().out
+    assert suite.run_suite([TINY], args(budget_minutes=45, tracking_uri=uri), folder, **calls) == []
+    shown = capsys.readouterr().out
+    assert "the distillation until the budget ends, its set kept" in shown
+    assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in shown
     cache = suite._trial_cache(TINY, folder.parts)[0]
     assert cache.folder.parent == folder.parts  # the repository's benchmarks/parts/ outside tests
     assert cache.has_distilled() and minutes_left(TINY, folder.parts) == pytest.approx(2 * 40)
