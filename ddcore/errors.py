@@ -7,3 +7,9 @@ without a traceback; library callers may catch it like any exception.
 
 class DDError(Exception):
     """A bad input or environment problem explained in one line (no traceback shown)."""
+
+
+def error_line(error: BaseException) -> str:
+    """What a failure says in one line: a `DDError`'s own words; anything else (a bug, a dead library)
+    with its type."""
+    return str(error) if isinstance(error, DDError) else f"{type(error).__name__}: {error}"

@@ -129,6 +129,16 @@ def test_a_part_over_the_budget_or_without_an_estimate_is_left_out_of_the_plan(p
     assert lines[1].note.startswith("left out: over the budget") and "no time model" in lines[1].text()
 
 
+def test_a_trial_over_the_budget_distils_until_it_ends_in_the_plan(presets, tmp_path, monkeypatch):
+    monkeypatch.setitem(bench.CPU_UNIT_SECONDS, "datadam_iteration", 600.0)  # 20 iterations: 200 min
+    text = TINY.replace('method = "random"', 'method = "datadam"\niterations = 20')
+    study = load_study(write_study(presets, text))
+    lines = plan(list(study.rows), study_folder(study, tmp_path / "out"), 30.0, [])
+    trial = next(line for line in lines if line.row.name == "tiny_random")
+    assert trial.note == "its distillation until the budget ends (30 min), kept for the next run"
+    assert next(line for line in lines if line.row.name == "tiny_cross").note.startswith("left out: over the budget")
+
+
 @pytest.mark.parametrize(
     ("args", "text", "message"),
     [

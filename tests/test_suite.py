@@ -86,7 +86,7 @@ def minutes_left(row, parts):
     return suite.work_left(row, [], "here", parts).minutes(row.eval_seeds)
 
 
-def fake_runner(row, tracking_uri, device):
+def fake_runner(row, tracking_uri, device, deadline=None):
     return {"protocol": "dc", "per_seed": [0.5, 0.7], "distill_seconds": 1.0, "eval_seconds": 2.0}
 
 
@@ -113,11 +113,25 @@ def test_load_guard_refuses_busy_cores_and_records_an_override(tmp_path, folder)
     assert line["ignored_load"] is True and line["load_start"] == 0.9
 
 
-def test_budget_skips_rows_that_would_not_finish(tmp_path, folder, capsys):
+def test_budget_skips_rows_that_would_not_finish_but_distils_a_long_trial_until_it_ends(
+    tmp_path, folder, capsys, monkeypatch
+):
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    full = Row("full", "mnist", kind="baseline", eval_seeds=1)  # a 70-min seed: no piece of it fits
     big = Row("big", "mnist", preset="paper", iterations=20000)
     assert minutes_left(big, folder.parts) > 60
-    assert suite.run_suite([big], args(budget_minutes=5), folder, runner=fake_runner) == []
-    assert "skip big: estimate" in capsys.readouterr().out
+    ran = []
+
+    def runner(row, tracking_uri, device, deadline=None):
+        ran.append((row.name, row.eval_seeds, deadline))
+        return fake_runner(row, tracking_uri, device)
+
+    calls = dict(loadavg=lambda: (0.1, 0, 0), runner=runner)
+    assert suite.run_suite([full, big], args(budget_minutes=5), folder, **calls) == []
+    shown = capsys.readouterr().out
+    assert "skip full: estimate" in shown and "the distillation until the budget ends, its set kept" in shown
+    ((name, seeds, deadline),) = ran
+    assert (name, seeds) == ("big", 0) and 0 < deadline - time.monotonic() <= 5 * 60
 
 
 def test_only_one_suite_run_at_a_time(tmp_path):
@@ -243,7 +257,7 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, folder
     row = Row("digits_full", "digits", kind="baseline", eval_model="ConvNetD1", eval_seeds=3)
     ran = []
 
-    def runner(part, tracking_uri, device):  # trains seeds 0..part.eval_seeds-1, caching new ones
+    def runner(part, tracking_uri, device, deadline=None):  # trains seeds 0..part.eval_seeds-1, caching new ones
         from ddcore.baseline import _cache_file, baseline_protocol, cached_runs
 
         for seed in set(range(part.eval_seeds)) - set(cached_runs("digits", "ConvNetD1", (0, 1, 2))):
@@ -267,9 +281,10 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, folder
 
 
 def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, folder, monkeypatch, capsys):
-    """Each suite run does the part that fits and keeps it in the row's cache: the distillation alone, then
-    one seed; the last run reads them, runs the rest and records the whole row (its wall time unknown:
-    "-"), then drops the cache."""
+    """Each suite run does the part that fits and keeps it in the row's cache: the distillation alone (here
+    one the formula says takes longer than the budget: it runs until the budget ends, and this tiny one ends
+    first), then one seed; the last run reads them, runs the rest and records the whole row (its wall time
+    unknown: "-"), then drops the cache."""
     monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
     # The formula then says: distillation 2 x 1500 s = 50 min, one seed 2 epochs x 10 images x 120 s = 40 min.
     monkeypatch.setitem(suite.CPU_UNIT_SECONDS, "datadam_iteration", 1500.0)
@@ -277,10 +292,10 @@ def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, folder, monke
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     calls = dict(loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
     assert minutes_left(TINY, folder.parts) == pytest.approx(50 + 2 * 40)
-    assert suite.run_suite([TINY], args(budget_minutes=45), folder, **calls) == []  # not even the distillation
-    assert "skip tiny_digits" in capsys.readouterr().out
-    assert suite.run_suite([TINY], args(budget_minutes=80, tracking_uri=uri), folder, **calls) == []
-    assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in capsys.readouterr().out
+    assert suite.run_suite([TINY], args(budget_minutes=45, tracking_uri=uri), folder, **calls) == []
+    shown = capsys.readouterr().out
+    assert "the distillation until the budget ends, its set kept" in shown
+    assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in shown
     cache = suite._trial_cache(TINY, folder.parts)[0]
     assert cache.folder.parent == folder.parts  # the repository's benchmarks/parts/ outside tests
     assert cache.has_distilled() and minutes_left(TINY, folder.parts) == pytest.approx(2 * 40)
@@ -521,3 +536,47 @@ def test_a_scale_out_line_gets_its_own_table_and_leaves_the_accuracy_tables_alon
         "### scale out" in text and "| `digits_datadam` | 200.0 | 110.0 | **1.82x** | 1 of 2 | 0 / 0.4, 0.5 |" in text
     )
     assert text.count("| `tiny_digits` |") == 1 and "scale_out_digits_sweep" not in text  # not an accuracy row
+
+
+def test_a_distillation_longer_than_the_budget_runs_until_it_ends_and_the_next_run_goes_on(
+    tmp_path, folder, monkeypatch, capsys
+):
+    """No piece of the row fits the budget: its distillation runs until the budget ends, keeps its set
+    part-way (its MLflow run KILLED, saying so), and the next run distils on from that set and records the row."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    row = replace(TINY, name="tiny_long", iterations=30, eval_seeds=1)  # reported every 10 iterations
+    monkeypatch.setitem(suite.CPU_UNIT_SECONDS, "datadam_iteration", 600.0)  # 300 min of distillation
+    calls = dict(loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
+    assert suite.run_suite([row], args(budget_minutes=1e-3, tracking_uri=uri), folder, **calls) == []
+    shown = capsys.readouterr().out
+    assert "the distillation until the budget ends, its set kept" in shown
+    assert "partial tiny_long: paused at iteration 10 of 30" in shown
+    assert suite.kept_text(row, [], "here", folder.parts) == "the set at iteration 10 of 30 kept"
+    assert suite.row_minutes(row, [], "here", folder.parts) < minutes_left(replace(row, name="other"), tmp_path / "x")
+    client = MlflowClient(uri)
+    (paused,) = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
+    assert paused.info.status == "KILLED" and "paused at iteration 10" in paused.data.tags["ddorch.stopped"]
+    (line,) = suite.run_suite([row], args(tracking_uri=uri), folder, **calls)
+    resumed = client.get_run(line["mlflow_run"])
+    assert resumed.data.tags["ddorch.resumed_from"] == f"{paused.info.run_id} at iteration 10"
+    assert [m.step for m in client.get_metric_history(resumed.info.run_id, "loss")] == [20, 30]
+    assert line["distill_seconds"] > 0 and not list(folder.parts.glob("tiny_long-*"))
+
+
+def test_with_failed_given_a_failing_row_is_named_and_the_others_go_on(folder, capsys):
+    broken = replace(TINY, name="tiny_broken", ipc=3)
+
+    def runner(row, tracking_uri, device, deadline=None):
+        if row.name == broken.name:
+            raise RuntimeError("the worker died")
+        return fake_runner(row, tracking_uri, device)
+
+    calls = dict(loadavg=lambda: (0.1, 0, 0), runner=runner, sleep=lambda s: None)
+    with pytest.raises(RuntimeError):  # without `failed`, the first failure stops the suite
+        suite.run_suite([broken, TINY], args(), folder, **calls)
+    failed = []
+    (line,) = suite.run_suite([broken, TINY], args(), folder, failed=failed, **calls)
+    assert line["name"] == TINY.name and failed == [broken.name]
+    assert "failed tiny_broken: RuntimeError: the worker died" in capsys.readouterr().out

@@ -61,8 +61,8 @@ def run(
         None,
         "--budget-minutes",
         min=1,
-        help="Start no row that would not finish in time; a longer row runs the part that fits, kept for the "
-        "next run (default: no budget).",
+        help="Start no row that would not finish in time; a longer row runs the part that fits (a distillation: "
+        "until the budget ends), kept for the next run (default: no budget).",
     ),
     device: str = options.DeviceOption,
     rerun: bool = typer.Option(False, "--rerun", help="Run rows that already have a result."),

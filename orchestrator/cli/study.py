@@ -96,8 +96,8 @@ def run(
         None,
         "--budget-hours",
         min=0.01,
-        help="Start no part that would not finish in time; a longer trial runs the piece that fits, kept for "
-        "the next run (default: no budget; not with --address).",
+        help="Start no part that would not finish in time; a longer trial runs the piece that fits (a "
+        "distillation: until the budget ends), kept for the next run (default: no budget; not with --address).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print every part: done or pending, its estimate here and on a GPU; run nothing."
@@ -123,8 +123,8 @@ def run(
     """Run a study's pending parts in dependency order (done parts, same settings, are reused).
 
     GPU parts (hardware = "gpu") are left out where there is no GPU (this machine's, or the cluster's
-    with --address) unless --only names them. A failed part on a cluster does not stop the others
-    (exit code 1 at the end).
+    with --address) unless --only names them. A failed part does not stop the others (exit code 1 at
+    the end).
 
     Example: ddorch study run project-a --budget-hours 6 --dry-run
     """
@@ -154,7 +154,8 @@ def run(
         for row in on_gpu:
             typer.echo(f"skip {row.name}: a GPU part on a CPU (--only {row.name} runs it here)")
         todo = [row for row in rows if row not in on_gpu]
-        appended, failed = run_suite(todo, run_options, bench), []
+        failed = []
+        appended = run_suite(todo, run_options, bench, failed=failed)
     done = len(todo) - len(pending(todo, load_results(bench.results)))
     typer.echo(f"{len(appended)} part(s) run now, {done} done in all of {len(todo)}; results in {bench.results}")
     if failed:  # exit 1 (2 is bad input), as `ddorch sweep` for failed trials: the study is incomplete

@@ -27,7 +27,7 @@ from ddcore.analyses.cross_arch import CrossArchConfig, check_cross_arch, cross_
 from ddcore.analyses.nas_proxy import NasProxyConfig, check_nas_proxy, nas_proxy
 from ddcore.data import load_dataset
 from ddcore.data.base import RealDataset
-from ddcore.errors import DDError
+from ddcore.errors import DDError, error_line
 from ddcore.synthetic import SyntheticSet
 from ddcore.tables import ResultTable
 from orchestrator.store.flags import canonical
@@ -124,7 +124,7 @@ def analysis_run(source: SourceRun, kind: str, params: dict[str, Any], command: 
     try:
         yield tracker
     except BaseException as error:
-        tracker.finish(failure=str(error) if isinstance(error, DDError) else f"{type(error).__name__}: {error}")
+        tracker.finish(failure=error_line(error))
         raise
     tracker.finish()
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import tomllib
 
-from ddcore.errors import DDError
+from ddcore.errors import DDError, error_line
 
 EXPERIMENT = "benchmarks"
 
@@ -321,7 +321,9 @@ BASELINE_EPOCHS = 20
 # IPC; ConvNetD3 full-data seeds of 20 epochs in 14.4-23.1 s; MHIST ConvNetD7 seeds in 36.5-44.2 s at
 # batch 32). Evaluation and MHIST iterations were not measured there: 4 ms a training step of one
 # seed (a batch of at most 256 images; its share when seeds are packed) and 5 MHIST iterations/s are
-# guesses, replaced by the probe's figures.
+# guesses, replaced by the probe's figures. So is 6 ms for one of the course setting's network steps
+# (a lone ConvNet's SGD step on the synthetic set: about a fifth of an overhead-bound 32 ms MNIST
+# iteration, whose ten class batches each take a forward and a backward pass); the probe does not time it.
 GPU_FIGURES = {
     "its:mnist": 31.0,
     "its:mhist": 5.0,
@@ -331,6 +333,7 @@ GPU_FIGURES = {
     "pad_student_step": 0.01,
     "expert_epoch": 1.5,
     "difficulty_epoch": 2.0,
+    "network_step": 0.006,
 }
 UNKNOWN = math.inf  # the estimate of a row no time model prices (`unpriced` says why): never fits a budget
 
@@ -362,6 +365,8 @@ def gpu_seconds(row: Row, figures: dict[str, float] = GPU_FIGURES) -> float:
     if row.method == "datadam":
         speed = gpu_iterations_per_second(figures, row.dataset, row.ipc)
         distill = config.iterations / speed if speed else UNKNOWN
+        if config.network_steps:  # the course setting's
+            distill += config.iterations * config.network_steps * figures["network_step"]
     elif row.method == "pad":
         distill = config.iterations * config.syn_steps * figures["pad_student_step"]
         distill += config.num_experts * config.trajectory_epochs * figures["expert_epoch"]
@@ -445,6 +450,7 @@ class WorkLeft:
     seeds_done: int
     set_kept: bool = False
     prepare: float = 0.0  # of `upfront`: PAD's experts (and difficulty scores) not in the cache yet
+    reached: tuple[int, int] | None = None  # a distillation kept part-way: (iteration, iterations)
 
     def minutes(self, seeds: int) -> float:
         return self.upfront + self.per_seed * (seeds - self.seeds_done)
@@ -452,6 +458,8 @@ class WorkLeft:
     def kept(self, seeds: int) -> str:
         """What earlier parts left on disk, for `bench list` ("" when nothing)."""
         parts = ["set"] if self.set_kept else []
+        if self.reached:
+            parts.append("the set at iteration {} of {}".format(*self.reached))
         if self.seeds_done:
             parts.append(f"{self.seeds_done} of {seeds} seeds")
         return " + ".join(parts) + " kept" if parts else ""
@@ -475,18 +483,20 @@ def work_left(row: Row, results: list[dict], here: str, parts: Path) -> WorkLeft
     cache, trial = _trial_cache(row, parts)
     cached, set_kept = _cached_trial_runs(row, cache, trial), cache.has_distilled()
     cost = get_method(row.method).cost(trial.method_config, row.dataset)
+    iterations, reached = trial.method_config.iterations, cache.progress_iteration()
     # the preparation by the cache, not by an earlier run: that one may have found the experts
     # cached, and a new machine starts with an empty cache
-    prepare = 0.0 if set_kept else priced(cost.preparation)
+    prepare = 0.0 if set_kept or reached else priced(cost.preparation)
     if set_kept:
         distill = 0.0
     elif earlier:
-        distill = earlier["distill_seconds"]
+        distill = earlier["distill_seconds"] * (1 - reached / iterations)
     else:
-        distill = trial.method_config.iterations * priced(cost.per_iteration)
+        distill = (iterations - reached) * priced(cost.per_iteration)
     last = earlier["eval_seconds"] / earlier["seeds"] if earlier else None
     per_seed = _seed_seconds(cached, last, evaluation_seconds(row, get_spec(row.dataset).num_classes)) / 60
-    return WorkLeft((prepare + distill) / 60, per_seed, len(cached), set_kept, prepare / 60)
+    progress = (reached, iterations) if reached else None
+    return WorkLeft((prepare + distill) / 60, per_seed, len(cached), set_kept, prepare / 60, progress)
 
 
 def set_rows(row: Row) -> list[Row]:
@@ -516,6 +526,15 @@ def part_that_fits(row: Row, results: list[dict], here: str, left: float, parts:
             return partial_row(one, work, left - spent)
         spent, new_work = spent + minutes, new_work or minutes > 0
     return row
+
+
+def distillation_pauses(row: Row, results: list[dict], here: str, left: float, parts: Path) -> bool:
+    """Whether a one-set trial longer than the `left` minutes may distil until they end, its set kept
+    part-way for the next run (its preparation, PAD's experts, must fit: they are kept only whole)."""
+    if row.kind != "trial" or row.distill_seeds > 1:
+        return False
+    work = work_left(row, results, here, parts)
+    return not work.set_kept and work.prepare < left
 
 
 def partial_row(row: Row, work: WorkLeft, left: float) -> Row | None:
@@ -610,6 +629,11 @@ def preparation_note(row: Row, work: WorkLeft, device: str) -> str:
     return f"; {work.prepare:.0f} min of it trains the experts, alone: {experts_command(row, device)}"
 
 
+def kept_text(row: Row, results: list[dict], here: str, parts: Path) -> str:
+    """What earlier runs of a pending row left on disk, its sets' together ("" when nothing)."""
+    return "; ".join(filter(None, (work_left(one, results, here, parts).kept(row.eval_seeds) for one in set_rows(row))))
+
+
 def list_lines(rows: list[Row], results: list[dict], parts: Path, device: str) -> list[str]:
     """`bench list`: each row's state (done or pending, with what its parts kept), estimate and group."""
     here, done = machine(), {r["key"] for r in results}
@@ -617,10 +641,7 @@ def list_lines(rows: list[Row], results: list[dict], parts: Path, device: str) -
     for row in rows:
         work = work_left(set_rows(row)[0], results, here, parts)
         state = "done" if row.key() in done else "pending"
-        kept = "; ".join(
-            filter(None, (work_left(one, results, here, parts).kept(row.eval_seeds) for one in set_rows(row)))
-        )
-        kept = kept if state == "pending" else ""
+        kept = kept_text(row, results, here, parts) if state == "pending" else ""
         lines.append(
             f"{row.name:36} {state:8} ~{minutes_text(row_minutes(row, results, here, parts)):>5} min  {row.group}"
             + (f" ({kept})" if kept else "")
@@ -682,10 +703,18 @@ def exclusive(lock: Path) -> Iterator[None]:
 # --- running a row --------------------------------------------------------------------------------
 
 
-def run_row(row: Row, tracking_uri: str | None, device: str, folder: BenchFolder, results: list[dict] = ()) -> dict:
+def run_row(
+    row: Row,
+    tracking_uri: str | None,
+    device: str,
+    folder: BenchFolder,
+    results: list[dict] = (),
+    deadline: float | None = None,
+) -> dict:
     """Run one row; the measured values (without the bookkeeping `record` adds). A trial's parts are
     kept under `folder.parts` (the GPU suite keeps them apart from the repository's), its run goes to
-    `folder.experiment`; an analysis finds the run it reads in `results`."""
+    `folder.experiment`; an analysis finds the run it reads in `results`. With `deadline`, a one-set
+    trial's distillation pauses there, its set kept (`TrialPaused`)."""
     if row.kind == "baseline":
         return _run_baseline(row, device)
     if row.kind == "analysis":
@@ -694,7 +723,7 @@ def run_row(row: Row, tracking_uri: str | None, device: str, folder: BenchFolder
         return _run_search(row, tracking_uri, device)
     if row.distill_seeds > 1:
         return _run_sets(row, tracking_uri, device, folder)
-    return _run_trial(row, tracking_uri, device, folder)
+    return _run_trial(row, tracking_uri, device, folder, deadline)
 
 
 def _run_baseline(row: Row, device: str) -> dict:
@@ -776,13 +805,13 @@ def start_tracker(
     return Tracker.start(tracking_uri, experiment, run_name=name or row.name, tags=tags)
 
 
-def _run_trial(row: Row, tracking_uri: str | None, device: str, folder: BenchFolder) -> dict:
+def _run_trial(row: Row, tracking_uri: str | None, device: str, folder: BenchFolder, deadline: float | None) -> dict:
     from orchestrator.engine.trial import run_trial
 
     cache, trial = _trial_cache(row, folder.parts, device)
     tracker = start_tracker(tracking_uri, folder.experiment, row)
     started = time.perf_counter()
-    result = run_trial(trial, tracker, progress=True, cache=cache)
+    result = run_trial(trial, tracker, progress=True, cache=cache, deadline=deadline)
     wall = time.perf_counter() - started
     runs = result.evaluations[row.eval_model].runs if row.eval_seeds else []  # 0: a distillation-only part
     overhead = wall - result.distill_seconds - result.prepare_seconds  # evaluation, artefacts, logging
@@ -919,7 +948,9 @@ class RunOptions:
     rerun_hint: bool = True  # a done line names `bench run --rerun` (a study's rows have no such command)
 
 
-Runner = Callable[[Row, "str | None", str], dict]  # (row or part, tracking URI, device) -> measured values
+# (row or part, tracking URI, device, deadline) -> measured values; with a deadline (`time.monotonic()`), a
+# distillation that reaches it keeps its set and raises `TrialPaused`
+Runner = Callable[[Row, "str | None", str, "float | None"], dict]
 
 
 def run_suite(
@@ -929,9 +960,16 @@ def run_suite(
     loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg,
     runner: Runner | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    failed: list[str] | None = None,
 ) -> list[dict]:
-    """Run the pending rows one after the other within the budget; the lines appended."""
-    runner = runner or (lambda row, uri, device: run_row(row, uri, device, folder, load_results(folder.results)))
+    """Run the pending rows one after the other within the budget; the lines appended. With `failed`, a
+    row that raises is named there and the others go on (those reading it are skipped); without, it stops them."""
+    from orchestrator.engine.trial_hooks import TrialPaused
+
+    def run_here(row: Row, tracking_uri: str | None, device: str, deadline: float | None = None) -> dict:
+        return run_row(row, tracking_uri, device, folder, load_results(folder.results), deadline)
+
+    runner = runner or run_here
     results = load_results(folder.results)
     here, parts = machine(), folder.parts
     todo = pending(rows, results, options.rerun)
@@ -945,9 +983,11 @@ def run_suite(
                 continue
             estimate = row_minutes(row, results, here, parts)
             left = None if deadline is None else (deadline - time.monotonic()) / 60
-            part = row
+            part, stop = row, None
             if left is not None and estimate > left:
                 part = part_that_fits(row, results, here, left, parts)
+                if part is None and distillation_pauses(row, results, here, left, parts):
+                    part, stop = replace(row, eval_seeds=0), deadline
                 if part is None:
                     work = work_left(set_rows(row)[0], results, here, parts)
                     print(
@@ -959,8 +999,8 @@ def run_suite(
                     continue
                 print(
                     f"{row.name}: estimate {estimate:.0f} min, {left:.0f} min of the budget left: "
-                    f"{part_text(row, part)} now "
-                    "(cached parts read, new ones cached as they end)",
+                    + ("the distillation until the budget ends, its set kept" if stop else part_text(row, part))
+                    + " now (cached parts read, new ones cached as they end)",
                     flush=True,
                 )
             if ran and not options.ignore_load:
@@ -969,7 +1009,17 @@ def run_suite(
             elapsed = (time.monotonic() - suite_started) / 60
             print(status_line(position, len(todo), row, estimate, elapsed, left, load_start), flush=True)
             started = time.perf_counter()
-            measured = runner(part, options.tracking_uri, options.device)
+            try:
+                measured = runner(part, options.tracking_uri, options.device, stop)
+            except TrialPaused as pause:
+                print(f"partial {row.name}: {pause}", flush=True)
+                break  # the budget has ended
+            except Exception as error:
+                if failed is None:
+                    raise
+                print(f"failed {row.name}: {error_line(error)}", flush=True)
+                failed.append(row.name)
+                continue
             ran = True
             if part != row:  # recorded only whole: a line's mean is over all the row's seeds (and sets)
                 seeds = ", ".join(f"{100 * a:.2f}" for a in measured["per_seed"])

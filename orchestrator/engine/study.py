@@ -22,7 +22,9 @@ from orchestrator.engine.bench import (
     EXPERIMENT,
     BenchFolder,
     Row,
+    distillation_pauses,
     gpu_seconds,
+    kept_text,
     minutes_text,
     read_toml,
     row_minutes,
@@ -160,6 +162,7 @@ class PlanLine:
     cpu_minutes: float
     gpu_minutes: float
     note: str = ""  # why a run leaves it out, or whose run it shares ("" when it runs)
+    kept: str = ""  # what earlier runs of a pending part kept on disk
 
     def text(self) -> str:
         why = unpriced(self.row)
@@ -169,13 +172,14 @@ class PlanLine:
             f"{self.row.group}"
             + (f" (no estimate: {why})" if why and not self.done else "")
             + (f" (no GPU figure for {self.row.dataset})" if not why and math.isinf(self.gpu_minutes) else "")
-            + (f"; {self.note}" if self.note else "")
+            + "".join(f"; {text}" for text in (self.kept, self.note) if text)
         )
 
 
 def plan(rows: list[Row], folder: BenchFolder, budget_minutes: float | None, gpu_left_out: list[Row]) -> list[PlanLine]:
     """What `study run` would do, part by part, without running anything: the budget is spent in
-    order on the pending parts that fit whole (a run may also start the piece of a longer trial that fits)."""
+    order on the pending parts that fit whole (a run may also start the piece of a longer trial that fits);
+    a one-set trial that does not fit distils until the budget ends, its set kept for the next run."""
     from orchestrator.engine.bench import load_results, machine
 
     results, here = load_results(folder.results), machine()
@@ -192,9 +196,12 @@ def plan(rows: list[Row], folder: BenchFolder, budget_minutes: float | None, gpu
         minutes, note = row_minutes(row, results, here, folder.parts), ""
         if row in gpu_left_out:
             note = f"left out: a GPU part (--only {row.name} runs it here)"
+        elif left is not None and minutes > left and distillation_pauses(row, results, here, left, folder.parts):
+            note, left = f"its distillation until the budget ends ({left:.0f} min), kept for the next run", 0.0
         elif left is not None and minutes > left:
             note = f"left out: over the budget ({minutes_text(minutes)} min, {left:.0f} min left)"
         elif left is not None:
             left -= minutes
-        lines.append(PlanLine(row, False, minutes, gpu_seconds(row) / 60, note))
+        kept = kept_text(row, results, here, folder.parts)
+        lines.append(PlanLine(row, False, minutes, gpu_seconds(row) / 60, note, kept))
     return lines

@@ -25,12 +25,13 @@ from ddcore.visualize import save_grids
 from orchestrator.engine.cluster import check_resources
 from orchestrator.engine.experiments import ExperimentPreset, SearchSpace
 from orchestrator.engine.resolve import Layers, check_data, resolve_trial
-from orchestrator.engine.trial import Resume, TrialConfig, check_precision, run_trial, trial_key
+from orchestrator.engine.trial import TrialConfig, check_precision, run_trial, trial_key
 from orchestrator.engine.trial_hooks import eval_metrics
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Status, Tag, tag_filter
 from orchestrator.store.shared_cache import sharing
 from orchestrator.store.tracking import Tracker, command_line
+from orchestrator.store.trial_cache import Resume
 
 TIME_ATTR = "iteration"
 DISTILL_SETS_PER_TRIAL = 1  # a trial distils one set: its accuracy (and the best trial's) rests on one set

@@ -49,16 +49,18 @@ from orchestrator.engine.trial_hooks import (
     CheckpointHook,
     GridLogger,
     MetricsLogger,
+    ProgressSaver,
     QuickEvaluation,
     Step,
     TrialHook,
+    TrialPaused,
     eval_metrics,
     val_metrics,
 )
 from orchestrator.store import run_schema as schema
 from orchestrator.store.run_schema import Tag
 from orchestrator.store.tracking import Tracker, logged_params
-from orchestrator.store.trial_cache import Distilled, TrialCache
+from orchestrator.store.trial_cache import Distilled, Resume, TrialCache
 
 
 @dataclass
@@ -194,14 +196,6 @@ def reporting_every(method_config: MethodConfig, every: int | None) -> MethodCon
     return replace(method_config, log_every=math.gcd(method_config.log_every, every))
 
 
-@dataclass
-class Resume:
-    """Where a restored trial picks up: its checkpointed set and iteration (momentum restarts)."""
-
-    synthetic: SyntheticSet
-    iteration: int
-
-
 # Sequential seeds: given the first eval model's result so far, whether another network is needed.
 SeedRule = Callable[[EvalResult], bool]
 
@@ -226,7 +220,7 @@ class TrialResult:
     peak_memory_mib: float = 0.0  # GPU: peak allocated during distillation; CPU: process peak RSS
     # (iteration, mean test accuracy) of the checkpoint the selection chose, with `checkpoint_eval_every`
     best_checkpoint: tuple[int, float] | None = None
-    from_cache: bool = False  # the set or some evaluation seeds were read from a `TrialCache`
+    from_cache: bool = False  # the set (whole or part-way) or some evaluation seeds were read from a `TrialCache`
 
 
 @functools.lru_cache(maxsize=2)
@@ -255,22 +249,29 @@ def run_trial(
     resume: Resume | None = None,
     cache: TrialCache | None = None,
     more_seeds: SeedRule | None = None,
+    deadline: float | None = None,
 ) -> TrialResult:
     """Distil, save and log artefacts, evaluate on each architecture, compare with baselines.
 
     With `report_every`, the set is evaluated every so many iterations (first eval model, one
     seed) and logged as `eval_accuracy`; `on_checkpoint` then receives it (Ray Tune reports and
-    checkpoints there). `resume` continues a checkpointed distillation. `cache` keeps the finished
-    set and final evaluation seeds on disk, and reads what an earlier run of the trial left there.
+    checkpoints there). `resume` continues a checkpointed distillation in this same run. `cache` keeps the
+    finished set and final evaluation seeds on disk, and the set part-way while it distils; it reads what an
+    earlier run of the trial left there (a set part-way: this run distils on from it).
     `more_seeds` (with `config.max_eval_seeds`) adds networks on the first eval model while it says so.
+    `deadline` (`time.monotonic()`, with a `cache`): past it, the distillation keeps its set and pauses
+    (`TrialPaused`); run again, it goes on.
     """
     trial = None
     try:
-        trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume, cache)
+        trial = _Trial(config, tracker, progress, report_every, on_checkpoint, resume, cache, deadline)
         trial.more_seeds = more_seeds
         return _run(trial, output_dir)
     except DDError as error:
         tracker.finish(failure=str(error))
+        raise
+    except TrialPaused as pause:
+        tracker.finish(stopped=str(pause))
         raise
     except TrialStopped as stop:
         tracker.finish(stopped=str(stop), stopped_at=trial.reached)
@@ -328,13 +329,15 @@ class _Trial:
         on_checkpoint: CheckpointHook | None,
         resume: Resume | None,
         cache: TrialCache | None,
+        deadline: float | None = None,
     ) -> None:
+        if deadline is not None and cache is None:
+            raise ValueError("a deadline pauses a trial into its cache: give it one")
         if config.checkpoint_eval_every is not None and config.checkpoint_eval_every < 1:
             raise DDError(f"checkpoint_eval_every must be positive, got {config.checkpoint_eval_every}")
         if config.selection not in schema.SELECTIONS:
             raise DDError(f"unknown selection '{config.selection}'; use one of {', '.join(schema.SELECTIONS)}")
         self.config, self.tracker, self.progress = config, tracker, progress
-        self.resume = resume
         self.cache, self.from_cache = cache, False
         self.method = get_method(config.method)
         self.data = load_cached(config.dataset, config.data_root, config.image_size, config.selection)
@@ -345,7 +348,8 @@ class _Trial:
         self.protocol = config.protocol()
         if cache is not None:
             cache.claim()
-        if resume is None:
+        self.resume = resume or self.resume_from_cache()
+        if resume is None:  # a new run (not a Tune trial continuing its own)
             tracker.log_params(config.to_dict())
             tracker.set_tags({Tag.NOTE: describe(config)})
             if self.data.val_labels is not None:
@@ -362,19 +366,30 @@ class _Trial:
         self.seeds = tuple(range(config.eval.seeds))
         self.first_model = config.eval.models[0]
         self.more_seeds: SeedRule | None = None
+        self.deadline = deadline
         self.hooks = self.build_hooks(report_every, on_checkpoint)
 
+    def resume_from_cache(self) -> Resume | None:
+        """The set an earlier run of this trial saved part-way in the cache (None: none, or it finished)."""
+        resume = self.cache.progress() if self.cache else None
+        if resume is not None:  # from_cache: this run's wall time is a part of the work
+            self.read_from_cache()
+            self.tracker.set_tags({Tag.RESUMED_FROM: f"{resume.run_id} at iteration {resume.iteration}"})
+        return resume
+
     def build_hooks(self, report_every: int | None, on_checkpoint: CheckpointHook | None) -> list[TrialHook]:
-        """Called in this order: losses, the grid, the checkpoint evaluation, then the quick one (Tune reports last)."""
+        """Called in this order: losses, the grid, the checkpoint evaluation, the quick one (Tune reports last),
+        then the cache's progress."""
         tracker, iterations = self.tracker, self.method_config.iterations
-        start_iteration = self.resume.iteration if self.resume else 0
-        self.metrics = MetricsLogger(tracker, self.method_config.device, iterations, start_iteration)
+        start_iteration, earlier = (self.resume.iteration, self.resume.distill_seconds) if self.resume else (0, 0.0)
+        self.metrics = MetricsLogger(tracker, self.method_config.device, iterations, start_iteration, earlier)
         every = self.config.checkpoint_eval_every
         self.checkpoint_eval = CheckpointEvaluation(
             tracker, every, self.first_model, self.seeds, iterations, self.config.selection
         )
         quick = QuickEvaluation(tracker, report_every, on_checkpoint, iterations, self.config.selection)
-        return [self.metrics, GridLogger(tracker), self.checkpoint_eval, quick]
+        hooks = [self.metrics, GridLogger(tracker), self.checkpoint_eval, quick]
+        return hooks + ([ProgressSaver(self.cache, tracker, iterations, earlier, self.deadline)] if self.cache else [])
 
     def evaluate_set(self, model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False):
         return evaluate(

@@ -32,6 +32,7 @@ from ddcore.synthetic import SyntheticSet
 from ddcore.visualize import save_grids
 from orchestrator.store import run_schema as schema
 from orchestrator.store.tracking import Tracker
+from orchestrator.store.trial_cache import Resume, TrialCache
 
 # Called at every quick evaluation: (iterations done, current set, eval accuracy: the selection's). Ray Tune reports
 # and checkpoints there (orchestrator.engine.sweep); a lossless search stops hopeless trials there.
@@ -90,9 +91,12 @@ class MetricsLogger(TrialHook):
     """The loss terms of every window to MLflow (and kept for the loss-curve artefact); the
     distillation's seconds, peak memory and speed once it ends (as detectron2's `IterationTimer`)."""
 
-    def __init__(self, tracker: Tracker, device: str, iterations: int, start_iteration: int) -> None:
+    def __init__(
+        self, tracker: Tracker, device: str, iterations: int, start_iteration: int, earlier_seconds: float = 0.0
+    ) -> None:
         self.tracker, self.device_name = tracker, device
         self.iterations, self.start_iteration = iterations, start_iteration
+        self.earlier_seconds = earlier_seconds  # a resumed distillation's seconds before it resumed
         self.curves: dict[str, list[tuple[int, float]]] = {}
         self.seconds = self.peak_mib = 0.0
         self._started = 0.0
@@ -109,15 +113,57 @@ class MetricsLogger(TrialHook):
             self.curves.setdefault(name, []).append((step.iteration, value))
 
     def after_distill(self) -> None:
-        self.seconds = time.perf_counter() - self._started
+        here = time.perf_counter() - self._started
+        self.seconds = self.earlier_seconds + here
         self.peak_mib = peak_memory_mib(self.device)
         self.tracker.log_metrics(
             {
                 schema.DISTILL_SECONDS: self.seconds,
                 schema.PEAK_MEMORY_MIB: self.peak_mib,
-                schema.ITERATIONS_PER_SECOND: (self.iterations - self.start_iteration) / self.seconds,
+                schema.ITERATIONS_PER_SECOND: (self.iterations - self.start_iteration) / here,
             }
         )
+
+
+PROGRESS_EVERY_S = 60.0  # a saved set costs milliseconds; a kill loses at most this much distillation
+
+
+class TrialPaused(Exception):
+    """Raised by `ProgressSaver` at its deadline, the set kept part-way: the same trial run again goes on.
+    The MLflow run ends KILLED with the reason in `ddorch.stopped`."""
+
+
+class ProgressSaver(TrialHook):
+    """The set part-way into the trial's cache, at a reported window at most once every `PROGRESS_EVERY_S`
+    (orchestrator.store.trial_cache): a trial killed part-way goes on from there when run again. Windows
+    are `log_every` iterations apart; in DataDAM's course setting that is its T = 10 updates of one network,
+    so a resume starts a fresh network just where an uninterrupted run would. At the first window past
+    `deadline` (`time.monotonic()`), the set is kept and the trial paused (`TrialPaused`)."""
+
+    def __init__(
+        self, cache: TrialCache, tracker: Tracker, iterations: int, earlier_seconds: float, deadline: float | None
+    ) -> None:
+        self.cache, self.tracker, self.iterations = cache, tracker, iterations
+        self.earlier_seconds, self.deadline = earlier_seconds, deadline
+        self._started = self._saved = 0.0
+
+    def before_distill(self) -> None:
+        self._started = self._saved = time.perf_counter()
+
+    def after_step(self, step: Step) -> None:
+        if step.iteration >= self.iterations:  # the last: kept as the distilled set
+            return
+        now = time.perf_counter()
+        pause = self.deadline is not None and time.monotonic() >= self.deadline
+        if now - self._saved >= PROGRESS_EVERY_S or pause:
+            seconds = self.earlier_seconds + now - self._started
+            self.cache.save_progress(Resume(step.snapshot, step.iteration, seconds, self.tracker.run_id))
+            self._saved = now
+        if pause:
+            raise TrialPaused(
+                f"paused at iteration {step.iteration} of {self.iterations} as its time ran out: "
+                f"the set is kept in {self.cache.folder} and the same trial goes on from there"
+            )
 
 
 class GridLogger(TrialHook):

@@ -55,6 +55,9 @@ class Tag:
     DISTILL_SETS = "ddorch.distill_sets"  # a `run --distill-seeds N` parent: N, its child runs one set each
     DISTILL_SEED = "ddorch.distill_seed"  # such a child: its set's distillation seed
     FROM_CACHE = "ddorch.from_cache"  # a trial that read finished work (set, eval seeds) from this TrialCache folder
+    RESUMED_FROM = (
+        "ddorch.resumed_from"  # a trial that distilled on from a set its cache kept part-way: "<run> at iteration <n>"
+    )
     BF16_FORCED = "ddorch.bf16_forced"  # a trial run in bf16 (--force-bf16) where it is not native: what and where
     CACHE_KEY = "ddorch.cache_key"  # a shared-cache entry (experiment ddorch-cache): its path in the cache folder
     STALE_CLAIM = "ddorch.stale_claim"  # a shared-cache claim ended by a waiter: its holder went silent

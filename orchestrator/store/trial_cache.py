@@ -9,11 +9,19 @@ so the numbers are those of an uninterrupted trial (on a GPU, which trains a tri
 wide network, up to rounding). The benchmark suite spreads rows longer than a session (MNIST IPC
 50) over several runs this way.
 
+While it distils, `orchestrator.engine.trial_hooks.ProgressSaver` keeps the set part-way (`save_progress`,
+about once a minute at a reported window); run again, the trial goes on from the last one (`progress`)
+instead of iteration 0, so a distillation longer than a session (DataDAM's course setting on a CPU: about
+three hours) spreads over several runs too and a kill loses the work since the last save (a minute, or one
+window where a window takes longer). Such a resume is not bit-exact:
+the method's random draws restart from the iteration (`Resume`) and the images' optimiser momentum from
+zero; the run it continues is named in the new run's `ddorch.resumed_from` tag.
+
 A cache belongs to one distillation (`distillation_key`: data set, image size, method and its
 settings, the distilling network's architecture); seeds are kept per eval network (with its
 architecture's fingerprint) and protocol. It does not notice other code changes: delete the folder
 after changing a method. It keeps neither the loss curve nor intermediate checkpoint evaluations of
-the distillation it holds.
+the distillation it holds (a resumed run logs them from where it resumed).
 """
 
 from __future__ import annotations
@@ -29,6 +37,17 @@ from ddcore.synthetic import SyntheticSet
 
 
 @dataclass
+class Resume:
+    """Where a distillation picks up: a set saved part-way (a Ray Tune checkpoint, or a cache's progress), the
+    iteration it had reached, the distillation seconds spent to get there and the run that saved it."""
+
+    synthetic: SyntheticSet
+    iteration: int
+    distill_seconds: float = 0.0
+    run_id: str | None = None
+
+
+@dataclass
 class Distilled:
     """A finished distillation: the set, and the seconds and memory it took."""
 
@@ -41,7 +60,7 @@ class Distilled:
 class TrialCache:
     """The folder of one distillation's finished work (see the module's docstring)."""
 
-    SET, TIMINGS, SETTINGS = "synthetic.pt", "distilled.json", "settings.json"
+    SET, TIMINGS, SETTINGS, PROGRESS = "synthetic.pt", "distilled.json", "settings.json", "progress.json"
 
     def __init__(self, folder: Path, key: str) -> None:
         self.folder, self.key = Path(folder), key
@@ -70,6 +89,39 @@ class TrialCache:
         done.synthetic.save(self.folder / self.SET)
         timings = json.dumps({f.name: getattr(done, f.name) for f in fields(done) if f.name != "synthetic"})
         write_atomically(self.folder / self.TIMINGS, lambda tmp: tmp.write_text(timings))
+        self._drop_progress()
+
+    def progress(self) -> Resume | None:
+        """The set saved part-way by an earlier run of this distillation, if it did not finish."""
+        state_file = self.folder / self.PROGRESS
+        if self.has_distilled() or not state_file.exists():
+            return None
+        state = json.loads(state_file.read_text())
+        synthetic = SyntheticSet.load(self.folder / state.pop("set"))
+        return Resume(synthetic, **state)
+
+    def progress_iteration(self) -> int:
+        """The iteration of the set kept part-way (0: none), without reading the set."""
+        state_file = self.folder / self.PROGRESS
+        if self.has_distilled() or not state_file.exists():
+            return 0
+        return json.loads(state_file.read_text())["iteration"]
+
+    def save_progress(self, resume: Resume) -> None:
+        """Keep the set part-way. Each set has its own file, named by the state file written after it, so a
+        kill in between leaves the previous pair whole."""
+        name = f"progress_{resume.iteration}.pt"
+        resume.synthetic.save(self.folder / name)
+        state = {"set": name, **{f.name: getattr(resume, f.name) for f in fields(resume) if f.name != "synthetic"}}
+        write_atomically(self.folder / self.PROGRESS, lambda tmp: tmp.write_text(json.dumps(state)))
+        self._drop_progress(keep=name)
+
+    def _drop_progress(self, keep: str | None = None) -> None:
+        for path in self.folder.glob("progress_*.pt"):
+            if path.name != keep:
+                path.unlink()
+        if keep is None:
+            (self.folder / self.PROGRESS).unlink(missing_ok=True)
 
     def _seed_file(self, model: str, fingerprint: str, protocol: EvalProtocol, seed: int) -> Path:
         return self.folder / f"eval_{model}-{fingerprint}_{protocol.name}_seed{seed}.json"

@@ -5,7 +5,8 @@ The numbers come from the study folder's results lines (`orchestrator.engine.ben
 report renders without MLflow; grids, analysis tables and plots come from each line's MLflow run, read
 with `orchestrator.views.report`'s `Collector` and written by its `to_html` / `to_markdown`. Every number
 names its MLflow run (or says the run is not found) beside the settings it was measured with and the
-command that reproduces it; parts not run yet are listed with the command that runs them.
+command that reproduces it; parts not run yet are listed with the command that runs them (and what
+earlier runs kept of them: a distillation part-way, evaluation seeds).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from itertools import combinations
 from pathlib import Path
 
 from ddcore.tables import ResultTable, percent
-from orchestrator.engine.bench import BenchFolder, Row, compare_lines, load_results
+from orchestrator.engine.bench import BenchFolder, Row, compare_lines, kept_text, load_results, machine
 from orchestrator.engine.study import Section as StudySection
 from orchestrator.engine.study import Study
 from orchestrator.store.runs import find_run
@@ -90,6 +91,10 @@ def run_command(study: str, part: str) -> str:
     return f"ddorch study run {study} --only {part}"
 
 
+def not_run(study: str, row: Row, kept: str) -> str:
+    return f"not run{f' ({kept})' if kept else ''}: `{run_command(study, row.name)}`"
+
+
 def provenance(part: Part) -> str:
     """The MLflow run behind a part's numbers: its id's first 8 characters, or why there is none."""
     if not part.run_id:
@@ -106,12 +111,13 @@ def settings_text(row: Row) -> str:
 
 def overview_section(study: Study, folder: BenchFolder, collector: Collector | None, tracking_uri, parts) -> Section:
     store = collector.uri if collector else f"{resolve_tracking_uri(tracking_uri)} (not found: no figures)"
+    results, here = load_results(folder.results), machine()
     rows = [
         [
             f"`{p.name}`",
             p.row.group,
             p.row.kind,
-            "done" if p.line else f"not run: `{run_command(study.name, p.name)}`",
+            "done" if p.line else not_run(study.name, p.row, kept_text(p.row, results, here, folder.parts)),
             _accuracy(p),
             provenance(p) if p.line else "-",
             f"{p.line['date']}, commit {p.line['commit']}" if p.line else "-",
