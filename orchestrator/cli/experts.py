@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -10,40 +10,8 @@ import typer
 from orchestrator.cli import options
 from orchestrator.views.tables import console
 
-
-@dataclass(frozen=True)
-class PadSettings(options.OptionGroup):
-    """The experts' settings, named as PAD's config names them (`with_overrides`); None: PAD's paper preset."""
-
-    panel = "Experts (default: PAD's preset for the data set)"
-    model: str | None = options.option_field(
-        None, "--model", help="A name from `ddorch models`. Default: PAD's preset for the data set."
-    )
-    num_experts: int | None = options.option_field(
-        None, "--num-experts", min=1, help="Experts wanted (cached ones are reused). Default: PAD's preset."
-    )
-    trajectory_epochs: int | None = options.option_field(
-        None, "--epochs", min=1, help="Epochs each expert trains (trajectory_epochs). Default: PAD's preset."
-    )
-    lr_teacher: float | None = options.option_field(
-        None, "--lr", help="The experts' SGD learning rate (lr_teacher). Default: PAD's preset."
-    )
-    expert_batch: int | None = options.option_field(
-        None, "--batch-size", min=1, help=f"Default: the data set's full-data batch ({options.EXPERT_BATCHES})."
-    )
-    data_schedule: bool | None = options.option_field(
-        None,
-        "--schedule/--no-schedule",
-        help="PAD's easy-to-hard data schedule, or all data (MTT). Default: PAD's preset.",
-    )
-    difficulty_score: str | None = options.option_field(
-        None, "--score", help="Difficulty score ordering the samples: el2n or grand. Default: PAD's preset."
-    )
-    seed: int | None = options.option_field(
-        None,
-        "--seed",
-        help="Base seed of the experts and the difficulty scores (each expert adds its index). Default: PAD's preset.",
-    )
+# The experts' settings, named as PAD's config names them (`with_overrides`); None: PAD's paper preset.
+PadSettings = options.group("pad")
 
 
 def experts(

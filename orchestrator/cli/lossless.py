@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -11,43 +11,8 @@ from orchestrator.cli import options
 from orchestrator.views import tables
 from orchestrator.views.tables import console
 
-
-@dataclass(frozen=True)
-class SearchSettings(options.OptionGroup):
-    """How the search decides and how many trials it runs, named as `LosslessConfig`'s fields."""
-
-    panel = "Search"
-    tolerance: float = options.option_field(
-        0.0, "--tolerance", min=0, help="Accuracy points below the target still counted as lossless."
-    )
-    max_ipc: int = options.option_field(100, "--max-ipc", min=1, help="Largest IPC tried.")
-    eval_seeds: int = options.option_field(
-        2, "--eval-seeds", min=1, help="Networks first trained per synthetic set: the mean and its t-interval."
-    )
-    max_eval_seeds: int = options.option_field(
-        5,
-        "--max-eval-seeds",
-        min=1,
-        help="Sequential seeds: add one network at a time, up to this many, while the interval straddles "
-        "the threshold (equal to --eval-seeds: a fixed number).",
-    )
-    confidence: float = options.option_field(0.95, "--confidence", help="Confidence of the interval over seeds.")
-    target_accuracy: float | None = options.option_field(
-        None,
-        "--target-accuracy",
-        help="Full-data accuracy % measured elsewhere (e.g. 99.49 on a GPU); default: `ddorch baseline`'s cached result, trained now if missing.",
-    )
-    baseline_seeds: int = options.option_field(
-        3, "--baseline-seeds", min=1, help="Seeds of the full-data target when it is trained here."
-    )
-    budget_hours: float | None = options.option_field(
-        None,
-        "--budget-hours",
-        help="Stop launching new IPCs after this many hours; report what is known (default: no limit).",
-    )
-    max_concurrent: int = options.option_field(2, "--max-concurrent", min=1, help="Trials running at once.")
-    cpus_per_trial: float = options.option_field(1.0, "--cpus-per-trial", min=0.01, help="CPUs Ray reserves per trial.")
-    gpus_per_trial: float = options.option_field(0.0, "--gpus-per-trial", min=0, help="GPUs (or a fraction) per trial.")
+# How the search decides and how many trials it runs, named as `LosslessConfig`'s fields.
+SearchSettings = options.group("search")
 
 
 def lossless(

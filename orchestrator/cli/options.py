@@ -9,10 +9,12 @@ import tempfile
 import typing
 from collections.abc import Callable
 from copy import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
+from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
+import tomllib
 import typer
 
 from ddcore.data import DATASET_NAMES, DATASETS
@@ -90,7 +92,6 @@ EvalProtocolOption = typer.Option(
 )
 
 
-IterationsOption = typer.Option(None, "--iterations", help="Distillation iterations (default: the preset's).")
 EvalEpochsOption = typer.Option(
     None, "--eval-epochs", help="Override the protocol's epochs, for quick runs (default: the protocol's)."
 )
@@ -164,17 +165,85 @@ DryRunOption = typer.Option(
 )
 
 
-def option_field(*option, **settings):
-    """An option group's field: a shared option (`option_field(DeviceOption)`) or `typer.Option`'s arguments;
-    the option's default is the field's."""
-    shared = option[0] if len(option) == 1 and not settings else typer.Option(*option, **settings)
-    return field(default=shared.default, metadata={"option": shared})
+def option_field(option: typer.models.OptionInfo):
+    """An option group's field, `option` (`option_field(DeviceOption)`); the option's default is the field's."""
+    return field(default=option.default, metadata={"option": option})
 
 
 class OptionGroup:
     """Options several commands share, passed to a command as one object (see `option_groups`)."""
 
-    panel: ClassVar[str]  # their heading in `--help`
+    panel: ClassVar[str | None]  # their heading in `--help` (None: typer's own "Options")
+
+
+FLAGS = resources.files(__package__) / "flags.toml"  # package data (pyproject.toml)
+TYPES = {"int": int, "float": float, "str": str, "bool": bool, "path": Path}
+OPTION_KEYS = {"type", "flag", "default", "min", "max", "help"}
+# What help texts in flags.toml name as {NAME}: computed from the code, so not written there.
+HELP_VALUES = {"NATIVE_BF16": NATIVE_BF16, "EXPERT_BATCHES": EXPERT_BATCHES}
+
+
+@functools.cache
+def _catalogue() -> dict:
+    return tomllib.loads(FLAGS.read_text())
+
+
+def group(name: str, table: dict | None = None) -> type[OptionGroup]:
+    """The option group of flags.toml's table `name` (or of `table`): a frozen dataclass named e.g.
+    `MethodSettings`, one field per option, in the table's order. A group with methods subclasses it.
+
+    Made with `dataclasses.make_dataclass(cls_name, fields, bases=..., namespace=..., frozen=...)`
+    (https://docs.python.org/3/library/dataclasses.html#dataclasses.make_dataclass); the file is read as
+    package data with `importlib.resources.files` (https://docs.python.org/3/library/importlib.resources.html).
+    """
+    table = dict(_catalogue()[name] if table is None else table)
+    panel = table.pop("panel", None)
+    made = []
+    for key, entry in table.items():
+        if not isinstance(entry, dict):
+            raise DDError(f"flags.toml [{name}]: unknown key '{key}' (a table has a panel and one table per option)")
+        kind, option = _option(f"{name}.{key}", entry)
+        made.append((key, kind, option_field(option)))
+    return make_dataclass(
+        f"{name.title()}Settings", made, bases=(OptionGroup,), namespace={"panel": panel}, frozen=True
+    )
+
+
+def flag(name: str, key: str) -> typer.models.OptionInfo:
+    """The option of flags.toml's `[name.key]` alone, for a command that offers it outside its group."""
+    return _option(f"{name}.{key}", _catalogue()[name][key])[1]
+
+
+def _option(where: str, entry: dict) -> tuple[type, typer.models.OptionInfo]:
+    """(the field's type, its option) of one flags.toml entry, refused with one line naming it if malformed."""
+    for problem, keys in (
+        ("unknown", entry.keys() - OPTION_KEYS),
+        ("missing", {"type", "flag", "help"} - entry.keys()),
+    ):
+        if keys:
+            raise DDError(f"flags.toml [{where}]: {problem} key '{min(keys)}'")
+    spelled = entry["type"]
+    if spelled.removesuffix("?") not in TYPES:
+        raise DDError(f"flags.toml [{where}]: unknown type '{spelled}' (one of {', '.join(TYPES)}, optionally with ?)")
+    kind, optional = TYPES[spelled.removesuffix("?")], spelled.endswith("?")
+    if "default" not in entry and not optional:
+        raise DDError(f"flags.toml [{where}]: missing key 'default' (only a type ending in ? defaults to None)")
+    default = entry.get("default")
+    try:
+        text = entry["help"].format_map(HELP_VALUES)
+    except KeyError as error:
+        raise DDError(f"flags.toml [{where}]: unknown name {{{error.args[0]}}} in help") from None
+    option = typer.Option(
+        kind(default) if kind is Path and default is not None else default,
+        entry["flag"],
+        min=entry.get("min"),
+        max=entry.get("max"),
+        help=text,
+    )
+    return (kind | None if optional else kind), option
+
+
+IterationsOption = flag("method", "iterations")  # also `lossless`'s, outside its Method settings panel
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import typer
@@ -13,49 +13,8 @@ from orchestrator.views import tables
 from orchestrator.views.tables import console
 
 
-@dataclass(frozen=True)
-class MethodSettings(options.OptionGroup):
+class MethodSettings(options.group("method")):
     """The method's preset and the settings given over it: the `flags` layer of `resolve_trial`."""
-
-    panel = "Method settings"
-    ipc: int | None = options.option_field(
-        None, "--ipc", help="Synthetic images per class (default: the preset's, 10)."
-    )
-    init: str | None = options.option_field(
-        None, "--init", help="real (random real images) or noise (default: the preset's, real)."
-    )
-    model: str | None = options.option_field(
-        None, "--model", help="Network the method distils with (default ConvNetD3; ConvNetD7 for mhist)."
-    )
-    preset: str | None = options.option_field(
-        None,
-        "--preset",
-        help=(
-            "The method's named defaults. DataDAM: official (the released main_DataDAM.py: batch-norm ConvNet, "
-            "attention power 1, 20,000 iterations, real batch 64), paper (the paper's table: instance "
-            "norm, power 4, 8,000 iterations, lambda 0.01; the default), course (the seed's bi-level setting). PAD: paper. "
-            "random: default. Default: the method's first."
-        ),
-    )
-    iterations: int | None = options.option_field(options.IterationsOption)
-    lr_images: float | None = options.option_field(
-        None, "--lr-images", help="Learning rate of the synthetic images (default: the preset's)."
-    )
-    batch_real: int | None = options.option_field(
-        None, "--batch-real", help="Real images per class per iteration (default: the preset's)."
-    )
-    mmd_weight: float | None = options.option_field(
-        None, "--lambda", help="Weight of the last-layer (MMD) term (default: the preset's)."
-    )
-    attention_power: float | None = options.option_field(
-        None, "--attention-power", help="p in sum_c |f_c|^p (default: the preset's)."
-    )
-    dsa_strategy: str | None = options.option_field(
-        None, "--dsa-strategy", help="e.g. color_crop_cutout_flip_scale_rotate, or none (default: the preset's)."
-    )
-    bf16: bool = options.option_field(
-        False, "--bf16", help=f"bf16 autocast for the distillation forwards; {options.NATIVE_BF16}."
-    )
 
     def flags(self) -> dict:
         """The settings by name, None where not given (--bf16 not given leaves the preset's)."""

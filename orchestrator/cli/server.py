@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import typer
-
+from orchestrator.cli import options
 from orchestrator.views.tables import console
 
+# Where the server listens and keeps what it is sent (flags.toml's [server]).
+ServerSettings = options.group("server")
 
-def server(
-    host: str = typer.Option(
-        "127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface, for other machines)."
-    ),
-    port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port to listen on."),
-    backend_store: str = typer.Option(
-        "mlflow-server/mlflow.db",
-        "--backend-store-uri",
-        help="Runs, params and metrics: a SQLite file here or a database URI (postgresql://...).",
-    ),
-    artifacts: str = typer.Option(
-        "mlflow-server/artifacts",
-        "--artifacts-destination",
-        help="Artefacts and ddorch's shared caches: a folder here or an object-store URI (s3://...).",
-    ),
-    allowed_hosts: str | None = typer.Option(
-        None,
-        "--allowed-hosts",
-        help="Host names clients may use to reach it, comma-separated (MLflow refuses others; default: MLflow's).",
-    ),
-) -> None:
+
+def server(settings: ServerSettings = ServerSettings()) -> None:
     """Start an MLflow tracking server with proxied artefacts: the one store every node of a Ray cluster reaches.
 
     Example: ddorch server --host 0.0.0.0 --port 5000 --allowed-hosts head,head:5000
@@ -39,9 +21,10 @@ def server(
 
     from orchestrator.store.tracking import server_command
 
-    if "://" not in backend_store:
-        Path(backend_store).resolve().parent.mkdir(parents=True, exist_ok=True)
-    command = server_command(host, port, backend_store, artifacts, allowed_hosts)
+    host, port = settings.host, settings.port
+    if "://" not in settings.backend_store:
+        Path(settings.backend_store).resolve().parent.mkdir(parents=True, exist_ok=True)
+    command = server_command(host, port, settings.backend_store, settings.artifacts, settings.allowed_hosts)
     store, destination = (
         command[command.index(flag) + 1] for flag in ("--backend-store-uri", "--artifacts-destination")
     )
