@@ -91,21 +91,24 @@ class TrialCache:
         write_atomically(self.folder / self.TIMINGS, lambda tmp: tmp.write_text(timings))
         self._drop_progress()
 
-    def progress(self) -> Resume | None:
-        """The set saved part-way by an earlier run of this distillation, if it did not finish."""
+    def _progress_state(self) -> dict | None:
+        """The state file of the set kept part-way; None when there is none or the distillation finished."""
         state_file = self.folder / self.PROGRESS
         if self.has_distilled() or not state_file.exists():
             return None
-        state = json.loads(state_file.read_text())
+        return json.loads(state_file.read_text())
+
+    def progress(self) -> Resume | None:
+        """The set saved part-way by an earlier run of this distillation, if it did not finish."""
+        state = self._progress_state()
+        if state is None:
+            return None
         synthetic = SyntheticSet.load(self.folder / state.pop("set"))
         return Resume(synthetic, **state)
 
     def progress_iteration(self) -> int:
         """The iteration of the set kept part-way (0: none), without reading the set."""
-        state_file = self.folder / self.PROGRESS
-        if self.has_distilled() or not state_file.exists():
-            return 0
-        return json.loads(state_file.read_text())["iteration"]
+        return (self._progress_state() or {}).get("iteration", 0)
 
     def save_progress(self, resume: Resume) -> None:
         """Keep the set part-way. Each set has its own file, named by the state file written after it, so a
