@@ -65,8 +65,10 @@ def test_matrix_has_every_cell_with_mean_and_std(digits, tmp_path):
         f"xarch_{row}_{m}_{stat}" for row in ("synthetic", "random") for m in models for stat in ("mean", "std")
     } == set(metrics)
     table = matrix.table()
-    assert table.columns[1:] == list(models) and len(table.rows) == 3  # two rows and the gain
+    assert table.columns[1:] == list(models) and len(table.rows) == 4  # two rows, the gain, the training time
     assert all("±" in cell for row in table.rows[:2] for cell in row[1:])
+    seconds = [statistics.fmean(run.train_seconds for run in matrix.synthetic[m].runs) for m in models]
+    assert table.rows[3] == ["training s per network (set)", *(f"{s:.1f}" for s in seconds)]
     assert matrix.save_plots(tmp_path)[0].stat().st_size > 0
 
 
