@@ -13,7 +13,6 @@ images). Cells are mean and population std over the seeds.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,7 +66,9 @@ class CrossArchMatrix:
         gains = [self.synthetic[m].accuracy_mean - self.random_real[m].accuracy_mean for m in self.models]
         rows.append(["gain over random (points)"] + [f"{100 * gain:+.2f}" for gain in gains])
         # The course's 2e asks what training on the set costs against training on the full data.
-        rows.append(["training s per network (set)"] + [f"{self._train_seconds(m):.1f}" for m in self.models])
+        rows.append(
+            ["training s per network (set)"] + [f"{self.synthetic[m].train_seconds_mean:.1f}" for m in self.models]
+        )
         seeds = len(next(iter(self.synthetic.values())).runs)
         return ResultTable(
             title=f"Cross-architecture accuracy %: {self.dataset}, IPC {self.ipc}",
@@ -78,9 +79,6 @@ class CrossArchMatrix:
                 "a new subset per seed; training s: one network's training on the set, mean over the seeds"
             ],
         )
-
-    def _train_seconds(self, model: str) -> float:
-        return statistics.fmean(run.train_seconds for run in self.synthetic[model].runs)
 
     def save_plots(self, folder: Path) -> list[Path]:
         return [self.save_heatmap(folder / "heatmap.png")]
