@@ -45,6 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout's ddorch, installed or not
 
+from ddcore import hardware  # noqa: E402
 from orchestrator.engine import bench  # noqa: E402  (rows, their runner and their record)
 from orchestrator.engine.bench import BenchFolder, Row  # noqa: E402
 from orchestrator.views.bench_tables import replace_section, update_results_md  # noqa: E402
@@ -367,7 +368,7 @@ def run_bracket(gpu_row: GpuRow, profile: Profile, out: Path, deadline: float | 
             "smallest_lossless_ipc": lossless[0] if lossless else None,
             "largest_ipc_reached": steps[-1]["ipc"] if steps else None,
             "gap_points": 100 * (threshold - steps[-1]["mean"]) if steps and not lossless else None,
-            "machine": bench.machine(),
+            "machine": hardware.machine(),
             "date": time.strftime("%Y-%m-%d %H:%M"),
             **gpu_fields(),
         },
@@ -404,7 +405,7 @@ def run_probe(gpu_row: GpuRow, profile: Profile, out: Path) -> None:
                 "figures": measured,
                 "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
                 "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-                "machine": bench.machine(),
+                "machine": hardware.machine(),
                 "date": time.strftime("%Y-%m-%d %H:%M"),
                 **gpu_fields(),
             },
@@ -538,7 +539,7 @@ def write_env(out: Path, device: str) -> dict:
     import torch
 
     env = {
-        "machine": bench.machine(),
+        "machine": hardware.machine(),
         "device": device,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,

@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.engine.bench import BenchFolder, append, machine  # noqa: E402
+from ddcore.hardware import machine  # noqa: E402
+from orchestrator.engine.bench import BenchFolder, append  # noqa: E402
 from orchestrator.store.run_schema import Tag  # noqa: E402
 from orchestrator.store.tracking import git_commit  # noqa: E402
 from orchestrator.views.bench_tables import SCALE_OUT  # noqa: E402

@@ -20,6 +20,7 @@ flags are read and bf16 counts as not native: `--force-bf16` runs it anyway).
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,14 @@ def cpu_report() -> CpuReport:
     name = fields.get("model name") or platform.processor() or platform.machine()
     flags = frozenset((fields.get("flags") or fields.get("Features") or "").split())
     return CpuReport(name, torch.backends.cpu.get_cpu_capability(), flags)
+
+
+def machine() -> str:
+    """This machine in a few words, as results and kept work name it: the GPU's name, else the CPU's
+    and its cores (speeds measured on one machine price work only there)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{cpu_report().name}, {os.cpu_count()} cores"
 
 
 def gpu_report(index: int) -> GpuReport:

@@ -102,6 +102,12 @@ def test_a_tiny_study_runs_end_to_end_then_a_rerun_reuses_every_part(presets, tm
     assert len(bench.load_results(folder / "results.jsonl")) == 2
     dry = invoke(*args, "--dry-run", env={})
     assert dry.output.count(" done ") == 2, dry.output
+    dry = invoke(*args, "--dry-run", "--rerun", "--only", "tiny_cross", env={})
+    assert dry.output.count(" done ") == 1 and "tiny_cross                         pending" in dry.output, dry.output
+    rerun = invoke(*args, "--rerun", "--only", "tiny_cross", env={})
+    assert "row 1 of 1: tiny_cross" in rerun.output and "1 part(s) run now, 2 done in all of 2" in rerun.output
+    *_, last = bench.load_results(folder / "results.jsonl")
+    assert last["key"] == analysis["key"] and last["mlflow_run"] != analysis["mlflow_run"]  # the report's line
 
 
 def test_the_dry_run_prints_cpu_and_gpu_estimates_and_what_the_budget_leaves_out(presets, tmp_path):

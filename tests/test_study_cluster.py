@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ddcore import hardware
 from ddcore.errors import DDError
 from orchestrator.engine import bench, study_cluster
 from orchestrator.engine.study import load_study, study_folder
@@ -106,7 +107,7 @@ def test_a_failed_part_is_reported_its_analysis_skipped_and_the_others_recorded(
 
 def test_cluster_lines_do_not_price_later_runs_here():
     row = bench.Row(name="r", dataset="digits", method="random", ipc=2)
-    here = bench.machine()
+    here = hardware.machine()
     line = {"key": row.key(), "machine": here, "wall_seconds": 1.0, "distill_seconds": 0.0}
     assert bench._earlier(row, [line], here) is line
     assert bench._earlier(row, [{**line, "ray_cluster": "head:6379"}], here) is None

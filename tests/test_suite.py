@@ -14,9 +14,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ddcore.errors import DDError
+from ddcore.hardware import machine
 from ddcore.methods import get_method, list_methods
 from orchestrator.engine import bench as suite
 from orchestrator.engine.bench import BenchFolder, Row, RunOptions
+from orchestrator.store.trial_cache import TrialCache
 from orchestrator.views import bench_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +98,14 @@ def test_rows_already_measured_are_skipped_unless_rerun(tmp_path, folder):
     again = suite.run_suite([TINY], args(), folder, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)
     renamed = Row(**{**suite.asdict(TINY), "name": "same_settings_other_name"})
     assert len(first) == 1 and again == [] and suite.pending([renamed], suite.load_results(results)) == []
-    assert len(suite.run_suite([TINY], args(rerun=True), folder, loadavg=lambda: (0.1, 0, 0), runner=fake_runner)) == 1
+    assert (
+        len(
+            suite.run_suite(
+                [TINY], args(rerun=frozenset({TINY.name})), folder, loadavg=lambda: (0.1, 0, 0), runner=fake_runner
+            )
+        )
+        == 1
+    )
     other = Row(**{**suite.asdict(TINY), "ipc": 2})
     assert suite.pending([other], suite.load_results(results)) == [other]
     line = json.loads(results.read_text().splitlines()[0])
@@ -555,6 +564,10 @@ def test_a_distillation_longer_than_the_budget_runs_until_it_ends_and_the_next_r
     assert "partial tiny_long: paused at iteration 10 of 30" in shown
     assert suite.kept_text(row, [], "here", folder.parts) == "the set at iteration 10 of 30 kept"
     assert suite.row_minutes(row, [], "here", folder.parts) < minutes_left(replace(row, name="other"), tmp_path / "x")
+    (kept,) = folder.parts.glob("tiny_long-*")
+    _, seconds, on = TrialCache(kept, "").progress_reached()
+    here = machine()  # where the set was kept: the rest is priced at its pace, not at the formula's 200 min
+    assert on == here and suite.work_left(row, [], here, folder.parts).upfront == pytest.approx(2 * seconds / 60)
     client = MlflowClient(uri)
     (paused,) = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
     assert paused.info.status == "KILLED" and "paused at iteration 10" in paused.data.tags["ddorch.stopped"]

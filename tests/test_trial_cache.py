@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ddcore import hardware
 from ddcore.errors import DDError
 from ddcore.evaluate import EvalSpec
 from ddcore.methods import get_method
@@ -84,6 +85,7 @@ def test_a_trial_killed_part_way_distils_on_from_the_set_its_cache_kept(workspac
         run_trial(trial, tracker, progress=False, cache=cache)
     kept = cache.progress()
     assert kept.iteration == 20 and kept.run_id == tracker.run_id and kept.distill_seconds > 0
+    assert cache.progress_reached() == (20, kept.distill_seconds, hardware.machine())
     monkeypatch.setattr(trial_hooks.ProgressSaver, "after_step", save)
 
     starts = []
@@ -101,6 +103,19 @@ def test_a_trial_killed_part_way_distils_on_from_the_set_its_cache_kept(workspac
     assert client.get_run(resumed.run_id).data.tags[Tag.RESUMED_FROM] == f"{tracker.run_id} at iteration 20"
     assert [m.step for m in client.get_metric_history(resumed.run_id, "loss")] == [30, 40]
     assert cache.progress() is None and not list(cache.folder.glob("progress*"))
+
+
+def test_kept_seconds_name_this_machine_only_when_all_of_them_ran_here(workspace):
+    """The next run prices the rest of a kept distillation at its pace on the machine that kept it:
+    seconds that began on another machine name none."""
+    cache, here = TrialCache(workspace / "trial", "key"), hardware.machine()
+    for earlier, named in (
+        (None, here),
+        (Resume(None, 10, 0.0, "ray checkpoint"), here),  # a checkpoint without its seconds
+        (Resume(None, 10, 5.0, "run", here), here),
+        (Resume(None, 10, 5.0, "run", "NVIDIA H200"), ""),
+    ):
+        assert trial_hooks.ProgressSaver(cache, None, 40, earlier, None).machine == named
 
 
 def test_a_kept_set_is_replaced_whole(workspace):

@@ -84,7 +84,8 @@ def run(
     # A `kill` (how a background run is stopped) unwinds like Ctrl-C, so the row's MLflow run ends
     # FAILED with the reason instead of staying RUNNING.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    options = RunOptions(rerun, budget_minutes, max_load, ignore_load, tracking_uri, device)
+    again = frozenset(row.name for row in chosen) if rerun else frozenset()
+    options = RunOptions(again, budget_minutes, max_load, ignore_load, tracking_uri, device)
     run_suite(chosen, options, bench)
     update_results_md(load_results(bench.results), every_row, bench.results_md)
 

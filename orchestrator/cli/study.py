@@ -22,6 +22,7 @@ from orchestrator.engine.study import (
     load_study,
     on_gpu_only,
     plan,
+    rerun_parts,
     select_parts,
     study_folder,
 )
@@ -102,6 +103,12 @@ def run(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print every part: done or pending, its estimate here and on a GPU; run nothing."
     ),
+    rerun: bool = typer.Option(
+        False,
+        "--rerun",
+        help="Run the parts again though done (with --only: those named; the parts they read only if not done); "
+        "the report reads the last run.",
+    ),
     address: str | None = StudyAddressOption,
     max_concurrent: int | None = typer.Option(
         None,
@@ -130,10 +137,11 @@ def run(
     """
     study = load_study(find_study(name))
     rows = select_parts(study, only)
+    again = rerun_parts(study, only) if rerun else frozenset()
     bench = study_folder(study, folder)
     budget = 60 * budget_hours if budget_hours else None
     if dry_run:
-        _dry_run(rows, bench, budget, on_gpu_only(rows, only, check_device(device)))
+        _dry_run(rows, bench, budget, on_gpu_only(rows, only, check_device(device)), again)
         return
     if address and budget:
         raise DDError(
@@ -143,7 +151,7 @@ def run(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # A study is not a timed benchmark: its parts start whatever the load.
     run_options = RunOptions(
-        budget_minutes=budget, ignore_load=True, tracking_uri=tracking_uri, device=device, rerun_hint=False
+        rerun=again, budget_minutes=budget, ignore_load=True, tracking_uri=tracking_uri, device=device, rerun_hint=False
     )
     if address:
         todo, appended, failed = _on_cluster(
@@ -194,8 +202,8 @@ def _on_cluster(study, rows, only, bench, run_options, address, max_concurrent, 
     return todo, appended, failed
 
 
-def _dry_run(rows, bench, budget, on_gpu) -> None:
-    lines = plan(rows, bench, budget, on_gpu)
+def _dry_run(rows, bench, budget, on_gpu, again) -> None:
+    lines = plan(rows, bench, budget, on_gpu, again)
     for line in lines:
         typer.echo(line.text())
     left_out = [line.row.name for line in lines if line.note.startswith("left out")]

@@ -9,7 +9,7 @@ experiment: `benchmarks`, a study's `study-NAME`) and appended to results.jsonl 
 start and end, per-seed accuracies and the time split.
 
 A row already in results.jsonl with the same settings (commit-independent) is skipped unless
-`rerun`. A row starts only when the 1-minute load average is under `max_load` (0.5; override with
+`rerun` names it. A row starts only when the 1-minute load average is under `max_load` (0.5; override with
 `ignore_load`, recorded in the row) and no other run of the folder holds the lock: timed rows never
 share the cores. A budget starts no row whose estimate does not fit what is left, except a row that
 can go on in parts: then it runs the work that fits (a trial's distillation, then evaluation seeds;
@@ -38,7 +38,6 @@ import fcntl
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 import tomllib
 
 from ddcore.errors import DDError, error_line
+from ddcore.hardware import machine
 
 EXPERIMENT = "benchmarks"
 
@@ -248,24 +248,6 @@ def select(rows: list[Row], names: str | None) -> list[Row]:
     return [known[n] for n in names.split(",")]
 
 
-def machine() -> str:
-    """The GPU's name, else the CPU model and core count."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    model = platform.processor() or "cpu"
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
 def load_results(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -277,13 +259,13 @@ def append(line: dict, path: Path) -> None:
         handle.write(json.dumps(line) + "\n")
 
 
-def pending(rows: list[Row], results: list[dict], rerun: bool = False) -> list[Row]:
-    """The rows still to run: those with no result of the same settings (all of them with `rerun`),
+def pending(rows: list[Row], results: list[dict], rerun: frozenset[str] = frozenset()) -> list[Row]:
+    """The rows still to run: those with no result of the same settings and those named in `rerun`,
     each settings once (a study's second row of the same settings reads the first one's line)."""
     done = {r["key"] for r in results}
     todo: dict[str, Row] = {}
     for row in rows:
-        if rerun or row.key() not in done:
+        if row.name in rerun or row.key() not in done:
             todo.setdefault(row.key(), row)
     return list(todo.values())
 
@@ -466,9 +448,10 @@ class WorkLeft:
 
 
 def work_left(row: Row, results: list[dict], here: str, parts: Path) -> WorkLeft:
-    """What the row has done and how long the rest takes: a seed as long as the seeds it kept (this
-    machine's speed today, which varies 1.5x between sessions), else as in its last whole run here,
-    else as the CPU figures above and the method's `cost` say."""
+    """What the row has done and how long the rest takes: a seed as long as the seeds it kept, and a
+    distillation kept part-way at the pace it kept here (this machine's speed today, which varies 1.5x
+    between sessions), else as in its last whole run here, else as the CPU figures above and the
+    method's `cost` say."""
     earlier = _earlier(row, results, here)
     if row.kind in ("analysis", "search"):  # one piece, never in parts
         return WorkLeft(earlier["wall_seconds"] / 60 if earlier else analysis_minutes(row), 0.0, 0)
@@ -483,12 +466,14 @@ def work_left(row: Row, results: list[dict], here: str, parts: Path) -> WorkLeft
     cache, trial = _trial_cache(row, parts)
     cached, set_kept = _cached_trial_runs(row, cache, trial), cache.has_distilled()
     cost = get_method(row.method).cost(trial.method_config, row.dataset)
-    iterations, reached = trial.method_config.iterations, cache.progress_iteration()
+    iterations, (reached, reached_seconds, reached_on) = trial.method_config.iterations, cache.progress_reached()
     # the preparation by the cache, not by an earlier run: that one may have found the experts
     # cached, and a new machine starts with an empty cache
     prepare = 0.0 if set_kept or reached else priced(cost.preparation)
     if set_kept:
         distill = 0.0
+    elif reached and reached_on == here:
+        distill = reached_seconds / reached * (iterations - reached)
     elif earlier:
         distill = earlier["distill_seconds"] * (1 - reached / iterations)
     else:
@@ -939,13 +924,13 @@ def record(row: Row, measured: dict, load_start: float, load_end: float, ignored
 class RunOptions:
     """What `ddorch bench run` was asked for."""
 
-    rerun: bool = False
+    rerun: frozenset[str] = frozenset()  # rows run again though done, by name
     budget_minutes: float | None = None
     max_load: float = 0.5
     ignore_load: bool = False
     tracking_uri: str | None = None
     device: str = "auto"
-    rerun_hint: bool = True  # a done line names `bench run --rerun` (a study's rows have no such command)
+    rerun_hint: bool = True  # a done line names `bench run --rerun` (a study's rows: `study run --rerun`)
 
 
 # (row or part, tracking URI, device, deadline) -> measured values; with a deadline (`time.monotonic()`), a

@@ -144,6 +144,12 @@ def select_parts(study: Study, only: str | None) -> list[Row]:
     return [row for row in study.rows if row.name in wanted]
 
 
+def rerun_parts(study: Study, only: str | None) -> frozenset[str]:
+    """The parts `--rerun` runs again: those `--only` names (not the parts they read), else all."""
+    names = [name.strip() for name in only.split(",")] if only else [row.name for row in study.rows]
+    return frozenset(names)
+
+
 def on_gpu_only(rows: list[Row], only: str | None, gpus: bool) -> list[Row]:
     """GPU parts (`hardware = "gpu"`) a run without GPUs (`gpus` False) leaves out: all of them unless
     `--only` names them."""
@@ -176,14 +182,22 @@ class PlanLine:
         )
 
 
-def plan(rows: list[Row], folder: BenchFolder, budget_minutes: float | None, gpu_left_out: list[Row]) -> list[PlanLine]:
+def plan(
+    rows: list[Row],
+    folder: BenchFolder,
+    budget_minutes: float | None,
+    gpu_left_out: list[Row],
+    rerun: frozenset[str] = frozenset(),
+) -> list[PlanLine]:
     """What `study run` would do, part by part, without running anything: the budget is spent in
-    order on the pending parts that fit whole (a run may also start the piece of a longer trial that fits);
-    a one-set trial that does not fit distils until the budget ends, its set kept for the next run."""
-    from orchestrator.engine.bench import load_results, machine
+    order on the pending parts (and those `rerun` names) that fit whole (a run may also start the piece
+    of a longer trial that fits); a one-set trial that does not fit distils until the budget ends, its set
+    kept for the next run."""
+    from ddcore.hardware import machine
+    from orchestrator.engine.bench import load_results
 
     results, here = load_results(folder.results), machine()
-    done = {line["key"] for line in results}
+    done = {line["key"] for line in results} - {row.key() for row in rows if row.name in rerun}
     left = budget_minutes
     lines, first = [], {}  # first: the row that runs each settings
     for row in rows:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddcore.errors import DDError
+from ddcore.hardware import machine
 from orchestrator.engine.bench import (
     BenchFolder,
     Row,
@@ -29,7 +30,6 @@ from orchestrator.engine.bench import (
     drop_parts,
     exclusive,
     load_results,
-    machine,
     outcome_text,
     pending,
     record,

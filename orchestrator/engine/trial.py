@@ -389,7 +389,9 @@ class _Trial:
         )
         quick = QuickEvaluation(tracker, report_every, on_checkpoint, iterations, self.config.selection)
         hooks = [self.metrics, GridLogger(tracker), self.checkpoint_eval, quick]
-        return hooks + ([ProgressSaver(self.cache, tracker, iterations, earlier, self.deadline)] if self.cache else [])
+        return hooks + (
+            [ProgressSaver(self.cache, tracker, iterations, self.resume, self.deadline)] if self.cache else []
+        )
 
     def evaluate_set(self, model_name: str, synthetic: SyntheticSet, seeds: tuple[int, ...], show: bool = False):
         return evaluate(

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 
 from ddcore.evaluate import EvalResult
+from ddcore.hardware import machine
 from ddcore.methods import StepReport
 from ddcore.runtime import peak_memory_mib, reset_peak_memory, resolve_device
 from ddcore.synthetic import SyntheticSet
@@ -138,13 +139,16 @@ class ProgressSaver(TrialHook):
     (orchestrator.store.trial_cache): a trial killed part-way goes on from there when run again. Windows
     are `log_every` iterations apart; in DataDAM's course setting that is its T = 10 updates of one network,
     so a resume starts a fresh network just where an uninterrupted run would. At the first window past
-    `deadline` (`time.monotonic()`), the set is kept and the trial paused (`TrialPaused`)."""
+    `deadline` (`time.monotonic()`), the set is kept and the trial paused (`TrialPaused`). The kept seconds
+    name this machine only when all of them ran here: the next run prices its rest by their pace."""
 
     def __init__(
-        self, cache: TrialCache, tracker: Tracker, iterations: int, earlier_seconds: float, deadline: float | None
+        self, cache: TrialCache, tracker: Tracker, iterations: int, resume: Resume | None, deadline: float | None
     ) -> None:
-        self.cache, self.tracker, self.iterations = cache, tracker, iterations
-        self.earlier_seconds, self.deadline = earlier_seconds, deadline
+        self.cache, self.tracker, self.iterations, self.deadline = cache, tracker, iterations, deadline
+        self.earlier_seconds = resume.distill_seconds if resume else 0.0
+        here = machine()
+        self.machine = here if not self.earlier_seconds or resume.machine == here else ""
         self._started = self._saved = 0.0
 
     def before_distill(self) -> None:
@@ -157,7 +161,7 @@ class ProgressSaver(TrialHook):
         pause = self.deadline is not None and time.monotonic() >= self.deadline
         if now - self._saved >= PROGRESS_EVERY_S or pause:
             seconds = self.earlier_seconds + now - self._started
-            self.cache.save_progress(Resume(step.snapshot, step.iteration, seconds, self.tracker.run_id))
+            self.cache.save_progress(Resume(step.snapshot, step.iteration, seconds, self.tracker.run_id, self.machine))
             self._saved = now
         if pause:
             raise TrialPaused(

@@ -39,12 +39,14 @@ from ddcore.synthetic import SyntheticSet
 @dataclass
 class Resume:
     """Where a distillation picks up: a set saved part-way (a Ray Tune checkpoint, or a cache's progress), the
-    iteration it had reached, the distillation seconds spent to get there and the run that saved it."""
+    iteration it had reached, the distillation seconds spent to get there, the run that saved it and the
+    machine it ran on (`ddcore.hardware.machine`: its pace prices the rest there only)."""
 
     synthetic: SyntheticSet
     iteration: int
     distill_seconds: float = 0.0
     run_id: str | None = None
+    machine: str = ""
 
 
 @dataclass
@@ -106,9 +108,11 @@ class TrialCache:
         synthetic = SyntheticSet.load(self.folder / state.pop("set"))
         return Resume(synthetic, **state)
 
-    def progress_iteration(self) -> int:
-        """The iteration of the set kept part-way (0: none), without reading the set."""
-        return (self._progress_state() or {}).get("iteration", 0)
+    def progress_reached(self) -> tuple[int, float, str]:
+        """The iteration of the set kept part-way (0: none), the seconds and the machine that took it
+        there, without reading the set."""
+        state = self._progress_state() or {}
+        return state.get("iteration", 0), state.get("distill_seconds", 0.0), state.get("machine", "")
 
     def save_progress(self, resume: Resume) -> None:
         """Keep the set part-way. Each set has its own file, named by the state file written after it, so a

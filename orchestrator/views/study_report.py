@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
 
+from ddcore.hardware import machine
 from ddcore.tables import ResultTable, percent
-from orchestrator.engine.bench import BenchFolder, Row, compare_lines, kept_text, load_results, machine
+from orchestrator.engine.bench import BenchFolder, Row, compare_lines, kept_text, load_results
 from orchestrator.engine.study import Section as StudySection
 from orchestrator.engine.study import Study
 from orchestrator.store.runs import find_run
