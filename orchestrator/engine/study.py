@@ -132,7 +132,7 @@ def select_parts(study: Study, only: str | None) -> list[Row]:
     if not only:
         return list(study.rows)
     by_name = {row.name: row for row in study.rows}
-    names = [name.strip() for name in only.split(",") if name.strip()]
+    names = named_parts(only)
     unknown = [name for name in names if name not in by_name]
     if unknown:
         raise DDError(f"{study.path}: no part {', '.join(unknown)} in study {study.name}; parts: {', '.join(by_name)}")
@@ -144,10 +144,14 @@ def select_parts(study: Study, only: str | None) -> list[Row]:
     return [row for row in study.rows if row.name in wanted]
 
 
+def named_parts(only: str | None) -> list[str]:
+    """The part names of an `--only` (comma-separated)."""
+    return [name.strip() for name in (only or "").split(",") if name.strip()]
+
+
 def rerun_parts(study: Study, only: str | None) -> frozenset[str]:
     """The parts `--rerun` runs again: those `--only` names (not the parts they read), else all."""
-    names = [name.strip() for name in only.split(",")] if only else [row.name for row in study.rows]
-    return frozenset(names)
+    return frozenset(named_parts(only) if only else (row.name for row in study.rows))
 
 
 def on_gpu_only(rows: list[Row], only: str | None, gpus: bool) -> list[Row]:
@@ -155,7 +159,7 @@ def on_gpu_only(rows: list[Row], only: str | None, gpus: bool) -> list[Row]:
     `--only` names them."""
     if gpus:
         return []
-    named = set((only or "").split(","))
+    named = set(named_parts(only))
     return [row for row in rows if row.hardware == "gpu" and row.name not in named]
 
 
