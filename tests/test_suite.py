@@ -292,7 +292,7 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, folder
 def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, folder, monkeypatch, capsys):
     """Each suite run does the part that fits and keeps it in the row's cache: the distillation alone (here
     one the formula says takes longer than the budget: it runs until the budget ends, and this tiny one ends
-    first), then one seed; the last run reads them, runs the rest and records the whole row (its wall time
+    first, with no time left for a seed), then one seed; the last run reads them, runs the rest and records the whole row (its wall time
     unknown: "-"), then drops the cache."""
     monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
     # The formula then says: distillation 2 x 1500 s = 50 min, one seed 2 epochs x 10 images x 120 s = 40 min.
@@ -301,7 +301,7 @@ def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, folder, monke
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     calls = dict(loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
     assert minutes_left(TINY, folder.parts) == pytest.approx(50 + 2 * 40)
-    assert suite.run_suite([TINY], args(budget_minutes=45, tracking_uri=uri), folder, **calls) == []
+    assert suite.run_suite([TINY], args(budget_minutes=30, tracking_uri=uri), folder, **calls) == []
     shown = capsys.readouterr().out
     assert "the distillation until the budget ends, its set kept" in shown
     assert "tiny_digits: the distilled set and 0 of 2 seeds cached;" in shown
@@ -576,6 +576,22 @@ def test_a_distillation_longer_than_the_budget_runs_until_it_ends_and_the_next_r
     assert resumed.data.tags["ddorch.resumed_from"] == f"{paused.info.run_id} at iteration 10"
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "loss")] == [20, 30]
     assert line["distill_seconds"] > 0 and not list(folder.parts.glob("tiny_long-*"))
+
+
+def test_a_distillation_priced_over_the_budget_that_ends_in_time_evaluates_in_the_time_left(
+    tmp_path, folder, monkeypatch, capsys
+):
+    """The time model says the distillation does not fit, so it runs until the budget ends; it ends well
+    before: the same run evaluates the seeds that fit in what is left and, here all of them, records the row."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    row = replace(TINY, name="tiny_priced_long", iterations=30, eval_seeds=1)
+    monkeypatch.setitem(suite.CPU_UNIT_SECONDS, "datadam_iteration", 600.0)  # 300 min of distillation
+    options = args(budget_minutes=10.0, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (line,) = suite.run_suite([row], options, folder, loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
+    shown = capsys.readouterr().out
+    assert "the distillation until the budget ends, its set kept" in shown and "partial" not in shown
+    assert line["seeds"] == 1 and line["distill_seconds"] > 0 and f"done {row.name}" in shown
 
 
 def test_with_failed_given_a_failing_row_is_named_and_the_others_go_on(folder, capsys):

@@ -12,8 +12,8 @@ A row already in results.jsonl with the same settings (commit-independent) is sk
 `rerun` names it. A row starts only when the 1-minute load average is under `max_load` (0.5; override with
 `ignore_load`, recorded in the row) and no other run of the folder holds the lock: timed rows never
 share the cores. A budget starts no row whose estimate does not fit what is left, except a row that
-can go on in parts: then it runs the work that fits (a trial's distillation, then evaluation seeds;
-a full-data baseline's seeds), each part kept on disk as it ends, and is recorded once all its seeds
+can go on in parts: then it runs the work that fits (a trial's distillation, until the budget ends
+when even that does not fit, then evaluation seeds; a full-data baseline's seeds), each part kept on disk as it ends, and is recorded once all its seeds
 are done, over as many runs as that takes. A trial's parts live in its
 `orchestrator.store.trial_cache.TrialCache` under the folder's `parts/` (commit them: the next session
 may be a new checkout on a new machine), deleted once the row is recorded; a baseline's seeds in
@@ -996,6 +996,10 @@ def run_suite(
             started = time.perf_counter()
             try:
                 measured = runner(part, options.tracking_uri, options.device, stop)
+                if stop:  # the distillation ended before the budget: the evaluation seeds that fit now
+                    left = (deadline - time.monotonic()) / 60
+                    part = part_that_fits(row, results + appended, here, left, parts) or part
+                    measured = runner(part, options.tracking_uri, options.device) if part.eval_seeds else measured
             except TrialPaused as pause:
                 print(f"partial {row.name}: {pause}", flush=True)
                 break  # the budget has ended
