@@ -50,7 +50,7 @@ def main() -> None:
     measured = {line["key"] for line in load_results(folder.results)}
     shot = {0: "parts"}  # h2 number -> file suffix; the first h2 is the parts table
     for number, section in enumerate(sections_of(study), start=1):
-        if any(row.group == section.id and row.key() in measured for row in study.rows):
+        if any(row.key() in measured for row in study.section_rows(section)):
             shot[number] = section.id
     with tempfile.TemporaryDirectory() as scratch:
         report = build_study_report(study, folder, Path(scratch))

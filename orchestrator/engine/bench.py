@@ -13,9 +13,9 @@ A row already in results.jsonl with the same settings (commit-independent) is sk
 `ignore_load`, recorded in the row) and no other run of the folder holds the lock: timed rows never
 share the cores. A budget starts no row whose estimate does not fit what is left, except a row that
 can go on in parts: then it runs the work that fits (a trial's distillation, until the budget ends
-when even that does not fit, then evaluation seeds; a full-data baseline's seeds), each part kept on disk as it ends, and is recorded once all its seeds
-are done, over as many runs as that takes. A trial's parts live in its
-`orchestrator.store.trial_cache.TrialCache` under the folder's `parts/` (commit them: the next session
+when even that does not fit, then evaluation seeds; a full-data baseline's seeds), each part kept on
+disk as it ends, and is recorded once all its seeds are done, over as many runs as that takes. A
+trial's parts live in its `orchestrator.store.trial_cache.TrialCache` under the folder's `parts/` (commit them: the next session
 may be a new checkout on a new machine), deleted once the row is recorded; a baseline's seeds in
 the baseline cache. A PAD row's estimate includes its experts while the cache lacks them; when
 they do not fit beside the distillation, the skip line gives the `ddorch experts` command that
