@@ -594,6 +594,25 @@ def test_a_distillation_priced_over_the_budget_that_ends_in_time_evaluates_in_th
     assert line["seeds"] == 1 and line["distill_seconds"] > 0 and f"done {row.name}" in shown
 
 
+def test_a_distillation_that_fits_alone_and_ends_sooner_than_priced_evaluates_in_the_time_left(
+    tmp_path, folder, monkeypatch, capsys
+):
+    """The budget fits the distillation (priced at 25 min) but no seed after it (9 min each): the part is
+    the distillation alone; it ends in seconds, so the same run evaluates both seeds and records the row
+    (as PAD's project-a part would have: its experts took 53 of the 128 minutes priced)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(suite.CPU_UNIT_SECONDS, "datadam_iteration", 750.0)  # 2 iterations: 25 min
+    monkeypatch.setattr(suite, "CPU_EVAL_EPOCH_IMAGE", 27.0)  # 2 epochs x 10 images: 9 min a seed
+    row = replace(TINY, name="tiny_fits_alone")
+    assert minutes_left(row, folder.parts) == pytest.approx(25 + 2 * 9)
+    options = args(budget_minutes=30.0, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (line,) = suite.run_suite([row], options, folder, loadavg=lambda: (0.1, 0, 0), sleep=lambda s: None)
+    shown = capsys.readouterr().out
+    assert "the distillation now" in shown and "partial" not in shown and f"done {row.name}" in shown
+    assert line["seeds"] == 2 and not list(folder.parts.glob("tiny_fits_alone-*"))
+
+
 def test_with_failed_given_a_failing_row_is_named_and_the_others_go_on(folder, capsys):
     broken = replace(TINY, name="tiny_broken", ipc=3)
 

@@ -14,7 +14,8 @@ A row already in results.jsonl with the same settings (commit-independent) is sk
 share the cores. A budget starts no row whose estimate does not fit what is left, except a row that
 can go on in parts: then it runs the work that fits (a trial's distillation, until the budget ends
 when even that does not fit, then evaluation seeds; a full-data baseline's seeds), each part kept on
-disk as it ends, and is recorded once all its seeds are done, over as many runs as that takes. A
+disk as it ends; a distillation run alone goes on with the seeds that fit in what is left after it. A
+row is recorded once all its seeds are done, over as many runs as that takes. A
 trial's parts live in its `orchestrator.store.trial_cache.TrialCache` under the folder's `parts/` (commit them: the next session
 may be a new checkout on a new machine), deleted once the row is recorded; a baseline's seeds in
 the baseline cache. A PAD row's estimate includes its experts while the cache lacks them; when
@@ -522,6 +523,12 @@ def distillation_pauses(row: Row, results: list[dict], here: str, left: float, p
     return not work.set_kept and work.prepare < left
 
 
+def distillation_alone(row: Row, part: Row) -> bool:
+    """Whether the part of a one-set trial row is its distillation without a seed (the budget priced none
+    after it; it may end sooner than priced)."""
+    return part != row and row.kind == "trial" and row.distill_seeds == 1 and part.eval_seeds == 0
+
+
 def partial_row(row: Row, work: WorkLeft, left: float) -> Row | None:
     """A row longer than the budget left makes progress in parts: the same row with as many more
     seeds as fit after its upfront work, or a trial's distillation alone (each part is kept on disk
@@ -996,10 +1003,10 @@ def run_suite(
             started = time.perf_counter()
             try:
                 measured = runner(part, options.tracking_uri, options.device, stop)
-                if stop:  # the distillation ended before the budget: the evaluation seeds that fit now
-                    left = (deadline - time.monotonic()) / 60
-                    part = part_that_fits(row, results + appended, here, left, parts) or part
-                    measured = runner(part, options.tracking_uri, options.device) if part.eval_seeds else measured
+                if distillation_alone(row, part):  # it ended: the seeds that fit in what is left now
+                    more = part_that_fits(row, results + appended, here, (deadline - time.monotonic()) / 60, parts)
+                    if more is not None and more.eval_seeds > part.eval_seeds:
+                        part, measured = more, runner(more, options.tracking_uri, options.device)
             except TrialPaused as pause:
                 print(f"partial {row.name}: {pause}", flush=True)
                 break  # the budget has ended
