@@ -292,8 +292,8 @@ def test_a_baseline_longer_than_the_budget_goes_on_seed_by_seed(tmp_path, folder
 def test_a_trial_longer_than_the_budget_goes_on_in_parts(tmp_path, folder, monkeypatch, capsys):
     """Each suite run does the part that fits and keeps it in the row's cache: the distillation alone (here
     one the formula says takes longer than the budget: it runs until the budget ends, and this tiny one ends
-    first, with no time left for a seed), then one seed; the last run reads them, runs the rest and records the whole row (its wall time
-    unknown: "-"), then drops the cache."""
+    first, with no time left for a seed), then one seed; the last run reads them, runs the rest and records
+    the whole row (its wall time unknown: "-"), then drops the cache."""
     monkeypatch.setenv("DDORCH_CACHE_DIR", str(tmp_path / "cache"))
     # The formula then says: distillation 2 x 1500 s = 50 min, one seed 2 epochs x 10 images x 120 s = 40 min.
     monkeypatch.setitem(suite.CPU_UNIT_SECONDS, "datadam_iteration", 1500.0)

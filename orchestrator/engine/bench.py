@@ -15,10 +15,10 @@ share the cores. A budget starts no row whose estimate does not fit what is left
 can go on in parts: then it runs the work that fits (a trial's distillation, until the budget ends
 when even that does not fit, then evaluation seeds; a full-data baseline's seeds), each part kept on
 disk as it ends; a distillation run alone goes on with the seeds that fit in what is left after it. A
-row is recorded once all its seeds are done, over as many runs as that takes. A
-trial's parts live in its `orchestrator.store.trial_cache.TrialCache` under the folder's `parts/` (commit them: the next session
-may be a new checkout on a new machine), deleted once the row is recorded; a baseline's seeds in
-the baseline cache. A PAD row's estimate includes its experts while the cache lacks them; when
+row is recorded once all its seeds are done, over as many runs as that takes. A trial's parts live in
+its `orchestrator.store.trial_cache.TrialCache` under the folder's `parts/` (commit them: the next
+session may be a new checkout on a new machine), deleted once the row is recorded; a baseline's seeds
+in the baseline cache. A PAD row's estimate includes its experts while the cache lacks them; when
 they do not fit beside the distillation, the skip line gives the `ddorch experts` command that
 trains them alone (into the same cache). `DDORCH_DATA_ROOT` as usual.
 
